@@ -1,0 +1,167 @@
+// Package cluster knows the machines of a cluster: the inventory file, what
+// a node records about itself, and the transports that reach a node.
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/sentinel-paas/sentinel/release"
+)
+
+// Inventory is the cluster file: which nodes exist, their roles and how to
+// reach them.
+type Inventory struct {
+	Name    string `yaml:"name"`
+	Channel string `yaml:"channel"`
+	// StateDir holds run journals and the run lock; default <core root>/var/sentinel.
+	StateDir string `yaml:"state_dir,omitempty"`
+	Nodes    []Node `yaml:"nodes"`
+
+	path string
+}
+
+// Node is one machine of the cluster.
+type Node struct {
+	Name      string   `yaml:"name"`
+	Address   string   `yaml:"address"`
+	Roles     []string `yaml:"roles"`
+	Root      string   `yaml:"root"`
+	Transport string   `yaml:"transport"`
+	// Prefix is prepended to the node agent's command line (local transport),
+	// e.g. to run it inside a cgroup or namespace.
+	Prefix []string `yaml:"prefix,omitempty"`
+}
+
+// TransportLocal runs the node agent as a subprocess on this machine.
+const TransportLocal = "local"
+
+var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// LoadInventory reads and validates a cluster file.
+func LoadInventory(path string) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, &InventoryError{Path: path, Err: fmt.Errorf("file does not exist (pass --cluster FILE or set SENTINEL_CLUSTER; `sentinel-lab up` writes one)")}
+		}
+		return nil, &InventoryError{Path: path, Err: err}
+	}
+	var inv Inventory
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&inv); err != nil {
+		return nil, &InventoryError{Path: path, Err: fmt.Errorf("malformed YAML: %w", err)}
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, &InventoryError{Path: path, Err: err}
+	}
+	inv.path = abs
+	if err := inv.validate(); err != nil {
+		return nil, &InventoryError{Path: path, Err: err}
+	}
+	return &inv, nil
+}
+
+// Path is the absolute path the inventory was read from.
+func (inv *Inventory) Path() string { return inv.path }
+
+func (inv *Inventory) validate() error {
+	if inv.Channel == "" {
+		return fmt.Errorf("field channel: missing (the URL of the release channel index)")
+	}
+	if len(inv.Nodes) == 0 {
+		return fmt.Errorf("field nodes: no nodes")
+	}
+	seen := map[string]bool{}
+	cores := 0
+	for i, n := range inv.Nodes {
+		at := fmt.Sprintf("nodes[%d]", i)
+		if !nodeName.MatchString(n.Name) {
+			return fmt.Errorf("field %s.name: %q is not a valid node name", at, n.Name)
+		}
+		if seen[n.Name] {
+			return fmt.Errorf("field %s.name: node %q listed twice", at, n.Name)
+		}
+		seen[n.Name] = true
+		if len(n.Roles) == 0 {
+			return fmt.Errorf("field %s.roles: node %s has no roles", at, n.Name)
+		}
+		for _, r := range n.Roles {
+			if !release.KnownRole(r) {
+				return fmt.Errorf("field %s.roles: node %s has unknown role %q", at, n.Name, r)
+			}
+			if r == release.RolePrimary {
+				cores++
+			}
+		}
+		if !filepath.IsAbs(n.Root) {
+			return fmt.Errorf("field %s.root: node %s needs an absolute root directory, got %q", at, n.Name, n.Root)
+		}
+		switch n.Transport {
+		case TransportLocal:
+		case "":
+			return fmt.Errorf("field %s.transport: node %s has no transport (supported: local)", at, n.Name)
+		default:
+			return fmt.Errorf("field %s.transport: node %s: unsupported transport %q (supported: local)", at, n.Name, n.Transport)
+		}
+	}
+	if cores != 1 {
+		return fmt.Errorf("field nodes: exactly one node must have the primary role (the core node), found %d", cores)
+	}
+	return nil
+}
+
+// Core returns the core node: the one with the primary role.
+func (inv *Inventory) Core() Node {
+	for _, n := range inv.Nodes {
+		if n.HasRole(release.RolePrimary) {
+			return n
+		}
+	}
+	panic("validated inventory without core node")
+}
+
+// Node returns the named node.
+func (inv *Inventory) Node(name string) (Node, bool) {
+	for _, n := range inv.Nodes {
+		if n.Name == name {
+			return n, true
+		}
+	}
+	return Node{}, false
+}
+
+// State is the directory of run journals and the run lock.
+func (inv *Inventory) State() string {
+	if inv.StateDir != "" {
+		return inv.StateDir
+	}
+	return filepath.Join(inv.Core().Root, "var", "sentinel")
+}
+
+// HasRole reports whether the node has role r.
+func (n Node) HasRole(r string) bool {
+	for _, x := range n.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
+}
+
+// InventoryError says what is wrong with the cluster file.
+type InventoryError struct {
+	Path string
+	Err  error
+}
+
+func (e *InventoryError) Error() string { return fmt.Sprintf("cluster file %s: %v", e.Path, e.Err) }
+func (e *InventoryError) Unwrap() error { return e.Err }

@@ -1,0 +1,92 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Record is what a node says about itself in <root>/etc/sentinel/node.json:
+// the release it is on and the versions of its components. It changes only
+// when a release (or patch) is fully in place on the node.
+type Record struct {
+	Release    string            `json:"release"`
+	Components map[string]string `json:"components"`
+	Patches    []string          `json:"patches,omitempty"`
+	Updated    time.Time         `json:"updated"`
+}
+
+// RecordPath is where a node rooted at root keeps its record.
+func RecordPath(root string) string { return filepath.Join(root, "etc", "sentinel", "node.json") }
+
+// ReadRecord reads a node's record; a node without one is an error that says so.
+func ReadRecord(root string) (*Record, error) {
+	data, err := os.ReadFile(RecordPath(root))
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s does not exist: this node was never installed by sentinel", RecordPath(root))
+		}
+		return nil, err
+	}
+	var r Record
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("%s is not valid JSON: %w (restore it from <root>/var/sentinel/backups)", RecordPath(root), err)
+	}
+	return &r, nil
+}
+
+// WriteRecord replaces the node's record atomically.
+func WriteRecord(root string, r *Record) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return WriteFileAtomic(RecordPath(root), append(data, '\n'), 0o644)
+}
+
+// WriteFileAtomic writes data to path so that a crash leaves either the old
+// or the new content: temp file, fsync, rename, fsync the directory.
+func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // no-op after the rename
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return SyncDir(dir)
+}
+
+// SyncDir makes a rename or create in dir durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// The node agent: the orchestrator runs `sentinel node <op>` on each node,
+// locally or over SSH, with a JSON request on stdin.
+func newNodeCmd() *cobra.Command {
+	var root, name string
+	cmd := &cobra.Command{
+		Use:    "node OP",
+		Short:  "Run one step on this node (used by the orchestrator; JSON in, JSON lines out)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runNode(cmd, args[0], root, name, os.Stdin, os.Stdout)
+		},
+	}
+	cmd.Flags().StringVar(&root, "root", "/s", "the node's root directory")
+	cmd.Flags().StringVar(&name, "node", "", "the node's name in the cluster file")
+	return cmd
+}
+
+func runNode(cmd *cobra.Command, op, root, name string, stdin io.Reader, stdout io.Writer) error {
+	out := cluster.NewAgentOutput(stdout)
+	var req steps.Request
+	dec := json.NewDecoder(stdin)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
+		_ = out.Fail(fmt.Sprintf("bad request: %v", err), "")
+		return &silentExit{code: exitUsage}
+	}
+	agent := &steps.Agent{Node: name, Layout: steps.Layout{Root: root}, Logf: out.Log}
+	res, err := agent.Do(cmd.Context(), op, req)
+	if err != nil {
+		var he *steps.HookError
+		output := ""
+		if errors.As(err, &he) {
+			output = he.Output
+		}
+		_ = out.Fail(err.Error(), output)
+		return &silentExit{code: exitFailed}
+	}
+	return out.Result(res)
+}
+
+// silentExit ends the process with a code after the error was already
+// reported on stdout.
+type silentExit struct{ code int }
+
+func (e *silentExit) Error() string { return fmt.Sprintf("exit %d", e.code) }

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+type statusOptions struct {
+	cluster  string
+	allSteps bool
+	output   string
+}
+
+func newStatusCmd() *cobra.Command {
+	var o statusOptions
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Show the current or last run per node and step, and each node's component versions",
+		Long: `Show the current or last run: its command, state, and per node the steps
+done, the step it stopped at, and the failed step with its hook's output.
+Then each node's components: the release its current link points at and the
+one node.json records.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runStatus(cmd.Context(), o, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&o.cluster, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
+	cmd.Flags().BoolVar(&o.allSteps, "steps", false, "list every step of the run, not only a summary")
+	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	return cmd
+}
+
+// statusReport is the JSON shape of `sentinel status --output json`.
+type statusReport struct {
+	Run   *runReport   `json:"run"`
+	Nodes []nodeReport `json:"nodes"`
+}
+
+type runReport struct {
+	ID       string       `json:"id"`
+	Command  []string     `json:"command"`
+	From     string       `json:"from"`
+	To       string       `json:"to"`
+	Status   string       `json:"status"`
+	Error    string       `json:"error,omitempty"`
+	Started  time.Time    `json:"started"`
+	Ended    *time.Time   `json:"ended,omitempty"`
+	Where    string       `json:"stopped_at,omitempty"`
+	TornTail string       `json:"torn_tail,omitempty"`
+	Steps    []stepReport `json:"steps"`
+}
+
+type stepReport struct {
+	Node     string     `json:"node"`
+	Step     string     `json:"step"`
+	State    string     `json:"state"`
+	Started  *time.Time `json:"started,omitempty"`
+	Ended    *time.Time `json:"ended,omitempty"`
+	Note     string     `json:"note,omitempty"`
+	Error    string     `json:"error,omitempty"`
+	Output   string     `json:"output,omitempty"`
+	Rollback bool       `json:"rollback,omitempty"`
+}
+
+type nodeReport struct {
+	Node        string            `json:"node"`
+	Roles       []string          `json:"roles"`
+	Release     string            `json:"release,omitempty"`
+	Current     map[string]string `json:"current,omitempty"`
+	Recorded    map[string]string `json:"recorded,omitempty"`
+	Unreachable string            `json:"unreachable,omitempty"`
+}
+
+func runStatus(ctx context.Context, o statusOptions, w io.Writer) error {
+	if o.output != "text" && o.output != "json" {
+		return usagef("--output must be text or json, not %q", o.output)
+	}
+	inv, err := loadInventory(o.cluster)
+	if err != nil {
+		return err
+	}
+	runs := rollout.Runs{Dir: inv.State()}
+	run, rep, err := runs.Latest()
+	if err != nil {
+		return err
+	}
+	report := statusReport{}
+	if run != nil {
+		report.Run = describeRun(run, rep, runs)
+	}
+	tr, err := dialAll(inv)
+	if err != nil {
+		return err
+	}
+	for _, n := range inv.Nodes {
+		nr := nodeReport{Node: n.Name, Roles: n.Roles}
+		var res steps.Result
+		if err := tr[n.Name].Call(ctx, steps.OpFacts, steps.Request{}, &res, nil); err != nil {
+			nr.Unreachable = err.Error()
+		} else if f := res.Facts; f != nil {
+			nr.Current = f.Current
+			if f.Record != nil {
+				nr.Release, nr.Recorded = f.Record.Release, f.Record.Components
+			}
+		}
+		report.Nodes = append(report.Nodes, nr)
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(report)
+	}
+	printStatus(w, report, o.allSteps)
+	return nil
+}
+
+func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *runReport {
+	rr := &runReport{ID: run.ID, Command: run.Command, From: run.Plan.From, To: run.Plan.To, Status: run.Status,
+		Error: run.Error, Started: run.Started}
+	if !run.Ended.IsZero() {
+		rr.Ended = &run.Ended
+	}
+	if !run.Finished() {
+		// An unfinished run whose lock is held is still going.
+		if l, err := runs.Lock("sentinel status"); err != nil {
+			var le *resume.LockedError
+			if errors.As(err, &le) {
+				rr.Status = "running"
+			}
+		} else {
+			l.Release()
+		}
+		rr.Where = run.Where()
+	}
+	if rep.TornTail != nil {
+		rr.TornTail = fmt.Sprintf("%d bytes at offset %d (set aside on resume)", rep.TornTail.Length, rep.TornTail.Offset)
+	}
+	for _, np := range run.Plan.Nodes {
+		for _, v := range run.View(np.Node) {
+			sr := stepReport{Node: np.Node, Step: v.ID, State: v.State, Note: v.Note, Error: v.Error, Output: v.Output,
+				Rollback: strings.HasPrefix(v.ID, "rollback/")}
+			if !v.Started.IsZero() {
+				sr.Started = &v.Started
+			}
+			if !v.StepState.Ended.IsZero() {
+				sr.Ended = &v.StepState.Ended
+			}
+			rr.Steps = append(rr.Steps, sr)
+		}
+	}
+	return rr
+}
+
+func printStatus(w io.Writer, r statusReport, allSteps bool) {
+	if r.Run == nil {
+		fmt.Fprintln(w, "No run yet.")
+	} else {
+		run := r.Run
+		fmt.Fprintf(w, "Run %s: %s -> %s, %s\n", run.ID, run.From, run.To, strings.ToUpper(run.Status))
+		fmt.Fprintf(w, "  command: %s\n", commandLine(run.Command))
+		fmt.Fprintf(w, "  started: %s", run.Started.Local().Format(time.DateTime))
+		if run.Ended != nil {
+			fmt.Fprintf(w, ", ended: %s (%s)", run.Ended.Local().Format(time.DateTime), run.Ended.Sub(run.Started).Round(time.Millisecond))
+		}
+		fmt.Fprintln(w)
+		if run.Where != "" {
+			fmt.Fprintf(w, "  stopped at: %s; `sentinel upgrade --resume` continues\n", run.Where)
+		}
+		if run.TornTail != "" {
+			fmt.Fprintf(w, "  journal: torn last record, %s\n", run.TornTail)
+		}
+		if run.Error != "" && run.Status != "running" {
+			fmt.Fprintf(w, "  error: %s\n", run.Error)
+		}
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tSTEP\tSTATE\tTIME\tNOTE")
+		counts := map[string]map[string]int{}
+		for _, s := range run.Steps {
+			if counts[s.Node] == nil {
+				counts[s.Node] = map[string]int{}
+			}
+			counts[s.Node][s.State]++
+			if allSteps || s.State == rollout.StateFailed || s.State == rollout.StateRunning || s.Rollback {
+				note := s.Note
+				if s.Error != "" {
+					note = s.Error
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", s.Node, s.Step, s.State, stepTime(s), note)
+			}
+		}
+		tw.Flush()
+		for _, s := range run.Steps {
+			if s.Output != "" {
+				fmt.Fprintf(w, "\noutput of %s on %s:\n%s\n", s.Step, s.Node, indent(s.Output))
+			}
+		}
+		var nodes []string
+		for n := range counts {
+			nodes = append(nodes, n)
+		}
+		sort.Strings(nodes)
+		for _, n := range nodes {
+			c := counts[n]
+			fmt.Fprintf(w, "%s: %d steps done, %d failed, %d unfinished, %d pending\n", n,
+				c[rollout.StateDone], c[rollout.StateFailed], c[rollout.StateRunning], c[rollout.StatePending])
+		}
+		fmt.Fprintln(w)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NODE\tRELEASE\tCOMPONENT\tCURRENT\tRECORDED")
+	for _, n := range r.Nodes {
+		if n.Unreachable != "" {
+			fmt.Fprintf(tw, "%s\t?\t\t\tunreachable: %s\n", n.Node, n.Unreachable)
+			continue
+		}
+		names := map[string]bool{}
+		for c := range n.Current {
+			names[c] = true
+		}
+		for c := range n.Recorded {
+			names[c] = true
+		}
+		var sorted []string
+		for c := range names {
+			sorted = append(sorted, c)
+		}
+		sort.Strings(sorted)
+		for _, c := range sorted {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", n.Node, n.Release, c, orDash(n.Current[c]), orDash(n.Recorded[c]))
+		}
+	}
+	tw.Flush()
+}
+
+func stepTime(s stepReport) string {
+	if s.Started == nil {
+		return "-"
+	}
+	if s.Ended == nil {
+		return s.Started.Local().Format(time.TimeOnly)
+	}
+	return s.Ended.Sub(*s.Started).Round(time.Millisecond).String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

@@ -1,0 +1,369 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+type upgradeOptions struct {
+	cluster string
+	force   bool
+	resume  bool
+	dryRun  bool
+	yes     bool
+	output  string
+
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	stopping       <-chan struct{}
+}
+
+func newUpgradeCmd(stopping <-chan struct{}) *cobra.Command {
+	o := upgradeOptions{stopping: stopping}
+	cmd := &cobra.Command{
+		Use:   "upgrade [VERSION]",
+		Short: "Upgrade every node of the cluster to a release (the latest when VERSION is omitted)",
+		Long: `Upgrade every node of the cluster to VERSION, or to the newest release the
+channel offers.
+
+Each node goes through: version check, download and sha256 verification of
+every artifact into the node cache, backup of <root>/etc, then for each
+component in manifest order: install (unpack), stop, migrate, switch, start,
+health; then node.json records the release and the node's components are
+restarted. Nodes go in role order (dea, controller, router, base, primary),
+the core node last.
+
+Every step is written to a journal first. If the run is interrupted (Ctrl-C,
+a crash, a lost node), 'sentinel upgrade --resume' finishes it. If a
+component fails to migrate, start or become healthy, the components this run
+replaced on that node go back to their previous release and the run stops
+with exit code 1; 'sentinel status' shows the failed step and the hook's
+output.`,
+		Example: `  sentinel upgrade --dry-run            # show the plan, change nothing
+  sentinel upgrade 3.4.2 --yes          # upgrade without asking
+  sentinel upgrade --resume             # finish an interrupted run`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.stdin, o.stdout, o.stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+			return runUpgrade(cmd.Context(), o, args)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.cluster, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
+	f.BoolVar(&o.force, "force", false, "reinstall the target release on nodes already on it")
+	f.BoolVar(&o.resume, "resume", false, "finish the unfinished run instead of starting a new one")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan (nodes, components, versions, steps) and change nothing")
+	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
+	f.BoolVar(&o.yes, "skip-confirmation", false, "same as --yes")
+	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json (JSON lines)")
+	return cmd
+}
+
+func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
+	target := ""
+	if len(args) == 1 {
+		target = args[0]
+		if _, err := release.ParseVersion(target); err != nil {
+			return usagef("%q is not a release version (expected something like 3.4.2): %v", target, err)
+		}
+	}
+	if o.output != "text" && o.output != "json" {
+		return usagef("--output must be text or json, not %q", o.output)
+	}
+	if o.resume && (target != "" || o.force || o.dryRun) {
+		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force or --dry-run")
+	}
+	inv, err := loadInventory(o.cluster)
+	if err != nil {
+		return err
+	}
+	log, closeLog, err := openLog(filepath.Join(inv.Core().Root, "logs"))
+	if err != nil {
+		return fmt.Errorf("opening the log in %s: %w", filepath.Join(inv.Core().Root, "logs"), err)
+	}
+	defer closeLog()
+	cmdline := commandLine(os.Args)
+	log.Info("Running with command: " + cmdline)
+
+	transports, err := dialAll(inv)
+	if err != nil {
+		return err
+	}
+	var progress rollout.Progress = newTextProgress(o.stdout)
+	if o.output == "json" {
+		progress = newJSONProgress(o.stdout)
+	}
+	progress = &loggedProgress{next: progress, log: log}
+
+	if o.dryRun {
+		plan, err := planUpgrade(ctx, inv, transports, target, o.force, "dry-run")
+		if err != nil {
+			return err
+		}
+		return printPlan(o.stdout, o.output, inv, plan)
+	}
+
+	runs := rollout.Runs{Dir: inv.State()}
+	lock, err := runs.Lock(cmdline)
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	last, _, err := runs.Latest()
+	if err != nil {
+		return fmt.Errorf("reading the last run in %s: %w", inv.State(), err)
+	}
+	exec := &rollout.Executor{Transports: transports, Progress: progress, Stopping: o.stopping}
+
+	if o.resume {
+		if last == nil || last.Finished() {
+			return usagef("there is no unfinished run to resume in %s: start one with `sentinel upgrade`", inv.State())
+		}
+		path, _ := runs.LatestPath()
+		j, rep, err := resume.Open(path)
+		if err != nil {
+			return err
+		}
+		defer j.Close()
+		if rep.TornTail != nil {
+			fmt.Fprintf(o.stderr, "sentinel: the journal's last record was torn by the crash; set aside %d bytes as %s\n", rep.TornTail.Length, rep.TornTail.SavedAs)
+			log.Warn("torn journal tail set aside", zap.String("saved_as", rep.TornTail.SavedAs), zap.Int64("offset", rep.TornTail.Offset))
+		}
+		run, err := rollout.ReplayRun(rep.Records)
+		if err != nil {
+			return fmt.Errorf("journal %s: %w", path, err)
+		}
+		for _, np := range run.Plan.Nodes {
+			if _, ok := inv.Node(np.Node); !ok {
+				return usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, inv.Path())
+			}
+		}
+		fmt.Fprintf(o.stderr, "sentinel: resuming run %s (%s -> %s) at %s\n", run.ID, run.Plan.From, run.Plan.To, run.Where())
+		log.Info("resuming run", zap.String("run", run.ID), zap.String("at", run.Where()))
+		exec.Journal = j
+		return finishRun(o, log, run.Plan, exec.Execute(ctx, run))
+	}
+
+	if last != nil && !last.Finished() {
+		return usagef("run %s (%s) did not finish: it stopped at %s. Pass --resume to finish it", last.ID, strings.Join(last.Command, " "), last.Where())
+	}
+	id := rollout.NewID(time.Now())
+	plan, err := planUpgrade(ctx, inv, transports, target, o.force, id)
+	if err != nil {
+		return err
+	}
+	if nothingToDo(plan) {
+		fmt.Fprintf(o.stdout, "Every node is already on %s: nothing to do (use --force to reinstall).\n", plan.To)
+		return nil
+	}
+	if !o.yes {
+		if err := confirm(o, plan); err != nil {
+			return err
+		}
+	}
+	j, err := runs.Create(id)
+	if err != nil {
+		return fmt.Errorf("creating the run journal in %s: %w", inv.State(), err)
+	}
+	defer j.Close()
+	exec.Journal = j
+	run, err := exec.Begin(id, os.Args, version, plan)
+	if err != nil {
+		return err
+	}
+	log.Info("run started", zap.String("run", id), zap.String("from", plan.From), zap.String("to", plan.To))
+	if o.output == "text" {
+		fmt.Fprintf(o.stdout, "Run %s: upgrading %s from %s to %s\n", id, inv.Name, plan.From, plan.To)
+	}
+	return finishRun(o, log, plan, exec.Execute(ctx, run))
+}
+
+func finishRun(o upgradeOptions, log *zap.Logger, plan *rollout.Plan, err error) error {
+	if err != nil {
+		log.Error("run ended", zap.Error(err))
+		if fe, ok := err.(*rollout.StepFailedError); ok && fe.Output != "" && o.output == "text" {
+			fmt.Fprintf(o.stderr, "output of the failed hook (last lines):\n%s\n", indent(fe.Output))
+		}
+		return err
+	}
+	log.Info("run succeeded", zap.String("to", plan.To))
+	if o.output == "text" {
+		fmt.Fprintf(o.stdout, "Cluster upgraded to %s. `sentinel status` shows every node.\n", plan.To)
+	}
+	return nil
+}
+
+func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, target string, force bool, id string) (*rollout.Plan, error) {
+	ch, err := release.OpenChannel(ctx, inv.Channel)
+	if err != nil {
+		return nil, err
+	}
+	facts, err := rollout.Gather(ctx, inv.Nodes, tr)
+	if err != nil {
+		return nil, fmt.Errorf("reading node facts: %w", err)
+	}
+	return rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: inv, Facts: facts, Target: target, Force: force, RunID: id})
+}
+
+// channelAdapter gives rollout the channel operations it plans with.
+type channelAdapter struct{ *release.Channel }
+
+func (c channelAdapter) Path(from, to string) ([]string, error) { return c.Index.Path(from, to) }
+func (c channelAdapter) Latest() string                         { return c.Index.Latest() }
+
+func nothingToDo(p *rollout.Plan) bool {
+	for _, n := range p.Nodes {
+		if n.Skip == "" {
+			return false
+		}
+	}
+	return true
+}
+
+func confirm(o upgradeOptions, plan *rollout.Plan) error {
+	f, ok := o.stdin.(*os.File)
+	if !ok || !isTerminal(f) {
+		return usagef("no terminal to ask for confirmation: pass --yes to upgrade %d nodes to %s", len(plan.Nodes), plan.To)
+	}
+	if err := printPlan(o.stdout, "text", nil, plan); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.stdout, "Upgrade to %s? [y/N] ", plan.To)
+	line, _ := bufio.NewReader(o.stdin).ReadString('\n')
+	if a := strings.ToLower(strings.TrimSpace(line)); a != "y" && a != "yes" {
+		return usagef("not confirmed: nothing changed")
+	}
+	return nil
+}
+
+func isTerminal(f *os.File) bool {
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+func printPlan(w io.Writer, format string, inv *cluster.Inventory, plan *rollout.Plan) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plan)
+	}
+	fmt.Fprintf(w, "Plan: %s -> %s (releases installed in turn: %s)\n", plan.From, plan.To, strings.Join(plan.Hops, ", "))
+	for _, np := range plan.Nodes {
+		fmt.Fprintf(w, "\nnode %s [%s] on %s\n", np.Node, strings.Join(np.Roles, ","), np.From)
+		if np.Skip != "" {
+			fmt.Fprintf(w, "  nothing to do: %s\n", np.Skip)
+			continue
+		}
+		var fetch int
+		var bytes int64
+		type comp struct {
+			name, from, to string
+			ops            []string
+		}
+		var comps []*comp
+		byKey := map[string]*comp{}
+		for _, s := range np.Steps {
+			switch {
+			case s.Op == steps.OpFetch:
+				fetch++
+				bytes += s.Request.Artifact.Size
+			case s.Component != "":
+				key := s.Release + "/" + s.Component
+				c := byKey[key]
+				if c == nil {
+					c = &comp{name: s.Component, from: s.From, to: s.Version}
+					byKey[key] = c
+					comps = append(comps, c)
+				}
+				c.ops = append(c.ops, s.Op)
+			default:
+				for _, c := range comps {
+					fmt.Fprintf(w, "  %-22s %-8s -> %-8s %s\n", c.name, orNone(c.from), c.to, strings.Join(c.ops, ", "))
+				}
+				comps, byKey = nil, map[string]*comp{}
+				if s.Op == steps.OpBackup && fetch > 0 {
+					fmt.Fprintf(w, "  fetch and verify %d artifacts (%s)\n", fetch, humanBytes(bytes))
+					fetch = 0
+				}
+				fmt.Fprintf(w, "  %s\n", describe(s))
+			}
+		}
+	}
+	return nil
+}
+
+func describe(s rollout.Step) string {
+	switch s.Op {
+	case steps.OpBackup:
+		return "backup <root>/etc before " + s.Release
+	case steps.OpCommit:
+		return "record release " + s.Release + " in node.json"
+	case steps.OpRestart:
+		return fmt.Sprintf("restart all %d components and check health", len(s.Request.Restart))
+	}
+	return s.ID
+}
+
+func orNone(v string) string {
+	if v == "" {
+		return "(new)"
+	}
+	return v
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+// loggedProgress writes every step to the log file as well.
+type loggedProgress struct {
+	next rollout.Progress
+	log  *zap.Logger
+}
+
+func (p *loggedProgress) StepStarted(node string, s rollout.Step) {
+	p.log.Info("step started", zap.String("node", node), zap.String("step", s.ID))
+	p.next.StepStarted(node, s)
+}
+
+func (p *loggedProgress) StepFinished(node string, s rollout.Step, res steps.Result, err error) {
+	if err != nil {
+		p.log.Error("step failed", zap.String("node", node), zap.String("step", s.ID), zap.Error(err))
+	} else {
+		p.log.Info("step done", zap.String("node", node), zap.String("step", s.ID), zap.String("note", res.Note))
+	}
+	p.next.StepFinished(node, s, res, err)
+}
+
+func (p *loggedProgress) Logf(node, format string, args ...any) {
+	p.log.Info(fmt.Sprintf(format, args...), zap.String("node", node))
+	p.next.Logf(node, format, args...)
+}

@@ -1,0 +1,123 @@
+// Command sentinel upgrades and patches a role-based PaaS cluster.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/rollout"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes: the contract scripts rely on.
+const (
+	exitOK          = 0
+	exitFailed      = 1
+	exitUsage       = 2
+	exitPreflight   = 3
+	exitInterrupted = 75
+)
+
+// usageError is bad input: nothing was changed.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
+
+// exitCode maps an error to the exit code table.
+func exitCode(err error) int {
+	var (
+		ue  *usageError
+		rue *rollout.UsageError
+		me  *release.MetadataError
+		ure *release.UnknownReleaseError
+		npe *release.NoPathError
+		ie  *cluster.InventoryError
+		le  *resume.LockedError
+		ir  *rollout.InterruptedError
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &ir):
+		return exitInterrupted
+	case errors.As(err, &ue), errors.As(err, &rue), errors.As(err, &me), errors.As(err, &ure),
+		errors.As(err, &npe), errors.As(err, &ie), errors.As(err, &le):
+		return exitUsage
+	}
+	return exitFailed
+}
+
+func main() {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stopping := make(chan struct{})
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "sentinel: stopping after the current step (interrupt again to stop now; `sentinel upgrade --resume` continues)")
+		close(stopping)
+		<-sigs
+		cancel()
+	}()
+
+	root := newRootCmd(stopping)
+	err := root.ExecuteContext(ctx)
+	var se *silentExit
+	if errors.As(err, &se) {
+		os.Exit(se.code)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sentinel: "+err.Error())
+		code := exitCode(err)
+		if code == exitUsage && isFlagError(err) {
+			fmt.Fprintln(os.Stderr, "run `sentinel --help` for usage")
+		}
+		os.Exit(code)
+	}
+}
+
+// cobra reports flag and argument errors as plain errors: mark them.
+func isFlagError(err error) bool {
+	var fe *flagError
+	return errors.As(err, &fe)
+}
+
+type flagError struct{ err error }
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
+func newRootCmd(stopping <-chan struct{}) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "sentinel",
+		Short: "Upgrade and patch a role-based PaaS cluster, journaled and resumable",
+		Long: `sentinel moves a whole cluster to a new release, one journaled step at a time.
+
+A crash, a lost node or a network failure leaves a run that
+'sentinel upgrade --resume' finishes.
+
+Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
+3 preflight refused; 75 interrupted but resumable.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return &usageError{msg: err.Error()}
+	})
+	root.AddCommand(newUpgradeCmd(stopping), newStatusCmd(), newNodeCmd(), newVersionCmd())
+	return root
+}

@@ -1,0 +1,120 @@
+package release
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+)
+
+// maxDocumentBytes bounds any metadata document: a channel that serves more
+// is broken or hostile.
+const maxDocumentBytes = 16 << 20
+
+// Channel is an opened upstream: its index, and the way to read the
+// documents it points at.
+type Channel struct {
+	URL   *url.URL
+	Index *Index
+	http  *http.Client
+}
+
+// OpenChannel reads and validates the index at rawURL (http://, https:// or
+// file://). HTTP honours http_proxy, https_proxy and no_proxy.
+func OpenChannel(ctx context.Context, rawURL string) (*Channel, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
+		return nil, &MetadataError{Doc: rawURL, Err: fmt.Errorf("channel URL must be http://, https:// or file://")}
+	}
+	c := &Channel{URL: u, http: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}}
+	data, err := c.get(ctx, u)
+	if err != nil {
+		return nil, err
+	}
+	c.Index, err = ParseIndex(u.String(), data)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Manifest reads and validates the manifest of release v. Artifact URLs in
+// the result are absolute.
+func (c *Channel) Manifest(ctx context.Context, v string) (*Manifest, error) {
+	e, ok := c.Index.Entry(v)
+	if !ok {
+		return nil, &UnknownReleaseError{Version: v, Offered: c.Index.Versions()}
+	}
+	mu, err := c.URL.Parse(e.Manifest)
+	if err != nil {
+		return nil, &MetadataError{Doc: c.URL.String(), Err: fieldErr("releases.manifest", err)}
+	}
+	data, err := c.get(ctx, mu)
+	if err != nil {
+		return nil, err
+	}
+	m, err := ParseManifest(mu.String(), data)
+	if err != nil {
+		return nil, err
+	}
+	if m.Version != v {
+		return nil, &MetadataError{Doc: mu.String(), Err: fieldErr("version", fmt.Errorf("index says %s, manifest says %s", v, m.Version))}
+	}
+	for i := range m.Components {
+		au, err := mu.Parse(m.Components[i].Artifact.URL)
+		if err != nil {
+			return nil, &MetadataError{Doc: mu.String(), Err: fieldErr(fmt.Sprintf("components[%d].artifact.url", i), err)}
+		}
+		m.Components[i].Artifact.URL = au.String()
+	}
+	return m, nil
+}
+
+// FetchError says which document could not be read and from where.
+type FetchError struct {
+	URL string
+	Err error
+}
+
+func (e *FetchError) Error() string {
+	return fmt.Sprintf("cannot read %s: %v (check the channel URL in the cluster file and that the upstream is reachable)", e.URL, e.Err)
+}
+func (e *FetchError) Unwrap() error { return e.Err }
+
+func (c *Channel) get(ctx context.Context, u *url.URL) ([]byte, error) {
+	var body io.ReadCloser
+	switch u.Scheme {
+	case "file":
+		f, err := os.Open(u.Path)
+		if err != nil {
+			return nil, &FetchError{URL: u.String(), Err: err}
+		}
+		body = f
+	default:
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+		if err != nil {
+			return nil, &FetchError{URL: u.String(), Err: err}
+		}
+		resp, err := c.http.Do(req)
+		if err != nil {
+			return nil, &FetchError{URL: u.String(), Err: err}
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return nil, &FetchError{URL: u.String(), Err: fmt.Errorf("HTTP %s", resp.Status)}
+		}
+		body = resp.Body
+	}
+	defer body.Close()
+	data, err := io.ReadAll(io.LimitReader(body, maxDocumentBytes+1))
+	if err != nil {
+		return nil, &FetchError{URL: u.String(), Err: err}
+	}
+	if len(data) > maxDocumentBytes {
+		return nil, &FetchError{URL: u.String(), Err: errors.New("document larger than 16 MiB")}
+	}
+	return data, nil
+}

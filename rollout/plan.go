@@ -1,0 +1,230 @@
+// Package rollout plans an upgrade across the nodes of a cluster and carries
+// it out step by step, journaled so that any crash leaves a resumable run.
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// Plan is everything a run will do, fixed when the run starts and stored in
+// its journal, so a resumed run does exactly what the first one meant to.
+type Plan struct {
+	From  string     `json:"from"` // the core node's release
+	To    string     `json:"to"`
+	Hops  []string   `json:"hops"` // releases installed in turn
+	Force bool       `json:"force,omitempty"`
+	Nodes []NodePlan `json:"nodes"` // in upgrade order
+}
+
+// NodePlan is one node's share of the run.
+type NodePlan struct {
+	Node  string   `json:"node"`
+	Roles []string `json:"roles"`
+	From  string   `json:"from"`
+	Skip  string   `json:"skip,omitempty"` // why the node has nothing to do
+	Steps []Step   `json:"steps"`
+}
+
+// Step is one idempotent action on one node.
+type Step struct {
+	ID        string `json:"id"` // unique within the node, e.g. "3.4.2/nats/start"
+	Op        string `json:"op"`
+	Release   string `json:"release,omitempty"`
+	Component string `json:"component,omitempty"`
+	// Version is what the step installs or starts; From is what ran before,
+	// where a rollback returns to.
+	Version string        `json:"version,omitempty"`
+	From    string        `json:"from,omitempty"`
+	Request steps.Request `json:"request"`
+}
+
+// phase tells how a failure of the step is handled.
+func (s Step) inUpgrade() bool {
+	switch s.Op {
+	case steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth:
+		return true
+	}
+	return false
+}
+
+// Channel is what planning needs from the release channel.
+type Channel interface {
+	Manifest(ctx context.Context, version string) (*release.Manifest, error)
+	Path(from, to string) ([]string, error)
+	Latest() string
+}
+
+// PlanInput is what a plan is made from.
+type PlanInput struct {
+	Inventory *cluster.Inventory
+	Facts     map[string]*steps.Facts // by node name
+	Target    string                  // "" for the channel's latest release
+	Force     bool
+	RunID     string
+}
+
+// UsageError is bad input from the operator: nothing was changed.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// MakePlan decides what each node will do. It reads manifests but changes
+// nothing.
+func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
+	core := in.Inventory.Core()
+	coreFacts := in.Facts[core.Name]
+	if coreFacts == nil || coreFacts.Record == nil {
+		return nil, &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", core.Name, recordProblem(coreFacts))}
+	}
+	from := coreFacts.Record.Release
+	to := in.Target
+	if to == "" {
+		to = ch.Latest()
+	}
+	toV, err := release.ParseVersion(to)
+	if err != nil {
+		return nil, &UsageError{Msg: fmt.Sprintf("%q is not a release version: %v", to, err)}
+	}
+	plan := &Plan{From: from, To: to, Force: in.Force}
+	manifests := map[string]*release.Manifest{}
+	manifest := func(v string) (*release.Manifest, error) {
+		if m, ok := manifests[v]; ok {
+			return m, nil
+		}
+		m, err := ch.Manifest(ctx, v)
+		if err != nil {
+			return nil, err
+		}
+		manifests[v] = m
+		return m, nil
+	}
+	// Make sure the target exists before judging versions.
+	if _, err := manifest(to); err != nil {
+		return nil, err
+	}
+
+	for _, n := range Order(in.Inventory.Nodes) {
+		f := in.Facts[n.Name]
+		if f == nil || f.Record == nil {
+			return nil, &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", n.Name, recordProblem(f))}
+		}
+		np := NodePlan{Node: n.Name, Roles: n.Roles, From: f.Record.Release}
+		nodeV, err := release.ParseVersion(np.From)
+		if err != nil {
+			return nil, &UsageError{Msg: fmt.Sprintf("node %s records release %q, which is not a version", n.Name, np.From)}
+		}
+		var hops []string
+		switch c := nodeV.Compare(toV); {
+		case c > 0:
+			return nil, &UsageError{Msg: fmt.Sprintf("node %s is on %s, newer than %s: sentinel does not downgrade (restore a backup or snapshot instead)", n.Name, np.From, to)}
+		case c == 0 && !in.Force:
+			np.Skip = "already on " + to + " (use --force to reinstall)"
+		case c == 0:
+			hops = []string{to}
+		default:
+			hops, err = ch.Path(np.From, to)
+			if err != nil {
+				return nil, err
+			}
+		}
+		if len(hops) > len(plan.Hops) {
+			plan.Hops = hops
+		}
+		if err := planNode(ctx, &np, n, f, hops, manifest, in); err != nil {
+			return nil, err
+		}
+		plan.Nodes = append(plan.Nodes, np)
+	}
+	return plan, nil
+}
+
+func recordProblem(f *steps.Facts) string {
+	if f == nil {
+		return "no facts"
+	}
+	return f.RecordError
+}
+
+func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts, hops []string,
+	manifest func(string) (*release.Manifest, error), in PlanInput) error {
+	running := map[string]string{}
+	for c, v := range f.Current {
+		running[c] = v
+	}
+	var fetches, upgrades []Step
+	fetched := map[string]bool{}
+	var last *release.Manifest
+	for _, hop := range hops {
+		m, err := manifest(hop)
+		if err != nil {
+			return err
+		}
+		last = m
+		upgrades = append(upgrades, Step{ID: hop + "/backup", Op: steps.OpBackup, Release: hop,
+			Request: steps.Request{BackupID: in.RunID + "-" + hop}})
+		versions := map[string]string{}
+		for _, c := range m.Components {
+			if !c.AppliesTo(n.Roles) {
+				continue
+			}
+			versions[c.Name] = c.Version
+			if !fetched[c.Artifact.SHA256] {
+				fetched[c.Artifact.SHA256] = true
+				fetches = append(fetches, Step{ID: hop + "/" + c.Name + "/fetch", Op: steps.OpFetch, Release: hop,
+					Component: c.Name, Version: c.Version, Request: steps.Request{Component: c.Name, Version: c.Version, Artifact: c.Artifact}})
+			}
+			from := running[c.Name]
+			if from == c.Version && !in.Force {
+				continue
+			}
+			req := steps.Request{Component: c.Name, Version: c.Version, FromVersion: from, Artifact: c.Artifact, Hooks: c.Hooks}
+			for _, op := range []string{steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth} {
+				upgrades = append(upgrades, Step{ID: hop + "/" + c.Name + "/" + op, Op: op, Release: hop,
+					Component: c.Name, Version: c.Version, From: from, Request: req})
+			}
+			running[c.Name] = c.Version
+		}
+		upgrades = append(upgrades, Step{ID: hop + "/commit", Op: steps.OpCommit, Release: hop,
+			Request: steps.Request{Release: hop, Components: versions}})
+	}
+	if last != nil {
+		var items []steps.RestartItem
+		for _, c := range last.Components {
+			if c.AppliesTo(n.Roles) {
+				items = append(items, steps.RestartItem{Component: c.Name, Version: c.Version, Hooks: c.Hooks})
+			}
+		}
+		upgrades = append(upgrades, Step{ID: "restart", Op: steps.OpRestart, Release: last.Version,
+			Request: steps.Request{Restart: items}})
+	}
+	np.Steps = append(fetches, upgrades...)
+	return nil
+}
+
+// roleOrder is the product's default: DEAs first, the core's roles last.
+var roleOrder = []string{release.RoleDEA, release.RoleController, release.RoleRouter, release.RoleBase, release.RolePrimary}
+
+// Order sorts nodes for an upgrade: by the first role of roleOrder they
+// have, nodes with none of these after them, and the core node always last.
+func Order(nodes []cluster.Node) []cluster.Node {
+	rank := func(n cluster.Node) int {
+		if n.HasRole(release.RolePrimary) {
+			return len(roleOrder) + 1
+		}
+		for i, r := range roleOrder {
+			if n.HasRole(r) {
+				return i
+			}
+		}
+		return len(roleOrder)
+	}
+	out := append([]cluster.Node(nil), nodes...)
+	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })
+	return out
+}

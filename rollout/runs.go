@@ -1,0 +1,111 @@
+package rollout
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// Runs is the state directory of a cluster: its run lock and journals.
+type Runs struct{ Dir string }
+
+func (r Runs) journalDir() string { return filepath.Join(r.Dir, "journal") }
+
+// Lock takes the cluster's run lock.
+func (r Runs) Lock(cmdline string) (*resume.Lock, error) {
+	return resume.AcquireLock(filepath.Join(r.Dir, "run.lock"), cmdline)
+}
+
+// NewID names a run so that names sort by start time.
+func NewID(now time.Time) string {
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+}
+
+// Create starts the journal of a new run.
+func (r Runs) Create(id string) (*resume.Journal, error) {
+	if err := os.MkdirAll(r.journalDir(), 0o755); err != nil {
+		return nil, err
+	}
+	return resume.Create(filepath.Join(r.journalDir(), id+".wal"))
+}
+
+// LatestPath is the journal of the most recent run, "" when there is none.
+func (r Runs) LatestPath() (string, error) {
+	entries, err := os.ReadDir(r.journalDir())
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".wal") {
+			names = append(names, e.Name())
+		}
+	}
+	if len(names) == 0 {
+		return "", nil
+	}
+	sort.Strings(names)
+	return filepath.Join(r.journalDir(), names[len(names)-1]), nil
+}
+
+// Latest reads the most recent run without changing its journal; nil when
+// there was never a run.
+func (r Runs) Latest() (*Run, *resume.Replay, error) {
+	p, err := r.LatestPath()
+	if err != nil || p == "" {
+		return nil, nil, err
+	}
+	rep, err := resume.Read(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	run, err := ReplayRun(rep.Records)
+	if err != nil {
+		return nil, nil, fmt.Errorf("journal %s: %w", p, err)
+	}
+	return run, &rep, nil
+}
+
+// Gather asks every node for its facts, all at once.
+func Gather(ctx context.Context, nodes []cluster.Node, tr map[string]cluster.Transport) (map[string]*steps.Facts, error) {
+	out := make([]*steps.Facts, len(nodes))
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for i, n := range nodes {
+		g.Go(func() error {
+			var res steps.Result
+			if err := tr[n.Name].Call(ctx, steps.OpFacts, steps.Request{}, &res, nil); err != nil {
+				return err
+			}
+			out[i] = res.Facts
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	m := map[string]*steps.Facts{}
+	for i, n := range nodes {
+		m[n.Name] = out[i]
+	}
+	return m, nil
+}

@@ -1,0 +1,406 @@
+package steps
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+)
+
+// Agent carries out operations on the node it runs on.
+type Agent struct {
+	Node   string
+	Layout Layout
+	Logf   func(format string, args ...any)
+}
+
+// maxUnpackedBytes bounds what one artifact may unpack to.
+const maxUnpackedBytes = 32 << 30
+
+// Do runs one operation. Only one operation runs on a node at a time: a
+// second agent waits for the first.
+func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) {
+	unlock, err := a.lock()
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
+	switch op {
+	case OpFacts:
+		f, err := a.facts()
+		return Result{Facts: f}, err
+	case OpFetch:
+		return a.fetch(ctx, req)
+	case OpBackup:
+		return a.backup(req)
+	case OpInstall:
+		return a.install(req)
+	case OpStop:
+		return a.stop(ctx, req)
+	case OpMigrate:
+		return a.migrate(ctx, req)
+	case OpSwitch:
+		return a.switchTo(req)
+	case OpStart:
+		return a.start(ctx, req)
+	case OpHealth:
+		return a.health(ctx, req)
+	case OpCommit:
+		return a.commit(req)
+	case OpRestart:
+		return a.restart(ctx, req)
+	}
+	return Result{}, fmt.Errorf("unknown operation %q (known: %s)", op, strings.Join(Ops, ", "))
+}
+
+func (a *Agent) lock() (func(), error) {
+	p := a.Layout.AgentLock()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("locking %s: %w", p, err)
+	}
+	return func() { f.Close() }, nil
+}
+
+func (a *Agent) logf(format string, args ...any) {
+	if a.Logf != nil {
+		a.Logf(format, args...)
+	}
+}
+
+func (a *Agent) facts() (*Facts, error) {
+	f := &Facts{Node: a.Node, Root: a.Layout.Root, Current: map[string]string{}}
+	rec, err := cluster.ReadRecord(a.Layout.Root)
+	if err != nil {
+		f.RecordError = err.Error()
+	} else {
+		f.Record = rec
+	}
+	entries, err := os.ReadDir(filepath.Join(a.Layout.Root, "code"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range entries {
+		if v, err := a.currentVersion(e.Name()); err == nil && v != "" {
+			f.Current[e.Name()] = v
+		}
+	}
+	return f, nil
+}
+
+// currentVersion is the release the component's current link points at, or
+// "" when it has none.
+func (a *Agent) currentVersion(c string) (string, error) {
+	target, err := os.Readlink(a.Layout.Current(c))
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", nil
+	}
+	if err != nil {
+		return "", err
+	}
+	return filepath.Base(target), nil
+}
+
+func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
+	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	got, err := store.Fetch(ctx, req.Artifact.URL, req.Artifact.SHA256, req.Artifact.Size)
+	if err != nil {
+		return Result{}, err
+	}
+	if !got {
+		return Result{Note: "already in the node cache"}, nil
+	}
+	return Result{Changed: true, Note: fmt.Sprintf("%d bytes verified", req.Artifact.Size)}, nil
+}
+
+func (a *Agent) backup(req Request) (Result, error) {
+	dst := a.Layout.BackupDir(req.BackupID)
+	if _, err := os.Stat(dst); err == nil {
+		return Result{Note: "backup exists: " + dst}, nil
+	}
+	tmp := dst + ".tmp"
+	if err := os.RemoveAll(tmp); err != nil {
+		return Result{}, err
+	}
+	if err := copyTree(a.Layout.EtcDir(), filepath.Join(tmp, "etc")); err != nil {
+		return Result{}, fmt.Errorf("backing up %s: %w", a.Layout.EtcDir(), err)
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return Result{}, err
+	}
+	return Result{Changed: true, Note: "saved " + a.Layout.EtcDir() + " to " + dst}, cluster.SyncDir(filepath.Dir(dst))
+}
+
+func (a *Agent) install(req Request) (Result, error) {
+	dir := a.Layout.ReleaseDir(req.Component, req.Version)
+	if marker, err := os.ReadFile(filepath.Join(dir, installedMarker)); err == nil {
+		if strings.TrimSpace(string(marker)) == req.Artifact.SHA256 {
+			return Result{Note: "already unpacked in " + dir}, nil
+		}
+		return Result{}, fmt.Errorf("%s exists but holds artifact %s, not %s: move it aside and retry", dir, strings.TrimSpace(string(marker)), req.Artifact.SHA256)
+	} else if _, serr := os.Lstat(dir); serr == nil {
+		return Result{}, fmt.Errorf("%s exists but was not installed by sentinel: move it aside and retry", dir)
+	}
+	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	src, err := os.Open(store.Path(req.Artifact.SHA256))
+	if err != nil {
+		return Result{}, fmt.Errorf("artifact %s of %s %s is not in the node cache (run the fetch step first): %w", req.Artifact.SHA256, req.Component, req.Version, err)
+	}
+	defer src.Close()
+	if err := os.MkdirAll(a.Layout.ReleasesDir(req.Component), 0o755); err != nil {
+		return Result{}, err
+	}
+	tmp := filepath.Join(a.Layout.ReleasesDir(req.Component), ".install-"+req.Version)
+	if err := os.RemoveAll(tmp); err != nil { // left by a crash
+		return Result{}, err
+	}
+	// Hash what we unpack: a cache file damaged since it was verified must
+	// not be installed.
+	h := sha256.New()
+	tee := io.TeeReader(src, h)
+	if err := Unpack(tee, tmp, maxUnpackedBytes); err != nil {
+		os.RemoveAll(tmp)
+		return Result{}, fmt.Errorf("installing %s %s: %w", req.Component, req.Version, err)
+	}
+	if _, err := io.Copy(io.Discard, tee); err != nil {
+		os.RemoveAll(tmp)
+		return Result{}, err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != req.Artifact.SHA256 {
+		os.RemoveAll(tmp)
+		return Result{}, fmt.Errorf("cached artifact of %s %s has sha256 %s, expected %s: run `sentinel cache verify` on this node", req.Component, req.Version, got, req.Artifact.SHA256)
+	}
+	if err := cluster.WriteFileAtomic(filepath.Join(tmp, installedMarker), []byte(req.Artifact.SHA256+"\n"), 0o444); err != nil {
+		os.RemoveAll(tmp)
+		return Result{}, err
+	}
+	if err := os.Rename(tmp, dir); err != nil {
+		return Result{}, err
+	}
+	return Result{Changed: true, Note: "unpacked into " + dir}, cluster.SyncDir(a.Layout.ReleasesDir(req.Component))
+}
+
+func (a *Agent) env(req Request, version string) hookEnv {
+	return hookEnv{Root: a.Layout.Root, Node: a.Node, Component: req.Component, Version: version, FromVersion: req.FromVersion}
+}
+
+func (a *Agent) stop(ctx context.Context, req Request) (Result, error) {
+	cur, err := a.currentVersion(req.Component)
+	if err != nil || cur == "" {
+		return Result{Note: "no current release: nothing to stop"}, err
+	}
+	ran, err := runHook(ctx, a.Layout.ReleaseDir(req.Component, cur), "stop", a.env(req, cur), req.Hooks.Stop.Timeout.Or(release.DefaultHookTimeout))
+	return Result{Changed: ran, Note: "stopped " + cur}, err
+}
+
+func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
+	ran, err := runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "migrate", a.env(req, req.Version), req.Hooks.Migrate.Timeout.Or(release.DefaultHookTimeout))
+	if !ran && err == nil {
+		return Result{Note: "no migrate hook"}, nil
+	}
+	return Result{Changed: ran}, err
+}
+
+func (a *Agent) switchTo(req Request) (Result, error) {
+	target := filepath.Join("releases", req.Version)
+	if _, err := os.Stat(filepath.Join(a.Layout.ReleaseDir(req.Component, req.Version), installedMarker)); err != nil {
+		return Result{}, fmt.Errorf("cannot switch %s to %s: the release is not installed in %s", req.Component, req.Version, a.Layout.ReleaseDir(req.Component, req.Version))
+	}
+	cur, err := os.Readlink(a.Layout.Current(req.Component))
+	if err == nil && cur == target {
+		return Result{Note: "current already points at " + req.Version}, nil
+	}
+	tmp := a.Layout.Current(req.Component) + ".new"
+	os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return Result{}, err
+	}
+	// rename(2) replaces the link atomically: readers see old or new.
+	if err := os.Rename(tmp, a.Layout.Current(req.Component)); err != nil {
+		return Result{}, err
+	}
+	return Result{Changed: true, Note: "current -> " + target}, cluster.SyncDir(a.Layout.ComponentDir(req.Component))
+}
+
+// requireCurrent refuses to start or check a release other than the one
+// the orchestrator expects.
+func (a *Agent) requireCurrent(req Request) error {
+	cur, err := a.currentVersion(req.Component)
+	if err != nil {
+		return err
+	}
+	if cur != req.Version {
+		return fmt.Errorf("%s: current points at %q, expected %s", req.Component, cur, req.Version)
+	}
+	return nil
+}
+
+func (a *Agent) start(ctx context.Context, req Request) (Result, error) {
+	if err := a.requireCurrent(req); err != nil {
+		return Result{}, err
+	}
+	ran, err := runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "start", a.env(req, req.Version), req.Hooks.Start.Timeout.Or(release.DefaultHookTimeout))
+	return Result{Changed: ran}, err
+}
+
+func (a *Agent) health(ctx context.Context, req Request) (Result, error) {
+	if err := a.requireCurrent(req); err != nil {
+		return Result{}, err
+	}
+	lim := req.Hooks.Health
+	retries := lim.Retries
+	if retries == 0 {
+		retries = release.DefaultHealthRetries
+	}
+	interval := lim.Interval.Or(release.DefaultHealthInterval)
+	var err error
+	for attempt := 0; attempt <= retries; attempt++ {
+		if attempt > 0 {
+			a.logf("%s %s not healthy yet (attempt %d of %d), retrying in %s", req.Component, req.Version, attempt, retries+1, interval)
+			t := time.NewTimer(interval)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return Result{}, ctx.Err()
+			case <-t.C:
+			}
+		}
+		var ran bool
+		ran, err = runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "health", a.env(req, req.Version), lim.Timeout.Or(release.DefaultHealthTimeout))
+		if !ran {
+			return Result{Note: "no health hook"}, nil
+		}
+		if err == nil {
+			return Result{Note: "healthy"}, nil
+		}
+	}
+	var he *HookError
+	if errors.As(err, &he) {
+		he.Reason = fmt.Sprintf("%s (after %d attempts)", he.Reason, retries+1)
+	}
+	return Result{}, err
+}
+
+func (a *Agent) commit(req Request) (Result, error) {
+	rec, err := cluster.ReadRecord(a.Layout.Root)
+	if err != nil {
+		rec = &cluster.Record{}
+	}
+	if rec.Release == req.Release && sameVersions(rec.Components, req.Components) {
+		return Result{Note: "node.json already records " + req.Release}, nil
+	}
+	next := &cluster.Record{Release: req.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
+	for c, v := range rec.Components {
+		next.Components[c] = v
+	}
+	for c, v := range req.Components {
+		next.Components[c] = v
+	}
+	// A release supersedes the patches of the one before it.
+	if rec.Release == req.Release {
+		next.Patches = rec.Patches
+	}
+	if err := cluster.WriteRecord(a.Layout.Root, next); err != nil {
+		return Result{}, err
+	}
+	return Result{Changed: true, Note: "node.json records " + req.Release}, nil
+}
+
+func sameVersions(have, want map[string]string) bool {
+	for c, v := range want {
+		if have[c] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Agent) restart(ctx context.Context, req Request) (Result, error) {
+	for i := len(req.Restart) - 1; i >= 0; i-- {
+		it := req.Restart[i]
+		if _, err := a.stop(ctx, Request{Component: it.Component, Hooks: it.Hooks}); err != nil {
+			return Result{}, err
+		}
+	}
+	for _, it := range req.Restart {
+		r := Request{Component: it.Component, Version: it.Version, Hooks: it.Hooks}
+		if _, err := a.start(ctx, r); err != nil {
+			return Result{}, err
+		}
+		if _, err := a.health(ctx, r); err != nil {
+			return Result{}, err
+		}
+	}
+	return Result{Changed: true, Note: fmt.Sprintf("restarted %d components", len(req.Restart))}, nil
+}
+
+// copyTree copies regular files, directories and symlinks from src to dst.
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == src {
+				return os.MkdirAll(dst, 0o755)
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		to := filepath.Join(dst, rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(to, info.Mode().Perm())
+		case d.Type()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(t, to)
+		case d.Type().IsRegular():
+			return copyFile(p, to, info.Mode().Perm())
+		}
+		return nil // sockets and devices are not configuration
+	})
+}
+
+func copyFile(src, dst string, mode fs.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}

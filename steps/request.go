@@ -1,0 +1,63 @@
+package steps
+
+import (
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+)
+
+// Agent operations. Each is idempotent: running it again after a crash at
+// any point converges to the same state.
+const (
+	OpFacts   = "facts"   // report the node's record and current links
+	OpFetch   = "fetch"   // put a verified artifact in the node cache
+	OpBackup  = "backup"  // copy <root>/etc aside
+	OpInstall = "install" // unpack a cached artifact into releases/<version>
+	OpStop    = "stop"    // run the stop hook of the current release
+	OpMigrate = "migrate" // run the migrate hook of the new release
+	OpSwitch  = "switch"  // point current at releases/<version>
+	OpStart   = "start"   // run the start hook of the current release
+	OpHealth  = "health"  // run the health hook, with retries
+	OpCommit  = "commit"  // record the node's new release in node.json
+	OpRestart = "restart" // stop every component, start them again, check health
+)
+
+// Ops lists every operation the agent accepts.
+var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart}
+
+// Request is the JSON document an agent operation reads on stdin. Each
+// operation uses the fields it needs.
+type Request struct {
+	Component   string            `json:"component,omitempty"`
+	Version     string            `json:"version,omitempty"`
+	FromVersion string            `json:"from_version,omitempty"`
+	Artifact    release.Artifact  `json:"artifact,omitzero"`
+	Hooks       release.Hooks     `json:"hooks,omitzero"`
+	BackupID    string            `json:"backup_id,omitempty"`
+	Release     string            `json:"release,omitempty"`
+	Components  map[string]string `json:"components,omitempty"`
+	// Restart: the node's components in start order.
+	Restart []RestartItem `json:"restart,omitempty"`
+}
+
+// RestartItem is one component of a node restart.
+type RestartItem struct {
+	Component string        `json:"component"`
+	Version   string        `json:"version"`
+	Hooks     release.Hooks `json:"hooks"`
+}
+
+// Result is what an operation answers.
+type Result struct {
+	Changed bool   `json:"changed"`
+	Note    string `json:"note,omitempty"`
+	Facts   *Facts `json:"facts,omitempty"`
+}
+
+// Facts is what a node says about itself.
+type Facts struct {
+	Node        string            `json:"node"`
+	Root        string            `json:"root"`
+	Record      *cluster.Record   `json:"record,omitempty"`
+	RecordError string            `json:"record_error,omitempty"`
+	Current     map[string]string `json:"current"` // component -> version its current link points at
+}
