@@ -101,8 +101,13 @@ func (r *Run) state(node, id string) *StepState {
 func (r *Run) Where() string {
 	for _, np := range r.Plan.Nodes {
 		for _, s := range r.nodeSteps(np) {
-			if st := r.state(np.Node, s.ID); st.State != StateDone {
-				return fmt.Sprintf("node %s, step %s (%s)", np.Node, s.ID, st.State)
+			switch st := r.state(np.Node, s.ID); st.State {
+			case StateRunning:
+				return fmt.Sprintf("node %s, step %s (started, not finished)", np.Node, s.ID)
+			case StatePending:
+				return fmt.Sprintf("node %s, before step %s", np.Node, s.ID)
+			case StateFailed:
+				return fmt.Sprintf("node %s, step %s (failed)", np.Node, s.ID)
 			}
 		}
 	}

@@ -29,18 +29,20 @@ type Agent struct {
 // maxUnpackedBytes bounds what one artifact may unpack to.
 const maxUnpackedBytes = 32 << 30
 
-// Do runs one operation. Only one operation runs on a node at a time: a
-// second agent waits for the first.
+// Do runs one operation. Only one changing operation runs on a node at a
+// time: a second agent waits for the first. Facts only reads, and takes no
+// lock so that looking at a node never writes to it.
 func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) {
+	if op == OpFacts {
+		f, err := a.facts()
+		return Result{Facts: f}, err
+	}
 	unlock, err := a.lock()
 	if err != nil {
 		return Result{}, err
 	}
 	defer unlock()
 	switch op {
-	case OpFacts:
-		f, err := a.facts()
-		return Result{Facts: f}, err
 	case OpFetch:
 		return a.fetch(ctx, req)
 	case OpBackup:

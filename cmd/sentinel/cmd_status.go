@@ -153,6 +153,9 @@ func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *runRe
 		for _, v := range run.View(np.Node) {
 			sr := stepReport{Node: np.Node, Step: v.ID, State: v.State, Note: v.Note, Error: v.Error, Output: v.Output,
 				Rollback: strings.HasPrefix(v.ID, "rollback/")}
+			if sr.State == rollout.StateRunning && rr.Status != "running" {
+				sr.State = "interrupted" // started, and nobody is running it now
+			}
 			if !v.Started.IsZero() {
 				sr.Started = &v.Started
 			}
@@ -188,14 +191,18 @@ func printStatus(w io.Writer, r statusReport, allSteps bool) {
 		}
 		fmt.Fprintln(w)
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "NODE\tSTEP\tSTATE\tTIME\tNOTE")
+		header := false
 		counts := map[string]map[string]int{}
 		for _, s := range run.Steps {
 			if counts[s.Node] == nil {
 				counts[s.Node] = map[string]int{}
 			}
 			counts[s.Node][s.State]++
-			if allSteps || s.State == rollout.StateFailed || s.State == rollout.StateRunning || s.Rollback {
+			if allSteps || (s.State != rollout.StateDone && s.State != rollout.StatePending) || s.Rollback {
+				if !header {
+					fmt.Fprintln(tw, "NODE\tSTEP\tSTATE\tTIME\tNOTE")
+					header = true
+				}
 				note := s.Note
 				if s.Error != "" {
 					note = s.Error
@@ -216,8 +223,8 @@ func printStatus(w io.Writer, r statusReport, allSteps bool) {
 		sort.Strings(nodes)
 		for _, n := range nodes {
 			c := counts[n]
-			fmt.Fprintf(w, "%s: %d steps done, %d failed, %d unfinished, %d pending\n", n,
-				c[rollout.StateDone], c[rollout.StateFailed], c[rollout.StateRunning], c[rollout.StatePending])
+			fmt.Fprintf(w, "%s: %d steps done, %d failed, %d interrupted, %d running, %d pending\n", n,
+				c[rollout.StateDone], c[rollout.StateFailed], c["interrupted"], c[rollout.StateRunning], c[rollout.StatePending])
 		}
 		fmt.Fprintln(w)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"go.uber.org/zap"
+	"golang.org/x/term"
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
@@ -132,8 +133,15 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	exec := &rollout.Executor{Transports: transports, Progress: progress, Stopping: o.stopping}
 
 	if o.resume {
-		if last == nil || last.Finished() {
-			return usagef("there is no unfinished run to resume in %s: start one with `sentinel upgrade`", inv.State())
+		switch {
+		case last == nil:
+			return usagef("there is no run to resume in %s: start one with `sentinel upgrade`", inv.State())
+		case last.Status == "succeeded":
+			// Resuming twice, or after a crash that came after the last record, is not an error.
+			fmt.Fprintf(o.stdout, "Run %s already finished: the cluster is on %s. Nothing to resume.\n", last.ID, last.Plan.To)
+			return nil
+		case last.Finished():
+			return usagef("run %s failed (%s) and was rolled back where needed; it cannot be resumed: fix the cause, then run `sentinel upgrade` again", last.ID, last.Error)
 		}
 		path, _ := runs.LatestPath()
 		j, rep, err := resume.Open(path)
@@ -252,10 +260,7 @@ func confirm(o upgradeOptions, plan *rollout.Plan) error {
 	return nil
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 
 func printPlan(w io.Writer, format string, inv *cluster.Inventory, plan *rollout.Plan) error {
 	if format == "json" {

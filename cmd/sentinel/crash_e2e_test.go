@@ -1,0 +1,177 @@
+package main
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"syscall"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/rollout"
+)
+
+// journalPath is the lab's most recent run journal.
+func (l *testLab) journalPath() string {
+	l.t.Helper()
+	inv := l.inventory()
+	p, err := rollout.Runs{Dir: inv.State()}.LatestPath()
+	if err != nil || p == "" {
+		l.t.Fatalf("no journal in %s: %v", inv.State(), err)
+	}
+	return p
+}
+
+// crashAt runs an upgrade that SIGKILLs itself right after journal record k.
+func (l *testLab) crashAt(k int, args ...string) {
+	l.t.Helper()
+	r := l.sentinel([]string{fmt.Sprintf("%s=%d", resume.CrashAfterRecordEnv, k)}, args...)
+	if r.signal != syscall.SIGKILL {
+		l.t.Fatalf("upgrade with crash after record %d: exit %d signal %v, want SIGKILL\n%s", k, r.code, r.signal, r.stderr)
+	}
+	rep, err := resume.Read(l.journalPath())
+	if err != nil || len(rep.Records) != k {
+		l.t.Fatalf("after a crash at record %d the journal holds %d records (%v)", k, len(rep.Records), err)
+	}
+}
+
+// Crash anywhere: for every record k of a full run, an upgrade killed with
+// SIGKILL right after writing record k is finished by --resume, and the node
+// ends exactly as after an uninterrupted run.
+func TestCrashAnywhereResumes(t *testing.T) {
+	ref := newLab(t, 1, "3.4.1")
+	ref.mustSucceed("upgrade", "3.4.2", "--yes")
+	want := nodeState(t, ref.core().Root)
+	rep, err := resume.Read(ref.journalPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := len(rep.Records)
+	if total < 100 {
+		t.Fatalf("a full run wrote only %d journal records", total)
+	}
+	for k := 1; k <= total; k++ {
+		if testing.Short() && k%10 != 1 && k != total {
+			continue
+		}
+		t.Run(fmt.Sprintf("record-%03d", k), func(t *testing.T) {
+			t.Parallel()
+			lab := newLab(t, 1, "3.4.1")
+			lab.crashAt(k, "upgrade", "3.4.2", "--yes")
+			r := lab.sentinel(nil, "upgrade", "--resume")
+			if r.code != 0 {
+				t.Fatalf("resume after crash at record %d: exit %d\n%s\n%s", k, r.code, r.stdout, r.stderr)
+			}
+			if got := nodeState(t, lab.core().Root); !reflect.DeepEqual(got, want) {
+				t.Errorf("after crash at record %d and resume the node differs from an uninterrupted run:\n got %v\nwant %v", k, got, want)
+			}
+			// Resuming again is harmless.
+			if r := lab.sentinel(nil, "upgrade", "--resume"); r.code != 0 || !strings.Contains(r.stdout, "Nothing to resume") {
+				t.Errorf("second resume: exit %d %s %s", r.code, r.stdout, r.stderr)
+			}
+		})
+	}
+}
+
+// recordOffsets returns where each journal record's frame starts.
+func recordOffsets(t *testing.T, data []byte) []int {
+	t.Helper()
+	var offs []int
+	for off := 8; off+8 <= len(data); {
+		n := int(binary.LittleEndian.Uint32(data[off:]))
+		offs = append(offs, off)
+		off += 8 + n
+	}
+	return offs
+}
+
+// A torn last record (cut short, or a flipped byte) is set aside and the
+// run resumes; a flipped byte in a middle record stops with an error that
+// names the journal and the offset, and changes nothing.
+func TestTornJournal(t *testing.T) {
+	ref := newLab(t, 1, "3.4.1")
+	ref.mustSucceed("upgrade", "3.4.2", "--yes")
+	want := nodeState(t, ref.core().Root)
+
+	damage := map[string]func(data []byte, offs []int) []byte{
+		"last record cut short": func(data []byte, offs []int) []byte { return data[:len(data)-7] },
+		"last record cut inside its header": func(data []byte, offs []int) []byte {
+			return data[:offs[len(offs)-1]+3]
+		},
+		"flipped byte in last record": func(data []byte, offs []int) []byte {
+			data[offs[len(offs)-1]+20] ^= 0x40
+			return data
+		},
+	}
+	for name, f := range damage {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			lab := newLab(t, 1, "3.4.1")
+			lab.crashAt(60, "upgrade", "3.4.2", "--yes")
+			path := lab.journalPath()
+			data, _ := os.ReadFile(path)
+			if err := os.WriteFile(path, f(data, recordOffsets(t, data)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			st := lab.sentinel(nil, "status")
+			if !strings.Contains(st.stdout, "torn last record") {
+				t.Errorf("status does not mention the torn record:\n%s", st.stdout)
+			}
+			r := lab.sentinel(nil, "upgrade", "--resume")
+			if r.code != 0 {
+				t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "torn") {
+				t.Errorf("resume did not report the torn tail:\n%s", r.stderr)
+			}
+			saved, _ := filepath.Glob(path + ".torn-*")
+			if len(saved) != 1 {
+				t.Errorf("torn tail not kept aside: %v", saved)
+			}
+			if got := nodeState(t, lab.core().Root); !reflect.DeepEqual(got, want) {
+				t.Errorf("node differs from an uninterrupted run:\n got %v\nwant %v", got, want)
+			}
+		})
+	}
+
+	t.Run("flipped byte in a middle record", func(t *testing.T) {
+		t.Parallel()
+		lab := newLab(t, 1, "3.4.1")
+		lab.crashAt(60, "upgrade", "3.4.2", "--yes")
+		path := lab.journalPath()
+		data, _ := os.ReadFile(path)
+		offs := recordOffsets(t, data)
+		data[offs[30]+20] ^= 0x40
+		os.WriteFile(path, data, 0o644)
+		before := nodeDigest(t, lab.core().Root)
+
+		r := lab.sentinel(nil, "upgrade", "--resume")
+		if r.code != 1 {
+			t.Fatalf("resume of a corrupt journal: exit %d, want 1\n%s", r.code, r.stderr)
+		}
+		for _, want := range []string{path, fmt.Sprintf("byte %d", offs[30])} {
+			if !strings.Contains(r.stderr, want) {
+				t.Errorf("error lacks %q:\n%s", want, r.stderr)
+			}
+		}
+		if after, _ := os.ReadFile(path); string(after) != string(data) {
+			t.Error("the corrupt journal was modified")
+		}
+		if nodeDigest(t, lab.core().Root) != before {
+			t.Error("the node changed although the journal is corrupt")
+		}
+	})
+}
+
+func (l *testLab) inventory() *cluster.Inventory {
+	l.t.Helper()
+	inv, err := loadInventory(l.ClusterFile)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return inv
+}

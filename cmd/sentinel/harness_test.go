@@ -1,0 +1,262 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/fixtures"
+)
+
+// sentinelBin is the sentinel binary built once for the end-to-end tests:
+// they run it as a user would, as a subprocess.
+var sentinelBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sentinel-e2e-bin-")
+	if err != nil {
+		panic(err)
+	}
+	sentinelBin = filepath.Join(dir, "sentinel")
+	build := exec.Command("go", "build", "-o", sentinelBin, ".")
+	build.Stdout, build.Stderr = os.Stdout, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sentinel for the end-to-end tests:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// upstream is one channel served over loopback for the whole test binary;
+// each lab gets its own copy of nothing but node roots.
+var (
+	upstreamOnce sync.Once
+	upstreamURL  string
+	upstreamErr  error
+)
+
+type testLab struct {
+	*fixtures.Lab
+	t *testing.T
+}
+
+// newLab makes a lab whose cluster file points at an HTTP upstream on
+// loopback serving the lab's own channel copy (so a test may damage it).
+func newLab(t *testing.T, nodes int, rel string) *testLab {
+	t.Helper()
+	lab, err := fixtures.CreateLab(context.Background(), fixtures.LabOptions{Dir: t.TempDir(), Nodes: nodes, Release: rel})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := fixtures.ServeUpstream(lab.UpstreamDir, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { up.Close() })
+	if err := lab.SetUpstream(up.URL, 0); err != nil {
+		t.Fatal(err)
+	}
+	return &testLab{Lab: lab, t: t}
+}
+
+func (l *testLab) core() cluster.Node {
+	n, ok := l.Node("core")
+	if !ok {
+		l.t.Fatal("lab has no core node")
+	}
+	return n
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+	signal         syscall.Signal
+}
+
+// sentinel runs the binary against the lab with extra environment.
+func (l *testLab) sentinel(env []string, args ...string) result {
+	l.t.Helper()
+	cmd := exec.Command(sentinelBin, args...)
+	cmd.Env = append(append(os.Environ(), "SENTINEL_CLUSTER="+l.ClusterFile), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		ws := ee.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			r.signal = ws.Signal()
+			r.code = -1
+		} else {
+			r.code = ws.ExitStatus()
+		}
+	default:
+		l.t.Fatalf("running sentinel %v: %v", args, err)
+	}
+	return r
+}
+
+// mustSucceed runs sentinel and fails the test unless it exits 0.
+func (l *testLab) mustSucceed(args ...string) result {
+	l.t.Helper()
+	r := l.sentinel(nil, args...)
+	if r.code != 0 {
+		l.t.Fatalf("sentinel %v: exit %d (signal %v)\nstdout:\n%s\nstderr:\n%s", args, r.code, r.signal, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// nodeState is everything about a node that an upgrade must get right:
+// where each current link points, what node.json records (less its time),
+// which version of each component runs, and each schema version.
+func nodeState(t *testing.T, root string) map[string]string {
+	t.Helper()
+	st := map[string]string{}
+	comps, _ := os.ReadDir(filepath.Join(root, "code"))
+	for _, c := range comps {
+		target, err := os.Readlink(filepath.Join(root, "code", c.Name(), "current"))
+		if err != nil {
+			t.Fatalf("component %s: %v", c.Name(), err)
+		}
+		st["current/"+c.Name()] = target
+		rels, _ := os.ReadDir(filepath.Join(root, "code", c.Name(), "releases"))
+		var names []string
+		for _, r := range rels {
+			names = append(names, r.Name())
+		}
+		st["releases/"+c.Name()] = strings.Join(names, ",")
+		v, err := fixtures.RunningVersion(root, c.Name())
+		if err != nil {
+			t.Fatal(err)
+		}
+		st["running/"+c.Name()] = v
+		if schema, err := os.ReadFile(fixtures.SchemaPath(root, c.Name())); err == nil {
+			st["schema/"+c.Name()] = strings.TrimSpace(string(schema))
+		}
+	}
+	rec, err := cluster.ReadRecord(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Updated = time.Time{} // differs between runs
+	data, _ := json.Marshal(rec)
+	st["node.json"] = string(data)
+	return st
+}
+
+// treeDigest hashes every file, link and directory under dir.
+func treeDigest(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	var paths []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p == dir {
+				return nil
+			}
+			return err
+		}
+		paths = append(paths, p)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		info, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(h, "%s %v\n", p, info.Mode())
+		switch {
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			fmt.Fprintf(h, "-> %s\n", target)
+		case info.Mode().IsRegular():
+			data, err := os.ReadFile(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sum := sha256.Sum256(data)
+			fmt.Fprintf(h, "%x\n", sum)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// nodeDigest covers what an upgrade may change on a node: its code, its
+// configuration and record, its cache and its running components.
+func nodeDigest(t *testing.T, root string) string {
+	var parts []string
+	for _, d := range []string{"code", "etc", "cache", "var/run", "var/lib"} {
+		parts = append(parts, treeDigest(t, filepath.Join(root, d)))
+	}
+	return strings.Join(parts, "/")
+}
+
+// background is a sentinel process the test runs alongside others.
+type background struct {
+	t      *testing.T
+	cmd    *exec.Cmd
+	stdout *bufio.Reader
+}
+
+func startSentinel(t *testing.T, lab *testLab, args ...string) *background {
+	t.Helper()
+	cmd := exec.Command(sentinelBin, args...)
+	cmd.Env = append(os.Environ(), "SENTINEL_CLUSTER="+lab.ClusterFile)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b := &background{t: t, cmd: cmd, stdout: bufio.NewReader(out)}
+	t.Cleanup(b.kill)
+	return b
+}
+
+// waitForLine reads the process's output until a line contains s: the
+// process itself says when it got there.
+func waitForLine(t *testing.T, r *bufio.Reader, s string) {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if strings.Contains(line, s) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("output ended before a line with %q: %v", s, err)
+		}
+	}
+}
+
+func (b *background) kill() {
+	if b.cmd.ProcessState == nil {
+		_ = b.cmd.Process.Kill()
+		_ = b.cmd.Wait()
+	}
+}
