@@ -1,0 +1,86 @@
+package cluster
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+const goodInventory = `name: lab
+channel: http://127.0.0.1:1/index.json
+nodes:
+  - name: core
+    address: 127.0.0.1
+    roles: [primary, controller, router]
+    root: /s
+    transport: local
+  - name: dea-1
+    address: 127.0.0.2
+    roles: [dea]
+    root: /s
+    transport: local
+`
+
+func writeInventory(t *testing.T, s string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "cluster.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadInventory(t *testing.T) {
+	inv, err := LoadInventory(writeInventory(t, goodInventory))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if inv.Core().Name != "core" || inv.State() != "/s/var/sentinel" || len(inv.Nodes) != 2 {
+		t.Errorf("inventory = %+v", inv)
+	}
+	cases := []struct{ name, old, new, want string }{
+		{"no core", "[primary, controller, router]", "[controller, router]", "exactly one node must have the primary role"},
+		{"two cores", "roles: [dea]", "roles: [primary]", "found 2"},
+		{"unknown role", "roles: [dea]", "roles: [wizard]", `node dea-1 has unknown role "wizard"`},
+		{"relative root", "root: /s\n    transport: local\n  - name: dea-1", "root: s\n    transport: local\n  - name: dea-1", "absolute root"},
+		{"duplicate name", "name: dea-1", "name: core", `node "core" listed twice`},
+		{"unknown transport", "transport: local\n  - name: dea-1", "transport: telnet\n  - name: dea-1", `unsupported transport "telnet"`},
+		{"unknown field", "name: lab", "name: lab\ncolour: red", "field colour not found"},
+		{"no channel", "channel: http://127.0.0.1:1/index.json", "", "field channel: missing"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := writeInventory(t, strings.Replace(goodInventory, c.old, c.new, 1))
+			_, err := LoadInventory(p)
+			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), p) {
+				t.Errorf("err = %v, want the path and %q", err, c.want)
+			}
+		})
+	}
+	if _, err := LoadInventory("/nonexistent/cluster.yaml"); err == nil || !strings.Contains(err.Error(), "SENTINEL_CLUSTER") {
+		t.Errorf("missing file: %v", err)
+	}
+}
+
+// node.json is replaced atomically: no temp file is left and the content
+// round-trips.
+func TestWriteRecordAtomic(t *testing.T) {
+	root := t.TempDir()
+	if _, err := ReadRecord(root); err == nil || !strings.Contains(err.Error(), "never installed by sentinel") {
+		t.Errorf("missing record: %v", err)
+	}
+	for _, rel := range []string{"3.4.1", "3.4.2"} {
+		if err := WriteRecord(root, &Record{Release: rel, Components: map[string]string{"nats": rel}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := ReadRecord(root)
+	if err != nil || r.Release != "3.4.2" || r.Components["nats"] != "3.4.2" {
+		t.Fatalf("record = %+v, %v", r, err)
+	}
+	entries, _ := os.ReadDir(filepath.Dir(RecordPath(root)))
+	if len(entries) != 1 {
+		t.Errorf("left behind: %v", entries)
+	}
+}
