@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sentinel-paas/sentinel/cluster"
@@ -286,5 +287,32 @@ func TestDryRunTouchesNothing(t *testing.T) {
 	os.RemoveAll(filepath.Join(core.Root, "logs"))
 	if treeDigest(t, core.Root) != before {
 		t.Error("--dry-run changed the node")
+	}
+}
+
+// Ctrl-C stops the run cleanly after the current step with exit code 75,
+// and --resume finishes it.
+func TestInterruptThenResume(t *testing.T) {
+	ref := newLab(t, 1, "3.4.1")
+	ref.mustSucceed("upgrade", "3.4.2", "--yes")
+	want := nodeState(t, ref.core().Root)
+
+	lab := newLab(t, 1, "3.4.1")
+	run := startSentinel(t, lab, "upgrade", "3.4.2", "--yes")
+	waitForLine(t, run.stdout, "3.4.2/nats/migrate")
+	if err := run.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	err := run.cmd.Wait()
+	if code := run.cmd.ProcessState.ExitCode(); code != 75 {
+		t.Fatalf("interrupted upgrade: exit %d (%v), want 75", code, err)
+	}
+	st := lab.mustSucceed("status")
+	if !strings.Contains(st.stdout, "INTERRUPTED") || !strings.Contains(st.stdout, "stopped by the operator") {
+		t.Errorf("status after Ctrl-C:\n%s", st.stdout)
+	}
+	lab.mustSucceed("upgrade", "--resume")
+	if got := nodeState(t, lab.core().Root); !reflect.DeepEqual(got, want) {
+		t.Errorf("after interrupt and resume:\n got %v\nwant %v", got, want)
 	}
 }
