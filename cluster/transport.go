@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync"
 	"syscall"
 )
 
@@ -91,8 +92,10 @@ func (l *Local) Call(ctx context.Context, op string, in, out any, logf func(stri
 	cmd.Stdin = bytes.NewReader(payload)
 	var stderr tailBuffer
 	cmd.Stderr = &stderr
-	// Own process group so cancelling kills hooks too; die with us so a
-	// SIGKILLed orchestrator leaves no agent racing the resumed run.
+	// Own process group, so cancelling kills the agent and what it runs
+	// outside a hook; it dies with us (Pdeathsig) so a SIGKILLed
+	// orchestrator leaves no agent racing the resumed run. Hooks have their
+	// own groups: the next agent stops what a killed hook left behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -101,11 +104,25 @@ func (l *Local) Call(ctx context.Context, op string, in, out any, logf func(stri
 	if err := cmd.Start(); err != nil {
 		return &UnreachableError{Node: l.Node.Name, Op: op, Err: err}
 	}
-	stop := context.AfterFunc(ctx, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	// Kill the agent's group on cancel, but never after Wait reaped it:
+	// its pid could belong to someone else by then.
+	var mu sync.Mutex
+	reaped := false
+	stop := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !reaped {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		}
+	})
 	defer stop()
 
 	final, scanErr := readEvents(stdout, logf)
+	_, _ = io.Copy(io.Discard, stdout) // an agent blocked on a write must not block Wait
 	waitErr := cmd.Wait()
+	mu.Lock()
+	reaped = true
+	mu.Unlock()
 	if ctx.Err() != nil {
 		return &UnreachableError{Node: l.Node.Name, Op: op, Err: ctx.Err()}
 	}

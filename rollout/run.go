@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/resume"
@@ -25,26 +26,33 @@ type Executor struct {
 	Journal    *resume.Journal
 	Progress   Progress
 	// Stopping is closed when the operator asked to stop: the run stops
-	// cleanly before its next step and can be resumed.
+	// cleanly before its next forward step and can be resumed. A rollback
+	// under way is finished first: it is what makes the node whole again.
 	Stopping <-chan struct{}
 }
 
-// StepFailedError is a step that failed on a node; the run ended.
+// StepFailedError is a step that failed on a node.
 type StepFailedError struct {
 	Node, Step, Component string
 	Err                   string
 	Output                string
-	RolledBack            []string // components returned to their previous release
-	RollbackErr           string
+	// Resumable: the run stays open; fix the cause and --resume retries
+	// the step. Otherwise the run ended (after a rollback).
+	Resumable   bool
+	RolledBack  []string // components returned to their previous release
+	RolledTo    string   // the release the node is on after the rollback
+	RollbackErr string
 }
 
 func (e *StepFailedError) Error() string {
 	msg := fmt.Sprintf("node %s: step %s failed: %s", e.Node, e.Step, e.Err)
 	switch {
+	case e.Resumable:
+		msg += "; fix the cause, then run `sentinel upgrade --resume` to retry it"
 	case e.RollbackErr != "":
-		msg += fmt.Sprintf("; rollback failed too: %s (fix the node by hand, then run `sentinel upgrade` again)", e.RollbackErr)
-	case len(e.RolledBack) > 0:
-		msg += fmt.Sprintf("; rolled back %v to their previous release, node.json unchanged", e.RolledBack)
+		msg += fmt.Sprintf("; rolling back to %s failed too: %s. Look at `sentinel status`, bring those components up by hand, then run `sentinel upgrade` again", e.RolledTo, e.RollbackErr)
+	default:
+		msg += fmt.Sprintf("; rolled back %s to %s, node.json unchanged. Fix the cause, then run `sentinel upgrade` again", strings.Join(e.RolledBack, ", "), e.RolledTo)
 	}
 	return msg
 }
@@ -60,32 +68,28 @@ func (e *InterruptedError) Error() string {
 	return fmt.Sprintf("run interrupted at node %s, step %s: %s; run `sentinel upgrade --resume` to continue", e.Node, e.Step, e.Reason)
 }
 
-// Begin writes the run's first record.
-func (x *Executor) Begin(id string, command []string, binaryVersion string, plan *Plan) (*Run, error) {
-	rec, err := x.Journal.Append(recRunStart, runStart{RunID: id, Kind: "upgrade", Command: command, Binary: binaryVersion, Plan: plan})
-	if err != nil {
-		return nil, err
-	}
-	return ReplayRun([]resume.Record{rec})
-}
-
 // Execute runs every step of the plan that the journal does not show done.
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	for _, np := range run.Plan.Nodes {
 		if np.Skip != "" {
 			continue
 		}
-		if err := x.node(ctx, run, np); err != nil {
-			var ie *InterruptedError
-			if errors.As(err, &ie) {
-				_, jerr := x.Journal.Append(recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
-				return errors.Join(err, jerr)
-			}
-			if _, jerr := x.Journal.Append(recRunEnd, runEnd{Status: "failed", Error: err.Error()}); jerr != nil {
-				return errors.Join(err, jerr)
-			}
+		err := x.node(ctx, run, np)
+		if err == nil {
+			continue
+		}
+		var ie *InterruptedError
+		var fe *StepFailedError
+		if errors.As(err, &ie) || (errors.As(err, &fe) && fe.Resumable) {
+			// Best effort: when the journal itself failed this fails too,
+			// and the run reads as interrupted all the same.
+			_, _ = x.Journal.Append(recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
 			return err
 		}
+		if _, jerr := x.Journal.Append(recRunEnd, runEnd{Status: "failed", Error: err.Error()}); jerr != nil {
+			return errors.Join(err, jerr)
+		}
+		return err
 	}
 	_, err := x.Journal.Append(recRunEnd, runEnd{Status: "succeeded"})
 	return err
@@ -97,44 +101,50 @@ func (x *Executor) node(ctx context.Context, run *Run, np NodePlan) error {
 	}
 	for _, s := range np.Steps {
 		st := run.state(np.Node, s.ID)
-		switch st.State {
-		case StateDone:
+		if st.State == StateDone {
 			continue
-		case StateFailed: // failed before a crash: handle it as the run would have
+		}
+		if st.State == StateFailed && s.inUpgrade() {
+			// Failed before a crash, before its rollback began.
 			return x.failed(ctx, run, np, s, st.Error, st.Output)
 		}
-		res, err := x.step(ctx, run, np.Node, s)
+		select {
+		case <-x.Stopping:
+			return &InterruptedError{Node: np.Node, Step: s.ID, Reason: "stopped by the operator"}
+		default:
+		}
+		_, err := x.step(ctx, run, np.Node, s)
 		if err == nil {
 			continue
 		}
-		var ue *cluster.UnreachableError
-		if errors.As(err, &ue) {
-			return &InterruptedError{Node: np.Node, Step: s.ID, Reason: err.Error()}
-		}
 		var ie *InterruptedError
 		if errors.As(err, &ie) {
-			return err
+			return ie
 		}
-		_ = res
-		output := ""
-		var ae *cluster.AgentError
-		if errors.As(err, &ae) {
-			output = ae.Output
+		msg, output := failure(err)
+		if s.inUpgrade() {
+			return x.failed(ctx, run, np, s, msg, output)
 		}
-		return x.failed(ctx, run, np, s, err.Error(), output)
+		// Nothing is half-replaced: the run stays open and --resume retries.
+		return &StepFailedError{Node: np.Node, Step: s.ID, Component: s.Component, Err: msg, Output: output, Resumable: true}
 	}
 	return nil
 }
 
-// step runs one step, journaled before and after.
-func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (steps.Result, error) {
-	select {
-	case <-x.Stopping:
-		return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: "stopped by the operator"}
-	default:
+// failure splits an agent's error into its message and the hook output.
+func failure(err error) (msg, output string) {
+	var ae *cluster.AgentError
+	if errors.As(err, &ae) {
+		return ae.Message, ae.Output
 	}
+	return err.Error(), ""
+}
+
+// step runs one step, journaled before and after. A journal that cannot be
+// written, or an agent that cannot be reached, interrupts the run.
+func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (steps.Result, error) {
 	if err := x.record(run, recStepStart, stepRef{Node: node, Step: s.ID}); err != nil {
-		return steps.Result{}, err
+		return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
 	}
 	x.Progress.StepStarted(node, s)
 	var res steps.Result
@@ -142,43 +152,41 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	x.Progress.StepFinished(node, s, res, err)
 	out := stepOutcome{Node: node, Step: s.ID, Changed: res.Changed, Note: res.Note}
 	if err != nil {
-		out.Error = err.Error()
-		var ae *cluster.AgentError
-		if errors.As(err, &ae) {
-			out.Error, out.Output = ae.Message, ae.Output
-		}
+		out.Error, out.Output = failure(err)
 		var ue *cluster.UnreachableError
 		out.Unreachable = errors.As(err, &ue)
-		return res, errors.Join(err, x.record(run, recStepFailed, out))
 	}
-	return res, x.record(run, recStepDone, out)
+	if jerr := x.record(run, map[bool]string{true: recStepFailed, false: recStepDone}[err != nil], out); jerr != nil {
+		return res, &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
+	}
+	if out.Unreachable {
+		return res, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
+	}
+	return res, err
 }
 
 // record appends to the journal and keeps the in-memory run in step with it.
 func (x *Executor) record(run *Run, typ string, data any) error {
 	rec, err := x.Journal.Append(typ, data)
 	if err != nil {
-		return fmt.Errorf("writing the run journal %s: %w (the run stops here; fix the disk and resume)", x.Journal.Path(), err)
+		return fmt.Errorf("cannot write the run journal %s: %w (fix the disk, then resume)", x.Journal.Path(), err)
 	}
 	return run.apply(rec)
 }
 
-// failed handles a step that failed for good: a failure while components
-// are being replaced rolls the node's release back.
+// failed handles a step that failed while components were being replaced:
+// the node's release is rolled back.
 func (x *Executor) failed(ctx context.Context, run *Run, np NodePlan, s Step, msg, output string) error {
-	fe := &StepFailedError{Node: np.Node, Step: s.ID, Component: s.Component, Err: msg, Output: output}
-	if !s.inUpgrade() {
-		return fe
-	}
 	rb := &rollbackStart{Node: np.Node, Release: s.Release, Cause: s.ID, Steps: rollbackSteps(run, np, s.Release)}
 	if err := x.record(run, recRollbackStart, rb); err != nil {
-		return errors.Join(fe, err)
+		return &InterruptedError{Node: np.Node, Step: s.ID, Reason: fmt.Sprintf("%s failed (%s), and its rollback could not start: %v", s.ID, msg, err)}
 	}
 	return x.rollback(ctx, run, np, rb)
 }
 
 // rollbackSteps returns, newest first, every component of the release that
-// this run stopped on the node to the release it ran before.
+// this run stopped, or tried to stop, on the node to the release it ran
+// before.
 func rollbackSteps(run *Run, np NodePlan, rel string) []Step {
 	var touched []Step
 	for _, s := range np.Steps {
@@ -190,47 +198,82 @@ func rollbackSteps(run *Run, np NodePlan, rel string) []Step {
 	for i := len(touched) - 1; i >= 0; i-- {
 		t := touched[i]
 		prefix := "rollback/" + rel + "/" + t.Component + "/"
-		out = append(out, Step{ID: prefix + steps.OpStop, Op: steps.OpStop, Release: rel, Component: t.Component,
-			Request: steps.Request{Component: t.Component, Hooks: t.Request.Hooks}})
-		if t.From == "" {
-			continue // new in this release: nothing to go back to, it stays stopped
+		// Its stop never finished: it was never switched, and stopping it
+		// again would only fail again.
+		if run.state(np.Node, t.ID).State == StateDone {
+			out = append(out, Step{ID: prefix + steps.OpStop, Op: steps.OpStop, Release: rel, Component: t.Component,
+				Request: steps.Request{Component: t.Component, Hooks: t.Request.Hooks}})
 		}
 		back := steps.Request{Component: t.Component, Version: t.From, Hooks: t.Request.Hooks}
-		for _, op := range []string{steps.OpSwitch, steps.OpStart, steps.OpHealth} {
+		out = append(out, Step{ID: prefix + steps.OpSwitch, Op: steps.OpSwitch, Release: rel, Component: t.Component, Version: t.From, Request: back})
+		if t.From == "" {
+			continue // new in this release: no current link, nothing to start
+		}
+		for _, op := range []string{steps.OpStart, steps.OpHealth} {
 			out = append(out, Step{ID: prefix + op, Op: op, Release: rel, Component: t.Component, Version: t.From, Request: back})
 		}
 	}
 	return out
 }
 
+// releaseBefore is the release the node was on before hop rel of this run.
+func releaseBefore(np NodePlan, rel string) string {
+	prev := np.From
+	for _, s := range np.Steps {
+		if s.Op == steps.OpCommit {
+			if s.Release == rel {
+				return prev
+			}
+			prev = s.Release
+		}
+	}
+	return prev
+}
+
+// rollback carries out the rollback steps. It is best effort per
+// component: a component that cannot be brought back is reported, and the
+// others are still brought back. Only a second Ctrl-C (ctx) stops it.
 func (x *Executor) rollback(ctx context.Context, run *Run, np NodePlan, rb *rollbackStart) error {
 	cause := run.state(np.Node, rb.Cause)
-	fe := &StepFailedError{Node: np.Node, Step: rb.Cause, Err: cause.Error, Output: cause.Output}
+	fe := &StepFailedError{Node: np.Node, Step: rb.Cause, Err: cause.Error, Output: cause.Output, RolledTo: releaseBefore(np, rb.Release)}
 	for _, s := range np.Steps {
 		if s.ID == rb.Cause {
 			fe.Component = s.Component
 		}
 	}
-	x.Progress.Logf(np.Node, "rolling back %s: %d steps", rb.Release, len(rb.Steps))
+	x.Progress.Logf(np.Node, "rolling back %s to %s: %d steps", rb.Release, fe.RolledTo, len(rb.Steps))
+	broken := map[string]string{} // component -> why it could not be brought back
+	var order []string
 	for _, s := range rb.Steps {
-		if st := run.state(np.Node, s.ID); st.State == StateDone {
+		if _, ok := broken[s.Component]; ok {
 			continue
-		} else if st.State == StateFailed {
-			fe.RollbackErr = fmt.Sprintf("step %s: %s", s.ID, st.Error)
-			return fe
 		}
-		if _, err := x.step(ctx, run, np.Node, s); err != nil {
-			var ue *cluster.UnreachableError
-			var ie *InterruptedError
-			if errors.As(err, &ue) || errors.As(err, &ie) {
-				return &InterruptedError{Node: np.Node, Step: s.ID, Reason: err.Error()}
+		st := run.state(np.Node, s.ID)
+		if st.State != StateDone && st.State != StateFailed {
+			if _, err := x.step(ctx, run, np.Node, s); err != nil {
+				var ie *InterruptedError
+				if errors.As(err, &ie) {
+					return ie
+				}
 			}
-			fe.RollbackErr = fmt.Sprintf("step %s: %v", s.ID, err)
-			return fe
+			st = run.state(np.Node, s.ID)
 		}
-		if s.Op == steps.OpHealth {
+		if st.State == StateFailed {
+			broken[s.Component] = fmt.Sprintf("%s: %s", s.ID, st.Error)
+			order = append(order, s.Component)
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range rb.Steps {
+		if _, bad := broken[s.Component]; !bad && !seen[s.Component] {
+			seen[s.Component] = true
 			fe.RolledBack = append(fe.RolledBack, s.Component)
 		}
 	}
+	var errs []string
+	for _, c := range order {
+		errs = append(errs, broken[c])
+	}
+	fe.RollbackErr = strings.Join(errs, "; ")
 	return fe
 }

@@ -30,19 +30,56 @@ func (r Runs) Lock(cmdline string) (*resume.Lock, error) {
 	return resume.AcquireLock(filepath.Join(r.Dir, "run.lock"), cmdline)
 }
 
-// NewID names a run so that names sort by start time.
+// NewID names a run so that names sort by start time (to the nanosecond;
+// runs are serialised by the lock, so no two start at the same instant).
 func NewID(now time.Time) string {
-	b := make([]byte, 3)
+	b := make([]byte, 2)
 	_, _ = rand.Read(b)
-	return now.UTC().Format("20060102T150405Z") + "-" + hex.EncodeToString(b)
+	return now.UTC().Format("20060102T150405.000000000Z") + "-" + hex.EncodeToString(b)
 }
 
-// Create starts the journal of a new run.
-func (r Runs) Create(id string) (*resume.Journal, error) {
+// Start creates the journal of a new run holding its first record. The
+// journal appears under its name only once that record is durable, so a
+// crash before it leaves no run rather than an empty one.
+func (r Runs) Start(id string, command []string, binaryVersion string, plan *Plan) (*resume.Journal, *Run, error) {
 	if err := os.MkdirAll(r.journalDir(), 0o755); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return resume.Create(filepath.Join(r.journalDir(), id+".wal"))
+	final := filepath.Join(r.journalDir(), id+".wal")
+	tmp := filepath.Join(r.journalDir(), "."+id+".wal.tmp")
+	j, err := resume.Create(tmp)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, err = j.Append(recRunStart, runStart{RunID: id, Kind: "upgrade", Command: command, Binary: binaryVersion, Plan: plan})
+	if cerr := j.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, final)
+	}
+	if err == nil {
+		err = cluster.SyncDir(r.journalDir())
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return nil, nil, fmt.Errorf("creating the run journal %s: %w", final, err)
+	}
+	j, rep, err := resume.Open(final)
+	if err != nil {
+		return nil, nil, err
+	}
+	run, err := ReplayRun(rep.Records)
+	if err != nil {
+		j.Close()
+		return nil, nil, err
+	}
+	return j, run, nil
+}
+
+// LockHeld reports whether a run holds the cluster's run lock, and who.
+func (r Runs) LockHeld() (bool, string, error) {
+	return resume.LockHeld(filepath.Join(r.Dir, "run.lock"))
 }
 
 // LatestPath is the journal of the most recent run, "" when there is none.
@@ -56,7 +93,7 @@ func (r Runs) LatestPath() (string, error) {
 	}
 	var names []string
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".wal") {
+		if strings.HasSuffix(e.Name(), ".wal") && !strings.HasPrefix(e.Name(), ".") {
 			names = append(names, e.Name())
 		}
 	}

@@ -76,10 +76,20 @@ func (a *Agent) lock() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+		// Another agent works on this node (a stale one from a killed run
+		// finishes its hook first). Say so, then wait.
+		a.logf("waiting for another sentinel agent on this node to finish (lock %s)", p)
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
+	} else if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("locking %s: %w", p, err)
 	}
+	if err := os.MkdirAll(a.Layout.TmpDir(), 0o755); err != nil {
+		f.Close()
+		return nil, err
+	}
+	a.reapHookLeftovers()
 	return func() { f.Close() }, nil
 }
 
@@ -124,6 +134,16 @@ func (a *Agent) currentVersion(c string) (string, error) {
 
 func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	// A cached file may have been damaged since it was verified: check it
+	// again (cheap next to a download) and fetch it anew if it is bad.
+	if store.Has(req.Artifact.SHA256) {
+		if err := hashFile(store.Path(req.Artifact.SHA256), req.Artifact.SHA256); err != nil {
+			a.logf("%s: %v; downloading it again", req.Component, err)
+			if err := os.Remove(store.Path(req.Artifact.SHA256)); err != nil {
+				return Result{}, err
+			}
+		}
+	}
 	got, err := store.Fetch(ctx, req.Artifact.URL, req.Artifact.SHA256, req.Artifact.Size)
 	if err != nil {
 		return Result{}, err
@@ -145,6 +165,9 @@ func (a *Agent) backup(req Request) (Result, error) {
 	}
 	if err := copyTree(a.Layout.EtcDir(), filepath.Join(tmp, "etc")); err != nil {
 		return Result{}, fmt.Errorf("backing up %s: %w", a.Layout.EtcDir(), err)
+	}
+	if err := syncDirs(tmp); err != nil {
+		return Result{}, err
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		return Result{}, err
@@ -179,17 +202,21 @@ func (a *Agent) install(req Request) (Result, error) {
 	// not be installed.
 	h := sha256.New()
 	tee := io.TeeReader(src, h)
-	if err := Unpack(tee, tmp, maxUnpackedBytes); err != nil {
-		os.RemoveAll(tmp)
-		return Result{}, fmt.Errorf("installing %s %s: %w", req.Component, req.Version, err)
-	}
+	unpackErr := Unpack(tee, tmp, maxUnpackedBytes)
+	// Read to the end either way: if the bytes are not the verified ones,
+	// that is the error to report, not what the unpacker made of them.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
 		os.RemoveAll(tmp)
 		return Result{}, err
 	}
 	if got := hex.EncodeToString(h.Sum(nil)); got != req.Artifact.SHA256 {
 		os.RemoveAll(tmp)
-		return Result{}, fmt.Errorf("cached artifact of %s %s has sha256 %s, expected %s: run `sentinel cache verify` on this node", req.Component, req.Version, got, req.Artifact.SHA256)
+		os.Remove(store.Path(req.Artifact.SHA256))
+		return Result{}, fmt.Errorf("the cached artifact of %s %s was damaged on disk after it was verified (sha256 %s, expected %s): removed it from the node cache; the next run downloads it again", req.Component, req.Version, got, req.Artifact.SHA256)
+	}
+	if unpackErr != nil {
+		os.RemoveAll(tmp)
+		return Result{}, fmt.Errorf("installing %s %s: %w (the artifact matches its sha256: the release itself is broken; report it to its publisher)", req.Component, req.Version, unpackErr)
 	}
 	if err := cluster.WriteFileAtomic(filepath.Join(tmp, installedMarker), []byte(req.Artifact.SHA256+"\n"), 0o444); err != nil {
 		os.RemoveAll(tmp)
@@ -210,12 +237,12 @@ func (a *Agent) stop(ctx context.Context, req Request) (Result, error) {
 	if err != nil || cur == "" {
 		return Result{Note: "no current release: nothing to stop"}, err
 	}
-	ran, err := runHook(ctx, a.Layout.ReleaseDir(req.Component, cur), "stop", a.env(req, cur), req.Hooks.Stop.Timeout.Or(release.DefaultHookTimeout))
+	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, cur), "stop", a.env(req, cur), req.Hooks.Stop.Timeout.Or(release.DefaultHookTimeout))
 	return Result{Changed: ran, Note: "stopped " + cur}, err
 }
 
 func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
-	ran, err := runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "migrate", a.env(req, req.Version), req.Hooks.Migrate.Timeout.Or(release.DefaultHookTimeout))
+	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "migrate", a.env(req, req.Version), req.Hooks.Migrate.Timeout.Or(release.DefaultHookTimeout))
 	if !ran && err == nil {
 		return Result{Note: "no migrate hook"}, nil
 	}
@@ -223,8 +250,21 @@ func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
 }
 
 func (a *Agent) switchTo(req Request) (Result, error) {
+	if req.Version == "" {
+		// Rolling back a component the release added: it had no current.
+		err := os.Remove(a.Layout.Current(req.Component))
+		if errors.Is(err, fs.ErrNotExist) {
+			return Result{Note: "no current link"}, nil
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		return Result{Changed: true, Note: "removed current link"}, cluster.SyncDir(a.Layout.ComponentDir(req.Component))
+	}
 	target := filepath.Join("releases", req.Version)
-	if _, err := os.Stat(filepath.Join(a.Layout.ReleaseDir(req.Component, req.Version), installedMarker)); err != nil {
+	// Any release directory will do, installed by sentinel or not: rolling
+	// back returns to whatever ran before.
+	if st, err := os.Stat(a.Layout.ReleaseDir(req.Component, req.Version)); err != nil || !st.IsDir() {
 		return Result{}, fmt.Errorf("cannot switch %s to %s: the release is not installed in %s", req.Component, req.Version, a.Layout.ReleaseDir(req.Component, req.Version))
 	}
 	cur, err := os.Readlink(a.Layout.Current(req.Component))
@@ -260,7 +300,7 @@ func (a *Agent) start(ctx context.Context, req Request) (Result, error) {
 	if err := a.requireCurrent(req); err != nil {
 		return Result{}, err
 	}
-	ran, err := runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "start", a.env(req, req.Version), req.Hooks.Start.Timeout.Or(release.DefaultHookTimeout))
+	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "start", a.env(req, req.Version), req.Hooks.Start.Timeout.Or(release.DefaultHookTimeout))
 	return Result{Changed: ran}, err
 }
 
@@ -287,7 +327,7 @@ func (a *Agent) health(ctx context.Context, req Request) (Result, error) {
 			}
 		}
 		var ran bool
-		ran, err = runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "health", a.env(req, req.Version), lim.Timeout.Or(release.DefaultHealthTimeout))
+		ran, err = a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "health", a.env(req, req.Version), lim.Timeout.Or(release.DefaultHealthTimeout))
 		if !ran {
 			return Result{Note: "no health hook"}, nil
 		}
@@ -336,23 +376,65 @@ func sameVersions(have, want map[string]string) bool {
 	return true
 }
 
+// restart stops every component, newest first, then starts each and checks
+// its health. It goes on past a failure so that one broken component does
+// not leave the others stopped, and reports every failure.
 func (a *Agent) restart(ctx context.Context, req Request) (Result, error) {
+	var errs []error
 	for i := len(req.Restart) - 1; i >= 0; i-- {
 		it := req.Restart[i]
 		if _, err := a.stop(ctx, Request{Component: it.Component, Hooks: it.Hooks}); err != nil {
-			return Result{}, err
+			errs = append(errs, err)
 		}
 	}
 	for _, it := range req.Restart {
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
 		r := Request{Component: it.Component, Version: it.Version, Hooks: it.Hooks}
 		if _, err := a.start(ctx, r); err != nil {
-			return Result{}, err
+			errs = append(errs, err)
+			continue
 		}
 		if _, err := a.health(ctx, r); err != nil {
-			return Result{}, err
+			errs = append(errs, err)
 		}
 	}
+	if len(errs) > 0 {
+		return Result{}, &RestartError{Errs: errs}
+	}
 	return Result{Changed: true, Note: fmt.Sprintf("restarted %d components", len(req.Restart))}, nil
+}
+
+// RestartError lists every component that did not come back.
+type RestartError struct{ Errs []error }
+
+func (e *RestartError) Error() string {
+	msgs := make([]string, len(e.Errs))
+	for i, err := range e.Errs {
+		msgs[i] = err.Error()
+	}
+	return fmt.Sprintf("%d component(s) did not restart: %s", len(e.Errs), strings.Join(msgs, "; "))
+}
+
+// Unwrap exposes the hook failures, so their output reaches the report.
+func (e *RestartError) Unwrap() []error { return e.Errs }
+
+// hashFile checks that the file at path has the given sha256.
+func hashFile(path, digest string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return err
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
+		return fmt.Errorf("cached file %s has sha256 %s, not %s", path, got, digest)
+	}
+	return nil
 }
 
 // copyTree copies regular files, directories and symlinks from src to dst.
@@ -405,4 +487,15 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 		return err
 	}
 	return out.Close()
+}
+
+// syncDirs fsyncs every directory under root, so a tree copied file by file
+// is durable before it is renamed into place.
+func syncDirs(root string) error {
+	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		return cluster.SyncDir(p)
+	})
 }

@@ -1,15 +1,21 @@
 package steps
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sentinel-paas/sentinel/cluster"
 )
 
 // HookError is a hook that failed, timed out or could not run.
@@ -32,15 +38,34 @@ type hookEnv struct {
 	Root, Node, Component, Version, FromVersion string
 }
 
+// hookRunEnv marks every process a hook run starts, so that the leftovers of
+// a hook whose agent was killed can be found and stopped (see reapHookLeftovers).
+const hookRunEnv = "SENTINEL_HOOK_RUN"
+
 // runHook runs dir/hooks/<name> if the release ships it. It reports false
 // when there is no such hook.
-func runHook(ctx context.Context, dir, name string, env hookEnv, timeout time.Duration) (bool, error) {
+func (a *Agent) runHook(ctx context.Context, dir, name string, env hookEnv, timeout time.Duration) (bool, error) {
 	path := filepath.Join(dir, "hooks", name)
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	fail := func(reason, output string) error {
+		return &HookError{Component: env.Component, Version: env.Version, Hook: name, Reason: reason, Output: output}
+	}
+	// Output goes to a file, not a pipe: a start hook that leaves a daemon
+	// behind must not keep us waiting for the daemon's end of a pipe.
+	out, err := os.CreateTemp(a.Layout.TmpDir(), "hook-output-*")
+	if err != nil {
+		return true, fail("cannot create its output file: "+err.Error(), "")
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+
+	runID := make([]byte, 8)
+	_, _ = rand.Read(runID)
+	mark := hookRunEnv + "=" + hex.EncodeToString(runID)
 	cmd := exec.Command(path)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(),
@@ -49,18 +74,24 @@ func runHook(ctx context.Context, dir, name string, env hookEnv, timeout time.Du
 		"SENTINEL_COMPONENT="+env.Component,
 		"SENTINEL_VERSION="+env.Version,
 		"SENTINEL_FROM_VERSION="+env.FromVersion,
+		mark,
 	)
-	var out tail
-	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.Stdout, cmd.Stderr = out, out
+	// Own process group, so a timeout kills the hook and its children; the
+	// hook dies with the agent (Pdeathsig is per thread: nothing here locks
+	// an OS thread, so the spawning thread lives as long as the agent).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	// A hook that leaves a child holding our pipes must not hang us.
-	cmd.WaitDelay = 5 * time.Second
+	if err := cluster.WriteFileAtomic(a.Layout.HookMarker(), []byte(mark+"\n"+path+"\n"), 0o644); err != nil {
+		return true, fail("cannot record the running hook: "+err.Error(), "")
+	}
 	if err := cmd.Start(); err != nil {
-		return true, &HookError{Component: env.Component, Version: env.Version, Hook: name, Reason: err.Error()}
+		os.Remove(a.Layout.HookMarker())
+		return true, fail(err.Error(), "")
 	}
 	stop := context.AfterFunc(ctx, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
-	defer stop()
-	err := cmd.Wait()
+	err = cmd.Wait()
+	stop()
+	os.Remove(a.Layout.HookMarker())
 	if err == nil {
 		return true, nil
 	}
@@ -70,16 +101,58 @@ func runHook(ctx context.Context, dir, name string, env hookEnv, timeout time.Du
 	} else if ctx.Err() != nil {
 		reason = "interrupted"
 	}
-	return true, &HookError{Component: env.Component, Version: env.Version, Hook: name, Reason: reason, Output: strings.TrimSpace(out.String())}
+	return true, fail(reason, readTail(out))
 }
 
-type tail struct{ b []byte }
-
-func (t *tail) Write(p []byte) (int, error) {
-	t.b = append(t.b, p...)
-	if len(t.b) > hookOutputTail {
-		t.b = t.b[len(t.b)-hookOutputTail:]
+func readTail(f *os.File) string {
+	st, err := f.Stat()
+	if err != nil {
+		return ""
 	}
-	return len(p), nil
+	off := st.Size() - hookOutputTail
+	if off < 0 {
+		off = 0
+	}
+	b, _ := io.ReadAll(io.NewSectionReader(f, off, st.Size()-off))
+	return strings.TrimSpace(string(b))
 }
-func (t *tail) String() string { return string(t.b) }
+
+// reapHookLeftovers stops what remains of a hook whose agent died (the
+// orchestrator was killed, or cancelled the step): its children could
+// otherwise race the hook that the resumed run starts again. Only processes
+// carrying that hook run's unique marker are killed.
+func (a *Agent) reapHookLeftovers() {
+	data, err := os.ReadFile(a.Layout.HookMarker())
+	if err != nil {
+		return
+	}
+	mark, hook, _ := strings.Cut(strings.TrimSpace(string(data)), "\n")
+	if !strings.HasPrefix(mark, hookRunEnv+"=") {
+		os.Remove(a.Layout.HookMarker())
+		return
+	}
+	procs, _ := os.ReadDir("/proc")
+	killed := 0
+	for _, p := range procs {
+		pid := 0
+		if _, err := fmt.Sscanf(p.Name(), "%d", &pid); err != nil || pid <= 1 || pid == os.Getpid() {
+			continue
+		}
+		environ, err := os.ReadFile(filepath.Join("/proc", p.Name(), "environ"))
+		if err != nil {
+			continue
+		}
+		for _, kv := range bytes.Split(environ, []byte{0}) {
+			if string(kv) == mark {
+				if syscall.Kill(pid, syscall.SIGKILL) == nil {
+					killed++
+				}
+				break
+			}
+		}
+	}
+	if killed > 0 {
+		a.logf("stopped %d process(es) left by the interrupted hook %s", killed, hook)
+	}
+	os.Remove(a.Layout.HookMarker())
+}

@@ -20,7 +20,12 @@ func (l Layout) BackupDir(id string) string {
 	return filepath.Join(l.Root, "var", "sentinel", "backups", id)
 }
 func (l Layout) AgentLock() string { return filepath.Join(l.Root, "var", "sentinel", "agent.lock") }
-func (l Layout) LogDir() string    { return filepath.Join(l.Root, "logs") }
+
+// HookMarker names the hook run in progress, so the next agent can stop
+// what a killed one left running.
+func (l Layout) HookMarker() string { return filepath.Join(l.Root, "var", "sentinel", "hook-running") }
+func (l Layout) TmpDir() string     { return filepath.Join(l.Root, "var", "sentinel", "tmp") }
+func (l Layout) LogDir() string     { return filepath.Join(l.Root, "logs") }
 
 // installedMarker sits in every release directory sentinel unpacked and holds
 // the artifact digest it came from.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -136,13 +135,8 @@ func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *runRe
 	}
 	if !run.Finished() {
 		// An unfinished run whose lock is held is still going.
-		if l, err := runs.Lock("sentinel status"); err != nil {
-			var le *resume.LockedError
-			if errors.As(err, &le) {
-				rr.Status = "running"
-			}
-		} else {
-			l.Release()
+		if held, _, err := runs.LockHeld(); err == nil && held {
+			rr.Status = "running"
 		}
 		rr.Where = run.Where()
 	}

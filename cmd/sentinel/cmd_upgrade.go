@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -141,7 +142,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 			fmt.Fprintf(o.stdout, "Run %s already finished: the cluster is on %s. Nothing to resume.\n", last.ID, last.Plan.To)
 			return nil
 		case last.Finished():
-			return usagef("run %s failed (%s) and was rolled back where needed; it cannot be resumed: fix the cause, then run `sentinel upgrade` again", last.ID, last.Error)
+			return usagef("run %s ended and cannot be resumed: %s", last.ID, last.Error)
 		}
 		path, _ := runs.LatestPath()
 		j, rep, err := resume.Open(path)
@@ -185,16 +186,12 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 			return err
 		}
 	}
-	j, err := runs.Create(id)
-	if err != nil {
-		return fmt.Errorf("creating the run journal in %s: %w", inv.State(), err)
-	}
-	defer j.Close()
-	exec.Journal = j
-	run, err := exec.Begin(id, os.Args, version, plan)
+	j, run, err := runs.Start(id, os.Args, version, plan)
 	if err != nil {
 		return err
 	}
+	defer j.Close()
+	exec.Journal = j
 	log.Info("run started", zap.String("run", id), zap.String("from", plan.From), zap.String("to", plan.To))
 	if o.output == "text" {
 		fmt.Fprintf(o.stdout, "Run %s: upgrading %s from %s to %s\n", id, inv.Name, plan.From, plan.To)
@@ -205,7 +202,8 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 func finishRun(o upgradeOptions, log *zap.Logger, plan *rollout.Plan, err error) error {
 	if err != nil {
 		log.Error("run ended", zap.Error(err))
-		if fe, ok := err.(*rollout.StepFailedError); ok && fe.Output != "" && o.output == "text" {
+		var fe *rollout.StepFailedError
+		if errors.As(err, &fe) && fe.Output != "" && o.output == "text" {
 			fmt.Fprintf(o.stderr, "output of the failed hook (last lines):\n%s\n", indent(fe.Output))
 		}
 		return err

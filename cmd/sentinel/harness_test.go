@@ -22,6 +22,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/release"
 )
 
 // sentinelBin is the sentinel binary built once for the end-to-end tests:
@@ -259,4 +260,19 @@ func (b *background) kill() {
 		_ = b.cmd.Process.Kill()
 		_ = b.cmd.Wait()
 	}
+}
+
+// manifest reads a release manifest of the lab's channel.
+func (l *testLab) manifest(version string) *release.Manifest {
+	l.t.Helper()
+	p := filepath.Join(l.UpstreamDir, "releases", version, "manifest.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	m, err := release.ParseManifest(p, data)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return m
 }
