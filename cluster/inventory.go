@@ -23,6 +23,8 @@ type Inventory struct {
 	// StateDir holds run journals and the run lock; default <core root>/var/sentinel.
 	StateDir string `yaml:"state_dir,omitempty"`
 	Nodes    []Node `yaml:"nodes"`
+	// Cache describes the cache node, if the cluster has one.
+	Cache *CacheNode `yaml:"cache,omitempty"`
 
 	path string
 }
@@ -38,6 +40,22 @@ type Node struct {
 	// e.g. to run it inside a cgroup or namespace.
 	Prefix []string `yaml:"prefix,omitempty"`
 }
+
+// CacheNode is the node that runs the cache daemon (`sentinel cache serve`)
+// and where it keeps artifacts: `--cache-ip` names it on the command line.
+type CacheNode struct {
+	Node string `yaml:"node"`
+	// Dir is the daemon's cache_dir (the product's setting of that name).
+	Dir string `yaml:"dir"`
+	// Port the daemon listens on; default DefaultCachePort.
+	Port int `yaml:"port,omitempty"`
+	// TokenFile holds the bearer token of the daemon's prefetch API
+	// ($SENTINEL_CACHE_TOKEN overrides it).
+	TokenFile string `yaml:"token_file,omitempty"`
+}
+
+// DefaultCachePort is where `sentinel cache serve` listens unless told.
+const DefaultCachePort = 9077
 
 // TransportLocal runs the node agent as a subprocess on this machine.
 const TransportLocal = "local"
@@ -116,7 +134,26 @@ func (inv *Inventory) validate() error {
 	if cores != 1 {
 		return fmt.Errorf("field nodes: exactly one node must have the primary role (the core node), found %d", cores)
 	}
+	if c := inv.Cache; c != nil {
+		if !seen[c.Node] {
+			return fmt.Errorf("field cache.node: %q is not a node of this cluster", c.Node)
+		}
+		if !filepath.IsAbs(c.Dir) {
+			return fmt.Errorf("field cache.dir: the cache_dir must be an absolute path, got %q", c.Dir)
+		}
+		if c.Port < 0 || c.Port > 65535 {
+			return fmt.Errorf("field cache.port: %d is not a port", c.Port)
+		}
+	}
 	return nil
+}
+
+// CachePort is the cache daemon's port from the cluster file, or the default.
+func (inv *Inventory) CachePort() int {
+	if inv.Cache != nil && inv.Cache.Port != 0 {
+		return inv.Cache.Port
+	}
+	return DefaultCachePort
 }
 
 // Core returns the core node: the one with the primary role.

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
+	"strings"
 )
 
 // maxDocumentBytes bounds any metadata document: a channel that serves more
@@ -20,6 +22,9 @@ type Channel struct {
 	URL   *url.URL
 	Index *Index
 	http  *http.Client
+	// raw keeps every document as it was read, by its path relative to the
+	// index, so a cache can serve exactly what the upstream published.
+	raw map[string][]byte
 }
 
 // OpenChannel reads and validates the index at rawURL (http://, https:// or
@@ -29,11 +34,12 @@ func OpenChannel(ctx context.Context, rawURL string) (*Channel, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
 		return nil, &MetadataError{Doc: rawURL, Err: fmt.Errorf("channel URL must be http://, https:// or file://")}
 	}
-	c := &Channel{URL: u, http: &http.Client{Transport: &http.Transport{Proxy: http.ProxyFromEnvironment}}}
+	c := &Channel{URL: u, http: &http.Client{Transport: &http.Transport{Proxy: ProxyFromEnvironment}}, raw: map[string][]byte{}}
 	data, err := c.get(ctx, u)
 	if err != nil {
 		return nil, err
 	}
+	c.raw[path.Base(u.Path)] = data
 	c.Index, err = ParseIndex(u.String(), data)
 	if err != nil {
 		return nil, err
@@ -56,6 +62,9 @@ func (c *Channel) Manifest(ctx context.Context, v string) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	if rel, ok := relativePath(e.Manifest); ok {
+		c.raw[rel] = data
+	}
 	m, err := ParseManifest(mu.String(), data)
 	if err != nil {
 		return nil, err
@@ -73,6 +82,29 @@ func (c *Channel) Manifest(ctx context.Context, v string) (*Manifest, error) {
 	return m, nil
 }
 
+// Documents returns the documents read so far, as published, by their path
+// relative to the index ("index.json", "releases/3.4.2/manifest.json").
+func (c *Channel) Documents() map[string][]byte {
+	out := make(map[string][]byte, len(c.raw))
+	for k, v := range c.raw {
+		out[k] = v
+	}
+	return out
+}
+
+// relativePath accepts a manifest reference that stays below the index.
+func relativePath(ref string) (string, bool) {
+	u, err := url.Parse(ref)
+	if err != nil || u.IsAbs() || u.Host != "" || strings.HasPrefix(u.Path, "/") {
+		return "", false
+	}
+	clean := path.Clean(u.Path)
+	if clean == "." || strings.HasPrefix(clean, "../") || clean == ".." {
+		return "", false
+	}
+	return clean, true
+}
+
 // FetchError says which document could not be read and from where.
 type FetchError struct {
 	URL string
@@ -80,7 +112,7 @@ type FetchError struct {
 }
 
 func (e *FetchError) Error() string {
-	return fmt.Sprintf("cannot read %s: %v (check the channel URL in the cluster file and that the upstream is reachable)", e.URL, e.Err)
+	return fmt.Sprintf("cannot read %s: %v (check the channel URL and that the upstream is reachable%s)", e.URL, e.Err, proxyHint(e.URL))
 }
 func (e *FetchError) Unwrap() error { return e.Err }
 
@@ -100,7 +132,7 @@ func (c *Channel) get(ctx context.Context, u *url.URL) ([]byte, error) {
 		}
 		resp, err := c.http.Do(req)
 		if err != nil {
-			return nil, &FetchError{URL: u.String(), Err: err}
+			return nil, &FetchError{URL: u.String(), Err: describeProxyError(req, err)}
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()

@@ -5,7 +5,9 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
@@ -15,11 +17,16 @@ import (
 // Plan is everything a run will do, fixed when the run starts and stored in
 // its journal, so a resumed run does exactly what the first one meant to.
 type Plan struct {
-	From  string     `json:"from"` // the core node's release
-	To    string     `json:"to"`
-	Hops  []string   `json:"hops"` // releases installed in turn
-	Force bool       `json:"force,omitempty"`
-	Nodes []NodePlan `json:"nodes"` // in upgrade order
+	From string `json:"from"` // the core node's release
+	To   string `json:"to"`
+	// Source is where nodes fetch artifacts: "upstream", the cache
+	// daemon's URL, or "node caches only".
+	Source string     `json:"source"`
+	Hops   []string   `json:"hops"` // releases installed in turn
+	Force  bool       `json:"force,omitempty"`
+	Nodes  []NodePlan `json:"nodes"` // in upgrade order
+	// Finally runs once every node is done: clean-up on the cache node.
+	Finally *NodePlan `json:"finally,omitempty"`
 }
 
 // NodePlan is one node's share of the run.
@@ -67,6 +74,23 @@ type PlanInput struct {
 	Target    string                  // "" for the channel's latest release
 	Force     bool
 	RunID     string
+	// CacheURL, when set, is the cache daemon the nodes fetch every
+	// artifact from, by digest, instead of the upstream.
+	CacheURL string
+	// SkipDownload: use only what the node caches already hold.
+	SkipDownload bool
+}
+
+// MissingArtifactsError: --skip-download was asked and a node lacks
+// artifacts. Nothing was changed.
+type MissingArtifactsError struct {
+	Node    string
+	Missing []string // "component version (sha256 ...)"
+}
+
+func (e *MissingArtifactsError) Error() string {
+	return fmt.Sprintf("node %s lacks %d artifact(s) in its cache, and --skip-download forbids downloading them: %s. Run without --skip-download, or with --cache-ip to fetch them from the cache node",
+		e.Node, len(e.Missing), strings.Join(e.Missing, ", "))
 }
 
 // UsageError is bad input from the operator: nothing was changed.
@@ -91,7 +115,13 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 	if err != nil {
 		return nil, &UsageError{Msg: fmt.Sprintf("%q is not a release version: %v", to, err)}
 	}
-	plan := &Plan{From: from, To: to, Force: in.Force}
+	plan := &Plan{From: from, To: to, Force: in.Force, Source: "upstream"}
+	switch {
+	case in.SkipDownload:
+		plan.Source = "node caches only"
+	case in.CacheURL != "":
+		plan.Source = in.CacheURL
+	}
 	manifests := map[string]*release.Manifest{}
 	manifest := func(v string) (*release.Manifest, error) {
 		if m, ok := manifests[v]; ok {
@@ -141,7 +171,21 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 		}
 		plan.Nodes = append(plan.Nodes, np)
 	}
+	if c := in.Inventory.Cache; c != nil && in.CacheURL != "" && !plan.NothingToDo() {
+		plan.Finally = &NodePlan{Node: c.Node, Steps: []Step{{ID: "finally/prune-cache", Op: steps.OpPruneCache, Release: to,
+			Request: steps.Request{CacheDir: c.Dir, KeepFrom: to}}}}
+	}
 	return plan, nil
+}
+
+// NothingToDo reports whether every node is already where the plan goes.
+func (p *Plan) NothingToDo() bool {
+	for _, n := range p.Nodes {
+		if n.Skip == "" {
+			return false
+		}
+	}
+	return true
 }
 
 func recordProblem(f *steps.Facts) string {
@@ -158,6 +202,7 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 		running[c] = v
 	}
 	var fetches, upgrades []Step
+	var missing []string
 	fetched := map[string]bool{}
 	var last *release.Manifest
 	for _, hop := range hops {
@@ -174,10 +219,18 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 				continue
 			}
 			versions[c.Name] = c.Version
+			if in.CacheURL != "" {
+				// Content-addressed: the cache serves every artifact by digest.
+				c.Artifact.URL = strings.TrimRight(in.CacheURL, "/") + "/artifacts/sha256/" + c.Artifact.SHA256
+			}
 			if !fetched[c.Artifact.SHA256] {
 				fetched[c.Artifact.SHA256] = true
+				if in.SkipDownload && !slices.Contains(f.Cached, c.Artifact.SHA256) {
+					missing = append(missing, fmt.Sprintf("%s %s (sha256 %.12s)", c.Name, c.Version, c.Artifact.SHA256))
+				}
 				fetches = append(fetches, Step{ID: hop + "/" + c.Name + "/fetch", Op: steps.OpFetch, Release: hop,
-					Component: c.Name, Version: c.Version, Request: steps.Request{Component: c.Name, Version: c.Version, Artifact: c.Artifact}})
+					Component: c.Name, Version: c.Version,
+					Request: steps.Request{Component: c.Name, Version: c.Version, Artifact: c.Artifact, Offline: in.SkipDownload}})
 			}
 			from := running[c.Name]
 			if from == c.Version && !in.Force {
@@ -202,9 +255,36 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 		}
 		upgrades = append(upgrades, Step{ID: "restart", Op: steps.OpRestart, Release: last.Version,
 			Request: steps.Request{Restart: items}})
+		// The new release is in place: its artifacts are all the node cache
+		// needs to keep (rollback uses the unpacked releases, not archives).
+		var keep []string
+		for _, c := range last.Components {
+			if c.AppliesTo(n.Roles) {
+				keep = append(keep, c.Artifact.SHA256)
+			}
+		}
+		upgrades = append(upgrades, Step{ID: "prune", Op: steps.OpPrune, Release: last.Version, Request: steps.Request{Keep: keep}})
+	}
+	if len(missing) > 0 {
+		return &MissingArtifactsError{Node: n.Name, Missing: missing}
 	}
 	np.Steps = append(fetches, upgrades...)
 	return nil
+}
+
+// Artifacts lists every artifact the plan fetches, once each, in plan order.
+func (p *Plan) Artifacts() []release.Artifact {
+	seen := map[string]bool{}
+	var out []release.Artifact
+	for _, np := range p.Nodes {
+		for _, s := range np.Steps {
+			if s.Op == steps.OpFetch && !seen[s.Request.Artifact.SHA256] {
+				seen[s.Request.Artifact.SHA256] = true
+				out = append(out, s.Request.Artifact)
+			}
+		}
+	}
+	return out
 }
 
 // roleOrder is the product's default: DEAs first, the core's roles last.

@@ -70,7 +70,11 @@ func (e *InterruptedError) Error() string {
 
 // Execute runs every step of the plan that the journal does not show done.
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
-	for _, np := range run.Plan.Nodes {
+	nodes := run.Plan.Nodes
+	if run.Plan.Finally != nil {
+		nodes = append(append([]NodePlan(nil), nodes...), *run.Plan.Finally)
+	}
+	for _, np := range nodes {
 		if np.Skip != "" {
 			continue
 		}

@@ -99,7 +99,7 @@ func (r *Run) state(node, id string) *StepState {
 
 // Where names the first step that is not done, for "stopped at" messages.
 func (r *Run) Where() string {
-	for _, np := range r.Plan.Nodes {
+	for _, np := range r.allNodes() {
 		for _, s := range r.nodeSteps(np) {
 			switch st := r.state(np.Node, s.ID); st.State {
 			case StateRunning:
@@ -112,6 +112,14 @@ func (r *Run) Where() string {
 		}
 	}
 	return "after its last step"
+}
+
+// allNodes is the plan's nodes, then its final clean-up, in execution order.
+func (r *Run) allNodes() []NodePlan {
+	if r.Plan.Finally == nil {
+		return r.Plan.Nodes
+	}
+	return append(append([]NodePlan(nil), r.Plan.Nodes...), *r.Plan.Finally)
 }
 
 // nodeSteps is the node's planned steps followed by its rollback steps, if
@@ -153,16 +161,15 @@ type StepView struct {
 
 // View lists the node's steps in execution order with their states.
 func (r *Run) View(node string) []StepView {
-	for _, np := range r.Plan.Nodes {
+	var out []StepView
+	for _, np := range r.allNodes() {
 		if np.Node == node {
-			var out []StepView
 			for _, s := range r.nodeSteps(np) {
 				out = append(out, StepView{Step: s, StepState: r.state(node, s.ID)})
 			}
-			return out
 		}
 	}
-	return nil
+	return out
 }
 
 // apply folds one more record into the run.

@@ -63,6 +63,13 @@ func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) 
 		return a.commit(req)
 	case OpRestart:
 		return a.restart(ctx, req)
+	case OpPrune:
+		return prune((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
+	case OpPruneCache:
+		if !filepath.IsAbs(req.CacheDir) {
+			return Result{}, fmt.Errorf("cache_dir %q is not an absolute path", req.CacheDir)
+		}
+		return prune((&cache.Store{Dir: req.CacheDir}).Prune(filepath.Join(req.CacheDir, "channel"), req.KeepFrom, false))
 	}
 	return Result{}, fmt.Errorf("unknown operation %q (known: %s)", op, strings.Join(Ops, ", "))
 }
@@ -116,6 +123,13 @@ func (a *Agent) facts() (*Facts, error) {
 			f.Current[e.Name()] = v
 		}
 	}
+	cached, err := os.ReadDir(filepath.Join(a.Layout.CacheDir(), "sha256"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, err
+	}
+	for _, e := range cached {
+		f.Cached = append(f.Cached, e.Name())
+	}
 	return f, nil
 }
 
@@ -143,6 +157,12 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 				return Result{}, err
 			}
 		}
+	}
+	if req.Offline {
+		if !store.Has(req.Artifact.SHA256) {
+			return Result{}, fmt.Errorf("%s %s (sha256 %s) is not in the node cache, and --skip-download forbids downloading it: run without --skip-download, or fill the cache first", req.Component, req.Version, req.Artifact.SHA256)
+		}
+		return Result{Note: "in the node cache, verified"}, nil
 	}
 	got, err := store.Fetch(ctx, req.Artifact.URL, req.Artifact.SHA256, req.Artifact.Size)
 	if err != nil {
@@ -498,4 +518,12 @@ func syncDirs(root string) error {
 		}
 		return cluster.SyncDir(p)
 	})
+}
+
+func prune(removed []cache.Entry, err error) (Result, error) {
+	var bytes int64
+	for _, e := range removed {
+		bytes += e.Size
+	}
+	return Result{Changed: len(removed) > 0, Note: fmt.Sprintf("removed %d artifacts (%d bytes) no longer needed", len(removed), bytes)}, err
 }

@@ -19,24 +19,36 @@ const (
 	OpHealth  = "health"  // run the health hook, with retries
 	OpCommit  = "commit"  // record the node's new release in node.json
 	OpRestart = "restart" // stop every component, start them again, check health
+	OpPrune   = "prune"   // drop node-cache artifacts the node no longer needs
+	// OpPruneCache drops, from the cache node's store, what no release from
+	// a version on needs.
+	OpPruneCache = "prune-cache"
 )
 
 // Ops lists every operation the agent accepts.
-var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart}
+var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache}
 
 // Request is the JSON document an agent operation reads on stdin. Each
 // operation uses the fields it needs.
 type Request struct {
-	Component   string            `json:"component,omitempty"`
-	Version     string            `json:"version,omitempty"`
-	FromVersion string            `json:"from_version,omitempty"`
-	Artifact    release.Artifact  `json:"artifact,omitzero"`
-	Hooks       release.Hooks     `json:"hooks,omitzero"`
-	BackupID    string            `json:"backup_id,omitempty"`
-	Release     string            `json:"release,omitempty"`
-	Components  map[string]string `json:"components,omitempty"`
+	Component   string           `json:"component,omitempty"`
+	Version     string           `json:"version,omitempty"`
+	FromVersion string           `json:"from_version,omitempty"`
+	Artifact    release.Artifact `json:"artifact,omitzero"`
+	Hooks       release.Hooks    `json:"hooks,omitzero"`
+	// Offline fetch: the artifact must already be in the node cache
+	// (--skip-download); it is verified, never downloaded.
+	Offline    bool              `json:"offline,omitempty"`
+	BackupID   string            `json:"backup_id,omitempty"`
+	Release    string            `json:"release,omitempty"`
+	Components map[string]string `json:"components,omitempty"`
 	// Restart: the node's components in start order.
 	Restart []RestartItem `json:"restart,omitempty"`
+	// Prune: the digests the node cache keeps.
+	Keep []string `json:"keep,omitempty"`
+	// PruneCache: the cache node's cache_dir, and the oldest release to keep.
+	CacheDir string `json:"cache_dir,omitempty"`
+	KeepFrom string `json:"keep_from,omitempty"`
 }
 
 // RestartItem is one component of a node restart.
@@ -60,4 +72,5 @@ type Facts struct {
 	Record      *cluster.Record   `json:"record,omitempty"`
 	RecordError string            `json:"record_error,omitempty"`
 	Current     map[string]string `json:"current"` // component -> version its current link points at
+	Cached      []string          `json:"cached"`  // digests in the node cache
 }

@@ -7,10 +7,14 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -26,7 +30,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), downCmd(), serveCmd(), faultCmd())
+	root.AddCommand(upCmd(), downCmd(), serveCmd(), faultCmd(), upstreamCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sentinel-lab: "+err.Error())
 		os.Exit(2)
@@ -34,8 +38,9 @@ func main() {
 }
 
 func upCmd() *cobra.Command {
-	var dir, rel string
+	var dir, rel, sentinel string
 	var nodes int
+	var withCache bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Create a lab: generate releases, start the upstream, install the nodes at a release",
@@ -49,7 +54,7 @@ that 'sentinel-lab down' stops), and --nodes node roots under nodes/ with
 			if err != nil {
 				return err
 			}
-			url, pid, err := startUpstream(lab.Dir)
+			url, pid, err := startUpstream(lab.Dir, "127.0.0.1:0")
 			if err != nil {
 				return err
 			}
@@ -59,29 +64,76 @@ that 'sentinel-lab down' stops), and --nodes node roots under nodes/ with
 			fmt.Printf("# lab with %d node(s) on %s; upstream %s (pid %d)\n", len(lab.Nodes), lab.Release, url, pid)
 			fmt.Printf("export SENTINEL_CLUSTER=%s\n", lab.ClusterFile)
 			fmt.Printf("export SENTINEL_UPSTREAM=%s\n", url)
+			if withCache {
+				addr, err := startCache(lab, sentinel)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("# cache node %s: `sentinel cache serve` on %s (pid %d), cache_dir %s\n", lab.Cache.Node, addr, lab.CachePID, lab.Cache.Dir)
+				fmt.Printf("export SENTINEL_CACHE_IP=%s\n", addr)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to create the lab in (required)")
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of nodes (1 is a micro cloud with every role)")
 	cmd.Flags().StringVar(&rel, "release", "3.4.1", "release the nodes start on")
+	cmd.Flags().BoolVar(&withCache, "cache", true, "make the core node the cache node and start its daemon")
+	cmd.Flags().StringVar(&sentinel, "sentinel", "", "the sentinel binary that runs the cache daemon (default: next to sentinel-lab, else $PATH)")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd
 }
 
-// startUpstream runs `sentinel-lab serve` in its own session, so it outlives
-// this command, and reads the URL it prints once it listens.
-func startUpstream(dir string) (string, int, error) {
+// startCache runs `sentinel cache serve` for the lab's cache node on the
+// core node's address.
+func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
+	if sentinel == "" {
+		self, _ := os.Executable()
+		sentinel = filepath.Join(filepath.Dir(self), "sentinel")
+		if _, err := os.Stat(sentinel); err != nil {
+			if sentinel, err = exec.LookPath("sentinel"); err != nil {
+				return "", fmt.Errorf("cannot find the sentinel binary for the cache daemon: pass --sentinel or put it on $PATH")
+			}
+		}
+	}
+	c, err := lab.PrepareCache()
+	if err != nil {
+		return "", err
+	}
+	core, _ := lab.Node(c.Node)
+	line, pid, err := startDaemon(filepath.Join(lab.Dir, "cache.log"), sentinel, "cache", "serve", "--dir", c.Dir,
+		"--listen", core.Address+":0", "--token-file", c.TokenFile)
+	if err != nil {
+		return "", fmt.Errorf("the cache daemon did not start: %w", err)
+	}
+	addr := strings.TrimPrefix(line, "listening on ")
+	_, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("the cache daemon said %q", line)
+	}
+	port, _ := strconv.Atoi(portText)
+	return addr, lab.SetCacheDaemon(c, port, pid)
+}
+
+// startUpstream runs `sentinel-lab serve` in the background and returns its
+// index URL and pid.
+func startUpstream(dir, listen string) (string, int, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return "", 0, err
 	}
-	logf, err := os.Create(filepath.Join(dir, "upstream.log"))
+	return startDaemon(filepath.Join(dir, "upstream.log"), self, "serve", "--dir", dir, "--listen", listen)
+}
+
+// startDaemon runs a server in its own session, so it outlives this
+// command, and returns the first line it prints (once it listens).
+func startDaemon(logPath, bin string, args ...string) (string, int, error) {
+	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return "", 0, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(self, "serve", "--dir", dir)
+	cmd := exec.Command(bin, args...)
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	out, err := cmd.StdoutPipe()
@@ -94,7 +146,7 @@ func startUpstream(dir string) (string, int, error) {
 	line, err := bufio.NewReader(out).ReadString('\n')
 	if err != nil {
 		_ = cmd.Process.Kill()
-		return "", 0, fmt.Errorf("the upstream server did not start (see %s): %w", logf.Name(), err)
+		return "", 0, fmt.Errorf("%s did not start (see %s): %w", filepath.Base(bin), logf.Name(), err)
 	}
 	pid := cmd.Process.Pid
 	_ = cmd.Process.Release()
@@ -138,9 +190,12 @@ func downCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if lab.UpstreamPID > 0 && isOurServer(lab.UpstreamPID, lab.Dir) {
-				if err := syscall.Kill(lab.UpstreamPID, syscall.SIGTERM); err != nil {
-					return fmt.Errorf("stopping the upstream (pid %d): %w", lab.UpstreamPID, err)
+			if err := stopOurs(lab.UpstreamPID, "serve", lab.Dir); err != nil {
+				return fmt.Errorf("stopping the upstream: %w", err)
+			}
+			if lab.Cache != nil {
+				if err := stopOurs(lab.CachePID, "cache", lab.Cache.Dir); err != nil {
+					return fmt.Errorf("stopping the cache daemon: %w", err)
 				}
 			}
 			if keep {
@@ -155,14 +210,57 @@ func downCmd() *cobra.Command {
 	return cmd
 }
 
-// isOurServer checks the pid still is this lab's server, not a recycled pid.
-func isOurServer(pid int, dir string) bool {
+// stopOurs sends SIGTERM to pid if it still is the lab's process (its
+// command line has verb and dir), not a recycled pid.
+func stopOurs(pid int, verb, dir string) error {
+	if pid <= 0 {
+		return nil
+	}
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
-		return false
+		return nil // gone already
 	}
 	args := strings.Split(string(data), "\x00")
-	return len(args) > 3 && args[1] == "serve" && args[3] == dir
+	if len(args) < 2 || args[1] != verb || !slices.Contains(args, dir) {
+		return nil
+	}
+	return syscall.Kill(pid, syscall.SIGTERM)
+}
+
+func upstreamCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "upstream stop|start",
+		Short: "Stop the lab's upstream (as if the internet were gone) or start it again",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lab, err := fixtures.LoadLab(dir)
+			if err != nil {
+				return err
+			}
+			switch args[0] {
+			case "stop":
+				if err := stopOurs(lab.UpstreamPID, "serve", lab.Dir); err != nil {
+					return err
+				}
+				return lab.SetUpstream(lab.ChannelURL, 0)
+			case "start":
+				u, err := url.Parse(lab.ChannelURL)
+				if err != nil {
+					return err
+				}
+				got, pid, err := startUpstream(lab.Dir, u.Host)
+				if err != nil {
+					return err
+				}
+				return lab.SetUpstream(got, pid)
+			}
+			return fmt.Errorf("upstream takes stop or start, not %q", args[0])
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "lab directory (required)")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
 }
 
 func faultCmd() *cobra.Command {

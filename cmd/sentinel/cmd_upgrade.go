@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -24,12 +26,15 @@ import (
 )
 
 type upgradeOptions struct {
-	cluster string
-	force   bool
-	resume  bool
-	dryRun  bool
-	yes     bool
-	output  string
+	cluster      string
+	force        bool
+	resume       bool
+	dryRun       bool
+	yes          bool
+	output       string
+	downloadOnly bool
+	cacheIP      string
+	skipDownload bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -57,9 +62,11 @@ component fails to migrate, start or become healthy, the components this run
 replaced on that node go back to their previous release and the run stops
 with exit code 1; 'sentinel status' shows the failed step and the hook's
 output.`,
-		Example: `  sentinel upgrade --dry-run            # show the plan, change nothing
-  sentinel upgrade 3.4.2 --yes          # upgrade without asking
-  sentinel upgrade --resume             # finish an interrupted run`,
+		Example: `  sentinel upgrade --dry-run                                # show the plan, change nothing
+  sentinel upgrade 3.4.2 --yes                              # upgrade without asking
+  sentinel upgrade --resume                                 # finish an interrupted run
+  sentinel upgrade 3.4.2 --download-only --cache-ip 10.0.0.1  # fill the cache node now...
+  sentinel upgrade 3.4.2 --cache-ip 10.0.0.1 --yes            # ...upgrade from it later, even offline`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.stdin, o.stdout, o.stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
@@ -74,6 +81,9 @@ output.`,
 	f.BoolVarP(&o.yes, "yes", "y", false, "do not ask for confirmation")
 	f.BoolVar(&o.yes, "skip-confirmation", false, "same as --yes")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json (JSON lines)")
+	f.BoolVar(&o.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node")
+	f.StringVar(&o.cacheIP, "cache-ip", "", "the cache node, IP[:PORT]: nodes fetch from its daemon instead of the upstream")
+	f.BoolVar(&o.skipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing")
 	return cmd
 }
 
@@ -88,12 +98,24 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	if o.output != "text" && o.output != "json" {
 		return usagef("--output must be text or json, not %q", o.output)
 	}
-	if o.resume && (target != "" || o.force || o.dryRun) {
-		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force or --dry-run")
+	if o.resume && (target != "" || o.force || o.dryRun || o.downloadOnly || o.cacheIP != "" || o.skipDownload) {
+		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --cache-ip or --skip-download")
+	}
+	if o.downloadOnly && o.cacheIP == "" {
+		return usagef("--download-only needs --cache-ip: it fills the cache node's store, from which a later `sentinel upgrade --cache-ip IP` runs")
+	}
+	if o.downloadOnly && o.skipDownload {
+		return usagef("--download-only and --skip-download contradict each other")
 	}
 	inv, err := loadInventory(o.cluster)
 	if err != nil {
 		return err
+	}
+	cacheURL := ""
+	if o.cacheIP != "" {
+		if cacheURL, err = parseCacheAddr(o.cacheIP, inv.CachePort()); err != nil {
+			return err
+		}
 	}
 	log, closeLog, err := openLog(filepath.Join(inv.Core().Root, "logs"))
 	if err != nil {
@@ -113,8 +135,15 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	}
 	progress = &loggedProgress{next: progress, log: log}
 
+	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload}
+	if o.downloadOnly {
+		return runDownloadOnly(ctx, o, inv, transports, target, cacheURL, log)
+	}
+	if cacheURL != "" {
+		src.channel = cacheURL + "/channel/index.json"
+	}
 	if o.dryRun {
-		plan, err := planUpgrade(ctx, inv, transports, target, o.force, "dry-run")
+		plan, _, err := planUpgrade(ctx, inv, transports, target, o.force, "dry-run", src)
 		if err != nil {
 			return err
 		}
@@ -173,7 +202,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		return usagef("run %s (%s) did not finish: it stopped at %s. Pass --resume to finish it", last.ID, strings.Join(last.Command, " "), last.Where())
 	}
 	id := rollout.NewID(time.Now())
-	plan, err := planUpgrade(ctx, inv, transports, target, o.force, id)
+	plan, _, err := planUpgrade(ctx, inv, transports, target, o.force, id, src)
 	if err != nil {
 		return err
 	}
@@ -215,16 +244,41 @@ func finishRun(o upgradeOptions, log *zap.Logger, plan *rollout.Plan, err error)
 	return nil
 }
 
-func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, target string, force bool, id string) (*rollout.Plan, error) {
-	ch, err := release.OpenChannel(ctx, inv.Channel)
+// planSource says where a plan's metadata and artifacts come from.
+type planSource struct {
+	channel      string // index URL: the upstream's, or the cache daemon's copy
+	cacheURL     string // artifacts by digest from this cache daemon
+	skipDownload bool
+}
+
+func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, target string, force bool, id string, src planSource) (*rollout.Plan, *release.Channel, error) {
+	ch, err := release.OpenChannel(ctx, src.channel)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	facts, err := rollout.Gather(ctx, inv.Nodes, tr)
 	if err != nil {
-		return nil, fmt.Errorf("reading node facts: %w", err)
+		return nil, nil, fmt.Errorf("reading node facts: %w", err)
 	}
-	return rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: inv, Facts: facts, Target: target, Force: force, RunID: id})
+	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: inv, Facts: facts, Target: target, Force: force, RunID: id,
+		CacheURL: src.cacheURL, SkipDownload: src.skipDownload})
+	return plan, ch, err
+}
+
+// parseCacheAddr turns IP[:PORT] (or HOST[:PORT], [IPv6]:PORT) into the
+// cache daemon's base URL.
+func parseCacheAddr(s string, defaultPort int) (string, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		host, port = strings.Trim(s, "[]"), strconv.Itoa(defaultPort)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return "", usagef("--cache-ip %q: %q is not a port", s, port)
+	}
+	if host == "" || strings.ContainsAny(host, "/ ?#@") {
+		return "", usagef("--cache-ip %q is not IP[:PORT]", s)
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
 }
 
 // channelAdapter gives rollout the channel operations it plans with.
@@ -233,14 +287,7 @@ type channelAdapter struct{ *release.Channel }
 func (c channelAdapter) Path(from, to string) ([]string, error) { return c.Index.Path(from, to) }
 func (c channelAdapter) Latest() string                         { return c.Index.Latest() }
 
-func nothingToDo(p *rollout.Plan) bool {
-	for _, n := range p.Nodes {
-		if n.Skip == "" {
-			return false
-		}
-	}
-	return true
-}
+func nothingToDo(p *rollout.Plan) bool { return p.NothingToDo() }
 
 func confirm(o upgradeOptions, plan *rollout.Plan) error {
 	f, ok := o.stdin.(*os.File)
@@ -266,7 +313,7 @@ func printPlan(w io.Writer, format string, inv *cluster.Inventory, plan *rollout
 		enc.SetIndent("", "  ")
 		return enc.Encode(plan)
 	}
-	fmt.Fprintf(w, "Plan: %s -> %s (releases installed in turn: %s)\n", plan.From, plan.To, strings.Join(plan.Hops, ", "))
+	fmt.Fprintf(w, "Plan: %s -> %s (releases installed in turn: %s; artifacts from %s)\n", plan.From, plan.To, strings.Join(plan.Hops, ", "), plan.Source)
 	for _, np := range plan.Nodes {
 		fmt.Fprintf(w, "\nnode %s [%s] on %s\n", np.Node, strings.Join(np.Roles, ","), np.From)
 		if np.Skip != "" {
@@ -308,6 +355,12 @@ func printPlan(w io.Writer, format string, inv *cluster.Inventory, plan *rollout
 			}
 		}
 	}
+	if f := plan.Finally; f != nil {
+		fmt.Fprintf(w, "\nfinally, on %s:\n", f.Node)
+		for _, s := range f.Steps {
+			fmt.Fprintf(w, "  %s\n", describe(s))
+		}
+	}
 	return nil
 }
 
@@ -319,6 +372,10 @@ func describe(s rollout.Step) string {
 		return "record release " + s.Release + " in node.json"
 	case steps.OpRestart:
 		return fmt.Sprintf("restart all %d components and check health", len(s.Request.Restart))
+	case steps.OpPrune:
+		return fmt.Sprintf("prune the node cache down to the %d artifacts of %s", len(s.Request.Keep), s.Release)
+	case steps.OpPruneCache:
+		return fmt.Sprintf("prune the cache node's store (%s) of what no release from %s on needs", s.Request.CacheDir, s.Request.KeepFrom)
 	}
 	return s.ID
 }

@@ -10,12 +10,17 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -56,7 +61,9 @@ var (
 
 type testLab struct {
 	*fixtures.Lab
-	t *testing.T
+	t        *testing.T
+	upstream *fixtures.Upstream
+	cacheIP  string // IP:PORT of the cache daemon, once started
 }
 
 // newLab makes a lab whose cluster file points at an HTTP upstream on
@@ -75,7 +82,7 @@ func newLab(t *testing.T, nodes int, rel string) *testLab {
 	if err := lab.SetUpstream(up.URL, 0); err != nil {
 		t.Fatal(err)
 	}
-	return &testLab{Lab: lab, t: t}
+	return &testLab{Lab: lab, t: t, upstream: up}
 }
 
 func (l *testLab) core() cluster.Node {
@@ -276,3 +283,62 @@ func (l *testLab) manifest(version string) *release.Manifest {
 	}
 	return m
 }
+
+// startCache makes the core node the cache node and runs the real
+// `sentinel cache serve` for it, as an operator would.
+func (l *testLab) startCache(extraArgs ...string) {
+	l.t.Helper()
+	c, err := l.PrepareCache()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	core := l.core()
+	args := append([]string{"cache", "serve", "--dir", c.Dir, "--listen", core.Address + ":0", "--token-file", c.TokenFile}, extraArgs...)
+	cmd := exec.Command(sentinelBin, args...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "listening on ") {
+		l.t.Fatalf("cache daemon: %q, %v", line, err)
+	}
+	l.cacheIP = strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	_, port, _ := net.SplitHostPort(l.cacheIP)
+	p, _ := strconv.Atoi(port)
+	if err := l.SetCacheDaemon(c, p, cmd.Process.Pid); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// cutUpstream stops the upstream, as if the internet were gone, and puts a
+// tripwire on its address that counts (and refuses) whatever still comes.
+func (l *testLab) cutUpstream() *tripwire {
+	l.t.Helper()
+	u, _ := url.Parse(l.upstream.URL)
+	if err := l.upstream.Close(); err != nil {
+		l.t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", u.Host)
+	if err != nil {
+		l.t.Fatalf("re-listening on the upstream's address: %v", err)
+	}
+	tw := &tripwire{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tw.hits.Add(1)
+		http.Error(w, "the upstream is gone", http.StatusServiceUnavailable)
+	})}
+	go srv.Serve(ln)
+	l.t.Cleanup(func() { srv.Close() })
+	return tw
+}
+
+type tripwire struct{ hits atomic.Int64 }

@@ -48,11 +48,14 @@ func exitCode(err error) int {
 		le  *resume.LockedError
 		ir  *rollout.InterruptedError
 	)
+	var missing *rollout.MissingArtifactsError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ir):
 		return exitInterrupted
+	case errors.As(err, &missing):
+		return exitPreflight
 	case errors.As(err, &ue), errors.As(err, &rue), errors.As(err, &me), errors.As(err, &ure),
 		errors.As(err, &npe), errors.As(err, &ie), errors.As(err, &le):
 		return exitUsage
@@ -118,6 +121,6 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{msg: err.Error()}
 	})
-	root.AddCommand(newUpgradeCmd(stopping), newStatusCmd(), newNodeCmd(), newVersionCmd())
+	root.AddCommand(newUpgradeCmd(stopping), newStatusCmd(), newCacheCmd(), newNodeCmd(), newVersionCmd())
 	return root
 }

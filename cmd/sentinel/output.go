@@ -89,3 +89,9 @@ func (p *jsonProgress) StepFinished(node string, s rollout.Step, res steps.Resul
 func (p *jsonProgress) Logf(node, format string, args ...any) {
 	p.emit(jsonEvent{Event: "log", Node: node, Message: fmt.Sprintf(format, args...)})
 }
+
+func (p *jsonProgress) emitResult(kind string, v any) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.enc.Encode(map[string]any{"event": kind + "-result", "time": time.Now().UTC(), "result": v})
+}

@@ -213,6 +213,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"nothing to resume", lab, nil, []string{"upgrade", "--resume"}, "no run to resume"},
 		{"no confirmation without terminal", lab, nil, []string{"upgrade", "3.4.3"}, "pass --yes"},
 		{"bad output format", lab, nil, []string{"upgrade", "--output", "xml"}, "--output must be text or json"},
+		{"download-only without cache", lab, nil, []string{"upgrade", "--download-only"}, "--download-only needs --cache-ip"},
+		{"bad cache address", lab, nil, []string{"upgrade", "--cache-ip", "10.0.0.1:http", "--yes"}, "is not a port"},
+		{"download-only and skip-download", lab, nil, []string{"upgrade", "--download-only", "--skip-download", "--cache-ip", "127.0.0.1"}, "contradict"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,0 +1,81 @@
+package main
+
+import (
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/fixtures"
+)
+
+// download-only fills the cache node while the cluster runs and changes no
+// node; then, with the upstream gone, the upgrade runs from the cache alone.
+func TestDownloadOnlyThenUpgradeWithoutUpstream(t *testing.T) {
+	lab := newLab(t, 3, "3.4.1")
+	lab.startCache()
+	before := map[string]string{}
+	for _, n := range lab.Nodes {
+		before[n.Name] = nodeDigest(t, n.Root)
+	}
+
+	out := lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	if !strings.Contains(out.stdout, "The cache holds everything for 3.4.2") {
+		t.Errorf("download-only output:\n%s", out.stdout)
+	}
+	for _, n := range lab.Nodes {
+		if nodeDigest(t, n.Root) != before[n.Name] {
+			t.Errorf("download-only changed node %s", n.Name)
+		}
+	}
+	ls := lab.mustSucceed("cache", "ls", "--dir", lab.Cache.Dir).stdout
+	if !strings.Contains(ls, "3.4.2 router") || !strings.Contains(ls, "3.4.2 dea_ng") {
+		t.Errorf("cache ls does not show the release's artifacts:\n%s", ls)
+	}
+	// Idempotent: a second fill fetches nothing.
+	again := lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	if !strings.Contains(again.stdout, "0 fetched now") {
+		t.Errorf("second download-only fetched again:\n%s", again.stdout)
+	}
+
+	tw := lab.cutUpstream()
+	cacheHost := strings.Split(lab.cacheIP, ":")[0] // the port comes from the cluster file
+	lab.mustSucceed("upgrade", "3.4.2", "--cache-ip", cacheHost, "--yes")
+	if n := tw.hits.Load(); n != 0 {
+		t.Errorf("the upstream got %d requests during the upgrade from the cache", n)
+	}
+	for _, n := range lab.Nodes {
+		for _, c := range fixtures.Components() {
+			v, _ := fixtures.RunningVersion(n.Root, c.Name)
+			if _, err := os.Stat(n.Root + "/code/" + c.Name); err == nil && v != "3.4.2" {
+				t.Errorf("node %s: %s runs %q, want 3.4.2", n.Name, c.Name, v)
+			}
+		}
+	}
+}
+
+// --skip-download refuses before any change when a node lacks an artifact,
+// and runs from the node caches alone when they hold everything.
+func TestSkipDownload(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	core := lab.core()
+	before := nodeDigest(t, core.Root)
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--skip-download", "--yes")
+	if r.code != 3 || !strings.Contains(r.stderr, "node core lacks 13 artifact(s)") {
+		t.Fatalf("skip-download with empty caches: exit %d\n%s", r.code, r.stderr)
+	}
+	if nodeDigest(t, core.Root) != before {
+		t.Error("a refused --skip-download changed the node")
+	}
+	// A failed run leaves the fetched artifacts in the node cache.
+	fixtures.InjectFault(core.Root, "sentinel", "health", "fail", "3.4.2")
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes"); r.code != 1 {
+		t.Fatalf("upgrade with a failing health: exit %d", r.code)
+	}
+	fixtures.ClearFaults(core.Root)
+	downloads := lab.upstream.ArtifactRequests()
+	lab.mustSucceed("upgrade", "3.4.2", "--skip-download", "--yes")
+	everyComponentOn(t, core.Root, "3.4.2")
+	if n := lab.upstream.ArtifactRequests() - downloads; n != 0 {
+		t.Errorf("--skip-download downloaded %d artifacts", n)
+	}
+}

@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/cluster"
+)
+
+// runDownloadOnly fills the cache node, while the cluster runs normally:
+// every artifact the upgrade will need (verified by the daemon as it
+// fetches) and the channel documents as published, so that a later
+// `sentinel upgrade --cache-ip` needs no upstream. No node changes.
+func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Inventory, tr map[string]cluster.Transport, target, cacheURL string, log *zap.Logger) error {
+	token, err := cacheToken(inv)
+	if err != nil {
+		return err
+	}
+	plan, ch, err := planUpgrade(ctx, inv, tr, target, o.force, "download-only", planSource{channel: inv.Channel})
+	if err != nil {
+		return err
+	}
+	arts := plan.Artifacts()
+	var total int64
+	req := cache.PrefetchRequest{}
+	for _, a := range arts {
+		req.Artifacts = append(req.Artifacts, cache.PrefetchArtifact{URL: a.URL, SHA256: a.SHA256, Size: a.Size})
+		total += a.Size
+	}
+	docs := ch.Documents()
+	paths := make([]string, 0, len(docs))
+	for p := range docs {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		req.Metadata = append(req.Metadata, cache.PrefetchMetadata{Path: p, ContentBase64: base64.StdEncoding.EncodeToString(docs[p])})
+	}
+	if o.dryRun {
+		fmt.Fprintf(o.stdout, "Would fill the cache %s with %d artifacts (%s) and %d documents for %s -> %s.\n", cacheURL, len(arts), humanBytes(total), len(paths), plan.From, plan.To)
+		return nil
+	}
+	log.Info("download-only", zap.String("cache", cacheURL), zap.Int("artifacts", len(arts)), zap.Int64("bytes", total))
+	if o.output == "text" {
+		fmt.Fprintf(o.stdout, "Filling the cache %s: %d artifacts (%s) and %d documents for %s -> %s\n", cacheURL, len(arts), humanBytes(total), len(paths), plan.From, plan.To)
+	}
+	names := map[string]string{}
+	for _, np := range plan.Nodes {
+		for _, s := range np.Steps {
+			if s.Request.Artifact.SHA256 != "" {
+				names[s.Request.Artifact.SHA256] = s.Component + " " + s.Version
+			}
+		}
+	}
+	client := &cache.Client{BaseURL: cacheURL, Token: token}
+	res, err := client.Prefetch(ctx, req, newPrefetchPrinter(o, names).event)
+	if err != nil {
+		return err
+	}
+	log.Info("download-only done", zap.Int("fetched", res.Fetched), zap.Int("cached", res.Cached))
+	if o.output == "text" {
+		fmt.Fprintf(o.stdout, "The cache holds everything for %s: %d fetched now, %d already there. Upgrade later with `sentinel upgrade %s --cache-ip %s`.\n",
+			plan.To, res.Fetched, res.Cached, plan.To, o.cacheIP)
+	} else {
+		return newJSONProgress(o.stdout).emitResult("download-only", res)
+	}
+	return nil
+}
+
+// cacheToken is the bearer token of the cache daemon's prefetch API.
+func cacheToken(inv *cluster.Inventory) (string, error) {
+	if t := os.Getenv("SENTINEL_CACHE_TOKEN"); t != "" {
+		return t, nil
+	}
+	if inv.Cache == nil || inv.Cache.TokenFile == "" {
+		return "", usagef("no token for the cache daemon's prefetch API: set $SENTINEL_CACHE_TOKEN, or cache.token_file in %s", inv.Path())
+	}
+	data, err := os.ReadFile(inv.Cache.TokenFile)
+	if err != nil {
+		return "", usagef("reading the cache token: %v", err)
+	}
+	return strings.TrimSpace(string(data)), nil
+}
+
+// prefetchPrinter renders the daemon's prefetch events.
+type prefetchPrinter struct {
+	o     upgradeOptions
+	names map[string]string
+	json  *jsonProgress
+}
+
+func newPrefetchPrinter(o upgradeOptions, names map[string]string) *prefetchPrinter {
+	p := &prefetchPrinter{o: o, names: names}
+	if o.output == "json" {
+		p.json = newJSONProgress(o.stdout)
+	}
+	return p
+}
+
+func (p *prefetchPrinter) event(ev cache.PrefetchEvent) {
+	if p.json != nil {
+		p.json.emit(jsonEvent{Event: "prefetch-" + ev.Event, Node: "cache", Step: ev.SHA256, Message: p.names[ev.SHA256], Error: ev.Error})
+		return
+	}
+	name := p.names[ev.SHA256]
+	if ev.SHA256 == "" {
+		name = ev.Path // a channel document
+	}
+	switch ev.Event {
+	case "done":
+		how := "fetched and verified"
+		switch {
+		case ev.SHA256 == "":
+			how = "stored"
+		case ev.Cached:
+			how = "already in the cache"
+		}
+		fmt.Fprintf(p.o.stdout, "[cache] %-28s %s\n", name, how)
+	case "error":
+		fmt.Fprintf(p.o.stdout, "[cache] %-28s FAILED: %s\n", name, ev.Error)
+	}
+}
