@@ -21,16 +21,17 @@ import (
 
 // Event is one line of the node agent's output.
 type Event struct {
-	Kind    string          `json:"kind"` // "log", "result" or "error"
-	Message string          `json:"message,omitempty"`
-	Output  string          `json:"output,omitempty"` // tail of a failed hook's output
-	Result  json.RawMessage `json:"result,omitempty"`
+	Kind     string          `json:"kind"` // "log", "progress", "result" or "error"
+	Message  string          `json:"message,omitempty"`
+	Output   string          `json:"output,omitempty"` // tail of a failed hook's output
+	Result   json.RawMessage `json:"result,omitempty"`
+	Progress json.RawMessage `json:"progress,omitempty"`
 }
 
 // Transport runs one agent operation on one node. out receives the result
-// document; logf receives the agent's log lines.
+// document; on, if not nil, receives the agent's log and progress events.
 type Transport interface {
-	Call(ctx context.Context, op string, in, out any, logf func(string)) error
+	Call(ctx context.Context, op string, in, out any, on func(Event)) error
 }
 
 // AgentError is a failure the agent reported: the node was reached and the
@@ -82,7 +83,7 @@ func Dial(n Node, binary string) (Transport, error) {
 }
 
 // Call implements Transport.
-func (l *Local) Call(ctx context.Context, op string, in, out any, logf func(string)) error {
+func (l *Local) Call(ctx context.Context, op string, in, out any, on func(Event)) error {
 	payload, err := json.Marshal(in)
 	if err != nil {
 		return err
@@ -117,7 +118,7 @@ func (l *Local) Call(ctx context.Context, op string, in, out any, logf func(stri
 	})
 	defer stop()
 
-	final, scanErr := readEvents(stdout, logf)
+	final, scanErr := readEvents(stdout, on)
 	_, _ = io.Copy(io.Discard, stdout) // an agent blocked on a write must not block Wait
 	waitErr := cmd.Wait()
 	mu.Lock()
@@ -129,7 +130,7 @@ func (l *Local) Call(ctx context.Context, op string, in, out any, logf func(stri
 	return finish(l.Node.Name, op, final, errors.Join(scanErr, waitErr), stderr.String(), out)
 }
 
-func readEvents(r io.Reader, logf func(string)) (*Event, error) {
+func readEvents(r io.Reader, on func(Event)) (*Event, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 16<<20)
 	var final *Event
@@ -139,9 +140,9 @@ func readEvents(r io.Reader, logf func(string)) (*Event, error) {
 			return nil, fmt.Errorf("agent printed a line that is not an event: %q", truncate(sc.Text(), 200))
 		}
 		switch ev.Kind {
-		case "log":
-			if logf != nil {
-				logf(ev.Message)
+		case "log", "progress":
+			if on != nil {
+				on(ev)
 			}
 		case "result", "error":
 			e := ev
@@ -203,6 +204,14 @@ func NewAgentOutput(w io.Writer) *AgentOutput { return &AgentOutput{w: w, enc: j
 // Log sends a progress line to the orchestrator.
 func (a *AgentOutput) Log(format string, args ...any) {
 	_ = a.enc.Encode(Event{Kind: "log", Message: fmt.Sprintf(format, args...)})
+}
+
+// Progress reports how a long operation is going.
+func (a *AgentOutput) Progress(v any) {
+	data, err := json.Marshal(v)
+	if err == nil {
+		_ = a.enc.Encode(Event{Kind: "progress", Progress: data})
+	}
 }
 
 // Result sends the final result.

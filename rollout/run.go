@@ -2,6 +2,7 @@ package rollout
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,6 +18,8 @@ type Progress interface {
 	StepStarted(node string, s Step)
 	StepFinished(node string, s Step, res steps.Result, err error)
 	Logf(node string, format string, args ...any)
+	// Transfer reports a download under way in a fetch step.
+	Transfer(node string, s Step, p steps.FetchProgress)
 }
 
 // Executor carries out a run's plan through the nodes' transports, writing
@@ -152,7 +155,17 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	}
 	x.Progress.StepStarted(node, s)
 	var res steps.Result
-	err := x.Transports[node].Call(ctx, s.Op, s.Request, &res, func(msg string) { x.Progress.Logf(node, "%s", msg) })
+	err := x.Transports[node].Call(ctx, s.Op, s.Request, &res, func(ev cluster.Event) {
+		switch ev.Kind {
+		case "log":
+			x.Progress.Logf(node, "%s", ev.Message)
+		case "progress":
+			var p steps.FetchProgress
+			if json.Unmarshal(ev.Progress, &p) == nil {
+				x.Progress.Transfer(node, s, p)
+			}
+		}
+	})
 	x.Progress.StepFinished(node, s, res, err)
 	out := stepOutcome{Node: node, Step: s.ID, Changed: res.Changed, Note: res.Note}
 	if err != nil {

@@ -24,6 +24,8 @@ type Agent struct {
 	Node   string
 	Layout Layout
 	Logf   func(format string, args ...any)
+	// Progress, if set, hears how downloads go.
+	Progress func(FetchProgress)
 }
 
 // maxUnpackedBytes bounds what one artifact may unpack to.
@@ -148,6 +150,11 @@ func (a *Agent) currentVersion(c string) (string, error) {
 
 func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	if a.Progress != nil {
+		store.Progress = func(p cache.TransferProgress) {
+			a.Progress(FetchProgress{Digest: p.Digest, URL: p.URL, Done: p.Done, Total: p.Total, Rate: p.Rate, Retries: p.Retries, Final: p.Final})
+		}
+	}
 	// A cached file may have been damaged since it was verified: check it
 	// again (cheap next to a download) and fetch it anew if it is bad.
 	if store.Has(req.Artifact.SHA256) {

@@ -74,3 +74,14 @@ type Facts struct {
 	Current     map[string]string `json:"current"` // component -> version its current link points at
 	Cached      []string          `json:"cached"`  // digests in the node cache
 }
+
+// FetchProgress is how a download on a node is going.
+type FetchProgress struct {
+	Digest  string  `json:"sha256"`
+	URL     string  `json:"url"`
+	Done    int64   `json:"done"`
+	Total   int64   `json:"total"`
+	Rate    float64 `json:"rate"` // bytes per second, current attempt
+	Retries int     `json:"retries"`
+	Final   bool    `json:"final,omitempty"`
+}

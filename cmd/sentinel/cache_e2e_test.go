@@ -12,7 +12,7 @@ import (
 // node; then, with the upstream gone, the upgrade runs from the cache alone.
 func TestDownloadOnlyThenUpgradeWithoutUpstream(t *testing.T) {
 	lab := newLab(t, 3, "3.4.1")
-	lab.startCache()
+	lab.startCache(nil)
 	before := map[string]string{}
 	for _, n := range lab.Nodes {
 		before[n.Name] = nodeDigest(t, n.Root)

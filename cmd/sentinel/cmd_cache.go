@@ -28,7 +28,7 @@ the channel documents, so that 'sentinel upgrade --cache-ip IP' runs from the
 LAN, with or without internet. Fill it with
 'sentinel upgrade --download-only --cache-ip IP' while the cluster runs.`,
 	}
-	cmd.AddCommand(newCacheServeCmd(), newCacheLsCmd(), newCacheVerifyCmd(), newCachePruneCmd())
+	cmd.AddCommand(newCacheServeCmd(), newCacheFetchCmd(), newCacheLsCmd(), newCacheVerifyCmd(), newCachePruneCmd())
 	return cmd
 }
 
@@ -279,5 +279,44 @@ by itself with --keep-from set to the new release.`,
 	cacheDirFlags(cmd, &c, &config)
 	cmd.Flags().StringVar(&keepFrom, "keep-from", "", "keep the artifacts of this release and newer ones")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only say what would be removed")
+	return cmd
+}
+
+func newCacheFetchCmd() *cobra.Command {
+	var c cacheConfig
+	var config, digest string
+	var size int64
+	cmd := &cobra.Command{
+		Use:   "fetch URL",
+		Short: "Fetch one artifact into a cache directory, verified by sha256 (resumes a cut transfer)",
+		Long: `Fetch one artifact into the cache directory under its sha256: streamed,
+hashed while it arrives, made durable, and visible only once verified. A
+transfer cut short resumes where it stopped when run again.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := resolveCacheConfig(cmd, &c, config); err != nil {
+				return err
+			}
+			if size <= 0 {
+				return usagef("--size must be the artifact's size in bytes")
+			}
+			store := &cache.Store{Dir: c.CacheDir}
+			got, err := store.Fetch(cmd.Context(), args[0], strings.ToLower(digest), size)
+			if err != nil {
+				return err
+			}
+			state := "already in the cache"
+			if got {
+				state = "fetched and verified"
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s\n", digest, store.Path(strings.ToLower(digest)), state)
+			return nil
+		},
+	}
+	cacheDirFlags(cmd, &c, &config)
+	cmd.Flags().StringVar(&digest, "sha256", "", "the artifact's sha256 (required)")
+	cmd.Flags().Int64Var(&size, "size", 0, "the artifact's size in bytes (required)")
+	_ = cmd.MarkFlagRequired("sha256")
+	_ = cmd.MarkFlagRequired("size")
 	return cmd
 }

@@ -40,7 +40,8 @@ func runNode(cmd *cobra.Command, op, root, name string, stdin io.Reader, stdout 
 		_ = out.Fail(fmt.Sprintf("bad request: %v", err), "")
 		return &silentExit{code: exitUsage}
 	}
-	agent := &steps.Agent{Node: name, Layout: steps.Layout{Root: root}, Logf: out.Log}
+	agent := &steps.Agent{Node: name, Layout: steps.Layout{Root: root}, Logf: out.Log,
+		Progress: func(p steps.FetchProgress) { out.Progress(p) }}
 	res, err := agent.Do(cmd.Context(), op, req)
 	if err != nil {
 		var he *steps.HookError

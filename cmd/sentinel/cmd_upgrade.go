@@ -129,10 +129,8 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	var progress rollout.Progress = newTextProgress(o.stdout)
-	if o.output == "json" {
-		progress = newJSONProgress(o.stdout)
-	}
+	progress, closeProgress := newProgress(o)
+	defer closeProgress()
 	progress = &loggedProgress{next: progress, log: log}
 
 	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload}
@@ -421,6 +419,26 @@ func (p *loggedProgress) StepFinished(node string, s rollout.Step, res steps.Res
 		p.log.Info("step done", zap.String("node", node), zap.String("step", s.ID), zap.String("note", res.Note))
 	}
 	p.next.StepFinished(node, s, res, err)
+}
+
+func (p *loggedProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgress) {
+	if tp.Final || tp.Retries > 0 && tp.Done == 0 {
+		p.log.Info("transfer", zap.String("node", node), zap.String("step", s.ID), zap.Int64("done", tp.Done), zap.Int("retries", tp.Retries))
+	}
+	p.next.Transfer(node, s, tp)
+}
+
+// newProgress picks the display: bars on a terminal, lines otherwise,
+// JSON lines with --output json.
+func newProgress(o upgradeOptions) (rollout.Progress, func()) {
+	if o.output == "json" {
+		return newJSONProgress(o.stdout), func() {}
+	}
+	if f, ok := o.stdout.(*os.File); ok && isTerminal(f) {
+		p := newTTYProgress(f)
+		return p, p.Close
+	}
+	return newTextProgress(o.stdout), func() {}
 }
 
 func (p *loggedProgress) Logf(node, format string, args ...any) {

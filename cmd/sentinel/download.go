@@ -12,6 +12,8 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // runDownloadOnly fills the cache node, while the cluster runs normally:
@@ -51,16 +53,18 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 	if o.output == "text" {
 		fmt.Fprintf(o.stdout, "Filling the cache %s: %d artifacts (%s) and %d documents for %s -> %s\n", cacheURL, len(arts), humanBytes(total), len(paths), plan.From, plan.To)
 	}
-	names := map[string]string{}
+	names := map[string]rollout.Step{}
 	for _, np := range plan.Nodes {
 		for _, s := range np.Steps {
-			if s.Request.Artifact.SHA256 != "" {
-				names[s.Request.Artifact.SHA256] = s.Component + " " + s.Version
+			if s.Op == steps.OpFetch {
+				names[s.Request.Artifact.SHA256] = s
 			}
 		}
 	}
+	progress, closeProgress := newProgress(o)
 	client := &cache.Client{BaseURL: cacheURL, Token: token}
-	res, err := client.Prefetch(ctx, req, newPrefetchPrinter(o, names).event)
+	res, err := client.Prefetch(ctx, req, (&prefetchPrinter{progress: progress, names: names}).event)
+	closeProgress()
 	if err != nil {
 		return err
 	}
@@ -89,41 +93,48 @@ func cacheToken(inv *cluster.Inventory) (string, error) {
 	return strings.TrimSpace(string(data)), nil
 }
 
-// prefetchPrinter renders the daemon's prefetch events.
+// prefetchPrinter renders the daemon's prefetch events through the same
+// display as an upgrade: bars on a terminal, lines otherwise, JSON lines.
 type prefetchPrinter struct {
-	o     upgradeOptions
-	names map[string]string
-	json  *jsonProgress
-}
-
-func newPrefetchPrinter(o upgradeOptions, names map[string]string) *prefetchPrinter {
-	p := &prefetchPrinter{o: o, names: names}
-	if o.output == "json" {
-		p.json = newJSONProgress(o.stdout)
-	}
-	return p
+	progress rollout.Progress
+	names    map[string]rollout.Step
 }
 
 func (p *prefetchPrinter) event(ev cache.PrefetchEvent) {
-	if p.json != nil {
-		p.json.emit(jsonEvent{Event: "prefetch-" + ev.Event, Node: "cache", Step: ev.SHA256, Message: p.names[ev.SHA256], Error: ev.Error})
-		return
+	step, ok := p.names[ev.SHA256]
+	if !ok {
+		step = rollout.Step{ID: ev.Path}
 	}
-	name := p.names[ev.SHA256]
-	if ev.SHA256 == "" {
-		name = ev.Path // a channel document
+	tp := steps.FetchProgress{Digest: ev.SHA256}
+	if ev.Bytes != nil {
+		tp.Done = *ev.Bytes
+	}
+	if ev.Size != nil {
+		tp.Total = *ev.Size
 	}
 	switch ev.Event {
+	case "progress":
+		if ev.SHA256 != "" && tp.Total > 0 {
+			p.progress.Transfer("cache", step, tp)
+		}
 	case "done":
-		how := "fetched and verified"
+		tp.Final, tp.Done = true, tp.Total
+		p.progress.Transfer("cache", step, tp)
 		switch {
 		case ev.SHA256 == "":
-			how = "stored"
+			p.progress.Logf("cache", "%s stored", ev.Path)
 		case ev.Cached:
-			how = "already in the cache"
+			p.progress.Logf("cache", "%s %s already in the cache", step.Component, step.Version)
+		default:
+			p.progress.Logf("cache", "%s %s fetched and verified", step.Component, step.Version)
 		}
-		fmt.Fprintf(p.o.stdout, "[cache] %-28s %s\n", name, how)
 	case "error":
-		fmt.Fprintf(p.o.stdout, "[cache] %-28s FAILED: %s\n", name, ev.Error)
+		tp.Final = true
+		p.progress.Transfer("cache", step, tp)
+		what := ev.Path
+		if ev.SHA256 != "" {
+			what = step.Component + " " + step.Version
+		}
+		p.progress.Logf("cache", "%s FAILED: %s", what, ev.Error)
 	}
 }

@@ -286,7 +286,7 @@ func (l *testLab) manifest(version string) *release.Manifest {
 
 // startCache makes the core node the cache node and runs the real
 // `sentinel cache serve` for it, as an operator would.
-func (l *testLab) startCache(extraArgs ...string) {
+func (l *testLab) startCache(env []string, extraArgs ...string) {
 	l.t.Helper()
 	c, err := l.PrepareCache()
 	if err != nil {
@@ -295,6 +295,7 @@ func (l *testLab) startCache(extraArgs ...string) {
 	core := l.core()
 	args := append([]string{"cache", "serve", "--dir", c.Dir, "--listen", core.Address + ":0", "--token-file", c.TokenFile}, extraArgs...)
 	cmd := exec.Command(sentinelBin, args...)
+	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.StdoutPipe()
 	if err != nil {

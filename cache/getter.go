@@ -1,0 +1,385 @@
+package cache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	getter "github.com/hashicorp/go-getter/v2"
+
+	"github.com/sentinel-paas/sentinel/release"
+)
+
+// A source is where an artifact's bytes come from. The transfer engine
+// (transfer.go) owns everything else: the partial file, hashing,
+// checkpoints, retries, verification and promotion.
+type source interface {
+	// open starts reading at offset if it can, and says where its body
+	// really starts: offset, or 0 when the source restarts from the
+	// beginning (a server that ignored the range, a file that changed).
+	// validator is the one the previous open reported ("" if none); open
+	// uses it to make sure a resumed body belongs to the same file.
+	// Errors are *statusError, *restartError, *permanentError or
+	// transport errors, classified by the engine.
+	open(ctx context.Context, offset int64, validator string) (*opened, error)
+	// watchOpen reports whether a silent open counts as a stall (true for
+	// network sources; false for go-getter, which does its whole download
+	// inside open).
+	watchOpen() bool
+}
+
+type opened struct {
+	body      io.ReadCloser
+	start     int64  // offset of the body's first byte: the requested offset or 0
+	validator string // identifies this version of the file for a later resume; "" if none
+	total     int64  // the whole file's size as the source declares it; -1 unknown
+	// exact: a clean end of body before the expected size means the
+	// source is short (files), not that the connection was cut.
+	exact bool
+	via   string // "through proxy HOST" or ""
+}
+
+// statusError is an HTTP answer other than 200, 206 or 416.
+type statusError struct {
+	Code       int
+	Status     string
+	RetryAfter time.Duration
+}
+
+func (e *statusError) Error() string { return "HTTP " + e.Status }
+
+// restartError: the source cannot resume at the offset asked for; the
+// engine drops the partial file and asks again from zero, without a range.
+type restartError struct{ why string }
+
+func (e *restartError) Error() string { return e.why }
+
+// permanentError is never retried.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+var forcedRE = regexp.MustCompile(`^([A-Za-z0-9]+)::(.+)$`)
+
+// source picks the source for rawURL.
+func (s *Store) source(rawURL, digest string) (source, error) {
+	if m := forcedRE.FindStringSubmatch(rawURL); m != nil {
+		switch m[1] {
+		case "git", "hg":
+			return &getterSource{src: rawURL, work: filepath.Join(s.Dir, "partial", digest+".getter")}, nil
+		case "s3", "gcs":
+			return nil, fmt.Errorf("artifact URL %s: %s:: sources need go-getter's separate %s module, which sentinel does not include: serve the artifact over http(s) or file://", rawURL, m[1], m[1])
+		default:
+			return nil, fmt.Errorf("artifact URL %s: unknown source type %q (known: git::, hg::)", rawURL, m[1])
+		}
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("bad artifact URL %q: %w", rawURL, err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		if u.Host == "" {
+			return nil, fmt.Errorf("bad artifact URL %q: no host", rawURL)
+		}
+		client := s.HTTP
+		if client == nil {
+			client = defaultHTTP
+		}
+		return &httpSource{url: rawURL, client: client}, nil
+	case "file":
+		if u.Host != "" && u.Host != "localhost" {
+			return nil, fmt.Errorf("bad artifact URL %q: file URLs name a local path (file:///path)", rawURL)
+		}
+		if u.Path == "" {
+			return nil, fmt.Errorf("bad artifact URL %q: no path", rawURL)
+		}
+		return &fileSource{path: u.Path}, nil
+	default:
+		return nil, errors.New("artifact URL scheme must be http, https or file (or git::, hg::): " + rawURL)
+	}
+}
+
+// defaultHTTP has no overall timeout (artifacts are gigabytes; stalls are
+// the engine's job) and honours http_proxy, https_proxy and no_proxy the
+// way curl does (release.ProxyFromEnvironment: no silent loopback bypass).
+var defaultHTTP = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = release.ProxyFromEnvironment
+	return &http.Client{Transport: t}
+}()
+
+type httpSource struct {
+	url    string
+	client *http.Client
+}
+
+func (h *httpSource) watchOpen() bool { return true }
+
+func (h *httpSource) open(ctx context.Context, offset int64, validator string) (*opened, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
+	if err != nil {
+		return nil, &permanentError{err}
+	}
+	// Offsets count bytes of the file itself: no transparent gzip.
+	req.Header.Set("Accept-Encoding", "identity")
+	if offset > 0 {
+		req.Header.Set("Range", fmt.Sprintf("bytes=%d-", offset))
+		if validator != "" {
+			req.Header.Set("If-Range", validator)
+		}
+	}
+	via := h.via(req)
+	resp, err := h.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is in the engine's message already
+		}
+		if via != "" {
+			return nil, &proxyError{via: via, err: err}
+		}
+		return nil, err
+	}
+	o := &opened{body: resp.Body, validator: validatorOf(resp), total: -1, via: via}
+	switch resp.StatusCode {
+	case http.StatusOK:
+		o.total = resp.ContentLength // -1 when unknown
+		return o, nil
+	case http.StatusPartialContent:
+		cr := resp.Header.Get("Content-Range")
+		start, end, total, ok := parseContentRange(cr)
+		if !ok || start != offset || (total >= 0 && end != total-1) {
+			drain(resp.Body)
+			return nil, &restartError{fmt.Sprintf("asked for bytes %d- and got Content-Range %q", offset, cr)}
+		}
+		o.start, o.total = start, total
+		if o.validator == "" {
+			o.validator = validator
+		}
+		return o, nil
+	case http.StatusRequestedRangeNotSatisfiable:
+		drain(resp.Body)
+		if offset > 0 {
+			return nil, &restartError{fmt.Sprintf("asked for bytes %d- and got HTTP %s", offset, resp.Status)}
+		}
+	}
+	drain(resp.Body)
+	return nil, &statusError{Code: resp.StatusCode, Status: resp.Status, RetryAfter: retryAfter(resp.Header.Get("Retry-After"))}
+}
+
+// via names the proxy the client will use for req, if any.
+func (h *httpSource) via(req *http.Request) string {
+	rt := h.client.Transport
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	t, ok := rt.(*http.Transport)
+	if !ok || t.Proxy == nil {
+		return ""
+	}
+	u, err := t.Proxy(req)
+	if err != nil || u == nil {
+		return ""
+	}
+	return "through proxy " + u.Host
+}
+
+// proxyError: the request failed on its way through a proxy.
+type proxyError struct {
+	via string
+	err error
+}
+
+func (e *proxyError) Error() string { return e.via + ": " + e.err.Error() }
+func (e *proxyError) Unwrap() error { return e.err }
+
+// validatorOf is what If-Range may carry: a strong ETag, else
+// Last-Modified (weak ETags are not allowed in If-Range).
+func validatorOf(resp *http.Response) string {
+	if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		return et
+	}
+	return resp.Header.Get("Last-Modified")
+}
+
+// parseContentRange parses "bytes first-last/total" ("*" total: -1).
+func parseContentRange(s string) (start, end, total int64, ok bool) {
+	rest, found := strings.CutPrefix(s, "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, tot, found := strings.Cut(rest, "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	var err error
+	if start, err = strconv.ParseInt(a, 10, 64); err != nil || start < 0 {
+		return 0, 0, 0, false
+	}
+	if end, err = strconv.ParseInt(b, 10, 64); err != nil || end < start {
+		return 0, 0, 0, false
+	}
+	total = -1
+	if tot != "*" {
+		if total, err = strconv.ParseInt(tot, 10, 64); err != nil || total <= end {
+			return 0, 0, 0, false
+		}
+	}
+	return start, end, total, true
+}
+
+func retryAfter(v string) time.Duration {
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.Atoi(v); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return time.Until(t)
+	}
+	return 0
+}
+
+// drain reads a little of an unwanted body so the connection can be
+// reused, then closes it.
+func drain(body io.ReadCloser) {
+	io.CopyN(io.Discard, body, 64<<10)
+	body.Close()
+}
+
+// fileSource reads a local file. Its validator is size, mtime and inode,
+// so a resume notices a replaced file.
+type fileSource struct{ path string }
+
+func (f *fileSource) watchOpen() bool { return true }
+
+func (f *fileSource) open(ctx context.Context, offset int64, validator string) (*opened, error) {
+	fh, err := os.Open(f.path)
+	if err != nil {
+		return nil, &permanentError{err}
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, &permanentError{err}
+	}
+	if !st.Mode().IsRegular() {
+		fh.Close()
+		return nil, &permanentError{fmt.Errorf("%s is not a regular file", f.path)}
+	}
+	v := fmt.Sprintf("%d-%d", st.Size(), st.ModTime().UnixNano())
+	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+		v += fmt.Sprintf("-%d-%d", sys.Dev, sys.Ino)
+	}
+	o := &opened{body: &ctxReader{ctx: ctx, f: fh}, validator: v, total: st.Size(), exact: true}
+	if offset > 0 && validator == v && offset <= st.Size() {
+		if _, err := fh.Seek(offset, io.SeekStart); err != nil {
+			fh.Close()
+			return nil, &permanentError{err}
+		}
+		o.start = offset
+	}
+	return o, nil
+}
+
+// ctxReader stops reading a file once ctx is done (reads of a local file
+// do not block on the network, so checking between reads is enough).
+type ctxReader struct {
+	ctx context.Context
+	f   *os.File
+}
+
+func (r *ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.f.Read(p)
+}
+
+func (r *ctxReader) Close() error { return r.f.Close() }
+
+// getterSource fetches git:: and hg:: sources with go-getter v2 into a
+// scratch directory beside the partial file, then streams that copy
+// through the engine like any other body: the same hashing, size checks,
+// verification and promotion. go-getter cannot resume, so every attempt
+// starts from zero, and its failures are not retried (a git error does not
+// say whether it is transient).
+//
+// The file is the last element of the path: git::https://host/repo.git/artifact.tgz?ref=v1
+// clones https://host/repo.git at v1 and takes artifact.tgz from its top level.
+type getterSource struct {
+	src  string
+	work string // scratch directory, removed when the body is closed
+}
+
+func (g *getterSource) watchOpen() bool { return false }
+
+func (g *getterSource) open(ctx context.Context, offset int64, validator string) (*opened, error) {
+	if err := os.RemoveAll(g.work); err != nil {
+		return nil, &permanentError{err}
+	}
+	if err := os.MkdirAll(g.work, 0o755); err != nil {
+		return nil, &permanentError{err}
+	}
+	client := &getter.Client{
+		Getters: []getter.Getter{new(getter.GitGetter), new(getter.HgGetter)},
+		// No unpacking of "?archive=": the digest is of the file as served.
+		Decompressors:   map[string]getter.Decompressor{},
+		DisableSymlinks: true,
+	}
+	dst := filepath.Join(g.work, "artifact")
+	_, err := client.Get(ctx, &getter.Request{
+		Src:             g.src,
+		Dst:             dst,
+		GetMode:         getter.ModeFile,
+		Copy:            true,
+		DisableSymlinks: true,
+	})
+	if err != nil {
+		os.RemoveAll(g.work)
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, &permanentError{fmt.Errorf("go-getter: %w", err)}
+	}
+	fh, err := os.Open(dst)
+	if err != nil {
+		os.RemoveAll(g.work)
+		return nil, &permanentError{err}
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		os.RemoveAll(g.work)
+		return nil, &permanentError{err}
+	}
+	return &opened{body: &scratchBody{ctxReader{ctx: ctx, f: fh}, g.work}, total: st.Size(), exact: true}, nil
+}
+
+type scratchBody struct {
+	ctxReader
+	dir string
+}
+
+func (b *scratchBody) Close() error {
+	err := b.f.Close()
+	os.RemoveAll(b.dir)
+	return err
+}

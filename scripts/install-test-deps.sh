@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs, idempotently, the real parts the tests run: tinyproxy (the HTTP
+# proxy of the proxy tests) and, for `make bench`, nginx and curl. Nothing is
+# installed when everything is there; without root it only says what is
+# missing (the tests that need it then skip and say why).
+set -euo pipefail
+need=()
+for pkg in tinyproxy nginx-light curl openssl; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+  echo "install-test-deps: missing ${need[*]} (run as root on Debian to install them); the tests that need them will skip" >&2
+  exit 0
+fi
+echo "install-test-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
