@@ -107,8 +107,9 @@ func relativePath(ref string) (string, bool) {
 
 // FetchError says which document could not be read and from where.
 type FetchError struct {
-	URL string
-	Err error
+	URL    string
+	Status int // HTTP status, when the server answered
+	Err    error
 }
 
 func (e *FetchError) Error() string {
@@ -136,7 +137,7 @@ func (c *Channel) get(ctx context.Context, u *url.URL) ([]byte, error) {
 		}
 		if resp.StatusCode != http.StatusOK {
 			resp.Body.Close()
-			return nil, &FetchError{URL: u.String(), Err: fmt.Errorf("HTTP %s", resp.Status)}
+			return nil, &FetchError{URL: u.String(), Status: resp.StatusCode, Err: fmt.Errorf("HTTP %s", resp.Status)}
 		}
 		body = resp.Body
 	}

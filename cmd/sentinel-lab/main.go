@@ -39,7 +39,7 @@ func main() {
 
 func upCmd() *cobra.Command {
 	var dir, rel, sentinel string
-	var nodes int
+	var nodes, payloadMiB int
 	var withCache bool
 	cmd := &cobra.Command{
 		Use:   "up",
@@ -50,7 +50,14 @@ that 'sentinel-lab down' stops), and --nodes node roots under nodes/ with
 --release installed and started. Prints the variables to export.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			lab, err := fixtures.CreateLab(cmd.Context(), fixtures.LabOptions{Dir: dir, Nodes: nodes, Release: rel})
+			opt := fixtures.LabOptions{Dir: dir, Nodes: nodes, Release: rel}
+			if payloadMiB > 0 {
+				opt.Channel.PayloadBytes = map[string]int64{}
+				for _, c := range fixtures.Components() {
+					opt.Channel.PayloadBytes[c.Name] = int64(payloadMiB) << 20
+				}
+			}
+			lab, err := fixtures.CreateLab(cmd.Context(), opt)
 			if err != nil {
 				return err
 			}
@@ -79,6 +86,7 @@ that 'sentinel-lab down' stops), and --nodes node roots under nodes/ with
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of nodes (1 is a micro cloud with every role)")
 	cmd.Flags().StringVar(&rel, "release", "3.4.1", "release the nodes start on")
 	cmd.Flags().BoolVar(&withCache, "cache", true, "make the core node the cache node and start its daemon")
+	cmd.Flags().IntVar(&payloadMiB, "artifact-mib", 0, "make every artifact about this many MiB (default: 16 KiB), to watch transfers")
 	cmd.Flags().StringVar(&sentinel, "sentinel", "", "the sentinel binary that runs the cache daemon (default: next to sentinel-lab, else $PATH)")
 	_ = cmd.MarkFlagRequired("dir")
 	return cmd

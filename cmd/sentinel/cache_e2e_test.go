@@ -79,3 +79,18 @@ func TestSkipDownload(t *testing.T) {
 		t.Errorf("--skip-download downloaded %d artifacts", n)
 	}
 }
+
+// Asking the cache for what it does not hold says how to fill it.
+func TestCacheMissingReleaseSaysHowToFill(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	lab.startCache(nil)
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--cache-ip", lab.cacheIP, "--yes")
+	if r.code != 2 || !strings.Contains(r.stderr, "does not hold any channel documents") || !strings.Contains(r.stderr, "--download-only") {
+		t.Errorf("empty cache: exit %d\n%s", r.code, r.stderr)
+	}
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	r = lab.sentinel(nil, "upgrade", "3.4.3", "--cache-ip", lab.cacheIP, "--yes")
+	if r.code != 2 || !strings.Contains(r.stderr, "does not hold release 3.4.3") || !strings.Contains(r.stderr, "sentinel upgrade 3.4.3 --download-only") {
+		t.Errorf("release not in the cache: exit %d\n%s", r.code, r.stderr)
+	}
+}

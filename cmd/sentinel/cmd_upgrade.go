@@ -8,10 +8,13 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"path"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -39,6 +42,7 @@ type upgradeOptions struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	stopping       <-chan struct{}
+	closeProgress  func()
 }
 
 func newUpgradeCmd(stopping <-chan struct{}) *cobra.Command {
@@ -130,7 +134,8 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		return err
 	}
 	progress, closeProgress := newProgress(o)
-	defer closeProgress()
+	defer closeProgress() // idempotent: finishRun closes it first to flush the bars
+	o.closeProgress = closeProgress
 	progress = &loggedProgress{next: progress, log: log}
 
 	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload}
@@ -227,6 +232,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 }
 
 func finishRun(o upgradeOptions, log *zap.Logger, plan *rollout.Plan, err error) error {
+	o.closeProgress() // the step lines above the bars come out before the summary
 	if err != nil {
 		log.Error("run ended", zap.Error(err))
 		var fe *rollout.StepFailedError
@@ -252,7 +258,7 @@ type planSource struct {
 func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, target string, force bool, id string, src planSource) (*rollout.Plan, *release.Channel, error) {
 	ch, err := release.OpenChannel(ctx, src.channel)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, explainCacheMiss(src, target, err)
 	}
 	facts, err := rollout.Gather(ctx, inv.Nodes, tr)
 	if err != nil {
@@ -260,7 +266,31 @@ func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]clus
 	}
 	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: inv, Facts: facts, Target: target, Force: force, RunID: id,
 		CacheURL: src.cacheURL, SkipDownload: src.skipDownload})
-	return plan, ch, err
+	if err != nil {
+		return nil, nil, explainCacheMiss(src, target, err)
+	}
+	return plan, ch, nil
+}
+
+// explainCacheMiss turns "404 from the cache daemon" into what to do.
+func explainCacheMiss(src planSource, target string, err error) error {
+	var fe *release.FetchError
+	if src.cacheURL == "" || !errors.As(err, &fe) || fe.Status != http.StatusNotFound {
+		return err
+	}
+	what := "release " + path.Base(path.Dir(fe.URL))
+	if strings.HasSuffix(fe.URL, "/index.json") {
+		what = "any channel documents"
+	}
+	return usagef("the cache node %s does not hold %s: fill it first with `sentinel upgrade %s --download-only --cache-ip HOST` (%v)",
+		src.cacheURL, what, orLatest(target), err)
+}
+
+func orLatest(v string) string {
+	if v == "" {
+		return "VERSION"
+	}
+	return v
 }
 
 // parseCacheAddr turns IP[:PORT] (or HOST[:PORT], [IPv6]:PORT) into the
@@ -385,17 +415,7 @@ func orNone(v string) string {
 	return v
 }
 
-func humanBytes(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
-}
+func humanBytes(n int64) string { return steps.SizeText(n) }
 
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
@@ -436,7 +456,8 @@ func newProgress(o upgradeOptions) (rollout.Progress, func()) {
 	}
 	if f, ok := o.stdout.(*os.File); ok && isTerminal(f) {
 		p := newTTYProgress(f)
-		return p, p.Close
+		var once sync.Once
+		return p, func() { once.Do(p.Close) }
 	}
 	return newTextProgress(o.stdout), func() {}
 }

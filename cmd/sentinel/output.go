@@ -62,14 +62,15 @@ func describeTransfer(tp steps.FetchProgress) string {
 // lines above the bars.
 type ttyProgress struct {
 	*textProgress
-	bars *mpb.Progress
-	mu   sync.Mutex
-	open map[string]*mpb.Bar
+	bars   *mpb.Progress
+	mu     sync.Mutex
+	open   map[string]*mpb.Bar
+	totals map[string]int64
 }
 
 func newTTYProgress(w io.Writer) *ttyProgress {
 	bars := mpb.New(mpb.WithOutput(w), mpb.WithWidth(40), mpb.WithAutoRefresh())
-	return &ttyProgress{textProgress: newTextProgress(bars), bars: bars, open: map[string]*mpb.Bar{}}
+	return &ttyProgress{textProgress: newTextProgress(bars), bars: bars, open: map[string]*mpb.Bar{}, totals: map[string]int64{}}
 }
 
 func (p *ttyProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgress) {
@@ -86,17 +87,19 @@ func (p *ttyProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgre
 				decor.CountersKibiByte("% .1f / % .1f")),
 			mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name(" "), decor.AverageETA(decor.ET_STYLE_GO)),
 			mpb.BarRemoveOnComplete())
-		p.open[key] = bar
+		p.open[key], p.totals[key] = bar, tp.Total
 	}
-	bar.SetCurrent(tp.Done)
-	if tp.Final {
-		if tp.Done < tp.Total {
-			bar.Abort(true)
-		} else {
-			bar.SetTotal(tp.Total, true)
-		}
-		delete(p.open, key)
+	if !tp.Final {
+		bar.SetCurrent(tp.Done)
+		return
 	}
+	if tp.Total == 0 || tp.Done >= tp.Total { // done (a final report may omit the sizes)
+		bar.SetCurrent(p.totals[key]) // completes, and so removes, the bar
+	} else {
+		bar.Abort(true)
+	}
+	delete(p.open, key)
+	delete(p.totals, key)
 }
 
 // Close ends the bars; the display is final afterwards.
