@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The main job on the local lab: a one-node micro cloud on 3.4.1 goes to
-# 3.4.2 through a crash and a resume, then on to 3.4.3.
+# The main job on the local lab, the way the product's docs advise running it
+# in production: fill the cache node while the cluster runs, then upgrade
+# from the cache with no internet, here through a crash and a resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PWD/bin:$PATH"
@@ -10,15 +11,22 @@ trap 'sentinel-lab down --dir "$LAB"' EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "bring up a one-node lab (every role) on 3.4.1"
+step "bring up a one-node lab (every role) on 3.4.1, the core node also the cache node"
 eval "$(sentinel-lab up --dir "$LAB" --nodes 1 --release 3.4.1 | tee /dev/stderr)"
 
 step "sentinel upgrade 3.4.2 --dry-run: the plan, nothing changes"
 sentinel upgrade 3.4.2 --dry-run
 
-step "sentinel upgrade 3.4.2, killed with SIGKILL after journal record 70 (test hook)"
+step "fill the cache node while the cluster runs: sentinel upgrade 3.4.2 --download-only --cache-ip $SENTINEL_CACHE_IP"
+sentinel upgrade 3.4.2 --download-only --cache-ip "$SENTINEL_CACHE_IP"
+sentinel cache ls --dir "$LAB/nodes/core/var/sentinel-cache"
+
+step "the internet goes away: stop the upstream"
+sentinel-lab upstream stop --dir "$LAB"
+
+step "sentinel upgrade 3.4.2 --cache-ip, killed with SIGKILL after journal record 70 (test hook)"
 set +e
-SENTINEL_CRASH_AFTER_RECORD=70 sentinel upgrade 3.4.2 --yes
+SENTINEL_CRASH_AFTER_RECORD=70 sentinel upgrade 3.4.2 --cache-ip "$SENTINEL_CACHE_IP" --yes
 echo "exit status $? (killed)"
 set -e
 
@@ -28,15 +36,16 @@ sentinel upgrade 3.4.2 --yes || echo "exit status $?"
 step "sentinel status: where it stopped"
 sentinel status
 
-step "sentinel upgrade --resume finishes it"
+step "sentinel upgrade --resume finishes it, from the cache, still without upstream"
 sentinel upgrade --resume
 
 step "sentinel status: every component on 3.4.2"
 sentinel status
 
-step "sentinel upgrade 3.4.3 goes on from 3.4.2"
+step "the internet is back: sentinel upgrade 3.4.3 goes on from 3.4.2, straight from the upstream"
+sentinel-lab upstream start --dir "$LAB"
 sentinel upgrade 3.4.3 --yes >/dev/null
-sentinel status
+sentinel status | tail -n 14
 
 step "the command line of every run is logged for manual recovery"
 grep -h 'Running with command' "$LAB"/nodes/core/logs/sentinel-cli.log
