@@ -10,7 +10,8 @@
 #   serve: N concurrent GETs of the file from `sentinel cache serve` against
 #          the same from nginx (sendfile on), aggregate throughput.
 #
-# Every measure is run BENCH_RUNS times (3) and the median is reported. The
+# Every measure is run BENCH_RUNS times (3), after one untimed warm-up run,
+# and the median is reported. The
 # source file stays warm in the page cache for every contender alike (caches
 # are not dropped): what is compared is the work each one does, not the disk
 # reads of whoever runs first. Before each timed run `sync` flushes what the
@@ -95,14 +96,16 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 maxof() { printf '%s\n' "$@" | sort -g | tail -n 1; }
 
 # measure NAME BYTES SETUP CMD: runs SETUP (untimed) then CMD (timed) RUNS
-# times; the median time goes to MED[NAME], the MiB/s to RATE[NAME].
+# times, after one untimed warm-up run (the first run after another contender
+# pays for what that one left behind: freed blocks, cold code); the median
+# time goes to MED[NAME], the MiB/s to RATE[NAME].
 declare -A MED RATE
 measure() {
   local name=$1 bytes=$2 setup=$3 cmd=$4 times=() i
-  for ((i = 1; i <= RUNS; i++)); do
+  for ((i = 0; i <= RUNS; i++)); do
     "$setup"
     timeit "$cmd"
-    times+=("$T")
+    [ "$i" -eq 0 ] || times+=("$T")
   done
   MED[$name]=$(median "${times[@]}")
   RATE[$name]=$(mibps "$bytes" "${MED[$name]}")
@@ -209,7 +212,7 @@ run_hash() { openssl dgst -sha256 -r "$TMP/www/blob" >"$OUT.sha256" || die "open
 run_disk() { dd if="$TMP/www/blob" of="$OUT" bs=1M conv=fsync status=none || die "dd failed"; }
 
 echo
-echo "fetch of ${SIZE_MIB} MiB from nginx on loopback, $RUNS runs each:"
+echo "fetch of ${SIZE_MIB} MiB from nginx on loopback, $RUNS runs each after a warm-up:"
 measure "sentinel cache fetch" "$SIZE" clean_out run_sentinel_fetch
 check_size "$STORE/sha256/$HEX"
 measure "curl -o, openssl dgst, sync" "$SIZE" clean_out run_curl_openssl
@@ -274,7 +277,7 @@ get_sentinel() { concurrent "$SERVE_URL"; }
 get_nginx() { concurrent "$NGINX_URL"; }
 
 echo
-echo "$CLIENTS concurrent GETs of the ${SIZE_MIB} MiB file on loopback, $RUNS runs each (aggregate MiB/s):"
+echo "$CLIENTS concurrent GETs of the ${SIZE_MIB} MiB file on loopback, $RUNS runs each after a warm-up (aggregate MiB/s):"
 echo "  (sentinel's first GET after start, which hashes the file once: $FIRST s, not counted)"
 measure "sentinel cache serve" $((CLIENTS * SIZE)) nothing get_sentinel
 measure "nginx (sendfile on)" $((CLIENTS * SIZE)) nothing get_nginx
@@ -290,7 +293,7 @@ row() { printf '| %s | %s | %s |\n' "$1" "$2" "$3"; }
 
 echo
 echo "Machine: $(nproc) CPUs, ${MODEL:-unknown CPU}; $(uname -sr); files on $FS; load average $LOAD0 before, $(cut -d' ' -f1-3 /proc/loadavg) after."
-echo "File: ${SIZE_MIB} MiB of random data, served by nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on 127.0.0.1; median of $RUNS runs; source file warm in the page cache for every contender."
+echo "File: ${SIZE_MIB} MiB of random data, served by nginx $(nginx -v 2>&1 | sed 's/.*nginx\///') on 127.0.0.1; median of $RUNS runs after a warm-up; source file warm in the page cache for every contender."
 echo
 echo "| measure (${SIZE_MIB} MiB file, loopback) | median time (s) | MiB/s |"
 echo "| --- | ---: | ---: |"
