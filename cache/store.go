@@ -33,7 +33,7 @@ type Store struct {
 	HTTP *http.Client // nil: a shared client honouring http_proxy, https_proxy, no_proxy
 
 	// CheckpointBytes is how many bytes are written between checkpoints
-	// (fsync of the partial file, then its state file). 0: 8 MiB. A
+	// (fsync of the partial file, then its state file). 0: 64 MiB. A
 	// checkpoint is also taken on every error and cancellation.
 	CheckpointBytes int64
 	// MaxAttempts is how many attempts in a row may fail without moving the
@@ -61,7 +61,7 @@ type Store struct {
 
 // Defaults for the zero values of Store's fields.
 const (
-	DefaultCheckpointBytes = 8 << 20
+	DefaultCheckpointBytes = 64 << 20
 	DefaultMaxAttempts     = 8
 	DefaultRetryBase       = 200 * time.Millisecond
 	DefaultRetryMax        = 10 * time.Second

@@ -273,13 +273,12 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 	}
 	t.validator = o.validator
 
-	r := &countingReader{r: o.body, t: t, wd: wd, stall: stall}
 	// Never past the expected size: read at most what is missing, then
 	// probe for one byte more.
-	_, err = io.CopyBuffer(sink{t}, io.LimitReader(r, t.size-t.offset), t.buf)
-	if err != nil {
+	if err := t.copyPipelined(&watchdogReader{r: o.body, wd: wd, stall: stall}, o.body, t.size-t.offset); err != nil {
 		return isStall(err)
 	}
+	r := &countingReader{r: o.body, t: t, wd: wd, stall: stall}
 	if t.offset < t.size {
 		if o.exact {
 			return &permanentError{&SizeMismatchError{URL: t.url, Want: t.size, Got: t.offset}}
@@ -318,30 +317,131 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// sink writes to the partial file, then the hash: offset only ever covers
-// bytes that are in both. A failed write leaves bytes past offset that the
-// next checkpoint cuts off.
-type sink struct{ t *transfer }
+// watchdogReader pushes the stall watchdog forward on every read that
+// returns bytes. It runs in copyPipelined's reader goroutine: it touches
+// nothing else of the transfer.
+type watchdogReader struct {
+	r     io.Reader
+	wd    *time.Timer
+	stall time.Duration
+}
 
-func (w sink) Write(p []byte) (int, error) {
-	t := w.t
-	n, err := t.f.WriteAt(p, t.offset)
-	if err != nil {
-		return n, &diskError{op: "writing", path: t.part, err: err}
+func (w *watchdogReader) Read(p []byte) (int, error) {
+	n, err := w.r.Read(p)
+	if n > 0 {
+		w.wd.Reset(w.stall)
 	}
-	t.h.Write(p)
+	return n, err
+}
+
+// pipelineDepth is how many chunks may be read ahead of the one being
+// written and hashed.
+const pipelineDepth = 3
+
+// copyPipelined moves up to limit bytes from src into the partial file and
+// the hash. A reader goroutine fills the next chunks while this goroutine
+// writes and hashes the last one, and writing and hashing run side by side:
+// network, disk and hash overlap instead of adding up. body is closed on an
+// error to unblock a read in flight; the reader has stopped when this returns.
+func (t *transfer) copyPipelined(src io.Reader, body io.Closer, limit int64) error {
+	type chunk struct {
+		b   []byte
+		n   int
+		err error
+	}
+	free := make(chan []byte, pipelineDepth)
+	free <- t.buf
+	for i := 1; i < pipelineDepth; i++ {
+		free <- make([]byte, len(t.buf))
+	}
+	filled := make(chan chunk, pipelineDepth)
+	quit, done := make(chan struct{}), make(chan struct{})
+	src = io.LimitReader(src, limit)
+	go func() {
+		defer close(done)
+		defer close(filled)
+		for {
+			var b []byte
+			select {
+			case b = <-free:
+			case <-quit:
+				return
+			}
+			// One read, whatever has arrived: the data reaches the file
+			// (and a checkpoint) as soon as it comes, so a crash loses
+			// little of what was read ahead.
+			n, err := src.Read(b)
+			select {
+			case filled <- chunk{b, n, err}:
+			case <-quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	stop := func(err error) error {
+		close(quit)
+		if err != nil {
+			body.Close()
+		}
+		<-done
+		return err
+	}
+	for c := range filled {
+		if c.n > 0 {
+			t.stats.BytesReceived += int64(c.n)
+			t.attempt.bytes += int64(c.n)
+			if err := t.write(c.b[:c.n]); err != nil {
+				return stop(err)
+			}
+		}
+		if c.err == io.EOF {
+			return stop(nil)
+		}
+		if c.err != nil {
+			return stop(c.err)
+		}
+		free <- c.b
+	}
+	return stop(nil)
+}
+
+// write puts p in the partial file and the hash, at once: offset only ever
+// covers bytes that are in both. If the write fails, the hash is put back
+// as it was, so no checkpoint can pair a hash with bytes not on disk; what
+// the failed write left past offset, the next checkpoint cuts off.
+func (t *transfer) write(p []byte) error {
+	before, err := t.h.(encoding.BinaryMarshaler).MarshalBinary()
+	if err != nil {
+		return err
+	}
+	hashed := make(chan struct{})
+	go func() {
+		t.h.Write(p)
+		close(hashed)
+	}()
+	n, err := t.f.WriteAt(p, t.offset)
+	<-hashed
+	if err != nil {
+		if uerr := t.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(before); uerr != nil {
+			return uerr
+		}
+		return &diskError{op: "writing", path: t.part, err: err}
+	}
 	t.offset += int64(n)
 	t.sinceCkpt += int64(n)
 	if t.sinceCkpt >= t.ckpt {
 		if err := t.checkpoint(); err != nil {
-			return n, err
+			return err
 		}
 	}
 	if now := time.Now(); now.Sub(t.attempt.lastReport) >= progressInterval {
 		t.attempt.lastReport = now
 		t.report(false, nil)
 	}
-	return n, nil
+	return nil
 }
 
 // diskError is a local filesystem failure: not retried (a full disk does
