@@ -275,10 +275,10 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 
 	// Never past the expected size: read at most what is missing, then
 	// probe for one byte more.
-	if err := t.copyPipelined(&watchdogReader{r: o.body, wd: wd, stall: stall}, o.body, t.size-t.offset); err != nil {
+	r := &watchdogReader{r: o.body, wd: wd, stall: stall}
+	if err := t.copyPipelined(r, o.body, t.size-t.offset); err != nil {
 		return isStall(err)
 	}
-	r := &countingReader{r: o.body, t: t, wd: wd, stall: stall}
 	if t.offset < t.size {
 		if o.exact {
 			return &permanentError{&SizeMismatchError{URL: t.url, Want: t.size, Got: t.offset}}
@@ -287,6 +287,7 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 	}
 	var one [1]byte
 	if n, _ := io.ReadFull(r, one[:]); n > 0 {
+		t.stats.BytesReceived++
 		return &permanentError{&SizeMismatchError{URL: t.url, Want: t.size, Got: t.size + 1}}
 	}
 	return nil
@@ -297,25 +298,6 @@ var errShortBody = errors.New("connection closed before the end of the file")
 type stallError struct{ d time.Duration }
 
 func (e *stallError) Error() string { return fmt.Sprintf("stalled: no data for %s", e.d) }
-
-// countingReader counts what the source delivers and pushes the stall
-// watchdog forward.
-type countingReader struct {
-	r     io.Reader
-	t     *transfer
-	wd    *time.Timer
-	stall time.Duration
-}
-
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	if n > 0 {
-		c.wd.Reset(c.stall)
-		c.t.stats.BytesReceived += int64(n)
-		c.t.attempt.bytes += int64(n)
-	}
-	return n, err
-}
 
 // watchdogReader pushes the stall watchdog forward on every read that
 // returns bytes. It runs in copyPipelined's reader goroutine: it touches

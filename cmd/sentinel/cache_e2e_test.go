@@ -1,7 +1,9 @@
 package main
 
 import (
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -93,4 +95,49 @@ func TestCacheMissingReleaseSaysHowToFill(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "does not hold release 3.4.3") || !strings.Contains(r.stderr, "sentinel upgrade 3.4.3 --download-only") {
 		t.Errorf("release not in the cache: exit %d\n%s", r.code, r.stderr)
 	}
+}
+
+// A byte flipped in the cache node's store: `sentinel cache verify` reports
+// and quarantines it (exit 1), the daemon no longer serves it, and filling
+// the cache again restores it.
+func TestCacheVerifyQuarantines(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	var router string
+	for _, c := range lab.manifest("3.4.2").Components {
+		if c.Name == "router" {
+			router = c.Artifact.SHA256
+		}
+	}
+	stored := filepath.Join(lab.Cache.Dir, "sha256", router)
+	data, err := os.ReadFile(stored)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[100] ^= 0x01
+	if err := os.WriteFile(stored, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	r := lab.sentinel(nil, "cache", "verify", "--dir", lab.Cache.Dir)
+	if r.code != 1 || !strings.Contains(r.stdout, "BAD "+router) || !strings.Contains(r.stdout, "1 bad") {
+		t.Fatalf("cache verify: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if _, err := os.Stat(stored); !os.IsNotExist(err) {
+		t.Errorf("the damaged artifact is still in place: %v", err)
+	}
+	resp, err := http.Get("http://" + lab.cacheIP + "/artifacts/sha256/" + router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Errorf("the daemon answers %d for a quarantined artifact", resp.StatusCode)
+	}
+	out := lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	if !strings.Contains(out.stdout, "1 fetched now") {
+		t.Errorf("refill did not fetch the quarantined artifact again:\n%s", out.stdout)
+	}
+	lab.mustSucceed("cache", "verify", "--dir", lab.Cache.Dir)
 }
