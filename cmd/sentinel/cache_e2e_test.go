@@ -141,3 +141,23 @@ func TestCacheVerifyQuarantines(t *testing.T) {
 	}
 	lab.mustSucceed("cache", "verify", "--dir", lab.Cache.Dir)
 }
+
+// The daemon's configuration file names the cache_dir, as in the product;
+// a flag given on the command line wins over it.
+func TestCacheConfigFile(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	conf := filepath.Join(t.TempDir(), "config.yml")
+	os.WriteFile(conf, []byte("cache_dir: "+lab.Cache.Dir+"\nlisten: 127.0.0.1:0\n"), 0o644)
+	if out := lab.mustSucceed("cache", "ls", "--config", conf).stdout; !strings.Contains(out, "13 artifacts") {
+		t.Errorf("cache ls --config:\n%s", out)
+	}
+	if out := lab.mustSucceed("cache", "ls", "--config", conf, "--dir", t.TempDir()).stdout; !strings.Contains(out, "0 artifacts") {
+		t.Errorf("--dir did not win over the file:\n%s", out)
+	}
+	os.WriteFile(conf, []byte("cache_dir: /x\ncolour: red\n"), 0o644)
+	if r := lab.sentinel(nil, "cache", "ls", "--config", conf); r.code != 2 || !strings.Contains(r.stderr, "colour") {
+		t.Errorf("unknown setting: exit %d %s", r.code, r.stderr)
+	}
+}

@@ -74,25 +74,20 @@ func resolveCacheConfig(cmd *cobra.Command, c *cacheConfig, config string) error
 		if err := file.load(config); err != nil {
 			return err
 		}
-		// Flags given on the command line win over the file.
-		for flag, dst := range map[string]*string{"dir": &c.CacheDir, "listen": &c.Listen, "channel-dir": &c.ChannelDir, "upstream": &c.Upstream, "token-file": &c.TokenFile} {
-			f := cmd.Flags().Lookup(flag)
-			if f == nil || f.Changed {
-				continue
-			}
-			switch flag {
-			case "dir":
-				*dst = file.CacheDir
-			case "listen":
-				if file.Listen != "" {
-					*dst = file.Listen
-				}
-			case "channel-dir":
-				*dst = file.ChannelDir
-			case "upstream":
-				*dst = file.Upstream
-			case "token-file":
-				*dst = file.TokenFile
+		// What the command line says wins over the file.
+		for _, f := range []struct {
+			flag     string
+			dst      *string
+			fromFile string
+		}{
+			{"dir", &c.CacheDir, file.CacheDir},
+			{"listen", &c.Listen, file.Listen},
+			{"channel-dir", &c.ChannelDir, file.ChannelDir},
+			{"upstream", &c.Upstream, file.Upstream},
+			{"token-file", &c.TokenFile, file.TokenFile},
+		} {
+			if fl := cmd.Flags().Lookup(f.flag); fl != nil && !fl.Changed && f.fromFile != "" {
+				*f.dst = f.fromFile
 			}
 		}
 	}
