@@ -44,9 +44,12 @@ func (c *Client) Prefetch(ctx context.Context, req PrefetchRequest, onEvent func
 	hreq.Header.Set("Content-Type", "application/json")
 	client := c.HTTP
 	if client == nil {
-		client = &http.Client{Transport: &http.Transport{Proxy: nil}}
+		client = DirectHTTP
 	}
 	resp, err := client.Do(hreq)
+	if err != nil && ctx.Err() != nil {
+		return PrefetchResult{}, fmt.Errorf("prefetch interrupted: %w; run the same command again to continue (finished downloads are kept, partial ones resume)", ctx.Err())
+	}
 	if err != nil {
 		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: fmt.Sprintf("cannot reach it: %v (is `sentinel cache serve` running on the cache node, and is --cache-ip right?)", err)}
 	}
@@ -85,6 +88,9 @@ func (c *Client) Prefetch(ctx context.Context, req PrefetchRequest, onEvent func
 		if onEvent != nil {
 			onEvent(ev)
 		}
+	}
+	if err := sc.Err(); err != nil && ctx.Err() != nil {
+		return PrefetchResult{}, fmt.Errorf("prefetch interrupted: %w; run the same command again to continue (finished downloads are kept, partial ones resume)", ctx.Err())
 	}
 	if err := sc.Err(); err != nil {
 		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: fmt.Sprintf("connection lost during prefetch: %v; run the same command again to continue", err)}

@@ -120,6 +120,14 @@ var defaultHTTP = func() *http.Client {
 	return &http.Client{Transport: t}
 }()
 
+// DirectHTTP reaches a cache daemon on the cluster's own network: no proxy,
+// whatever http_proxy says.
+var DirectHTTP = func() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	return &http.Client{Transport: t}
+}()
+
 type httpSource struct {
 	url    string
 	client *http.Client
@@ -163,6 +171,12 @@ func (h *httpSource) open(ctx context.Context, offset int64, validator string) (
 		if !ok || start != offset || (total >= 0 && end != total-1) {
 			drain(resp.Body)
 			return nil, &restartError{fmt.Sprintf("asked for bytes %d- and got Content-Range %q", offset, cr)}
+		}
+		// A 206 for another version of the file (a cache in between that
+		// ignored If-Range) would splice two files: start over instead.
+		if validator != "" && o.validator != "" && o.validator != validator {
+			drain(resp.Body)
+			return nil, &restartError{fmt.Sprintf("resumed with validator %s but the server sent %s: the file changed", validator, o.validator)}
 		}
 		o.start, o.total = start, total
 		if o.validator == "" {

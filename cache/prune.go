@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"github.com/sentinel-paas/sentinel/release"
 )
@@ -43,14 +44,19 @@ func ChannelUsage(channelDir string) (Usage, map[string]*release.Manifest, error
 	return u, manifests, nil
 }
 
-// Prune removes every stored artifact that no release from keepFrom on
-// (all releases when keepFrom is "") uses, per the manifests under
-// channelDir, and every partial download of such an artifact. It returns
-// what it removed (or would remove, with dryRun).
-func (s *Store) Prune(channelDir, keepFrom string, dryRun bool) ([]Entry, error) {
-	_, manifests, err := ChannelUsage(channelDir)
+// Prune removes the artifacts of the releases older than keepFrom that no
+// release from keepFrom on uses, per the manifests under channelDir, and
+// those releases' manifests. An artifact that no manifest names is kept (it
+// may belong to a download still under way, or to another cluster) unless
+// unreferenced is set. A digest being downloaded is never touched. It
+// returns what it removed (or would remove, with dryRun).
+func (s *Store) Prune(channelDir, keepFrom string, unreferenced, dryRun bool) ([]Entry, error) {
+	usage, manifests, err := ChannelUsage(channelDir)
 	if err != nil {
 		return nil, err
+	}
+	if len(manifests) == 0 && unreferenced {
+		return nil, fmt.Errorf("no release manifest under %s: refusing to treat every cached artifact as unused (is the channel directory right?)", channelDir)
 	}
 	var floor release.Version
 	if keepFrom != "" {
@@ -58,44 +64,62 @@ func (s *Store) Prune(channelDir, keepFrom string, dryRun bool) ([]Entry, error)
 			return nil, fmt.Errorf("keep-from: %w", err)
 		}
 	}
+	kept := func(v string) bool { return keepFrom == "" || release.MustVersion(v).Compare(floor) >= 0 }
 	keep := map[string]bool{}
+	var dropReleases []string
 	for v, m := range manifests {
-		if keepFrom != "" && release.MustVersion(v).Compare(floor) < 0 {
+		if !kept(v) {
+			dropReleases = append(dropReleases, v)
 			continue
 		}
 		for _, c := range m.Components {
 			keep[c.Artifact.SHA256] = true
 		}
 	}
-	return s.pruneExcept(keep, dryRun)
+	entries, err := s.List()
+	if err != nil {
+		return nil, err
+	}
+	var drop []string
+	for _, e := range entries {
+		if keep[e.Digest] || (len(usage[e.Digest]) == 0 && !unreferenced) {
+			continue
+		}
+		drop = append(drop, e.Digest)
+	}
+	removed, err := s.remove(entries, drop, dryRun)
+	if err != nil || dryRun {
+		return removed, err
+	}
+	for _, v := range dropReleases {
+		if err := os.RemoveAll(filepath.Join(channelDir, "releases", v)); err != nil {
+			return removed, err
+		}
+	}
+	return removed, nil
 }
 
-// PruneExcept removes every stored artifact and partial download whose
-// digest is not in keep.
+// PruneExcept removes every stored artifact whose digest is not in keep,
+// and the partial downloads of such digests: for a node's own cache, which
+// holds nothing but what sentinel put there.
 func (s *Store) PruneExcept(keep []string, dryRun bool) ([]Entry, error) {
 	set := map[string]bool{}
 	for _, d := range keep {
 		set[d] = true
 	}
-	return s.pruneExcept(set, dryRun)
-}
-
-func (s *Store) pruneExcept(keep map[string]bool, dryRun bool) ([]Entry, error) {
 	entries, err := s.List()
 	if err != nil {
 		return nil, err
 	}
-	var removed []Entry
+	var drop []string
 	for _, e := range entries {
-		if keep[e.Digest] {
-			continue
+		if !set[e.Digest] {
+			drop = append(drop, e.Digest)
 		}
-		removed = append(removed, e)
-		if !dryRun {
-			if err := s.Remove(e.Digest); err != nil {
-				return removed, err
-			}
-		}
+	}
+	removed, err := s.remove(entries, drop, dryRun)
+	if err != nil || dryRun {
+		return removed, err
 	}
 	partials, err := os.ReadDir(filepath.Join(s.Dir, "partial"))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -103,12 +127,50 @@ func (s *Store) pruneExcept(keep map[string]bool, dryRun bool) ([]Entry, error) 
 	}
 	for _, p := range partials {
 		name := p.Name()
-		if len(name) < 64 || !isDigestName(name[:64]) || keep[name[:64]] || dryRun {
+		if len(name) < 64 || !isDigestName(name[:64]) || set[name[:64]] || strings.HasSuffix(name, ".lock") {
 			continue
 		}
-		if err := os.Remove(filepath.Join(s.Dir, "partial", name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		unlock, ok, err := tryLockFile(filepath.Join(s.Dir, "partial", name[:64]+".lock"))
+		if err != nil || !ok {
+			continue // being downloaded: not ours to touch
+		}
+		err = os.RemoveAll(filepath.Join(s.Dir, "partial", name))
+		unlock()
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return removed, err
 		}
+	}
+	return removed, nil
+}
+
+// remove deletes the listed digests, skipping any being downloaded.
+func (s *Store) remove(entries []Entry, digests []string, dryRun bool) ([]Entry, error) {
+	byDigest := map[string]Entry{}
+	for _, e := range entries {
+		byDigest[e.Digest] = e
+	}
+	var removed []Entry
+	for _, d := range digests {
+		if dryRun {
+			removed = append(removed, byDigest[d])
+			continue
+		}
+		if err := os.MkdirAll(filepath.Join(s.Dir, "partial"), 0o755); err != nil {
+			return removed, err
+		}
+		unlock, ok, err := tryLockFile(filepath.Join(s.Dir, "partial", d+".lock"))
+		if err != nil {
+			return removed, err
+		}
+		if !ok {
+			continue
+		}
+		err = s.Remove(d)
+		unlock()
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return removed, err
+		}
+		removed = append(removed, byDigest[d])
 	}
 	return removed, nil
 }

@@ -465,6 +465,11 @@ func (t *transfer) openPartial() error {
 		if err := os.Remove(t.state); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return &diskError{op: "removing", path: t.state, err: err}
 		}
+		// Durably gone before the .part is rewritten: after a power cut
+		// the old state must not come back paired with new bytes.
+		if err := syncDir(t.partDir); err != nil {
+			return &diskError{op: "syncing", path: t.partDir, err: err}
+		}
 		t.h = sha256.New()
 	}
 	// Drop what was written after the checkpoint: it may not be durable,
@@ -642,11 +647,19 @@ func (t *transfer) finish() error {
 	if err := t.f.Sync(); err != nil {
 		return t.fail(&diskError{op: "syncing", path: t.part, err: err})
 	}
+	// Promote only the file this transfer wrote and hashed: if the path
+	// now names another file (removed, replaced), its bytes are unverified.
+	var mine, named syscall.Stat_t
+	ferr := syscall.Fstat(int(t.f.Fd()), &mine)
+	serr := syscall.Stat(t.part, &named)
 	if err := t.f.Close(); err != nil {
 		t.f = nil
 		return fmt.Errorf("downloading %s: %w", t.url, &diskError{op: "closing", path: t.part, err: err})
 	}
 	t.f = nil
+	if ferr != nil || serr != nil || mine.Dev != named.Dev || mine.Ino != named.Ino {
+		return fmt.Errorf("downloading %s: the partial file %s was removed or replaced during the download (by a prune?); nothing was stored: run the fetch again", t.url, t.part)
+	}
 	if err := os.Rename(t.part, t.dest); err != nil {
 		return fmt.Errorf("downloading %s: storing %s: %w", t.url, t.dest, err)
 	}
@@ -810,6 +823,31 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		}
 		f.Close()
 	}
+}
+
+// tryLockFile is lockFile without waiting: ok is false when another holds
+// the lock (a transfer of that digest is under way).
+func tryLockFile(path string) (unlock func(), ok bool, err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, false, nil
+		}
+		return nil, false, err
+	}
+	var held, now syscall.Stat_t
+	if syscall.Fstat(int(f.Fd()), &held) != nil || syscall.Stat(path, &now) != nil || now.Dev != held.Dev || now.Ino != held.Ino {
+		f.Close() // raced with a holder removing it: treat as busy
+		return nil, false, nil
+	}
+	return func() {
+		os.Remove(path)
+		f.Close()
+	}, true, nil
 }
 
 // testHookLockWait, if set, is called when lockFile is about to wait.

@@ -47,6 +47,9 @@ type CacheNode struct {
 	Node string `yaml:"node"`
 	// Dir is the daemon's cache_dir (the product's setting of that name).
 	Dir string `yaml:"dir"`
+	// ChannelDir is where the daemon keeps the channel documents; default
+	// <dir>/channel, as `sentinel cache serve` does.
+	ChannelDir string `yaml:"channel_dir,omitempty"`
 	// Port the daemon listens on; default DefaultCachePort.
 	Port int `yaml:"port,omitempty"`
 	// TokenFile holds the bearer token of the daemon's prefetch API
@@ -146,6 +149,14 @@ func (inv *Inventory) validate() error {
 		}
 	}
 	return nil
+}
+
+// ChannelDirectory is where the cache daemon keeps the channel documents.
+func (c *CacheNode) ChannelDirectory() string {
+	if c.ChannelDir != "" {
+		return c.ChannelDir
+	}
+	return filepath.Join(c.Dir, "channel")
 }
 
 // CachePort is the cache daemon's port from the cluster file, or the default.

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"path"
 	"strings"
+	"time"
 )
 
 // maxDocumentBytes bounds any metadata document: a channel that serves more
@@ -25,21 +27,44 @@ type Channel struct {
 	// raw keeps every document as it was read, by its path relative to the
 	// index, so a cache can serve exactly what the upstream published.
 	raw map[string][]byte
+	// elsewhere lists manifests the index names outside its own directory:
+	// a cache cannot serve those under the same names.
+	elsewhere []string
+}
+
+// ChannelOption changes how a channel is read.
+type ChannelOption func(*http.Transport)
+
+// WithoutProxy reads the channel directly, whatever http_proxy says: for
+// a cache daemon on the cluster's own network.
+func WithoutProxy() ChannelOption { return func(t *http.Transport) { t.Proxy = nil } }
+
+// newTransport bounds how long a peer may take to accept and to answer:
+// a wrong address or a hung server fails in seconds, not minutes.
+func newTransport(opts []ChannelOption) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = ProxyFromEnvironment
+	t.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = 60 * time.Second
+	for _, o := range opts {
+		o(t)
+	}
+	return t
 }
 
 // OpenChannel reads and validates the index at rawURL (http://, https:// or
 // file://). HTTP honours http_proxy, https_proxy and no_proxy.
-func OpenChannel(ctx context.Context, rawURL string) (*Channel, error) {
+func OpenChannel(ctx context.Context, rawURL string, opts ...ChannelOption) (*Channel, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
 		return nil, &MetadataError{Doc: rawURL, Err: fmt.Errorf("channel URL must be http://, https:// or file://")}
 	}
-	c := &Channel{URL: u, http: &http.Client{Transport: &http.Transport{Proxy: ProxyFromEnvironment}}, raw: map[string][]byte{}}
+	c := &Channel{URL: u, http: &http.Client{Transport: newTransport(opts)}, raw: map[string][]byte{}}
 	data, err := c.get(ctx, u)
 	if err != nil {
 		return nil, err
 	}
-	c.raw[path.Base(u.Path)] = data
+	c.raw["index.json"] = data // a cache serves every channel's index under this name
 	c.Index, err = ParseIndex(u.String(), data)
 	if err != nil {
 		return nil, err
@@ -64,6 +89,8 @@ func (c *Channel) Manifest(ctx context.Context, v string) (*Manifest, error) {
 	}
 	if rel, ok := relativePath(e.Manifest); ok {
 		c.raw[rel] = data
+	} else {
+		c.elsewhere = append(c.elsewhere, e.Manifest)
 	}
 	m, err := ParseManifest(mu.String(), data)
 	if err != nil {
@@ -83,13 +110,18 @@ func (c *Channel) Manifest(ctx context.Context, v string) (*Manifest, error) {
 }
 
 // Documents returns the documents read so far, as published, by their path
-// relative to the index ("index.json", "releases/3.4.2/manifest.json").
-func (c *Channel) Documents() map[string][]byte {
+// relative to the index ("index.json", "releases/3.4.2/manifest.json"). It
+// fails if the index names a manifest outside its own directory (by
+// absolute URL, or above it): a cache could not serve that channel as is.
+func (c *Channel) Documents() (map[string][]byte, error) {
+	if len(c.elsewhere) > 0 {
+		return nil, &MetadataError{Doc: c.URL.String(), Err: fmt.Errorf("the index names manifests outside its own directory (%s): a cache node can only hold channels whose manifests are below the index; ask the channel's publisher for relative manifest paths", strings.Join(c.elsewhere, ", "))}
+	}
 	out := make(map[string][]byte, len(c.raw))
 	for k, v := range c.raw {
 		out[k] = v
 	}
-	return out
+	return out, nil
 }
 
 // relativePath accepts a manifest reference that stays below the index.

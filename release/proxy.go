@@ -2,26 +2,34 @@ package release
 
 import (
 	"fmt"
+	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"strings"
 )
 
-// ProxyFromEnvironment picks the proxy for a request as curl does: from
-// http_proxy, https_proxy (and their upper-case forms), except for hosts that
-// no_proxy lists. Unlike net/http's default it does not silently bypass the
-// proxy for localhost and loopback addresses: an operator who sets a proxy
-// gets it, and lists exceptions in no_proxy.
+// ProxyFromEnvironment picks the proxy for a request as curl does:
+// http_proxy for http (lower case only: curl ignores HTTP_PROXY, which a CGI
+// request can set), https_proxy or HTTPS_PROXY for https, all_proxy or
+// ALL_PROXY otherwise; no_proxy (or NO_PROXY) lists exceptions: "*", host
+// names matching themselves and their subdomains (a leading dot is
+// optional), IP addresses, CIDR ranges, each optionally with a port. Unlike
+// net/http's default it does not silently bypass the proxy for localhost:
+// an operator who sets a proxy gets it.
 func ProxyFromEnvironment(req *http.Request) (*url.URL, error) {
 	raw := ""
 	switch req.URL.Scheme {
 	case "https":
-		raw = env("https_proxy")
+		raw = firstEnv("https_proxy", "HTTPS_PROXY")
 	case "http":
-		raw = env("http_proxy")
+		raw = os.Getenv("http_proxy")
 	}
-	if raw == "" || bypassProxy(req.URL.Hostname(), req.URL.Port(), env("no_proxy")) {
+	if raw == "" {
+		raw = firstEnv("all_proxy", "ALL_PROXY")
+	}
+	if raw == "" || bypassProxy(req.URL, firstEnv("no_proxy", "NO_PROXY")) {
 		return nil, nil
 	}
 	if !strings.Contains(raw, "://") {
@@ -34,32 +42,50 @@ func ProxyFromEnvironment(req *http.Request) (*url.URL, error) {
 	return u, nil
 }
 
-func env(name string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+func firstEnv(names ...string) string {
+	for _, n := range names {
+		if v := os.Getenv(n); v != "" {
+			return v
+		}
 	}
-	return os.Getenv(strings.ToUpper(name))
+	return ""
 }
 
-// bypassProxy applies no_proxy: "*", host names (a leading dot or none
-// matches subdomains too), and host:port entries.
-func bypassProxy(host, port, noProxy string) bool {
-	host = strings.ToLower(host)
+// bypassProxy applies a no_proxy list to a URL.
+func bypassProxy(u *url.URL, noProxy string) bool {
+	host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+	port := u.Port()
+	if port == "" {
+		port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+	}
+	ip, ipErr := netip.ParseAddr(host)
 	for _, e := range strings.Split(noProxy, ",") {
 		e = strings.ToLower(strings.TrimSpace(e))
-		switch {
-		case e == "":
+		if e == "" {
 			continue
-		case e == "*":
+		}
+		if e == "*" {
 			return true
 		}
-		if h, p, ok := strings.Cut(e, ":"); ok && !strings.Contains(p, ":") {
+		if p, err := netip.ParsePrefix(e); err == nil {
+			if ipErr == nil && p.Contains(ip) {
+				return true
+			}
+			continue
+		}
+		if h, p, err := net.SplitHostPort(e); err == nil {
 			if p != port {
 				continue
 			}
 			e = h
 		}
-		e = strings.TrimPrefix(e, ".")
+		e = strings.TrimSuffix(strings.TrimPrefix(strings.Trim(e, "[]"), "."), ".")
+		if a, err := netip.ParseAddr(e); err == nil {
+			if ipErr == nil && a == ip {
+				return true
+			}
+			continue
+		}
 		if host == e || strings.HasSuffix(host, "."+e) {
 			return true
 		}

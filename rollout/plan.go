@@ -5,6 +5,7 @@ package rollout
 import (
 	"context"
 	"fmt"
+	"net/url"
 	"slices"
 	"sort"
 	"strings"
@@ -20,11 +21,15 @@ type Plan struct {
 	From string `json:"from"` // the core node's release
 	To   string `json:"to"`
 	// Source is where nodes fetch artifacts: "upstream", the cache
-	// daemon's URL, or "node caches only".
-	Source string     `json:"source"`
-	Hops   []string   `json:"hops"` // releases installed in turn
-	Force  bool       `json:"force,omitempty"`
-	Nodes  []NodePlan `json:"nodes"` // in upgrade order
+	// daemon's URL, or "node caches only". Fetch steps keep the upstream
+	// URLs; CacheURL and Offline are applied when a fetch runs, so a
+	// resumed run may take its artifacts from elsewhere.
+	Source   string     `json:"source"`
+	CacheURL string     `json:"cache_url,omitempty"`
+	Offline  bool       `json:"offline,omitempty"`
+	Hops     []string   `json:"hops"` // releases installed in turn
+	Force    bool       `json:"force,omitempty"`
+	Nodes    []NodePlan `json:"nodes"` // in upgrade order
 	// Finally runs once every node is done: clean-up on the cache node.
 	Finally *NodePlan `json:"finally,omitempty"`
 }
@@ -86,11 +91,19 @@ type PlanInput struct {
 type MissingArtifactsError struct {
 	Node    string
 	Missing []string // "component version (sha256 ...)"
+	Damaged []string // present, but not with their sha256
 }
 
 func (e *MissingArtifactsError) Error() string {
-	return fmt.Sprintf("node %s lacks %d artifact(s) in its cache, and --skip-download forbids downloading them: %s. Run without --skip-download, or with --cache-ip to fetch them from the cache node",
-		e.Node, len(e.Missing), strings.Join(e.Missing, ", "))
+	var parts []string
+	if len(e.Missing) > 0 {
+		parts = append(parts, fmt.Sprintf("lacks %d artifact(s) in its cache: %s", len(e.Missing), strings.Join(e.Missing, ", ")))
+	}
+	if len(e.Damaged) > 0 {
+		parts = append(parts, fmt.Sprintf("has %d damaged artifact(s) in its cache: %s", len(e.Damaged), strings.Join(e.Damaged, ", ")))
+	}
+	return fmt.Sprintf("node %s %s, and --skip-download forbids downloading: nothing was changed. Run without --skip-download, or with --cache-ip to fetch them from the cache node",
+		e.Node, strings.Join(parts, "; and "))
 }
 
 // UsageError is bad input from the operator: nothing was changed.
@@ -115,13 +128,8 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 	if err != nil {
 		return nil, &UsageError{Msg: fmt.Sprintf("%q is not a release version: %v", to, err)}
 	}
-	plan := &Plan{From: from, To: to, Force: in.Force, Source: "upstream"}
-	switch {
-	case in.SkipDownload:
-		plan.Source = "node caches only"
-	case in.CacheURL != "":
-		plan.Source = in.CacheURL
-	}
+	plan := &Plan{From: from, To: to, Force: in.Force, CacheURL: in.CacheURL, Offline: in.SkipDownload}
+	plan.Source = plan.DefaultSource().String()
 	manifests := map[string]*release.Manifest{}
 	manifest := func(v string) (*release.Manifest, error) {
 		if m, ok := manifests[v]; ok {
@@ -171,11 +179,20 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 		}
 		plan.Nodes = append(plan.Nodes, np)
 	}
-	if c := in.Inventory.Cache; c != nil && in.CacheURL != "" && !plan.NothingToDo() {
+	// Through the cluster's own cache node (the one --cache-ip names), its
+	// store can drop what no release from the target on needs.
+	if c := in.Inventory.Cache; c != nil && in.CacheURL != "" && !plan.NothingToDo() && cacheIsNode(in.CacheURL, in.Inventory, c.Node) {
 		plan.Finally = &NodePlan{Node: c.Node, Steps: []Step{{ID: "finally/prune-cache", Op: steps.OpPruneCache, Release: to,
-			Request: steps.Request{CacheDir: c.Dir, KeepFrom: to}}}}
+			Request: steps.Request{CacheDir: c.Dir, ChannelDir: c.ChannelDirectory(), KeepFrom: to}}}}
 	}
 	return plan, nil
+}
+
+// cacheIsNode reports whether the cache URL points at the named node.
+func cacheIsNode(cacheURL string, inv *cluster.Inventory, node string) bool {
+	u, err := url.Parse(cacheURL)
+	n, ok := inv.Node(node)
+	return err == nil && ok && u.Hostname() == n.Address
 }
 
 // NothingToDo reports whether every node is already where the plan goes.
@@ -219,10 +236,6 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 				continue
 			}
 			versions[c.Name] = c.Version
-			if in.CacheURL != "" {
-				// Content-addressed: the cache serves every artifact by digest.
-				c.Artifact.URL = strings.TrimRight(in.CacheURL, "/") + "/artifacts/sha256/" + c.Artifact.SHA256
-			}
 			if !fetched[c.Artifact.SHA256] {
 				fetched[c.Artifact.SHA256] = true
 				if in.SkipDownload && !slices.Contains(f.Cached, c.Artifact.SHA256) {
@@ -230,7 +243,7 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 				}
 				fetches = append(fetches, Step{ID: hop + "/" + c.Name + "/fetch", Op: steps.OpFetch, Release: hop,
 					Component: c.Name, Version: c.Version,
-					Request: steps.Request{Component: c.Name, Version: c.Version, Artifact: c.Artifact, Offline: in.SkipDownload}})
+					Request: steps.Request{Component: c.Name, Version: c.Version, Artifact: c.Artifact}})
 			}
 			from := running[c.Name]
 			if from == c.Version && !in.Force {
@@ -270,6 +283,38 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 	}
 	np.Steps = append(fetches, upgrades...)
 	return nil
+}
+
+// Source is where fetch steps take artifacts from.
+type Source struct {
+	CacheURL string // the cache daemon: every artifact by digest, no proxy
+	Offline  bool   // only what the node caches hold
+}
+
+// DefaultSource is the source the run was planned with.
+func (p *Plan) DefaultSource() Source { return Source{CacheURL: p.CacheURL, Offline: p.Offline} }
+
+func (src Source) String() string {
+	switch {
+	case src.Offline:
+		return "node caches only"
+	case src.CacheURL != "":
+		return src.CacheURL
+	}
+	return "upstream"
+}
+
+// Apply points a fetch request at the source.
+func (src Source) Apply(req steps.Request) steps.Request {
+	switch {
+	case src.Offline:
+		req.Offline = true
+	case src.CacheURL != "":
+		// Content-addressed: the cache serves every artifact by digest.
+		req.Artifact.URL = strings.TrimRight(src.CacheURL, "/") + "/artifacts/sha256/" + req.Artifact.SHA256
+		req.Direct = true
+	}
+	return req
 }
 
 // Artifacts lists every artifact the plan fetches, once each, in plan order.

@@ -28,6 +28,8 @@ type Executor struct {
 	Transports map[string]cluster.Transport
 	Journal    *resume.Journal
 	Progress   Progress
+	// Source is where fetch steps take artifacts from.
+	Source Source
 	// Stopping is closed when the operator asked to stop: the run stops
 	// cleanly before its next forward step and can be resumed. A rollback
 	// under way is finished first: it is what makes the node whole again.
@@ -154,8 +156,12 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
 	}
 	x.Progress.StepStarted(node, s)
+	req := s.Request
+	if s.Op == steps.OpFetch {
+		req = x.Source.Apply(req)
+	}
 	var res steps.Result
-	err := x.Transports[node].Call(ctx, s.Op, s.Request, &res, func(ev cluster.Event) {
+	err := x.Transports[node].Call(ctx, s.Op, req, &res, func(ev cluster.Event) {
 		switch ev.Kind {
 		case "log":
 			x.Progress.Logf(node, "%s", ev.Message)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -145,4 +146,52 @@ func Gather(ctx context.Context, nodes []cluster.Node, tr map[string]cluster.Tra
 		m[n.Name] = out[i]
 	}
 	return m, nil
+}
+
+// CheckNodeCaches verifies, on every node at once and changing nothing,
+// that its cache holds intact every artifact its fetch steps need: the
+// check --skip-download makes before any change.
+func CheckNodeCaches(ctx context.Context, plan *Plan, tr map[string]cluster.Transport) error {
+	var mu sync.Mutex
+	var problems []error
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(16)
+	for _, np := range plan.Nodes {
+		names := map[string]string{}
+		var digests []string
+		for _, s := range np.Steps {
+			if s.Op == steps.OpFetch {
+				d := s.Request.Artifact.SHA256
+				names[d] = fmt.Sprintf("%s %s (sha256 %.12s)", s.Component, s.Version, d)
+				digests = append(digests, d)
+			}
+		}
+		if len(digests) == 0 {
+			continue
+		}
+		g.Go(func() error {
+			var res steps.Result
+			if err := tr[np.Node].Call(ctx, steps.OpCheckCache, steps.Request{Keep: digests}, &res, nil); err != nil {
+				return err
+			}
+			if len(res.Missing)+len(res.Damaged) == 0 {
+				return nil
+			}
+			e := &MissingArtifactsError{Node: np.Node}
+			for _, d := range res.Missing {
+				e.Missing = append(e.Missing, names[d])
+			}
+			for _, d := range res.Damaged {
+				e.Damaged = append(e.Damaged, names[d])
+			}
+			mu.Lock()
+			problems = append(problems, e)
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return errors.Join(problems...)
 }

@@ -65,13 +65,31 @@ func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) 
 		return a.commit(req)
 	case OpRestart:
 		return a.restart(ctx, req)
+	case OpCheckCache:
+		store := &cache.Store{Dir: a.Layout.CacheDir()}
+		var res Result
+		for _, d := range req.Keep {
+			switch {
+			case !store.Has(d):
+				res.Missing = append(res.Missing, d)
+			case hashFile(store.Path(d), d) != nil:
+				res.Damaged = append(res.Damaged, d)
+			}
+		}
+		return res, nil
 	case OpPrune:
 		return prune((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
 	case OpPruneCache:
-		if !filepath.IsAbs(req.CacheDir) {
-			return Result{}, fmt.Errorf("cache_dir %q is not an absolute path", req.CacheDir)
+		// Clean-up after a finished upgrade: a failure is reported, never
+		// a reason to leave the run open.
+		if !filepath.IsAbs(req.CacheDir) || !filepath.IsAbs(req.ChannelDir) {
+			return Result{Note: fmt.Sprintf("cache not pruned: cache_dir %q and channel dir %q must be absolute paths", req.CacheDir, req.ChannelDir)}, nil
 		}
-		return prune((&cache.Store{Dir: req.CacheDir}).Prune(filepath.Join(req.CacheDir, "channel"), req.KeepFrom, false))
+		res, err := prune((&cache.Store{Dir: req.CacheDir}).Prune(req.ChannelDir, req.KeepFrom, false, false))
+		if err != nil {
+			return Result{Note: fmt.Sprintf("cache not pruned: %v; run `sentinel cache prune --dir %s --keep-from %s` later", err, req.CacheDir, req.KeepFrom)}, nil
+		}
+		return res, nil
 	}
 	return Result{}, fmt.Errorf("unknown operation %q (known: %s)", op, strings.Join(Ops, ", "))
 }
@@ -125,12 +143,12 @@ func (a *Agent) facts() (*Facts, error) {
 			f.Current[e.Name()] = v
 		}
 	}
-	cached, err := os.ReadDir(filepath.Join(a.Layout.CacheDir(), "sha256"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	entries2, err := (&cache.Store{Dir: a.Layout.CacheDir()}).List()
+	if err != nil {
 		return nil, err
 	}
-	for _, e := range cached {
-		f.Cached = append(f.Cached, e.Name())
+	for _, e := range entries2 {
+		f.Cached = append(f.Cached, e.Digest)
 	}
 	return f, nil
 }
@@ -150,9 +168,12 @@ func (a *Agent) currentVersion(c string) (string, error) {
 
 func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	if req.Direct {
+		store.HTTP = cache.DirectHTTP
+	}
 	if a.Progress != nil {
 		store.Progress = func(p cache.TransferProgress) {
-			a.Progress(FetchProgress{Digest: p.Digest, URL: p.URL, Done: p.Done, Total: p.Total, Rate: p.Rate, Retries: p.Retries, Final: p.Final})
+			a.Progress(FetchProgress{Digest: p.Digest, URL: p.URL, Done: p.Done, Total: p.Total, Rate: p.Rate, Retries: p.Retries, Final: p.Final, Failed: p.Err != nil})
 		}
 	}
 	// A cached file may have been damaged since it was verified: check it

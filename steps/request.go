@@ -23,10 +23,13 @@ const (
 	// OpPruneCache drops, from the cache node's store, what no release from
 	// a version on needs.
 	OpPruneCache = "prune-cache"
+	// OpCheckCache verifies, changing nothing, that the node cache holds
+	// the listed artifacts intact (--skip-download).
+	OpCheckCache = "check-cache"
 )
 
 // Ops lists every operation the agent accepts.
-var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache}
+var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache, OpCheckCache}
 
 // Request is the JSON document an agent operation reads on stdin. Each
 // operation uses the fields it needs.
@@ -38,7 +41,10 @@ type Request struct {
 	Hooks       release.Hooks    `json:"hooks,omitzero"`
 	// Offline fetch: the artifact must already be in the node cache
 	// (--skip-download); it is verified, never downloaded.
-	Offline    bool              `json:"offline,omitempty"`
+	Offline bool `json:"offline,omitempty"`
+	// Direct fetch: the URL is the cluster's cache daemon, reached without
+	// any proxy.
+	Direct     bool              `json:"direct,omitempty"`
 	BackupID   string            `json:"backup_id,omitempty"`
 	Release    string            `json:"release,omitempty"`
 	Components map[string]string `json:"components,omitempty"`
@@ -46,9 +52,11 @@ type Request struct {
 	Restart []RestartItem `json:"restart,omitempty"`
 	// Prune: the digests the node cache keeps.
 	Keep []string `json:"keep,omitempty"`
-	// PruneCache: the cache node's cache_dir, and the oldest release to keep.
-	CacheDir string `json:"cache_dir,omitempty"`
-	KeepFrom string `json:"keep_from,omitempty"`
+	// PruneCache: the cache node's cache_dir, its channel documents, and
+	// the oldest release to keep.
+	CacheDir   string `json:"cache_dir,omitempty"`
+	ChannelDir string `json:"channel_dir,omitempty"`
+	KeepFrom   string `json:"keep_from,omitempty"`
 }
 
 // RestartItem is one component of a node restart.
@@ -63,6 +71,9 @@ type Result struct {
 	Changed bool   `json:"changed"`
 	Note    string `json:"note,omitempty"`
 	Facts   *Facts `json:"facts,omitempty"`
+	// CheckCache: digests absent, and present but damaged.
+	Missing []string `json:"missing,omitempty"`
+	Damaged []string `json:"damaged,omitempty"`
 }
 
 // Facts is what a node says about itself.
@@ -84,4 +95,5 @@ type FetchProgress struct {
 	Rate    float64 `json:"rate"` // bytes per second, current attempt
 	Retries int     `json:"retries"`
 	Final   bool    `json:"final,omitempty"`
+	Failed  bool    `json:"failed,omitempty"` // with Final: the download did not complete
 }

@@ -243,21 +243,26 @@ next fetch downloads it again. Exit code 1 when anything was quarantined.`,
 func newCachePruneCmd() *cobra.Command {
 	var c cacheConfig
 	var config, keepFrom string
-	var dryRun bool
+	var dryRun, unreferenced bool
 	cmd := &cobra.Command{
 		Use:   "prune",
 		Short: "Drop cached artifacts that no current or pending release needs",
-		Long: `Drop every cached artifact that no release from --keep-from on uses, per the
-channel documents the cache holds (by default, every artifact that no
-release there uses). A successful upgrade through the cache node does this
-by itself with --keep-from set to the new release.`,
+		Long: `Drop the artifacts of the releases older than --keep-from that no release
+from --keep-from on uses, per the channel documents the cache holds, and
+those releases' manifests. An artifact that no manifest names (a download
+still under way, another cluster's) is kept unless --unreferenced. Nothing
+being downloaded is touched. A successful upgrade through the cache node
+does this by itself, with --keep-from set to the new release.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := resolveCacheConfig(cmd, &c, config); err != nil {
 				return err
 			}
 			store := &cache.Store{Dir: c.CacheDir}
-			removed, err := store.Prune(c.channelDir(), keepFrom, dryRun)
+			if keepFrom == "" && !unreferenced {
+				return usagef("say what to drop: --keep-from VERSION (older releases), --unreferenced (artifacts no manifest names), or both")
+			}
+			removed, err := store.Prune(c.channelDir(), keepFrom, unreferenced, dryRun)
 			var freed int64
 			verb := "removed"
 			if dryRun {
@@ -274,6 +279,7 @@ by itself with --keep-from set to the new release.`,
 	cacheDirFlags(cmd, &c, &config)
 	cmd.Flags().StringVar(&keepFrom, "keep-from", "", "keep the artifacts of this release and newer ones")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "only say what would be removed")
+	cmd.Flags().BoolVar(&unreferenced, "unreferenced", false, "also drop artifacts that no manifest in the cache names")
 	return cmd
 }
 
@@ -292,7 +298,7 @@ transfer cut short resumes where it stopped when run again.`,
 			if err := resolveCacheConfig(cmd, &c, config); err != nil {
 				return err
 			}
-			if size <= 0 {
+			if size < 0 {
 				return usagef("--size must be the artifact's size in bytes")
 			}
 			store := &cache.Store{Dir: c.CacheDir}
@@ -312,6 +318,6 @@ transfer cut short resumes where it stopped when run again.`,
 	cmd.Flags().StringVar(&digest, "sha256", "", "the artifact's sha256 (required)")
 	cmd.Flags().Int64Var(&size, "size", 0, "the artifact's size in bytes (required)")
 	_ = cmd.MarkFlagRequired("sha256")
-	_ = cmd.MarkFlagRequired("size")
+	_ = cmd.MarkFlagRequired("size") // 0 is a valid size: required, not defaulted
 	return cmd
 }

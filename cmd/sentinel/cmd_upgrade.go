@@ -38,6 +38,7 @@ type upgradeOptions struct {
 	downloadOnly bool
 	cacheIP      string
 	skipDownload bool
+	noCache      bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -87,7 +88,8 @@ output.`,
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json (JSON lines)")
 	f.BoolVar(&o.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node")
 	f.StringVar(&o.cacheIP, "cache-ip", "", "the cache node, IP[:PORT]: nodes fetch from its daemon instead of the upstream")
-	f.BoolVar(&o.skipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing")
+	f.BoolVar(&o.skipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing or damaged")
+	f.BoolVar(&o.noCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
 	return cmd
 }
 
@@ -102,8 +104,11 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	if o.output != "text" && o.output != "json" {
 		return usagef("--output must be text or json, not %q", o.output)
 	}
-	if o.resume && (target != "" || o.force || o.dryRun || o.downloadOnly || o.cacheIP != "" || o.skipDownload) {
-		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --cache-ip or --skip-download")
+	if o.resume && (target != "" || o.force || o.dryRun || o.downloadOnly || o.skipDownload) {
+		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only or --skip-download (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from)")
+	}
+	if o.noCache && (!o.resume || o.cacheIP != "") {
+		return usagef("--no-cache goes with --resume, without --cache-ip: it takes the artifacts left to fetch from the upstream")
 	}
 	if o.downloadOnly && o.cacheIP == "" {
 		return usagef("--download-only needs --cache-ip: it fills the cache node's store, from which a later `sentinel upgrade --cache-ip IP` runs")
@@ -140,7 +145,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 
 	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload}
 	if o.downloadOnly {
-		return runDownloadOnly(ctx, o, inv, transports, target, cacheURL, log)
+		return runDownloadOnly(ctx, o, inv, transports, target, cacheURL, log, progress)
 	}
 	if cacheURL != "" {
 		src.channel = cacheURL + "/channel/index.json"
@@ -195,10 +200,17 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 				return usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, inv.Path())
 			}
 		}
-		fmt.Fprintf(o.stderr, "sentinel: resuming run %s (%s -> %s) at %s\n", run.ID, run.Plan.From, run.Plan.To, run.Where())
-		log.Info("resuming run", zap.String("run", run.ID), zap.String("at", run.Where()))
+		exec.Source = run.Plan.DefaultSource()
+		switch {
+		case cacheURL != "":
+			exec.Source = rollout.Source{CacheURL: cacheURL}
+		case o.noCache:
+			exec.Source = rollout.Source{}
+		}
+		fmt.Fprintf(o.stderr, "sentinel: resuming run %s (%s -> %s) at %s; artifacts from %s\n", run.ID, run.Plan.From, run.Plan.To, run.Where(), exec.Source)
+		log.Info("resuming run", zap.String("run", run.ID), zap.String("at", run.Where()), zap.String("source", exec.Source.String()))
 		exec.Journal = j
-		return finishRun(o, log, run.Plan, exec.Execute(ctx, run))
+		return finishRun(o, log, run.Plan, execute(ctx, exec, run))
 	}
 
 	if last != nil && !last.Finished() {
@@ -208,6 +220,11 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	plan, _, err := planUpgrade(ctx, inv, transports, target, o.force, id, src)
 	if err != nil {
 		return err
+	}
+	if o.skipDownload {
+		if err := rollout.CheckNodeCaches(ctx, plan, transports); err != nil {
+			return err
+		}
 	}
 	if nothingToDo(plan) {
 		fmt.Fprintf(o.stdout, "Every node is already on %s: nothing to do (use --force to reinstall).\n", plan.To)
@@ -224,11 +241,20 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	}
 	defer j.Close()
 	exec.Journal = j
+	exec.Source = plan.DefaultSource()
 	log.Info("run started", zap.String("run", id), zap.String("from", plan.From), zap.String("to", plan.To))
 	if o.output == "text" {
 		fmt.Fprintf(o.stdout, "Run %s: upgrading %s from %s to %s\n", id, inv.Name, plan.From, plan.To)
 	}
-	return finishRun(o, log, plan, exec.Execute(ctx, run))
+	return finishRun(o, log, plan, execute(ctx, exec, run))
+}
+
+// execute runs the journaled steps; a first Ctrl-C meanwhile stops at the
+// next step boundary.
+func execute(ctx context.Context, exec *rollout.Executor, run *rollout.Run) error {
+	journaling.Store(true)
+	defer journaling.Store(false)
+	return exec.Execute(ctx, run)
 }
 
 func finishRun(o upgradeOptions, log *zap.Logger, plan *rollout.Plan, err error) error {
@@ -256,7 +282,11 @@ type planSource struct {
 }
 
 func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, target string, force bool, id string, src planSource) (*rollout.Plan, *release.Channel, error) {
-	ch, err := release.OpenChannel(ctx, src.channel)
+	var opts []release.ChannelOption
+	if src.cacheURL != "" {
+		opts = append(opts, release.WithoutProxy()) // the cache node is on the cluster's network
+	}
+	ch, err := release.OpenChannel(ctx, src.channel, opts...)
 	if err != nil {
 		return nil, nil, explainCacheMiss(src, target, err)
 	}

@@ -20,7 +20,7 @@ import (
 // every artifact the upgrade will need (verified by the daemon as it
 // fetches) and the channel documents as published, so that a later
 // `sentinel upgrade --cache-ip` needs no upstream. No node changes.
-func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Inventory, tr map[string]cluster.Transport, target, cacheURL string, log *zap.Logger) error {
+func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Inventory, tr map[string]cluster.Transport, target, cacheURL string, log *zap.Logger, progress rollout.Progress) error {
 	token, err := cacheToken(inv)
 	if err != nil {
 		return err
@@ -36,7 +36,10 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 		req.Artifacts = append(req.Artifacts, cache.PrefetchArtifact{URL: a.URL, SHA256: a.SHA256, Size: a.Size})
 		total += a.Size
 	}
-	docs := ch.Documents()
+	docs, err := ch.Documents()
+	if err != nil {
+		return err
+	}
 	paths := make([]string, 0, len(docs))
 	for p := range docs {
 		paths = append(paths, p)
@@ -61,10 +64,9 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 			}
 		}
 	}
-	progress, closeProgress := newProgress(o)
 	client := &cache.Client{BaseURL: cacheURL, Token: token}
 	res, err := client.Prefetch(ctx, req, (&prefetchPrinter{progress: progress, names: names}).event)
-	closeProgress()
+	o.closeProgress() // flush the bars before the summary
 	if err != nil {
 		return err
 	}
@@ -129,11 +131,14 @@ func (p *prefetchPrinter) event(ev cache.PrefetchEvent) {
 			p.progress.Logf("cache", "%s %s fetched and verified", step.Component, step.Version)
 		}
 	case "error":
-		tp.Final = true
+		tp.Final, tp.Failed = true, true
 		p.progress.Transfer("cache", step, tp)
 		what := ev.Path
-		if ev.SHA256 != "" {
+		switch {
+		case ev.SHA256 != "":
 			what = step.Component + " " + step.Version
+		case what == "":
+			what = "channel documents"
 		}
 		p.progress.Logf("cache", "%s FAILED: %s", what, ev.Error)
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -16,6 +17,10 @@ import (
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
 )
+
+// journaling is set while an upgrade runs its journaled steps: a first
+// Ctrl-C then lets the current step finish instead of cutting it.
+var journaling atomic.Bool
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
@@ -52,7 +57,7 @@ func exitCode(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ir):
+	case errors.As(err, &ir), errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.As(err, &missing):
 		return exitPreflight
@@ -71,6 +76,12 @@ func main() {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		<-sigs
+		if !journaling.Load() {
+			// Nothing is half-done between journaled steps: stop now.
+			fmt.Fprintln(os.Stderr, "sentinel: interrupted")
+			cancel()
+			return
+		}
 		fmt.Fprintln(os.Stderr, "sentinel: stopping after the current step (interrupt again to stop now; `sentinel upgrade --resume` continues)")
 		close(stopping)
 		<-sigs

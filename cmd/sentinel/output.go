@@ -93,7 +93,7 @@ func (p *ttyProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgre
 		bar.SetCurrent(tp.Done)
 		return
 	}
-	if tp.Total == 0 || tp.Done >= tp.Total { // done (a final report may omit the sizes)
+	if !tp.Failed && (tp.Total == 0 || tp.Done >= tp.Total) { // done (a final report may omit the sizes)
 		bar.SetCurrent(p.totals[key]) // completes, and so removes, the bar
 	} else {
 		bar.Abort(true)
