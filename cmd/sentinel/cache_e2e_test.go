@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -74,6 +75,26 @@ func TestSkipDownload(t *testing.T) {
 		t.Fatalf("upgrade with a failing health: exit %d", r.code)
 	}
 	fixtures.ClearFaults(core.Root)
+	// A damaged file in the node cache is caught before any change too.
+	var router string
+	for _, c := range lab.manifest("3.4.2").Components {
+		if c.Name == "router" {
+			router = c.Artifact.SHA256
+		}
+	}
+	cached := filepath.Join(core.Root, "cache", "sha256", router)
+	good, _ := os.ReadFile(cached)
+	bad := append([]byte(nil), good...)
+	bad[10] ^= 0xff
+	os.WriteFile(cached, bad, 0o644)
+	before = nodeDigest(t, core.Root)
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--skip-download", "--yes"); r.code != 3 || !strings.Contains(r.stderr, "1 damaged artifact(s) in its cache: router 3.4.2") {
+		t.Fatalf("skip-download with a damaged cache file: exit %d\n%s", r.code, r.stderr)
+	}
+	if nodeDigest(t, core.Root) != before {
+		t.Error("a refused --skip-download changed the node")
+	}
+	os.WriteFile(cached, good, 0o644)
 	downloads := lab.upstream.ArtifactRequests()
 	lab.mustSucceed("upgrade", "3.4.2", "--skip-download", "--yes")
 	everyComponentOn(t, core.Root, "3.4.2")
@@ -159,5 +180,34 @@ func TestCacheConfigFile(t *testing.T) {
 	os.WriteFile(conf, []byte("cache_dir: /x\ncolour: red\n"), 0o644)
 	if r := lab.sentinel(nil, "cache", "ls", "--config", conf); r.code != 2 || !strings.Contains(r.stderr, "colour") {
 		t.Errorf("unknown setting: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// A run begun against the upstream can finish from the cache node once the
+// upstream is gone: --resume --cache-ip changes where the artifacts left
+// to fetch come from.
+func TestResumeSwitchesToCache(t *testing.T) {
+	ref := newLab(t, 1, "3.4.1")
+	ref.mustSucceed("upgrade", "3.4.2", "--yes")
+	want := nodeState(t, ref.core().Root)
+
+	lab := newLab(t, 1, "3.4.1")
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	lab.crashAt(9, "upgrade", "3.4.2", "--yes") // four artifacts fetched from the upstream
+	tw := lab.cutUpstream()
+	if r := lab.sentinel(nil, "upgrade", "--resume"); r.code == 0 {
+		t.Fatal("resume without upstream and without --cache-ip succeeded")
+	}
+	before := tw.hits.Load()
+	r := lab.sentinel(nil, "upgrade", "--resume", "--cache-ip", lab.cacheIP)
+	if r.code != 0 || !strings.Contains(r.stderr, "artifacts from http://"+lab.cacheIP) {
+		t.Fatalf("resume --cache-ip: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if got := nodeState(t, lab.core().Root); !reflect.DeepEqual(got, want) {
+		t.Errorf("after switching to the cache:\n got %v\nwant %v", got, want)
+	}
+	if n := tw.hits.Load() - before; n != 0 {
+		t.Errorf("the upstream saw %d requests during the resume from the cache", n)
 	}
 }
