@@ -25,6 +25,11 @@ type Inventory struct {
 	Nodes    []Node `yaml:"nodes"`
 	// Cache describes the cache node, if the cluster has one.
 	Cache *CacheNode `yaml:"cache,omitempty"`
+	// MaintenanceHook is a shell command that exits 0 when the cluster is
+	// in maintenance mode and 1 when it is not.
+	MaintenanceHook string `yaml:"maintenance_hook,omitempty"`
+	// Preflight overrides the product's thresholds.
+	Preflight *PreflightThresholds `yaml:"preflight,omitempty"`
 
 	path string
 }
@@ -55,6 +60,35 @@ type CacheNode struct {
 	// TokenFile holds the bearer token of the daemon's prefetch API
 	// ($SENTINEL_CACHE_TOKEN overrides it).
 	TokenFile string `yaml:"token_file,omitempty"`
+}
+
+// PreflightThresholds override the free disk and memory each node needs.
+type PreflightThresholds struct {
+	NodeDiskGiB   float64 `yaml:"node_disk_gib,omitempty"`   // default 7
+	CacheDiskGiB  float64 `yaml:"cache_disk_gib,omitempty"`  // default 10
+	NodeMemoryMiB float64 `yaml:"node_memory_mib,omitempty"` // default 512
+	CoreMemoryMiB float64 `yaml:"core_memory_mib,omitempty"` // default 1024 (core and cache nodes)
+}
+
+// Thresholds in bytes.
+type Thresholds struct{ NodeDisk, CacheDisk, NodeMemory, CoreMemory uint64 }
+
+// Thresholds are the free disk and memory preflight asks of each node: the
+// product's figures unless the cluster file says otherwise.
+func (inv *Inventory) Thresholds() Thresholds {
+	t := Thresholds{NodeDisk: 7 << 30, CacheDisk: 10 << 30, NodeMemory: 512 << 20, CoreMemory: 1 << 30}
+	if p := inv.Preflight; p != nil {
+		set := func(dst *uint64, v float64, unit uint64) {
+			if v > 0 {
+				*dst = uint64(v * float64(unit))
+			}
+		}
+		set(&t.NodeDisk, p.NodeDiskGiB, 1<<30)
+		set(&t.CacheDisk, p.CacheDiskGiB, 1<<30)
+		set(&t.NodeMemory, p.NodeMemoryMiB, 1<<20)
+		set(&t.CoreMemory, p.CoreMemoryMiB, 1<<20)
+	}
+	return t
 }
 
 // DefaultCachePort is where `sentinel cache serve` listens unless told.

@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"slices"
 	"sort"
 	"strings"
 
@@ -219,7 +218,6 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 		running[c] = v
 	}
 	var fetches, upgrades []Step
-	var missing []string
 	fetched := map[string]bool{}
 	var last *release.Manifest
 	for _, hop := range hops {
@@ -238,9 +236,6 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 			versions[c.Name] = c.Version
 			if !fetched[c.Artifact.SHA256] {
 				fetched[c.Artifact.SHA256] = true
-				if in.SkipDownload && !slices.Contains(f.Cached, c.Artifact.SHA256) {
-					missing = append(missing, fmt.Sprintf("%s %s (sha256 %.12s)", c.Name, c.Version, c.Artifact.SHA256))
-				}
 				fetches = append(fetches, Step{ID: hop + "/" + c.Name + "/fetch", Op: steps.OpFetch, Release: hop,
 					Component: c.Name, Version: c.Version,
 					Request: steps.Request{Component: c.Name, Version: c.Version, Artifact: c.Artifact}})
@@ -277,9 +272,6 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 			}
 		}
 		upgrades = append(upgrades, Step{ID: "prune", Op: steps.OpPrune, Release: last.Version, Request: steps.Request{Keep: keep}})
-	}
-	if len(missing) > 0 {
-		return &MissingArtifactsError{Node: n.Name, Missing: missing}
 	}
 	np.Steps = append(fetches, upgrades...)
 	return nil

@@ -35,9 +35,20 @@ const maxUnpackedBytes = 32 << 30
 // time: a second agent waits for the first. Facts only reads, and takes no
 // lock so that looking at a node never writes to it.
 func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) {
-	if op == OpFacts {
+	switch op {
+	case OpFacts:
 		f, err := a.facts()
 		return Result{Facts: f}, err
+	case OpProbe: // reads only; and a probe must not wait behind a hung step
+		if err := os.MkdirAll(a.Layout.TmpDir(), 0o755); err != nil {
+			return Result{}, err
+		}
+		var pr ProbeRequest
+		if req.Probe != nil {
+			pr = *req.Probe
+		}
+		p, err := a.probe(ctx, pr)
+		return Result{Probe: p}, err
 	}
 	unlock, err := a.lock()
 	if err != nil {
@@ -265,6 +276,10 @@ func (a *Agent) install(req Request) (Result, error) {
 	if unpackErr != nil {
 		os.RemoveAll(tmp)
 		return Result{}, fmt.Errorf("installing %s %s: %w (the artifact matches its sha256: the release itself is broken; report it to its publisher)", req.Component, req.Version, unpackErr)
+	}
+	if err := recordFiles(tmp); err != nil {
+		os.RemoveAll(tmp)
+		return Result{}, err
 	}
 	if err := cluster.WriteFileAtomic(filepath.Join(tmp, installedMarker), []byte(req.Artifact.SHA256+"\n"), 0o444); err != nil {
 		os.RemoveAll(tmp)

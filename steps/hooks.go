@@ -45,6 +45,14 @@ const hookRunEnv = "SENTINEL_HOOK_RUN"
 // runHook runs dir/hooks/<name> if the release ships it. It reports false
 // when there is no such hook.
 func (a *Agent) runHook(ctx context.Context, dir, name string, env hookEnv, timeout time.Duration) (bool, error) {
+	return a.runHookTo(ctx, dir, name, env, timeout, nil, true)
+}
+
+// runHookTo is runHook with the hook's standard output going to stdout
+// (its errors still to the output kept for reports), when stdout is set.
+// track records the run in the hook marker, for the next locked agent to
+// clean up after; read-only hooks run outside the agent lock and must not.
+func (a *Agent) runHookTo(ctx context.Context, dir, name string, env hookEnv, timeout time.Duration, stdout *os.File, track bool) (bool, error) {
 	path := filepath.Join(dir, "hooks", name)
 	if _, err := os.Lstat(path); errors.Is(err, os.ErrNotExist) {
 		return false, nil
@@ -77,21 +85,28 @@ func (a *Agent) runHook(ctx context.Context, dir, name string, env hookEnv, time
 		mark,
 	)
 	cmd.Stdout, cmd.Stderr = out, out
+	if stdout != nil {
+		cmd.Stdout = stdout
+	}
 	// Own process group, so a timeout kills the hook and its children; the
 	// hook dies with the agent (Pdeathsig is per thread: nothing here locks
 	// an OS thread, so the spawning thread lives as long as the agent).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cluster.WriteFileAtomic(a.Layout.HookMarker(), []byte(mark+"\n"+path+"\n"), 0o644); err != nil {
-		return true, fail("cannot record the running hook: "+err.Error(), "")
+	untrack := func() {}
+	if track {
+		if err := cluster.WriteFileAtomic(a.Layout.HookMarker(), []byte(mark+"\n"+path+"\n"), 0o644); err != nil {
+			return true, fail("cannot record the running hook: "+err.Error(), "")
+		}
+		untrack = func() { os.Remove(a.Layout.HookMarker()) }
 	}
 	if err := cmd.Start(); err != nil {
-		os.Remove(a.Layout.HookMarker())
+		untrack()
 		return true, fail(err.Error(), "")
 	}
 	stop := context.AfterFunc(ctx, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	err = cmd.Wait()
 	stop()
-	os.Remove(a.Layout.HookMarker())
+	untrack()
 	if err == nil {
 		return true, nil
 	}

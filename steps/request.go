@@ -29,7 +29,7 @@ const (
 )
 
 // Ops lists every operation the agent accepts.
-var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache, OpCheckCache}
+var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache, OpCheckCache, OpProbe}
 
 // Request is the JSON document an agent operation reads on stdin. Each
 // operation uses the fields it needs.
@@ -57,6 +57,8 @@ type Request struct {
 	CacheDir   string `json:"cache_dir,omitempty"`
 	ChannelDir string `json:"channel_dir,omitempty"`
 	KeepFrom   string `json:"keep_from,omitempty"`
+	// Probe: what to measure.
+	Probe *ProbeRequest `json:"probe,omitempty"`
 }
 
 // RestartItem is one component of a node restart.
@@ -74,6 +76,8 @@ type Result struct {
 	// CheckCache: digests absent, and present but damaged.
 	Missing []string `json:"missing,omitempty"`
 	Damaged []string `json:"damaged,omitempty"`
+	// Probe: what preflight needs to know.
+	Probe *ProbeFacts `json:"probe,omitempty"`
 }
 
 // Facts is what a node says about itself.

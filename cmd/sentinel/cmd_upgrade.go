@@ -39,6 +39,7 @@ type upgradeOptions struct {
 	cacheIP      string
 	skipDownload bool
 	noCache      bool
+	ignore       string
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -89,6 +90,7 @@ output.`,
 	f.BoolVar(&o.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node")
 	f.StringVar(&o.cacheIP, "cache-ip", "", "the cache node, IP[:PORT]: nodes fetch from its daemon instead of the upstream")
 	f.BoolVar(&o.skipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing or damaged")
+	f.StringVar(&o.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all (see `sentinel preflight --help`)")
 	f.BoolVar(&o.noCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
 	return cmd
 }
@@ -115,6 +117,10 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	}
 	if o.downloadOnly && o.skipDownload {
 		return usagef("--download-only and --skip-download contradict each other")
+	}
+	ignore, err := parseIgnore(o.ignore)
+	if err != nil {
+		return err
 	}
 	inv, err := loadInventory(o.cluster)
 	if err != nil {
@@ -145,7 +151,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 
 	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload}
 	if o.downloadOnly {
-		return runDownloadOnly(ctx, o, inv, transports, target, cacheURL, log, progress)
+		return runDownloadOnly(ctx, o, inv, transports, target, cacheURL, log, progress, ignore)
 	}
 	if cacheURL != "" {
 		src.channel = cacheURL + "/channel/index.json"
@@ -221,14 +227,13 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	if err != nil {
 		return err
 	}
-	if o.skipDownload {
-		if err := rollout.CheckNodeCaches(ctx, plan, transports); err != nil {
-			return err
-		}
-	}
 	if nothingToDo(plan) {
 		fmt.Fprintf(o.stdout, "Every node is already on %s: nothing to do (use --force to reinstall).\n", plan.To)
 		return nil
+	}
+	if err := runPreflight(ctx, o, rollout.PreflightInput{Inventory: inv, Transports: transports, Plan: plan, ChannelURL: src.channel,
+		LockHeldByUs: true, Runs: runs, Ignore: ignore}, log); err != nil {
+		return err
 	}
 	if !o.yes {
 		if err := confirm(o, plan); err != nil {
@@ -247,6 +252,31 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		fmt.Fprintf(o.stdout, "Run %s: upgrading %s from %s to %s\n", id, inv.Name, plan.From, plan.To)
 	}
 	return finishRun(o, log, plan, execute(ctx, exec, run))
+}
+
+// runPreflight checks every node before a run changes anything: failures
+// stop it (exit 3); warnings and failures are shown either way.
+func runPreflight(ctx context.Context, o upgradeOptions, in rollout.PreflightInput, log *zap.Logger) error {
+	rep := rollout.Preflight(ctx, in)
+	warned := false
+	for _, r := range rep.Results {
+		if r.Status != "PASS" {
+			warned = true
+			log.Warn("preflight", zap.String("node", r.Node), zap.String("check", r.Check), zap.String("status", r.Status), zap.Strings("messages", r.Messages))
+		}
+	}
+	if o.output == "json" {
+		if err := newJSONProgress(o.stdout).emitResult("preflight", preflightJSON{OK: rep.Err() == nil, Results: rep.Results}); err != nil {
+			return err
+		}
+	} else if warned {
+		fmt.Fprintln(o.stdout, "Preflight:")
+		printPreflight(o.stdout, rep, false)
+	}
+	if err := rep.Err(); err != nil {
+		return &preflightError{err: err}
+	}
+	return nil
 }
 
 // execute runs the journaled steps; a first Ctrl-C meanwhile stops at the

@@ -12,6 +12,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
 )
@@ -20,7 +21,7 @@ import (
 // every artifact the upgrade will need (verified by the daemon as it
 // fetches) and the channel documents as published, so that a later
 // `sentinel upgrade --cache-ip` needs no upstream. No node changes.
-func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Inventory, tr map[string]cluster.Transport, target, cacheURL string, log *zap.Logger, progress rollout.Progress) error {
+func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Inventory, tr map[string]cluster.Transport, target, cacheURL string, log *zap.Logger, progress rollout.Progress, ignore preflight.IgnoreSet) error {
 	token, err := cacheToken(inv)
 	if err != nil {
 		return err
@@ -28,6 +29,12 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 	plan, ch, err := planUpgrade(ctx, inv, tr, target, o.force, "download-only", planSource{channel: inv.Channel})
 	if err != nil {
 		return err
+	}
+	if !o.dryRun {
+		if err := runPreflight(ctx, o, rollout.PreflightInput{Inventory: inv, Transports: tr, Plan: plan, ChannelURL: inv.Channel,
+			DownloadOnly: true, Runs: rollout.Runs{Dir: inv.State()}, Ignore: ignore}, log); err != nil {
+			return err
+		}
 	}
 	arts := plan.Artifacts()
 	var total int64

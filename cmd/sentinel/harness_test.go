@@ -61,16 +61,23 @@ var (
 
 type testLab struct {
 	*fixtures.Lab
-	t        *testing.T
+	t        testing.TB
 	upstream *fixtures.Upstream
 	cacheIP  string // IP:PORT of the cache daemon, once started
 }
 
 // newLab makes a lab whose cluster file points at an HTTP upstream on
 // loopback serving the lab's own channel copy (so a test may damage it).
-func newLab(t *testing.T, nodes int, rel string) *testLab {
+func newLab(t testing.TB, nodes int, rel string) *testLab {
 	t.Helper()
-	lab, err := fixtures.CreateLab(context.Background(), fixtures.LabOptions{Dir: t.TempDir(), Nodes: nodes, Release: rel})
+	return newLabWith(t, fixtures.LabOptions{Nodes: nodes, Release: rel})
+}
+
+// newLabWith is newLab with every lab option.
+func newLabWith(t testing.TB, opt fixtures.LabOptions) *testLab {
+	t.Helper()
+	opt.Dir = t.TempDir()
+	lab, err := fixtures.CreateLab(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +145,7 @@ func (l *testLab) mustSucceed(args ...string) result {
 // nodeState is everything about a node that an upgrade must get right:
 // where each current link points, what node.json records (less its time),
 // which version of each component runs, and each schema version.
-func nodeState(t *testing.T, root string) map[string]string {
+func nodeState(t testing.TB, root string) map[string]string {
 	t.Helper()
 	st := map[string]string{}
 	comps, _ := os.ReadDir(filepath.Join(root, "code"))
@@ -174,7 +181,7 @@ func nodeState(t *testing.T, root string) map[string]string {
 }
 
 // treeDigest hashes every file, link and directory under dir.
-func treeDigest(t *testing.T, dir string) string {
+func treeDigest(t testing.TB, dir string) string {
 	t.Helper()
 	h := sha256.New()
 	var paths []string
@@ -216,7 +223,7 @@ func treeDigest(t *testing.T, dir string) string {
 
 // nodeDigest covers what an upgrade may change on a node: its code, its
 // configuration and record, its cache and its running components.
-func nodeDigest(t *testing.T, root string) string {
+func nodeDigest(t testing.TB, root string) string {
 	var parts []string
 	for _, d := range []string{"code", "etc", "cache", "var/run", "var/lib"} {
 		parts = append(parts, treeDigest(t, filepath.Join(root, d)))
@@ -226,12 +233,12 @@ func nodeDigest(t *testing.T, root string) string {
 
 // background is a sentinel process the test runs alongside others.
 type background struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	stdout *bufio.Reader
 }
 
-func startSentinel(t *testing.T, lab *testLab, args ...string) *background {
+func startSentinel(t testing.TB, lab *testLab, args ...string) *background {
 	t.Helper()
 	cmd := exec.Command(sentinelBin, args...)
 	cmd.Env = append(os.Environ(), "SENTINEL_CLUSTER="+lab.ClusterFile)
@@ -249,7 +256,7 @@ func startSentinel(t *testing.T, lab *testLab, args ...string) *background {
 
 // waitForLine reads the process's output until a line contains s: the
 // process itself says when it got there.
-func waitForLine(t *testing.T, r *bufio.Reader, s string) {
+func waitForLine(t testing.TB, r *bufio.Reader, s string) {
 	t.Helper()
 	for {
 		line, err := r.ReadString('\n')

@@ -54,12 +54,13 @@ func exitCode(err error) int {
 		ir  *rollout.InterruptedError
 	)
 	var missing *rollout.MissingArtifactsError
+	var pf *preflightError
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ir), errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &missing):
+	case errors.As(err, &missing), errors.As(err, &pf):
 		return exitPreflight
 	case errors.As(err, &ue), errors.As(err, &rue), errors.As(err, &me), errors.As(err, &ure),
 		errors.As(err, &npe), errors.As(err, &ie), errors.As(err, &le):
@@ -132,6 +133,6 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		return &usageError{msg: err.Error()}
 	})
-	root.AddCommand(newUpgradeCmd(stopping), newStatusCmd(), newCacheCmd(), newNodeCmd(), newVersionCmd())
+	root.AddCommand(newUpgradeCmd(stopping), newPreflightCmd(), newStatusCmd(), newCacheCmd(), newNodeCmd(), newVersionCmd())
 	return root
 }

@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/preflight"
+)
+
+const gib = 1 << 30
+
+// mountTmpfs puts a size-limited tmpfs on dir: a node root with a real
+// disk limit.
+func mountTmpfs(t *testing.T, dir string, bytes uint64) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("mounting a size-limited tmpfs needs root (CI runs as root)")
+	}
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=%d", bytes), "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("cannot mount a tmpfs here: %v %s", err, out)
+	}
+	t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+}
+
+// memoryCgroup makes a cgroup v1 memory group with a limit and returns the
+// prefix that runs a node's agent inside it.
+func memoryCgroup(t *testing.T, limit uint64) []string {
+	t.Helper()
+	base := "/sys/fs/cgroup/memory"
+	if os.Geteuid() != 0 {
+		t.Skip("memory cgroups need root (CI runs as root)")
+	}
+	dir, err := os.MkdirTemp(base, "sentinel-lab-")
+	if err != nil {
+		t.Skipf("cgroup v1 memory is not writable here (%v)", err)
+	}
+	t.Cleanup(func() { os.Remove(dir) })
+	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(fmt.Sprint(limit)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return []string{"/bin/sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, dir}
+}
+
+type limits struct {
+	routerDisk, coreDisk uint64 // tmpfs sizes of router-3's root and of the core (cache) node's root
+	deaMem, coreMem      uint64 // memory cgroup limits of dea-1's and the core's agents
+}
+
+// limitedLab is the five-node lab with real limits on some nodes, the core
+// node also the cache node, and maintenance mode on.
+func limitedLab(t *testing.T, l limits) *testLab {
+	lab := newLabWith(t, fixtures.LabOptions{Nodes: 5, Release: "3.4.1", Prepare: func(n cluster.Node) error {
+		switch n.Name {
+		case "router-3":
+			mountTmpfs(t, n.Root, l.routerDisk)
+		case "core":
+			mountTmpfs(t, n.Root, l.coreDisk)
+		}
+		return nil
+	}})
+	c, err := lab.PrepareCache()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.SetCacheDaemon(c, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.SetPrefix("dea-1", memoryCgroup(t, l.deaMem)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.SetPrefix("core", memoryCgroup(t, l.coreMem)); err != nil {
+		t.Fatal(err)
+	}
+	if err := lab.SetMaintenanceHook("true"); err != nil {
+		t.Fatal(err)
+	}
+	return lab
+}
+
+func (l *testLab) preflightJSON(args ...string) (preflightJSON, result) {
+	l.t.Helper()
+	r := l.sentinel(nil, append([]string{"preflight", "--output", "json"}, args...)...)
+	var rep preflightJSON
+	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
+		l.t.Fatalf("preflight --output json: %v\n%s\n%s", err, r.stdout, r.stderr)
+	}
+	return rep, r
+}
+
+func failures(rep preflightJSON) []string {
+	var out []string
+	for _, r := range rep.Results {
+		if r.Status == preflight.StatusFail {
+			out = append(out, r.Node+"/"+r.Check)
+		}
+	}
+	return out
+}
+
+// Five nodes, real limits just below the product's thresholds: preflight
+// fails with exactly those three findings, each naming node, figure and
+// threshold; the upgrade refuses (exit 3) and changes nothing; ignoring one
+// check leaves the others failing; "all" passes; a misspelt name is bad usage.
+func TestPreflightRealLimits(t *testing.T) {
+	lab := limitedLab(t, limits{routerDisk: 69 * gib / 10, coreDisk: 99 * gib / 10, deaMem: 500 << 20, coreMem: 11 * gib / 10})
+	rep, r := lab.preflightJSON("3.4.2")
+	if r.code != 3 || rep.OK {
+		t.Fatalf("preflight: exit %d, ok %v\n%s", r.code, rep.OK, r.stderr)
+	}
+	want := []string{"core/DiskSpace", "dea-1/Memory", "router-3/DiskSpace"}
+	if got := failures(rep); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("failures %v, want exactly %v:\n%s", got, want, r.stdout)
+	}
+	for _, res := range rep.Results {
+		msg := strings.Join(res.Messages, " ")
+		switch res.Node + "/" + res.Check {
+		case "router-3/DiskSpace":
+			if !strings.Contains(msg, "6.9 GiB free") || !strings.Contains(msg, "7.0 GiB needed") {
+				t.Errorf("router-3 disk: %s", msg)
+			}
+		case "core/DiskSpace":
+			if !strings.Contains(msg, "9.9 GiB free") || !strings.Contains(msg, "10.0 GiB needed") {
+				t.Errorf("core disk: %s", msg)
+			}
+		case "dea-1/Memory":
+			if !strings.Contains(msg, "512.0 MiB needed") || !strings.Contains(msg, "limit 500.0 MiB") {
+				t.Errorf("dea-1 memory: %s", msg)
+			}
+		}
+	}
+
+	before := map[string]string{}
+	for _, n := range lab.Nodes {
+		before[n.Name] = nodeDigest(t, n.Root)
+	}
+	up := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if up.code != 3 || !strings.Contains(up.stderr, "preflight failed, nothing was changed") || !strings.Contains(up.stderr, "--ignore-preflight-errors") {
+		t.Fatalf("upgrade over failing preflight: exit %d\n%s", up.code, up.stderr)
+	}
+	for _, n := range lab.Nodes {
+		if nodeDigest(t, n.Root) != before[n.Name] {
+			t.Errorf("the refused upgrade changed node %s", n.Name)
+		}
+	}
+
+	rep, r = lab.preflightJSON("3.4.2", "--ignore-preflight-errors", "memory")
+	if got := failures(rep); r.code != 3 || strings.Join(got, ",") != "core/DiskSpace,router-3/DiskSpace" {
+		t.Errorf("ignoring Memory: exit %d, failures %v", r.code, got)
+	}
+	for _, res := range rep.Results {
+		if res.Node == "dea-1" && res.Check == "Memory" && (res.Status != preflight.StatusWarn || !res.Ignored) {
+			t.Errorf("ignored Memory check reads %+v", res)
+		}
+	}
+	if rep, r := lab.preflightJSON("3.4.2", "--ignore-preflight-errors", "all"); r.code != 0 || !rep.OK {
+		t.Errorf("ignoring all: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := lab.sentinel(nil, "preflight", "3.4.2", "--ignore-preflight-errors", "Memroy"); r.code != 2 || !strings.Contains(r.stderr, "Memroy") {
+		t.Errorf("misspelt check name: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--ignore-preflight-errors", "Memroy"); r.code != 2 {
+		t.Errorf("misspelt check name in upgrade: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// The same lab with every limit just above its threshold passes: each
+// threshold is exercised on both sides with real limits.
+func TestPreflightJustAboveThresholds(t *testing.T) {
+	lab := limitedLab(t, limits{routerDisk: 71 * gib / 10, coreDisk: 101 * gib / 10, deaMem: 520 << 20, coreMem: 105 * gib / 100})
+	rep, r := lab.preflightJSON("3.4.2")
+	if r.code != 0 || !rep.OK {
+		t.Fatalf("preflight just above the thresholds: exit %d, failures %v\n%s", r.code, failures(rep), r.stdout)
+	}
+}
+
+// DEA capacity: when the DEAs are full, preflight says how much memory is
+// missing and that a DEA must be added; once one is added, it passes.
+func TestPreflightDEACapacity(t *testing.T) {
+	lab := newLab(t, 5, "3.4.1")
+	dea1, _ := lab.Node("dea-1")
+	dea2, _ := lab.Node("dea-2")
+	fixtures.SetCapacity(dea1.Root, 1024, []fixtures.Instance{{App: "shop", MemoryMB: 600}, {App: "blog", MemoryMB: 300}})
+	fixtures.SetCapacity(dea2.Root, 1024, []fixtures.Instance{{App: "shop", MemoryMB: 600}, {App: "wiki", MemoryMB: 256}})
+	rep, r := lab.preflightJSON("3.4.2")
+	if r.code != 3 {
+		t.Fatalf("full DEAs: exit %d", r.code)
+	}
+	var msg string
+	for _, res := range rep.Results {
+		if res.Check == preflight.NameDEACapacity {
+			msg = strings.Join(res.Messages, " ")
+		}
+	}
+	for _, want := range []string{"when DEA dea-1 is retired, its instances need 900 MB more", "when DEA dea-2 is retired, its instances need 856 MB more", "add a DEA node"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("DEA capacity message lacks %q: %s", want, msg)
+		}
+	}
+	if _, err := lab.AddNode(context.Background(), "dea-5", []string{"dea"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if rep, r := lab.preflightJSON("3.4.2"); r.code != 0 {
+		t.Errorf("after adding a DEA: exit %d, failures %v", r.code, failures(rep))
+	}
+}
+
+// Reachability through Debian's tinyproxy, from the nodes (their agents
+// have http_proxy set; the orchestrator reads the channel directly): passes
+// when the proxy works; with the proxy stopped, or an upstream host that
+// does not answer, fails naming host, port and proxy.
+func TestPreflightReachabilityThroughProxy(t *testing.T) {
+	proxy := startTinyproxy(t)
+	lab := newLab(t, 1, "3.4.1")
+	lab.SetMaintenanceHook("true")
+	viaProxy := func(p *tinyproxy) {
+		if err := lab.SetPrefix("core", []string{"env", "http_proxy=http://" + p.addr, "no_proxy=", "NO_PROXY="}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	viaProxy(proxy)
+	upstream := strings.TrimSuffix(strings.TrimPrefix(lab.upstream.URL, "http://"), "/index.json")
+
+	if rep, r := lab.preflightJSON("3.4.2"); r.code != 0 {
+		t.Fatalf("preflight through a working proxy: exit %d, failures %v\n%s", r.code, failures(rep), r.stderr)
+	}
+	if !strings.Contains(proxy.logText(t), "http://"+upstream) {
+		t.Errorf("the reachability probe did not go through the proxy:\n%s", proxy.logText(t))
+	}
+
+	proxy.stop()
+	rep, r := lab.preflightJSON("3.4.2")
+	if r.code != 3 || strings.Join(failures(rep), ",") != "core/Reachability" {
+		t.Fatalf("proxy stopped: exit %d, failures %v", r.code, failures(rep))
+	}
+	if msg := reachMessage(rep); !strings.Contains(msg, proxy.addr) || !strings.Contains(msg, upstream) {
+		t.Errorf("proxy stopped: the message should name the proxy %s and the upstream %s: %s", proxy.addr, upstream, msg)
+	}
+
+	// An upstream host that does not answer: the channel (read from a file
+	// copy) sends the artifacts to a closed port.
+	proxy2 := startTinyproxy(t)
+	viaProxy(proxy2)
+	dead := closedPort(t)
+	copyDir := t.TempDir()
+	if out, err := exec.Command("cp", "-a", lab.UpstreamDir+"/.", copyDir).CombinedOutput(); err != nil {
+		t.Fatalf("%v %s", err, out)
+	}
+	manifest := filepath.Join(copyDir, "releases", "3.4.2", "manifest.json")
+	data, _ := os.ReadFile(manifest)
+	os.WriteFile(manifest, []byte(strings.ReplaceAll(string(data), `"url": "../../artifacts/`, `"url": "http://`+dead+`/artifacts/`)), 0o644)
+	if err := lab.SetUpstream("file://"+filepath.Join(copyDir, "index.json"), 0); err != nil {
+		t.Fatal(err)
+	}
+	rep, r = lab.preflightJSON("3.4.2")
+	if r.code != 3 || strings.Join(failures(rep), ",") != "core/Reachability" {
+		t.Fatalf("dead upstream host: exit %d, failures %v", r.code, failures(rep))
+	}
+	if msg := reachMessage(rep); !strings.Contains(msg, dead) || !strings.Contains(msg, proxy2.addr) {
+		t.Errorf("dead upstream host: the message should name %s and the proxy %s: %s", dead, proxy2.addr, msg)
+	}
+}
+
+func reachMessage(rep preflightJSON) string {
+	for _, res := range rep.Results {
+		if res.Check == preflight.NameReachability && res.Status == preflight.StatusFail {
+			return strings.Join(res.Messages, " ")
+		}
+	}
+	return ""
+}
+
+// closedPort is a loopback address where nothing listens.
+func closedPort(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	return addr
+}

@@ -1,0 +1,248 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/sentinel-paas/sentinel/preflight"
+	"github.com/sentinel-paas/sentinel/release"
+)
+
+// OpProbe measures, changing nothing, what preflight needs to know about a
+// node: free disk, free memory, reachability, DEA capacity, customisations.
+const OpProbe = "probe"
+
+// ProbeRequest says what to measure.
+type ProbeRequest struct {
+	CacheDir string   `json:"cache_dir,omitempty"` // on the cache node: its cache_dir
+	Reach    []string `json:"reach,omitempty"`     // URLs whose hosts must be reachable from here
+	Capacity bool     `json:"capacity,omitempty"`  // a DEA: run dea_ng's capacity hook
+}
+
+// ProbeFacts is what a node reports to preflight.
+type ProbeFacts struct {
+	Disk        []preflight.DiskFacts  `json:"disk"` // the node root, then the cache_dir if asked
+	DiskErr     string                 `json:"disk_error,omitempty"`
+	Memory      preflight.MemoryFacts  `json:"memory"`
+	MemoryErr   string                 `json:"memory_error,omitempty"`
+	Reach       []preflight.ReachFacts `json:"reach,omitempty"`
+	Capacity    *DEACapacity           `json:"capacity,omitempty"`
+	CapacityErr string                 `json:"capacity_error,omitempty"`
+	// Customized lists files an upgrade would replace or lose: changed in
+	// installed releases under code/, or in etc/ since the last backup.
+	Customized []string `json:"customized,omitempty"`
+}
+
+// DEACapacity is what a DEA's capacity hook prints.
+type DEACapacity struct {
+	MemoryTotalMB int64         `json:"memory_total_mb"`
+	MemoryUsedMB  int64         `json:"memory_used_mb"`
+	Instances     []AppInstance `json:"instances"`
+}
+
+// AppInstance is one app instance running on a DEA.
+type AppInstance struct {
+	App      string `json:"app"`
+	MemoryMB int64  `json:"memory_mb"`
+}
+
+// reachTimeout bounds each reachability probe.
+const reachTimeout = 10 * time.Second
+
+func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error) {
+	f := &ProbeFacts{}
+	paths := []string{a.Layout.Root}
+	if req.CacheDir != "" {
+		paths = append(paths, req.CacheDir)
+	}
+	for _, p := range paths {
+		d, err := preflight.Disk(p)
+		if err != nil {
+			f.DiskErr = err.Error()
+			break
+		}
+		if len(f.Disk) > 0 && d.Mount != "" && d.Mount == f.Disk[0].Mount {
+			break // the cache_dir is on the root's file system: one figure
+		}
+		f.Disk = append(f.Disk, d)
+	}
+	if m, err := preflight.Memory(); err != nil {
+		f.MemoryErr = err.Error()
+	} else {
+		f.Memory = m
+	}
+	for _, u := range req.Reach {
+		f.Reach = append(f.Reach, preflight.Reach(ctx, u, release.ProxyFromEnvironment, reachTimeout))
+	}
+	if req.Capacity {
+		f.Capacity, f.CapacityErr = a.capacity(ctx)
+	}
+	f.Customized = a.customized()
+	return f, nil
+}
+
+// capacity runs the current dea_ng release's capacity hook.
+func (a *Agent) capacity(ctx context.Context) (*DEACapacity, string) {
+	cur, err := a.currentVersion("dea_ng")
+	if err != nil || cur == "" {
+		return nil, "dea_ng is not installed on this node"
+	}
+	dir := a.Layout.ReleaseDir("dea_ng", cur)
+	out, err := os.CreateTemp(a.Layout.TmpDir(), "capacity-*")
+	if err != nil {
+		return nil, err.Error()
+	}
+	defer os.Remove(out.Name())
+	defer out.Close()
+	ran, err := a.runHookTo(ctx, dir, "capacity", hookEnv{Root: a.Layout.Root, Node: a.Node, Component: "dea_ng", Version: cur}, 30*time.Second, out, false)
+	if !ran {
+		return nil, "dea_ng " + cur + " ships no capacity hook"
+	}
+	if err != nil {
+		return nil, err.Error()
+	}
+	data, err := os.ReadFile(out.Name())
+	if err != nil {
+		return nil, err.Error()
+	}
+	var c DEACapacity
+	if err := json.Unmarshal(bytes.TrimSpace(data), &c); err != nil {
+		return nil, fmt.Sprintf("the capacity hook of dea_ng %s printed %q, not its JSON: %v", cur, truncate(string(data), 200), err)
+	}
+	return &c, ""
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// filesRecord lists, in every release directory sentinel unpacked, the
+// files as they were unpacked, to tell local changes from the release.
+const filesRecord = ".sentinel-files"
+
+type fileState struct {
+	Size  int64       `json:"size"`
+	Mode  fs.FileMode `json:"mode"`
+	MTime int64       `json:"mtime_ns"`
+}
+
+// recordFiles writes the files record of a freshly unpacked release.
+func recordFiles(dir string) error {
+	files, err := scanFiles(dir)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(files)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, filesRecord), data, 0o444)
+}
+
+func scanFiles(dir string) (map[string]fileState, error) {
+	files := map[string]fileState{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if d.IsDir() || strings.HasPrefix(filepath.Base(rel), ".sentinel-") {
+			return nil
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		files[rel] = fileState{Size: info.Size(), Mode: info.Mode(), MTime: info.ModTime().UnixNano()}
+		return nil
+	})
+	return files, err
+}
+
+// customized lists local changes an upgrade would not carry over: files
+// changed, added or removed in the current release of each component, and
+// files of etc/ changed since the last backup (etc/sentinel is sentinel's).
+func (a *Agent) customized() []string {
+	var out []string
+	comps, _ := os.ReadDir(filepath.Join(a.Layout.Root, "code"))
+	for _, c := range comps {
+		cur, err := a.currentVersion(c.Name())
+		if err != nil || cur == "" {
+			continue
+		}
+		dir := a.Layout.ReleaseDir(c.Name(), cur)
+		data, err := os.ReadFile(filepath.Join(dir, filesRecord))
+		if err != nil {
+			continue // not unpacked by this sentinel: nothing to compare with
+		}
+		var was map[string]fileState
+		if json.Unmarshal(data, &was) != nil {
+			continue
+		}
+		now, err := scanFiles(dir)
+		if err != nil {
+			continue
+		}
+		for p, st := range now {
+			if old, ok := was[p]; !ok {
+				out = append(out, filepath.Join("code", c.Name(), "current", p)+" (added)")
+			} else if old != st {
+				out = append(out, filepath.Join("code", c.Name(), "current", p)+" (changed)")
+			}
+		}
+		for p := range was {
+			if _, ok := now[p]; !ok {
+				out = append(out, filepath.Join("code", c.Name(), "current", p)+" (removed)")
+			}
+		}
+	}
+	out = append(out, a.etcChanges()...)
+	sort.Strings(out)
+	return out
+}
+
+// etcChanges compares etc/ with the newest backup of it.
+func (a *Agent) etcChanges() []string {
+	backups, err := filepath.Glob(filepath.Join(a.Layout.Root, "var", "sentinel", "backups", "*", "etc"))
+	if err != nil || len(backups) == 0 {
+		return nil
+	}
+	newest, newestTime := "", time.Time{}
+	for _, b := range backups {
+		if st, err := os.Stat(b); err == nil && st.ModTime().After(newestTime) {
+			newest, newestTime = b, st.ModTime()
+		}
+	}
+	var out []string
+	_ = filepath.WalkDir(a.Layout.EtcDir(), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			if d != nil && d.IsDir() && d.Name() == "sentinel" {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		rel, _ := filepath.Rel(a.Layout.EtcDir(), p)
+		now, err1 := os.ReadFile(p)
+		then, err2 := os.ReadFile(filepath.Join(newest, rel))
+		switch {
+		case errors.Is(err2, fs.ErrNotExist):
+			out = append(out, filepath.Join("etc", rel)+" (added since the last backup)")
+		case err1 == nil && err2 == nil && !bytes.Equal(now, then):
+			out = append(out, filepath.Join("etc", rel)+" (changed since the last backup)")
+		}
+		return nil
+	})
+	return out
+}
