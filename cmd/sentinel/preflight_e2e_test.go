@@ -288,3 +288,40 @@ func closedPort(t *testing.T) string {
 	ln.Close()
 	return addr
 }
+
+// Local changes an upgrade would replace are listed as warnings, so the
+// operator can save them: a file edited in an installed release, one added
+// there, and a changed file of etc/ since the last backup.
+func TestPreflightCustomizations(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	lab.SetMaintenanceHook("true")
+	core := lab.core()
+	// An upgrade that fails leaves a backup of etc/ to compare with.
+	fixtures.InjectFault(core.Root, "logyard", "health", "fail", "3.4.2")
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes"); r.code != 1 {
+		t.Fatalf("failing upgrade: exit %d", r.code)
+	}
+	fixtures.ClearFaults(core.Root)
+	os.WriteFile(filepath.Join(core.Root, "code", "router", "current", "bin", "router"), []byte("#!/bin/sh\necho patched by hand\n"), 0o755)
+	os.WriteFile(filepath.Join(core.Root, "code", "console", "current", "share", "theme.css"), []byte("body{}"), 0o644)
+	os.WriteFile(filepath.Join(core.Root, "etc", "stackato.yml"), []byte("cluster: lab\ncustom: yes\n"), 0o644)
+
+	rep, r := lab.preflightJSON("3.4.2")
+	if r.code != 0 {
+		t.Fatalf("customizations must only warn: exit %d, failures %v", r.code, failures(rep))
+	}
+	var msg string
+	for _, res := range rep.Results {
+		if res.Check == preflight.NameCustomizations && res.Node == "core" {
+			if res.Status != preflight.StatusWarn {
+				t.Errorf("Customizations status %s", res.Status)
+			}
+			msg = strings.Join(res.Messages, " ")
+		}
+	}
+	for _, want := range []string{"code/router/current/bin/router (changed)", "code/console/current/share/theme.css (added)", "etc/stackato.yml (changed since the last backup)"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("customizations warning lacks %q: %s", want, msg)
+		}
+	}
+}
