@@ -37,14 +37,36 @@ const (
 	NameRunLock          = "RunLock"
 	NameMaintenanceMode  = "MaintenanceMode"
 	NameCustomizations   = "Customizations"
+	// NameNodeReachable fails when a node could not be probed at all; it
+	// cannot be ignored: nothing is known about that node.
+	NameNodeReachable = "NodeReachable"
 )
 
 // Names lists every check name sentinel knows, for ParseIgnore and help texts.
 func Names() []string {
 	return []string{
 		NameDiskSpace, NameMemory, NameReachability, NameReleaseVersion, NameArtifactsPresent,
-		NameDEACapacity, NameRunLock, NameMaintenanceMode, NameCustomizations,
+		NameDEACapacity, NameRunLock, NameMaintenanceMode, NameCustomizations, NameNodeReachable,
 	}
+}
+
+// Unignorable marks a failure that --ignore-preflight-errors, even "all",
+// does not turn into a warning: going on would break a promise (a node
+// nothing is known about, --skip-download without the artifacts).
+func Unignorable(err error) error { return &unignorableError{err} }
+
+type unignorableError struct{ error }
+
+func (e *unignorableError) Unwrap() error { return e.error }
+
+func anyUnignorable(errs []error) bool {
+	for _, e := range errs {
+		var u *unignorableError
+		if errors.As(e, &u) {
+			return true
+		}
+	}
+	return false
 }
 
 // Checker is one check on one node (or cluster-wide: node ""). Name is
@@ -169,7 +191,7 @@ func (rn Runner) runOne(ctx context.Context, node string, c Checker, ignore Igno
 		// Say so plainly rather than "context deadline exceeded".
 		errs = append([]error{&TimeoutError{After: timeout}}, withoutContextErrs(errs)...)
 	}
-	return res.finish(errs, out.warnings, ignore.Has(res.Check))
+	return res.finish(errs, out.warnings, ignore.Has(res.Check) && !anyUnignorable(errs))
 }
 
 // withoutContextErrs drops the errors that only repeat that the context is done.

@@ -392,8 +392,9 @@ type ReachFacts struct {
 // else directly. Directly, it opens a TCP connection to host:port. Through
 // a proxy, for an https URL it asks the proxy to CONNECT to host:port and
 // wants a 200; for an http URL it sends the proxy a HEAD for the URL and
-// accepts any answer below 500 (5xx: the proxy could not reach the
-// host). The whole probe gets timeout (none if 0) and stops when ctx is done.
+// accepts any answer from the host (a 404 still shows the host and port
+// answer) but 403 and 407 (the proxy refuses, or wants credentials) and 5xx
+// (the proxy could not reach the host). The whole probe gets timeout (none if 0) and stops when ctx is done.
 func Reach(ctx context.Context, rawURL string, proxyFor func(*http.Request) (*url.URL, error), timeout time.Duration) ReachFacts {
 	start := time.Now()
 	facts := ReachFacts{Target: rawURL}
@@ -488,10 +489,15 @@ func reach(ctx context.Context, facts *ReachFacts, rawURL string, proxyFor func(
 	switch {
 	case u.Scheme == "https" && resp.StatusCode != http.StatusOK:
 		return fail("the proxy answered CONNECT %s with %s", target, resp.Status)
+	case resp.StatusCode == http.StatusProxyAuthRequired:
+		return fail("the proxy answered HEAD %s with %s: it needs credentials (user:password@ in http_proxy)", facts.Target, resp.Status)
 	case resp.StatusCode >= 500:
 		// Proxies report a host they cannot reach as 500 (tinyproxy), 502,
 		// 503 or 504; an upstream that answers 5xx is not usable either.
 		return fail("the proxy answered HEAD %s with %s: it could not reach the host (%s)", facts.Target, resp.Status, target)
+	case resp.StatusCode == http.StatusForbidden:
+		// Through a proxy, most often its access list refusing the host.
+		return fail("HEAD %s through the proxy answered %s: the proxy (or the host) refuses it; ask for the host to be allowed", facts.Target, resp.Status)
 	}
 	return nil
 }

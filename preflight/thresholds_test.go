@@ -122,7 +122,7 @@ func TestCheckMessages(t *testing.T) {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"DiskSpace", "Memory", "Reachability", "ReleaseVersion", "ArtifactsPresent", "DEACapacity", "RunLock", "MaintenanceMode", "Customizations"}
+	want := []string{"DiskSpace", "Memory", "Reachability", "ReleaseVersion", "ArtifactsPresent", "DEACapacity", "RunLock", "MaintenanceMode", "Customizations", "NodeReachable"}
 	if !reflect.DeepEqual(Names(), want) {
 		t.Errorf("Names() = %v, want %v", Names(), want)
 	}

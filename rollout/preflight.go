@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -27,6 +28,9 @@ type PreflightInput struct {
 	ChannelURL string // the index the plan was read from
 	// DownloadOnly: only the cache node downloads, from the upstream.
 	DownloadOnly bool
+	// CacheURL is the cache daemon --cache-ip names, for download-only
+	// (an upgrade's plan carries its own).
+	CacheURL string
 	// LockHeldByUs: the caller holds the run lock for this run.
 	LockHeldByUs bool
 	Runs         Runs
@@ -35,12 +39,9 @@ type PreflightInput struct {
 
 // Preflight checks every node, all at once, before anything changes.
 func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
-	probes, probeErrs := probeAll(ctx, in)
+	cacheNode := in.cacheNode()
+	probes, probeErrs := probeAll(ctx, in, cacheNode)
 	checks := map[string][]preflight.Checker{}
-	cacheNode := ""
-	if in.Inventory.Cache != nil {
-		cacheNode = in.Inventory.Cache.Node
-	}
 	th := in.Inventory.Thresholds()
 	var cacheProblems map[string]error
 	if in.Plan.Offline {
@@ -48,14 +49,13 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 	}
 	for _, n := range in.Inventory.Nodes {
 		name := n.Name
-		p, perr := probes[name], probeErrs[name]
-		unreachable := func(check string) preflight.Checker {
-			return preflight.Func(check, func(context.Context) ([]error, []error) {
-				return nil, []error{fmt.Errorf("could not probe the node: %v", perr)}
-			})
+		if in.DownloadOnly && name != cacheNode {
+			continue // download-only changes no node: only the cache node works
 		}
+		p, perr := probes[name], probeErrs[name]
 		if perr != nil {
-			checks[name] = append(checks[name], unreachable(preflight.NameDiskSpace), unreachable(preflight.NameMemory))
+			checks[name] = []preflight.Checker{failing(preflight.NameNodeReachable,
+				preflight.Unignorable(fmt.Errorf("could not probe the node, so nothing is known about it: %v", perr)))}
 			continue
 		}
 		isCache := name == cacheNode
@@ -64,13 +64,14 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 			need = th.CacheDisk
 		}
 		if p.DiskErr != "" {
-			checks[name] = append(checks[name], failing(preflight.NameDiskSpace, "measuring free disk: "+p.DiskErr))
+			checks[name] = append(checks[name], failing(preflight.NameDiskSpace, errors.New("measuring free disk: "+p.DiskErr)))
 		}
-		for i, d := range p.Disk {
-			checks[name] = append(checks[name], preflight.DiskCheck{Facts: d, Need: need, CacheDir: i > 0})
+		for _, d := range p.Disk {
+			isCacheDir := isCache && in.Inventory.Cache != nil && strings.HasPrefix(in.Inventory.Cache.Dir, d.Mount)
+			checks[name] = append(checks[name], preflight.DiskCheck{Facts: d, Need: need, CacheDir: isCacheDir})
 		}
 		if p.MemoryErr != "" {
-			checks[name] = append(checks[name], failing(preflight.NameMemory, "measuring free memory: "+p.MemoryErr))
+			checks[name] = append(checks[name], failing(preflight.NameMemory, errors.New("measuring free memory: "+p.MemoryErr)))
 		} else {
 			mem := th.NodeMemory
 			if isCache || n.HasRole(release.RolePrimary) {
@@ -81,51 +82,94 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 		if len(p.Reach) > 0 {
 			checks[name] = append(checks[name], preflight.ReachCheck{Facts: p.Reach})
 		}
+		if in.DownloadOnly {
+			continue
+		}
 		checks[name] = append(checks[name], customizationsCheck(p.Customized))
 		if in.Plan.Offline {
 			cerr := cacheProblems[name]
 			checks[name] = append(checks[name], preflight.Func(preflight.NameArtifactsPresent, func(context.Context) ([]error, []error) {
 				if cerr != nil {
-					return nil, []error{cerr}
+					// --skip-download promises to refuse before any change.
+					return nil, []error{preflight.Unignorable(cerr)}
 				}
 				return nil, nil
 			}))
 		}
 	}
-	checks[""] = []preflight.Checker{
-		releaseCheck(in),
-		deaCapacityCheck(in, probes),
-		runLockCheck(in),
-		maintenanceCheck(in),
+	if in.DownloadOnly {
+		checks[""] = []preflight.Checker{cacheNodeKnown(in, cacheNode)}
+	} else {
+		checks[""] = []preflight.Checker{
+			releaseCheck(in),
+			deaCapacityCheck(in, probes),
+			runLockCheck(in),
+			maintenanceCheck(in),
+		}
 	}
 	return preflight.Run(ctx, checks, in.Ignore)
 }
 
-func failing(name, msg string) preflight.Checker {
-	return preflight.Func(name, func(context.Context) ([]error, []error) { return nil, []error{errors.New(msg)} })
+// cacheNode is the node the cache daemon runs on: the one --cache-ip names,
+// else the cluster file's cache node.
+func (in PreflightInput) cacheNode() string {
+	if in.CacheURL != "" {
+		if u, err := url.Parse(in.CacheURL); err == nil {
+			for _, n := range in.Inventory.Nodes {
+				if n.Address == u.Hostname() {
+					return n.Name
+				}
+			}
+		}
+		return ""
+	}
+	if in.Inventory.Cache != nil {
+		return in.Inventory.Cache.Node
+	}
+	return ""
+}
+
+// cacheNodeKnown warns when --cache-ip names no node of the cluster: its
+// disk and memory then go unchecked.
+func cacheNodeKnown(in PreflightInput, node string) preflight.Checker {
+	return preflight.Func(preflight.NameDiskSpace, func(context.Context) ([]error, []error) {
+		if node != "" {
+			return nil, nil
+		}
+		return []error{fmt.Errorf("the cache daemon %s is on no node of this cluster: its free disk (10 GiB) and memory are not checked", in.CacheURL)}, nil
+	})
+}
+
+func failing(name string, err error) preflight.Checker {
+	return preflight.Func(name, func(context.Context) ([]error, []error) { return nil, []error{err} })
 }
 
 // probeAll asks every node for its facts at once.
-func probeAll(ctx context.Context, in PreflightInput) (map[string]*steps.ProbeFacts, map[string]error) {
+func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[string]*steps.ProbeFacts, map[string]error) {
+	// A node that cannot answer in time is reported, not waited for.
+	ctx, cancel := context.WithTimeout(ctx, probeDeadline)
+	defer cancel()
 	var mu sync.Mutex
 	probes, errs := map[string]*steps.ProbeFacts{}, map[string]error{}
 	upstream := upstreamTargets(in.ChannelURL, in.Plan)
 	var g errgroup.Group
 	g.SetLimit(32)
 	for _, n := range in.Inventory.Nodes {
-		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA)}
-		isCache := in.Inventory.Cache != nil && in.Inventory.Cache.Node == n.Name
-		if isCache {
+		isCache := n.Name == cacheNode
+		if in.DownloadOnly && !isCache {
+			continue
+		}
+		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly}
+		if isCache && in.Inventory.Cache != nil {
 			req.CacheDir = in.Inventory.Cache.Dir
 		}
 		switch {
 		case in.DownloadOnly:
-			if isCache {
-				req.Reach = upstream // only the cache node downloads
-			}
+			req.Reach = upstream // only the cache node downloads
 		case in.Plan.Offline:
 		case in.Plan.CacheURL != "":
-			req.Reach = []string{strings.TrimRight(in.Plan.CacheURL, "/") + "/healthz"}
+			// Fetches from the cluster's cache daemon go direct: so does this.
+			req.ReachDirect = []string{strings.TrimRight(in.Plan.CacheURL, "/") + "/healthz"}
 		default:
 			req.Reach = upstream
 		}
@@ -149,6 +193,10 @@ func probeAll(ctx context.Context, in PreflightInput) (map[string]*steps.ProbeFa
 	return probes, errs
 }
 
+// probeDeadline bounds the probe of one node (reachability targets run at
+// once on the node, each within its own timeout).
+const probeDeadline = 90 * time.Second
+
 // upstreamTargets is one URL per upstream origin the run reads from: the
 // channel's, and each artifact host's.
 func upstreamTargets(channelURL string, plan *Plan) []string {
@@ -159,7 +207,11 @@ func upstreamTargets(channelURL string, plan *Plan) []string {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") {
 			return // file:// and the like: nothing to reach
 		}
-		if origin := u.Scheme + "://" + u.Host; !seen[origin] {
+		port := u.Port()
+		if port == "" {
+			port = map[string]string{"http": "80", "https": "443"}[u.Scheme]
+		}
+		if origin := u.Scheme + "://" + strings.ToLower(u.Hostname()) + ":" + port; !seen[origin] {
 			seen[origin] = true
 			out = append(out, raw)
 		}
@@ -217,9 +269,12 @@ func customizationsCheck(files []string) preflight.Checker {
 func releaseCheck(in PreflightInput) preflight.Checker {
 	return preflight.Func(preflight.NameReleaseVersion, func(context.Context) ([]error, []error) {
 		var errs []error
+		core := release.MustVersion(in.Plan.From)
 		for _, np := range in.Plan.Nodes {
-			if np.From != in.Plan.From {
-				errs = append(errs, fmt.Errorf("node %s is on %s while the core node is on %s: bring every node to the core's release first", np.Node, np.From, in.Plan.From))
+			// A node already on the target (a run that failed on another
+			// node) is fine; one behind the core is not.
+			if v, err := release.ParseVersion(np.From); err == nil && v.Compare(core) < 0 {
+				errs = append(errs, fmt.Errorf("node %s is on %s, behind the core node's %s: a cluster moves from one release, so bring that node to %s first", np.Node, np.From, in.Plan.From, in.Plan.From))
 			}
 		}
 		return nil, errs
@@ -248,10 +303,26 @@ func deaCapacityCheck(in PreflightInput, probes map[string]*steps.ProbeFacts) pr
 			}
 		}
 		sort.Strings(deas)
+		retires := map[string]bool{}
+		for _, np := range in.Plan.Nodes {
+			retires[np.Node] = np.Skip == ""
+		}
+		incomplete := ""
+		if len(warns) > 0 {
+			incomplete = " (some DEAs gave no figures, so they were not counted)"
+		}
 		for _, retiring := range deas {
-			if missing, biggest := fitElsewhere(retiring, deas, caps); missing > 0 {
-				errs = append(errs, fmt.Errorf("when DEA %s is retired, its instances need %d MB more than the other DEAs have free (largest instance %d MB): add a DEA node to the cluster first",
-					retiring, missing, biggest))
+			if !retires[retiring] {
+				continue // not upgraded by this run
+			}
+			missing, biggest := fitElsewhere(retiring, deas, caps)
+			switch {
+			case missing == 0:
+			case len(deas) == 1:
+				warns = append(warns, fmt.Errorf("DEA %s is the only DEA: its %d MB of app instances stop while it is upgraded; add a DEA node first to avoid downtime", retiring, caps[retiring].MemoryUsedMB))
+			default:
+				errs = append(errs, fmt.Errorf("when DEA %s is retired, its instances need %d MB more than the other DEAs have free (largest instance %d MB)%s: add a DEA node to the cluster first",
+					retiring, missing, biggest, incomplete))
 			}
 		}
 		return warns, errs
@@ -314,6 +385,8 @@ func runLockCheck(in PreflightInput) preflight.Checker {
 	})
 }
 
+const maintenanceHookTimeout = 20 * time.Second
+
 // maintenanceCheck asks the cluster's maintenance hook whether the cluster
 // is in maintenance mode, as the product's docs advise before an upgrade.
 func maintenanceCheck(in PreflightInput) preflight.Checker {
@@ -325,11 +398,18 @@ func maintenanceCheck(in PreflightInput) preflight.Checker {
 		if hook == "" {
 			return []error{errors.New("no maintenance_hook in the cluster file, so sentinel cannot tell: put the cluster in maintenance mode first (kato config set cloud_controller_ng maintenance_mode true)")}, nil
 		}
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		// Shorter than the check's own limit, so a hung hook is a warning.
+		ctx, cancel := context.WithTimeout(ctx, maintenanceHookTimeout)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, "/bin/sh", "-c", hook).CombinedOutput()
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", hook)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = time.Second
+		out, err := cmd.CombinedOutput()
 		var ee *exec.ExitError
 		switch {
+		case ctx.Err() != nil:
+			return []error{fmt.Errorf("the maintenance_hook %q did not answer within %s, so sentinel cannot tell whether maintenance mode is on", hook, maintenanceHookTimeout)}, nil
 		case err == nil:
 			return nil, nil
 		case errors.As(err, &ee) && ee.ExitCode() == 1:

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs, idempotently, the real parts the tests run: tinyproxy (the HTTP
+# Installs, idempotently, the real parts the tests run: OpenSSH (the SSH
+# transport's sshd), tinyproxy (the HTTP
 # proxy of the proxy tests) and, for `make bench`, nginx and curl. Nothing is
 # installed when everything is there; without root it only says what is
 # missing (the tests that need it then skip and say why).
 set -euo pipefail
 need=()
-for pkg in tinyproxy nginx-light curl openssl; do
+for pkg in tinyproxy openssh-server openssh-client nginx-light curl openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/preflight"
@@ -25,7 +26,10 @@ const OpProbe = "probe"
 type ProbeRequest struct {
 	CacheDir string   `json:"cache_dir,omitempty"` // on the cache node: its cache_dir
 	Reach    []string `json:"reach,omitempty"`     // URLs whose hosts must be reachable from here
-	Capacity bool     `json:"capacity,omitempty"`  // a DEA: run dea_ng's capacity hook
+	// ReachDirect: URLs reached without any proxy, as fetches from the
+	// cluster's cache daemon are.
+	ReachDirect []string `json:"reach_direct,omitempty"`
+	Capacity    bool     `json:"capacity,omitempty"` // a DEA: run dea_ng's capacity hook
 }
 
 // ProbeFacts is what a node reports to preflight.
@@ -60,29 +64,45 @@ const reachTimeout = 10 * time.Second
 
 func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error) {
 	f := &ProbeFacts{}
-	paths := []string{a.Layout.Root}
+	// The root, the node cache where fetches write, and the cache node's
+	// cache_dir: one figure per file system.
+	paths := []string{a.Layout.Root, a.Layout.CacheDir()}
 	if req.CacheDir != "" {
 		paths = append(paths, req.CacheDir)
 	}
+	seen := map[string]bool{}
 	for _, p := range paths {
 		d, err := preflight.Disk(p)
 		if err != nil {
 			f.DiskErr = err.Error()
 			break
 		}
-		if len(f.Disk) > 0 && d.Mount != "" && d.Mount == f.Disk[0].Mount {
-			break // the cache_dir is on the root's file system: one figure
+		if key := fmt.Sprintf("%s\x00%d", d.Mount, d.TotalBytes); d.Mount == "" || !seen[key] {
+			seen[key] = true
+			f.Disk = append(f.Disk, d)
 		}
-		f.Disk = append(f.Disk, d)
 	}
 	if m, err := preflight.Memory(); err != nil {
 		f.MemoryErr = err.Error()
 	} else {
 		f.Memory = m
 	}
-	for _, u := range req.Reach {
-		f.Reach = append(f.Reach, preflight.Reach(ctx, u, release.ProxyFromEnvironment, reachTimeout))
+	// All targets at once: a node behind a slow proxy takes one timeout,
+	// not one per host.
+	f.Reach = make([]preflight.ReachFacts, len(req.Reach)+len(req.ReachDirect))
+	var wg sync.WaitGroup
+	for i, u := range append(append([]string(nil), req.Reach...), req.ReachDirect...) {
+		proxy := release.ProxyFromEnvironment
+		if i >= len(req.Reach) {
+			proxy = nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f.Reach[i] = preflight.Reach(ctx, u, proxy, reachTimeout)
+		}()
 	}
+	wg.Wait()
 	if req.Capacity {
 		f.Capacity, f.CapacityErr = a.capacity(ctx)
 	}

@@ -72,6 +72,9 @@ func runPreflightCmd(ctx context.Context, o preflightOptions, args []string) err
 	if o.downloadOnly && o.cacheIP == "" {
 		return usagef("--download-only needs --cache-ip")
 	}
+	if o.downloadOnly && o.skipDownload {
+		return usagef("--download-only and --skip-download contradict each other")
+	}
 	target := ""
 	if len(args) == 1 {
 		target = args[0]
@@ -92,8 +95,14 @@ func runPreflightCmd(ctx context.Context, o preflightOptions, args []string) err
 	if err != nil {
 		return err
 	}
-	rep := rollout.Preflight(ctx, rollout.PreflightInput{Inventory: inv, Transports: tr, Plan: plan, ChannelURL: src.channel,
-		DownloadOnly: o.downloadOnly, Runs: rollout.Runs{Dir: inv.State()}, Ignore: ignore})
+	in := rollout.PreflightInput{Inventory: inv, Transports: tr, Plan: plan, ChannelURL: src.channel,
+		DownloadOnly: o.downloadOnly, Runs: rollout.Runs{Dir: inv.State()}, Ignore: ignore}
+	if o.downloadOnly {
+		if in.CacheURL, err = parseCacheAddr(o.cacheIP, inv.CachePort()); err != nil {
+			return err
+		}
+	}
+	rep := rollout.Preflight(ctx, in)
 	if o.output == "json" {
 		if err := printPreflightJSON(o.stdout, rep); err != nil {
 			return err
@@ -118,7 +127,7 @@ func (e *preflightError) Unwrap() error { return e.err }
 func parseIgnore(list string) (preflight.IgnoreSet, error) {
 	ignore, err := preflight.ParseIgnore(list, preflight.Names())
 	if err != nil {
-		return nil, usagef("--ignore-preflight-errors: %v", err)
+		return nil, usagef("%v", err)
 	}
 	return ignore, nil
 }

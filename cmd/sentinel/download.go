@@ -32,7 +32,7 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 	}
 	if !o.dryRun {
 		if err := runPreflight(ctx, o, rollout.PreflightInput{Inventory: inv, Transports: tr, Plan: plan, ChannelURL: inv.Channel,
-			DownloadOnly: true, Runs: rollout.Runs{Dir: inv.State()}, Ignore: ignore}, log); err != nil {
+			DownloadOnly: true, CacheURL: cacheURL, Runs: rollout.Runs{Dir: inv.State()}, Ignore: ignore}, log); err != nil {
 			return err
 		}
 	}

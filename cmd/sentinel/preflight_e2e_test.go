@@ -325,3 +325,66 @@ func TestPreflightCustomizations(t *testing.T) {
 		}
 	}
 }
+
+// After a run that upgraded some nodes and failed on the core (rolled back
+// there), running the upgrade again is possible: the nodes already on the
+// target are not "on another release" to preflight.
+func TestRerunAfterFailedMultiNodeRun(t *testing.T) {
+	lab := newLab(t, 5, "3.4.1")
+	lab.SetMaintenanceHook("true")
+	core := lab.core()
+	fixtures.InjectFault(core.Root, "nats", "health", "fail", "3.4.2")
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes"); r.code != 1 {
+		t.Fatalf("upgrade with a failing core: exit %d\n%s", r.code, r.stderr)
+	}
+	dea, _ := lab.Node("dea-1")
+	if v, _ := fixtures.RunningVersion(dea.Root, "dea_ng"); v != "3.4.2" {
+		t.Fatalf("dea-1 should have been upgraded before the core failed, runs %q", v)
+	}
+	fixtures.ClearFaults(core.Root)
+	out := lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	if !strings.Contains(out.stdout, "Cluster upgraded to 3.4.2") {
+		t.Errorf("re-run:\n%s", out.stdout)
+	}
+	everyComponentOn(t, core.Root, "3.4.2")
+}
+
+// Download-only changes no node, so it does not ask what an upgrade asks of
+// them (DEA room, maintenance mode); and a cache reached with --cache-ip is
+// reached directly, whatever http_proxy says, as the fetches are.
+func TestPreflightScopes(t *testing.T) {
+	lab := newLab(t, 5, "3.4.1")
+	lab.startCache(nil)
+	dea1, _ := lab.Node("dea-1")
+	dea2, _ := lab.Node("dea-2")
+	fixtures.SetCapacity(dea1.Root, 1024, []fixtures.Instance{{App: "shop", MemoryMB: 900}})
+	fixtures.SetCapacity(dea2.Root, 1024, []fixtures.Instance{{App: "shop", MemoryMB: 900}})
+	if rep, r := lab.preflightJSON("3.4.2", "--download-only", "--cache-ip", lab.cacheIP); r.code != 0 {
+		t.Errorf("download-only with busy DEAs: exit %d, failures %v", r.code, failures(rep))
+	}
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+
+	deadProxy := []string{"http_proxy=http://" + closedPort(t), "no_proxy=", "NO_PROXY="}
+	r := lab.sentinel(deadProxy, "preflight", "3.4.2", "--cache-ip", lab.cacheIP, "--output", "json")
+	var rep preflightJSON
+	json.Unmarshal([]byte(r.stdout), &rep)
+	for _, res := range rep.Results {
+		if res.Check == preflight.NameReachability && res.Status != preflight.StatusPass {
+			t.Errorf("reaching the cache daemon went through the dead proxy: %+v", res)
+		}
+	}
+}
+
+// --skip-download promises to refuse before any change: even "all" does
+// not ignore missing artifacts.
+func TestSkipDownloadCannotBeIgnored(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	before := nodeDigest(t, lab.core().Root)
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--skip-download", "--yes", "--ignore-preflight-errors", "all")
+	if r.code != 3 || !strings.Contains(r.stderr, "lacks 13 artifact(s)") {
+		t.Fatalf("skip-download with ignore all: exit %d\n%s", r.code, r.stderr)
+	}
+	if nodeDigest(t, lab.core().Root) != before {
+		t.Error("the node changed")
+	}
+}
