@@ -44,6 +44,17 @@ type Node struct {
 	// Prefix is prepended to the node agent's command line (local transport),
 	// e.g. to run it inside a cgroup or namespace.
 	Prefix []string `yaml:"prefix,omitempty"`
+	// SSH transport (see ssh.go for the defaults): the login user (default
+	// the local user), port (22), private key file (else the SSH agent,
+	// else ~/.ssh/id_ed25519 or id_rsa), known_hosts file
+	// (~/.ssh/known_hosts), whether to run the agent with `sudo -n`, and
+	// where the agent binary lives on the node (/usr/local/bin/sentinel).
+	User         string `yaml:"user,omitempty"`
+	Port         int    `yaml:"port,omitempty"`
+	KeyFile      string `yaml:"key_file,omitempty"`
+	KnownHosts   string `yaml:"known_hosts,omitempty"`
+	Sudo         bool   `yaml:"sudo,omitempty"`
+	RemoteBinary string `yaml:"remote_binary,omitempty"`
 }
 
 // CacheNode is the node that runs the cache daemon (`sentinel cache serve`)
@@ -96,6 +107,9 @@ const DefaultCachePort = 9077
 
 // TransportLocal runs the node agent as a subprocess on this machine.
 const TransportLocal = "local"
+
+// TransportSSH runs the node agent on the node's address over SSH.
+const TransportSSH = "ssh"
 
 var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
@@ -162,10 +176,14 @@ func (inv *Inventory) validate() error {
 		}
 		switch n.Transport {
 		case TransportLocal:
+		case TransportSSH:
+			if err := n.validateSSH(); err != nil {
+				return fmt.Errorf("field %s.%v", at, err)
+			}
 		case "":
-			return fmt.Errorf("field %s.transport: node %s has no transport (supported: local)", at, n.Name)
+			return fmt.Errorf("field %s.transport: node %s has no transport (supported: local, ssh)", at, n.Name)
 		default:
-			return fmt.Errorf("field %s.transport: node %s: unsupported transport %q (supported: local)", at, n.Name, n.Transport)
+			return fmt.Errorf("field %s.transport: node %s: unsupported transport %q (supported: local, ssh)", at, n.Name, n.Transport)
 		}
 	}
 	if cores != 1 {

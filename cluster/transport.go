@@ -26,6 +26,9 @@ type Event struct {
 	Output   string          `json:"output,omitempty"` // tail of a failed hook's output
 	Result   json.RawMessage `json:"result,omitempty"`
 	Progress json.RawMessage `json:"progress,omitempty"`
+	// Retryable marks an error that leaves the run resumable as it is
+	// (a DEA that did not drain in time): the run is interrupted, not failed.
+	Retryable bool `json:"retryable,omitempty"`
 }
 
 // Transport runs one agent operation on one node. out receives the result
@@ -37,10 +40,11 @@ type Transport interface {
 // AgentError is a failure the agent reported: the node was reached and the
 // operation itself failed.
 type AgentError struct {
-	Node    string
-	Op      string
-	Message string
-	Output  string
+	Node      string
+	Op        string
+	Message   string
+	Output    string
+	Retryable bool
 }
 
 func (e *AgentError) Error() string { return fmt.Sprintf("node %s: %s: %s", e.Node, e.Op, e.Message) }
@@ -65,7 +69,8 @@ type Local struct {
 }
 
 // Dial returns the transport for a node. binary is the sentinel executable
-// the local transport runs ("" means this process's own executable).
+// the local transport runs, and the SSH transport pushes to nodes that lack
+// it ("" means this process's own executable).
 func Dial(n Node, binary string) (Transport, error) {
 	if binary == "" {
 		exe, err := os.Executable()
@@ -77,6 +82,12 @@ func Dial(n Node, binary string) (Transport, error) {
 	switch n.Transport {
 	case TransportLocal:
 		return &Local{Node: n, Binary: binary}, nil
+	case TransportSSH:
+		s, err := DialSSH(n, binary)
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
 	default:
 		return nil, fmt.Errorf("node %s: unsupported transport %q", n.Name, n.Transport)
 	}
@@ -164,7 +175,7 @@ func finish(node, op string, final *Event, procErr error, stderr string, out any
 		}
 		return &UnreachableError{Node: node, Op: op, Err: msg}
 	case final.Kind == "error":
-		return &AgentError{Node: node, Op: op, Message: final.Message, Output: final.Output}
+		return &AgentError{Node: node, Op: op, Message: final.Message, Output: final.Output, Retryable: final.Retryable}
 	case out != nil && len(final.Result) > 0:
 		if err := json.Unmarshal(final.Result, out); err != nil {
 			return &UnreachableError{Node: node, Op: op, Err: fmt.Errorf("bad result: %w", err)}
@@ -221,6 +232,12 @@ func (a *AgentOutput) Result(v any) error {
 		return err
 	}
 	return a.enc.Encode(Event{Kind: "result", Result: data})
+}
+
+// FailRetryable sends a final error after which the run can be resumed as
+// it is.
+func (a *AgentOutput) FailRetryable(msg string) error {
+	return a.enc.Encode(Event{Kind: "error", Message: msg, Retryable: true})
 }
 
 // Fail sends the final error, with the tail of a hook's output if any.

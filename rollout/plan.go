@@ -6,8 +6,10 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
@@ -83,6 +85,13 @@ type PlanInput struct {
 	CacheURL string
 	// SkipDownload: use only what the node caches already hold.
 	SkipDownload bool
+	// DrainDeadline bounds each DEA's drain (0: the default, 10 minutes).
+	DrainDeadline time.Duration
+	// RoleOrder overrides the order of roles (--role-order); the core node
+	// is last all the same.
+	RoleOrder []string
+	// Only limits the run to these nodes (--node); the others are skipped.
+	Only []string
 }
 
 // MissingArtifactsError: --skip-download was asked and a node lacks
@@ -146,7 +155,17 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 		return nil, err
 	}
 
-	for _, n := range Order(in.Inventory.Nodes) {
+	for _, name := range in.Only {
+		if _, ok := in.Inventory.Node(name); !ok {
+			return nil, &UsageError{Msg: fmt.Sprintf("--node %s: the cluster file has no such node", name)}
+		}
+	}
+	for _, r := range in.RoleOrder {
+		if !release.KnownRole(r) {
+			return nil, &UsageError{Msg: fmt.Sprintf("--role-order: unknown role %q", r)}
+		}
+	}
+	for _, n := range OrderBy(in.Inventory.Nodes, in.RoleOrder) {
 		f := in.Facts[n.Name]
 		if f == nil || f.Record == nil {
 			return nil, &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", n.Name, recordProblem(f))}
@@ -169,6 +188,9 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 			if err != nil {
 				return nil, err
 			}
+		}
+		if len(in.Only) > 0 && !slices.Contains(in.Only, n.Name) && np.Skip == "" {
+			np.Skip, hops = "not selected (--node)", nil
 		}
 		if len(hops) > len(plan.Hops) {
 			plan.Hops = hops
@@ -219,6 +241,13 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 	}
 	var fetches, upgrades []Step
 	fetched := map[string]bool{}
+	// A DEA is retired (its apps moved to the other DEAs) before any of its
+	// components stops, and takes instances again once restarted.
+	isDEA := n.HasRole(release.RoleDEA) && len(hops) > 0
+	if isDEA {
+		upgrades = append(upgrades, Step{ID: "retire", Op: steps.OpRetire,
+			Request: steps.Request{DrainDeadline: release.Duration(in.DrainDeadline)}})
+	}
 	var last *release.Manifest
 	for _, hop := range hops {
 		m, err := manifest(hop)
@@ -263,6 +292,9 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 		}
 		upgrades = append(upgrades, Step{ID: "restart", Op: steps.OpRestart, Release: last.Version,
 			Request: steps.Request{Restart: items}})
+		if isDEA {
+			upgrades = append(upgrades, Step{ID: "unretire", Op: steps.OpUnretire, Release: last.Version})
+		}
 		// The new release is in place: its artifacts are all the node cache
 		// needs to keep (rollback uses the unpacked releases, not archives).
 		var keep []string
@@ -329,17 +361,23 @@ var roleOrder = []string{release.RoleDEA, release.RoleController, release.RoleRo
 
 // Order sorts nodes for an upgrade: by the first role of roleOrder they
 // have, nodes with none of these after them, and the core node always last.
-func Order(nodes []cluster.Node) []cluster.Node {
+func Order(nodes []cluster.Node) []cluster.Node { return OrderBy(nodes, nil) }
+
+// OrderBy is Order with another role order (nil: the product's).
+func OrderBy(nodes []cluster.Node, roles []string) []cluster.Node {
+	if len(roles) == 0 {
+		roles = roleOrder
+	}
 	rank := func(n cluster.Node) int {
 		if n.HasRole(release.RolePrimary) {
-			return len(roleOrder) + 1
+			return len(roles) + 1
 		}
-		for i, r := range roleOrder {
+		for i, r := range roles {
 			if n.HasRole(r) {
 				return i
 			}
 		}
-		return len(roleOrder)
+		return len(roles)
 	}
 	out := append([]cluster.Node(nil), nodes...)
 	sort.SliceStable(out, func(i, j int) bool { return rank(out[i]) < rank(out[j]) })

@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/steps"
 )
@@ -30,6 +32,8 @@ type Executor struct {
 	Progress   Progress
 	// Source is where fetch steps take artifacts from.
 	Source Source
+	// SkipDrain upgrades DEAs without waiting for their apps to move.
+	SkipDrain bool
 	// Stopping is closed when the operator asked to stop: the run stops
 	// cleanly before its next forward step and can be resumed. A rollback
 	// under way is finished first: it is what makes the node whole again.
@@ -157,8 +161,23 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	}
 	x.Progress.StepStarted(node, s)
 	req := s.Request
-	if s.Op == steps.OpFetch {
+	switch s.Op {
+	case steps.OpFetch:
 		req = x.Source.Apply(req)
+	case steps.OpRetire:
+		req.SkipDrain = x.SkipDrain
+		if !x.SkipDrain {
+			// The DEAs' load changed since preflight: check again that
+			// this one's instances fit on the others, right before.
+			if err := x.deaRoomFor(ctx, run, node); err != nil {
+				x.Progress.StepFinished(node, s, steps.Result{}, err)
+				out := stepOutcome{Node: node, Step: s.ID, Error: err.Error()}
+				if jerr := x.record(run, recStepFailed, out); jerr != nil {
+					return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
+				}
+				return steps.Result{}, err
+			}
+		}
 	}
 	var res steps.Result
 	err := x.Transports[node].Call(ctx, s.Op, req, &res, func(ev cluster.Event) {
@@ -182,10 +201,40 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	if jerr := x.record(run, map[bool]string{true: recStepFailed, false: recStepDone}[err != nil], out); jerr != nil {
 		return res, &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
 	}
-	if out.Unreachable {
-		return res, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
+	var ae *cluster.AgentError
+	if out.Unreachable || (errors.As(err, &ae) && ae.Retryable) {
+		return res, &InterruptedError{Node: node, Step: s.ID, Reason: out.Error}
 	}
 	return res, err
+}
+
+// deaRoomFor checks, on every DEA at once, that the instances of DEA node
+// fit on the others (first-fit decreasing).
+func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error {
+	caps := map[string]*steps.DEACapacity{}
+	var deas []string
+	for _, np := range run.Plan.Nodes {
+		if !slices.Contains(np.Roles, release.RoleDEA) {
+			continue
+		}
+		var res steps.Result
+		err := x.Transports[np.Node].Call(ctx, steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{Capacity: true}}, &res, nil)
+		if err != nil || res.Probe == nil || res.Probe.Capacity == nil {
+			if np.Node == node {
+				return nil // no figures for it: nothing to check against
+			}
+			continue // a DEA without figures takes nothing
+		}
+		caps[np.Node] = res.Probe.Capacity
+		deas = append(deas, np.Node)
+	}
+	if caps[node] == nil || len(deas) < 2 {
+		return nil
+	}
+	if missing, biggest := fitElsewhere(node, deas, caps); missing > 0 {
+		return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB); add a DEA node, then run `sentinel upgrade --resume`", node, missing, biggest)
+	}
+	return nil
 }
 
 // record appends to the journal and keeps the in-memory run in step with it.
@@ -234,6 +283,12 @@ func rollbackSteps(run *Run, np NodePlan, rel string) []Step {
 		}
 		for _, op := range []string{steps.OpStart, steps.OpHealth} {
 			out = append(out, Step{ID: prefix + op, Op: op, Release: rel, Component: t.Component, Version: t.From, Request: back})
+		}
+	}
+	// A DEA retired for this run takes its instances back.
+	for _, s := range np.Steps {
+		if s.Op == steps.OpRetire && run.state(np.Node, s.ID).State != StatePending {
+			out = append(out, Step{ID: "rollback/" + rel + "/unretire", Op: steps.OpUnretire, Release: rel})
 		}
 	}
 	return out

@@ -6,7 +6,7 @@
 # missing (the tests that need it then skip and say why).
 set -euo pipefail
 need=()
-for pkg in tinyproxy openssh-server openssh-client nginx-light curl openssl; do
+for pkg in tinyproxy openssh-server openssh-client sudo nginx-light curl openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -76,6 +76,10 @@ func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) 
 		return a.commit(req)
 	case OpRestart:
 		return a.restart(ctx, req)
+	case OpRetire:
+		return a.retire(ctx, req)
+	case OpUnretire:
+		return a.unretire(ctx)
 	case OpCheckCache:
 		store := &cache.Store{Dir: a.Layout.CacheDir()}
 		var res Result

@@ -29,7 +29,7 @@ const (
 )
 
 // Ops lists every operation the agent accepts.
-var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache, OpCheckCache, OpProbe}
+var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache, OpCheckCache, OpProbe, OpRetire, OpUnretire}
 
 // Request is the JSON document an agent operation reads on stdin. Each
 // operation uses the fields it needs.
@@ -59,6 +59,9 @@ type Request struct {
 	KeepFrom   string `json:"keep_from,omitempty"`
 	// Probe: what to measure.
 	Probe *ProbeRequest `json:"probe,omitempty"`
+	// Retire: how long the DEA may take to drain, or not to wait at all.
+	DrainDeadline release.Duration `json:"drain_deadline,omitempty"`
+	SkipDrain     bool             `json:"skip_drain,omitempty"`
 }
 
 // RestartItem is one component of a node restart.

@@ -49,6 +49,11 @@ func runNode(cmd *cobra.Command, op, root, name string, stdin io.Reader, stdout 
 		if errors.As(err, &he) {
 			output = he.Output
 		}
+		var dd *steps.DrainDeadlineError
+		if errors.As(err, &dd) {
+			_ = out.FailRetryable(err.Error())
+			return &silentExit{code: exitInterrupted}
+		}
 		_ = out.Fail(err.Error(), output)
 		return &silentExit{code: exitFailed}
 	}

@@ -40,6 +40,10 @@ type upgradeOptions struct {
 	skipDownload bool
 	noCache      bool
 	ignore       string
+	skipDrain    bool
+	drainTimeout time.Duration
+	roleOrder    []string
+	only         []string
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -91,6 +95,10 @@ output.`,
 	f.StringVar(&o.cacheIP, "cache-ip", "", "the cache node, IP[:PORT]: nodes fetch from its daemon instead of the upstream")
 	f.BoolVar(&o.skipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing or damaged")
 	f.StringVar(&o.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all (see `sentinel preflight --help`)")
+	f.BoolVar(&o.skipDrain, "skip-drain", false, "do not wait for DEAs to move their apps away before upgrading them (their apps stop meanwhile); also with --resume")
+	f.DurationVar(&o.drainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
+	f.StringSliceVar(&o.roleOrder, "role-order", nil, "order of roles, e.g. router,dea,controller (default dea,controller,router,base,primary); the core node is always last")
+	f.StringSliceVar(&o.only, "node", nil, "upgrade only these nodes (NAME[,NAME...]); the others are left as they are")
 	f.BoolVar(&o.noCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
 	return cmd
 }
@@ -106,8 +114,8 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	if o.output != "text" && o.output != "json" {
 		return usagef("--output must be text or json, not %q", o.output)
 	}
-	if o.resume && (target != "" || o.force || o.dryRun || o.downloadOnly || o.skipDownload) {
-		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only or --skip-download (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from)")
+	if o.resume && (target != "" || o.force || o.dryRun || o.downloadOnly || o.skipDownload || len(o.roleOrder) > 0 || len(o.only) > 0) {
+		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --skip-download, --role-order or --node (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from, and --skip-drain)")
 	}
 	if o.noCache && (!o.resume || o.cacheIP != "") {
 		return usagef("--no-cache goes with --resume, without --cache-ip: it takes the artifacts left to fetch from the upstream")
@@ -149,7 +157,8 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	o.closeProgress = closeProgress
 	progress = &loggedProgress{next: progress, log: log}
 
-	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload}
+	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload,
+		drainTimeout: o.drainTimeout, roleOrder: o.roleOrder, only: o.only}
 	if o.downloadOnly {
 		return runDownloadOnly(ctx, o, inv, transports, target, cacheURL, log, progress, ignore)
 	}
@@ -174,7 +183,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the last run in %s: %w", inv.State(), err)
 	}
-	exec := &rollout.Executor{Transports: transports, Progress: progress, Stopping: o.stopping}
+	exec := &rollout.Executor{Transports: transports, Progress: progress, Stopping: o.stopping, SkipDrain: o.skipDrain}
 
 	if o.resume {
 		switch {
@@ -309,6 +318,9 @@ type planSource struct {
 	channel      string // index URL: the upstream's, or the cache daemon's copy
 	cacheURL     string // artifacts by digest from this cache daemon
 	skipDownload bool
+	drainTimeout time.Duration
+	roleOrder    []string
+	only         []string
 }
 
 func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, target string, force bool, id string, src planSource) (*rollout.Plan, *release.Channel, error) {
@@ -325,7 +337,7 @@ func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]clus
 		return nil, nil, fmt.Errorf("reading node facts: %w", err)
 	}
 	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: inv, Facts: facts, Target: target, Force: force, RunID: id,
-		CacheURL: src.cacheURL, SkipDownload: src.skipDownload})
+		CacheURL: src.cacheURL, SkipDownload: src.skipDownload, DrainDeadline: src.drainTimeout, RoleOrder: src.roleOrder, Only: src.only})
 	if err != nil {
 		return nil, nil, explainCacheMiss(src, target, err)
 	}
@@ -462,6 +474,10 @@ func describe(s rollout.Step) string {
 		return fmt.Sprintf("restart all %d components and check health", len(s.Request.Restart))
 	case steps.OpPrune:
 		return fmt.Sprintf("prune the node cache down to the %d artifacts of %s", len(s.Request.Keep), s.Release)
+	case steps.OpRetire:
+		return fmt.Sprintf("retire the DEA: move its app instances to the other DEAs (drain, within %s)", s.Request.DrainDeadline.Or(steps.DefaultDrainDeadline))
+	case steps.OpUnretire:
+		return "unretire the DEA: it takes app instances again"
 	case steps.OpPruneCache:
 		return fmt.Sprintf("prune the cache node's store (%s) of what no release from %s on needs", s.Request.CacheDir, s.Request.KeepFrom)
 	}
