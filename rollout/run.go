@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
@@ -34,6 +35,12 @@ type Executor struct {
 	Source Source
 	// SkipDrain upgrades DEAs without waiting for their apps to move.
 	SkipDrain bool
+	// UnreachableRetries is how many more times a step is tried when its
+	// node cannot be reached, waiting RetryBase, then twice as long each
+	// time, before the run stops (resumable). Zero values: 4 and 1s; a
+	// negative count: no retry.
+	UnreachableRetries int
+	RetryBase          time.Duration
 	// Stopping is closed when the operator asked to stop: the run stops
 	// cleanly before its next forward step and can be resumed. A rollback
 	// under way is finished first: it is what makes the node whole again.
@@ -180,17 +187,21 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		}
 	}
 	var res steps.Result
-	err := x.Transports[node].Call(ctx, s.Op, req, &res, func(ev cluster.Event) {
-		switch ev.Kind {
-		case "log":
-			x.Progress.Logf(node, "%s", ev.Message)
-		case "progress":
-			var p steps.FetchProgress
-			if json.Unmarshal(ev.Progress, &p) == nil {
-				x.Progress.Transfer(node, s, p)
+	call := func() error {
+		res = steps.Result{}
+		return x.Transports[node].Call(ctx, s.Op, req, &res, func(ev cluster.Event) {
+			switch ev.Kind {
+			case "log":
+				x.Progress.Logf(node, "%s", ev.Message)
+			case "progress":
+				var p steps.FetchProgress
+				if json.Unmarshal(ev.Progress, &p) == nil {
+					x.Progress.Transfer(node, s, p)
+				}
 			}
-		}
-	})
+		})
+	}
+	err := x.retryUnreachable(ctx, node, s, call)
 	x.Progress.StepFinished(node, s, res, err)
 	out := stepOutcome{Node: node, Step: s.ID, Changed: res.Changed, Note: res.Note}
 	if err != nil {
@@ -206,6 +217,42 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		return res, &InterruptedError{Node: node, Step: s.ID, Reason: out.Error}
 	}
 	return res, err
+}
+
+// retryUnreachable runs call, and again with growing pauses while the node
+// cannot be reached: steps are idempotent, so trying again is safe. It
+// gives up on the operator's stop, or after the last retry.
+func (x *Executor) retryUnreachable(ctx context.Context, node string, s Step, call func() error) error {
+	retries := x.UnreachableRetries
+	switch {
+	case retries == 0:
+		retries = 4
+	case retries < 0:
+		retries = 0
+	}
+	wait := x.RetryBase
+	if wait == 0 {
+		wait = time.Second
+	}
+	for attempt := 0; ; attempt++ {
+		err := call()
+		var ue *cluster.UnreachableError
+		if err == nil || !errors.As(err, &ue) || ctx.Err() != nil || attempt >= retries {
+			return err
+		}
+		x.Progress.Logf(node, "cannot reach node %s for step %s (%v); trying again in %s (%d of %d)", node, s.ID, ue.Err, wait, attempt+1, retries)
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return err
+		case <-x.Stopping:
+			t.Stop()
+			return err
+		case <-t.C:
+		}
+		wait *= 2
+	}
 }
 
 // deaRoomFor checks, on every DEA at once, that the instances of DEA node

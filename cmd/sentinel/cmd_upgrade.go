@@ -41,6 +41,7 @@ type upgradeOptions struct {
 	noCache      bool
 	ignore       string
 	skipDrain    bool
+	nodeRetries  int
 	drainTimeout time.Duration
 	roleOrder    []string
 	only         []string
@@ -96,6 +97,7 @@ output.`,
 	f.BoolVar(&o.skipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing or damaged")
 	f.StringVar(&o.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all (see `sentinel preflight --help`)")
 	f.BoolVar(&o.skipDrain, "skip-drain", false, "do not wait for DEAs to move their apps away before upgrading them (their apps stop meanwhile); also with --resume")
+	f.IntVar(&o.nodeRetries, "node-retries", 4, "how many times a step is tried again, waiting 1s, 2s, 4s..., when its node cannot be reached, before the run stops (resumable)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
 	f.StringSliceVar(&o.roleOrder, "role-order", nil, "order of roles, e.g. router,dea,controller (default dea,controller,router,base,primary); the core node is always last")
 	f.StringSliceVar(&o.only, "node", nil, "upgrade only these nodes (NAME[,NAME...]); the others are left as they are")
@@ -183,7 +185,14 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	if err != nil {
 		return fmt.Errorf("reading the last run in %s: %w", inv.State(), err)
 	}
-	exec := &rollout.Executor{Transports: transports, Progress: progress, Stopping: o.stopping, SkipDrain: o.skipDrain}
+	if o.nodeRetries < 0 {
+		return usagef("--node-retries must be 0 or more")
+	}
+	exec := &rollout.Executor{Transports: transports, Progress: progress, Stopping: o.stopping, SkipDrain: o.skipDrain,
+		UnreachableRetries: max(o.nodeRetries, 0)}
+	if o.nodeRetries == 0 {
+		exec.UnreachableRetries = -1 // none
+	}
 
 	if o.resume {
 		switch {
