@@ -309,11 +309,20 @@ func (a *Agent) stop(ctx context.Context, req Request) (Result, error) {
 }
 
 func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
+	done := a.Layout.Migrated(req.Component, req.Version)
+	if _, err := os.Stat(done); err == nil {
+		return Result{Note: "already migrated to " + req.Version + " (not run again)"}, nil
+	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "migrate", a.env(req, req.Version), req.Hooks.Migrate.Timeout.Or(release.DefaultHookTimeout))
-	if !ran && err == nil {
+	if err != nil {
+		return Result{}, err
+	}
+	if !ran {
 		return Result{Note: "no migrate hook"}, nil
 	}
-	return Result{Changed: ran}, err
+	// Durable before the step is recorded done: a crash after this point
+	// finds the mark and does not migrate twice.
+	return Result{Changed: true}, cluster.WriteFileAtomic(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 }
 
 func (a *Agent) switchTo(req Request) (Result, error) {

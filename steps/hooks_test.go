@@ -110,3 +110,30 @@ func TestReapHookLeftovers(t *testing.T) {
 		t.Error("marker not removed")
 	}
 }
+
+// A migration that completed is not run again, even if the orchestrator
+// lost track of it (a crash between the hook and the journal record).
+func TestMigrateRunsOnce(t *testing.T) {
+	a := testAgent(t)
+	rel := a.Layout.ReleaseDir("db", "2")
+	count := filepath.Join(t.TempDir(), "runs")
+	writeHook(t, rel, "migrate", "echo run >> "+count+"\n")
+	req := Request{Component: "db", Version: "2", FromVersion: "1"}
+	for i := 0; i < 3; i++ {
+		if _, err := a.migrate(context.Background(), req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, _ := os.ReadFile(count)
+	if runs := strings.Count(string(data), "run"); runs != 1 {
+		t.Errorf("the migrate hook ran %d times, want once", runs)
+	}
+	// A failed migration is not marked: it runs again.
+	writeHook(t, a.Layout.ReleaseDir("db", "3"), "migrate", "exit 1\n")
+	if _, err := a.migrate(context.Background(), Request{Component: "db", Version: "3"}); err == nil {
+		t.Fatal("a failing migrate hook succeeded")
+	}
+	if _, err := os.Stat(a.Layout.Migrated("db", "3")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a failed migration was marked done: %v", err)
+	}
+}

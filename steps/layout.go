@@ -25,6 +25,12 @@ func (l Layout) AgentLock() string { return filepath.Join(l.Root, "var", "sentin
 // what a killed one left running.
 func (l Layout) HookMarker() string { return filepath.Join(l.Root, "var", "sentinel", "hook-running") }
 func (l Layout) TmpDir() string     { return filepath.Join(l.Root, "var", "sentinel", "tmp") }
+
+// Migrated marks a component release whose migrate hook completed: a
+// migration is the one hook that must not run twice.
+func (l Layout) Migrated(c, v string) string {
+	return filepath.Join(l.Root, "var", "sentinel", "migrated", c+"@"+v)
+}
 func (l Layout) LogDir() string     { return filepath.Join(l.Root, "logs") }
 
 // installedMarker sits in every release directory sentinel unpacked and holds
