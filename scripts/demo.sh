@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on the local lab, the way the product's docs advise running it
-# in production: fill the cache node while the cluster runs, then upgrade
-# from the cache with no internet, here through a crash and a resume.
+# in production: check every node, fill the cache node while the cluster
+# runs, then upgrade from the cache with no internet, here through a crash
+# and a resume.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PWD/bin:$PATH"
@@ -13,6 +14,9 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "bring up a one-node lab (every role) on 3.4.1, the core node also the cache node"
 eval "$(sentinel-lab up --dir "$LAB" --nodes 1 --release 3.4.1 | tee /dev/stderr)"
+
+step "sentinel preflight 3.4.2: every node checked, nothing changes"
+sentinel preflight 3.4.2
 
 step "sentinel upgrade 3.4.2 --dry-run: the plan, nothing changes"
 sentinel upgrade 3.4.2 --dry-run
