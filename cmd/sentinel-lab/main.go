@@ -40,14 +40,17 @@ func main() {
 func upCmd() *cobra.Command {
 	var dir, rel, sentinel string
 	var nodes, payloadMiB int
-	var withCache bool
+	var withCache, withSSH bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Create a lab: generate releases, start the upstream, install the nodes at a release",
 		Long: `Create a lab under --dir: the fixture channel (releases 3.4.1, 3.4.2, 3.4.3)
 under upstream/, an HTTP server for it on 127.0.0.1 (a background process
 that 'sentinel-lab down' stops), and --nodes node roots under nodes/ with
---release installed and started. Prints the variables to export.`,
+--release installed and started. Prints the variables to export.
+With --ssh, every node gets its own OpenSSH sshd on its loopback address
+(background processes too; needs root and /usr/sbin/sshd) and the cluster
+file reaches the nodes over SSH.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			opt := fixtures.LabOptions{Dir: dir, Nodes: nodes, Release: rel}
@@ -68,6 +71,15 @@ that 'sentinel-lab down' stops), and --nodes node roots under nodes/ with
 			if err := lab.SetUpstream(url, pid); err != nil {
 				return err
 			}
+			if withSSH {
+				for _, n := range lab.Nodes {
+					s, err := lab.ServeSSH(n.Name)
+					if err != nil {
+						return err
+					}
+					fmt.Printf("# node %s: sshd on %s (pid %d)\n", n.Name, s.Addr, s.PID)
+				}
+			}
 			fmt.Printf("# lab with %d node(s) on %s; upstream %s (pid %d)\n", len(lab.Nodes), lab.Release, url, pid)
 			fmt.Printf("export SENTINEL_CLUSTER=%s\n", lab.ClusterFile)
 			fmt.Printf("export SENTINEL_UPSTREAM=%s\n", url)
@@ -86,6 +98,7 @@ that 'sentinel-lab down' stops), and --nodes node roots under nodes/ with
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of nodes (1 is a micro cloud with every role)")
 	cmd.Flags().StringVar(&rel, "release", "3.4.1", "release the nodes start on")
 	cmd.Flags().BoolVar(&withCache, "cache", true, "make the core node the cache node and start its daemon")
+	cmd.Flags().BoolVar(&withSSH, "ssh", false, "reach every node over SSH: an sshd per node on its loopback address (needs root)")
 	cmd.Flags().IntVar(&payloadMiB, "artifact-mib", 0, "make every artifact about this many MiB (default: 16 KiB), to watch transfers")
 	cmd.Flags().StringVar(&sentinel, "sentinel", "", "the sentinel binary that runs the cache daemon (default: next to sentinel-lab, else $PATH)")
 	_ = cmd.MarkFlagRequired("dir")
@@ -206,6 +219,11 @@ func downCmd() *cobra.Command {
 					return fmt.Errorf("stopping the cache daemon: %w", err)
 				}
 			}
+			for node, pid := range lab.SSHDPIDs {
+				if err := stopSSHD(pid, lab.Dir); err != nil {
+					return fmt.Errorf("stopping the sshd of node %s: %w", node, err)
+				}
+			}
 			if keep {
 				return nil
 			}
@@ -230,6 +248,29 @@ func stopOurs(pid int, verb, dir string) error {
 	}
 	args := strings.Split(string(data), "\x00")
 	if len(args) < 2 || args[1] != verb || !slices.Contains(args, dir) {
+		return nil
+	}
+	return syscall.Kill(pid, syscall.SIGTERM)
+}
+
+// stopSSHD sends SIGTERM to pid if it still is one of the lab's sshds
+// (/usr/sbin/sshd -f CONFIG, CONFIG under the lab directory), not a
+// recycled pid. sshd rewrites its command line into one string
+// ("sshd: /usr/sbin/sshd -D -e -f CONFIG [listener] ...").
+func stopSSHD(pid int, dir string) error {
+	if pid <= 0 {
+		return nil
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", pid))
+	if err != nil {
+		return nil // gone already
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return nil
+	}
+	cmdline := strings.ReplaceAll(string(data), "\x00", " ")
+	if strings.TrimSuffix(exe, " (deleted)") != fixtures.SSHDPath || !strings.Contains(cmdline, " -f "+dir+string(filepath.Separator)) {
 		return nil
 	}
 	return syscall.Kill(pid, syscall.SIGTERM)

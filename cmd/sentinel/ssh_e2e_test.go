@@ -1,0 +1,347 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/rollout"
+)
+
+// sshLab is a lab on 3.4.1 whose every node, the core included, is reached
+// over SSH: a real OpenSSH sshd per node on the node's loopback address.
+// The sshds are stopped when the test ends.
+func sshLab(t *testing.T, nodes int) (*testLab, map[string]*fixtures.SSHD) {
+	t.Helper()
+	if err := fixtures.CheckSSHD(); err != nil {
+		t.Skip(err)
+	}
+	lab := newLab(t, nodes, "3.4.1")
+	sshds := map[string]*fixtures.SSHD{}
+	for _, n := range lab.Nodes {
+		s, err := lab.ServeSSH(n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sshds[n.Name] = s
+		t.Cleanup(func() {
+			_ = s.Stop()
+			if t.Failed() {
+				t.Logf("sshd of %s (%s) log:\n%s", n.Name, s.Addr, s.Log())
+			}
+		})
+	}
+	for _, n := range lab.Nodes {
+		if n.Transport != cluster.TransportSSH {
+			t.Fatalf("node %s still uses the %s transport", n.Name, n.Transport)
+		}
+	}
+	return lab, sshds
+}
+
+// checkReachedOverSSH fails unless every node's sshd let the orchestrator
+// in: the run went over SSH, not around it.
+func checkReachedOverSSH(t *testing.T, sshds map[string]*fixtures.SSHD) {
+	t.Helper()
+	for name, s := range sshds {
+		if !strings.Contains(s.Log(), "Accepted publickey for root") {
+			t.Errorf("node %s: its sshd logged no login", name)
+		}
+	}
+}
+
+// checkPushed: each node got this build of sentinel at its remote_binary.
+func checkPushed(t *testing.T, lab *testLab) {
+	t.Helper()
+	want := fileSHA256(t, sentinelBin)
+	for _, n := range lab.Nodes {
+		p := filepath.Join(n.Root, "bin", "sentinel")
+		if n.RemoteBinary != p {
+			t.Errorf("node %s: remote_binary %s, want %s", n.Name, n.RemoteBinary, p)
+		}
+		info, err := os.Stat(p)
+		if err != nil {
+			t.Errorf("node %s: the sentinel binary was not pushed: %v", n.Name, err)
+			continue
+		}
+		if info.Mode()&0o111 == 0 {
+			t.Errorf("node %s: %s is not executable (%v)", n.Name, p, info.Mode())
+		}
+		if got := fileSHA256(t, p); got != want {
+			t.Errorf("node %s: %s is another build (sha256 %x, want %x)", n.Name, p, got, want)
+		}
+	}
+}
+
+func fileSHA256(t *testing.T, p string) [32]byte {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sha256.Sum256(data)
+}
+
+// checkAllOn: every node records release v and runs every installed
+// component on it.
+func checkAllOn(t *testing.T, lab *testLab, v string) {
+	t.Helper()
+	for _, n := range lab.Nodes {
+		rec, err := cluster.ReadRecord(n.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Release != v {
+			t.Errorf("node %s records release %s, want %s", n.Name, rec.Release, v)
+		}
+		t.Run(n.Name, func(t *testing.T) { everyComponentOn(t, n.Root, v) })
+	}
+}
+
+// firstStepOrder is the order in which the run's journal first started a
+// step on each node.
+func firstStepOrder(t *testing.T, lab *testLab) []string {
+	t.Helper()
+	rep, err := resume.Read(lab.journalPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var order []string
+	for _, r := range rep.Records {
+		if r.Type != "step-start" {
+			continue
+		}
+		var ref struct {
+			Node string `json:"node"`
+		}
+		if err := json.Unmarshal(r.Data, &ref); err != nil {
+			t.Fatalf("journal record %d: %v", r.Seq, err)
+		}
+		if !slices.Contains(order, ref.Node) {
+			order = append(order, ref.Node)
+		}
+	}
+	return order
+}
+
+// The five-node lab over SSH, its cache node filled while the upstream is
+// still there: with the upstream gone the upgrade runs from the cache,
+// pushes this build of sentinel to every node, and upgrades the nodes in
+// role order, the core node last.
+func TestUpgradeOverSSHFromCache(t *testing.T) {
+	lab, sshds := sshLab(t, 5)
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	tw := lab.cutUpstream()
+	cacheHost := strings.Split(lab.cacheIP, ":")[0]
+	out := lab.mustSucceed("upgrade", "3.4.2", "--cache-ip", cacheHost, "--yes")
+	if n := tw.hits.Load(); n != 0 {
+		t.Errorf("the upstream got %d requests during the upgrade from the cache", n)
+	}
+	checkAllOn(t, lab, "3.4.2")
+	checkPushed(t, lab)
+	checkReachedOverSSH(t, sshds)
+
+	var want []string
+	for _, n := range rollout.Order(lab.Nodes) {
+		want = append(want, n.Name)
+	}
+	if !slices.Equal(want, []string{"dea-1", "dea-2", "router-3", "services-4", "core"}) {
+		t.Errorf("rollout.Order of the five-node lab: %v", want) // the documented role order
+	}
+	got := firstStepOrder(t, lab)
+	if !slices.Equal(got, want) {
+		t.Errorf("nodes upgraded in the order %v, want %v\n%s", got, want, out.stdout)
+	}
+	if len(got) == 0 || got[len(got)-1] != "core" {
+		t.Errorf("the core node was not upgraded last: %v", got)
+	}
+}
+
+// A node lost in the middle of its upgrade (its sshd and every connection
+// to it gone) stops the run, resumable (exit 75), naming the node; once
+// the node is back, --resume finishes every node.
+func TestNodeLossOverSSH(t *testing.T) {
+	lab, sshds := sshLab(t, 5)
+	cmd := exec.Command(sentinelBin, "upgrade", "3.4.2", "--yes", "--node-retries", "2")
+	cmd.Env = append(os.Environ(), "SENTINEL_CLUSTER="+lab.ClusterFile)
+	var stderr bytes.Buffer // read once the process has ended
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b := &background{t: t, cmd: cmd, stdout: bufio.NewReader(pipe)}
+	t.Cleanup(b.kill)
+	waitForLine(t, b.stdout, "[router-3] 3.4.2/router/install ")
+
+	router := sshds["router-3"]
+	sessions := router.Sessions()
+	if len(sessions) == 0 {
+		t.Fatal("router-3's sshd serves no connection: the run does not reach it over SSH")
+	}
+	// The node is lost, its connections with it: Stop kills the listener
+	// and every process below it, the one connection the SSH transport
+	// keeps open and the agent it may be running.
+	if err := router.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range sessions {
+		if processAlive(p) {
+			t.Errorf("router-3's session process %d survived the loss", p)
+		}
+	}
+
+	rest := make(chan string, 1)
+	go func() {
+		data, _ := io.ReadAll(b.stdout)
+		rest <- string(data)
+	}()
+	var stdout string
+	select {
+	case stdout = <-rest:
+	case <-time.After(60 * time.Second):
+		t.Fatal("the run did not stop within 60s of losing router-3")
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 75 {
+		t.Fatalf("run that lost router-3: %v, want exit 75\nstdout:\n%s\nstderr:\n%s", err, stdout, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "run interrupted at node router-3") || !strings.Contains(stderr.String(), "sentinel upgrade --resume") {
+		t.Errorf("the error does not name router-3 and --resume:\n%s", stderr.String())
+	}
+	if !strings.Contains(stdout, "cannot reach node router-3") || !strings.Contains(stdout, "(2 of 2)") {
+		t.Errorf("the run did not try router-3 again before giving up:\n%s", stdout)
+	}
+	for _, name := range []string{"services-4", "core"} {
+		n, _ := lab.Node(name)
+		if rec, _ := cluster.ReadRecord(n.Root); rec == nil || rec.Release != "3.4.1" {
+			t.Errorf("node %s was upgraded past the lost router-3: %+v", name, rec)
+		}
+	}
+
+	if err := router.Restart(); err != nil { // the node is back
+		t.Fatal(err)
+	}
+	lab.mustSucceed("upgrade", "--resume")
+	checkAllOn(t, lab, "3.4.2")
+	checkPushed(t, lab)
+}
+
+// A node whose host key known_hosts does not vouch for is refused before
+// anything changes: an unknown key with the ssh-keyscan advice, a changed
+// one with CHANGED and ssh-keygen -R.
+func TestUnknownHostKeyRefused(t *testing.T) {
+	lab, sshds := sshLab(t, 2)
+	dea, _ := lab.Node("dea-1")
+	s := sshds["dea-1"]
+	before := map[string]string{}
+	for _, n := range lab.Nodes {
+		before[n.Name] = nodeDigest(t, n.Root)
+	}
+	useKnownHosts := func(content string) string {
+		t.Helper()
+		p := filepath.Join(t.TempDir(), "known_hosts")
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		a := s.Access(dea.RemoteBinary)
+		a.KnownHosts = p
+		if err := lab.UseSSH("dea-1", a); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	unchanged := func(what string) {
+		t.Helper()
+		for _, n := range lab.Nodes {
+			if nodeDigest(t, n.Root) != before[n.Name] {
+				t.Errorf("%s changed node %s", what, n.Name)
+			}
+		}
+		if p, err := (rollout.Runs{Dir: lab.inventory().State()}).LatestPath(); err != nil || p != "" {
+			t.Errorf("%s left a run journal %q (%v)", what, p, err)
+		}
+	}
+	port := strconv.Itoa(s.Port)
+
+	kh := useKnownHosts("")
+	for _, args := range [][]string{{"upgrade", "3.4.2", "--dry-run"}, {"upgrade", "3.4.2", "--yes"}, {"preflight", "3.4.2"}} {
+		r := lab.sentinel(nil, args...)
+		// Permanent: no retry can help, so not the resumable 75 either.
+		if r.code == 0 || r.code == 75 {
+			t.Fatalf("sentinel %v with dea-1's host key unknown: exit %d\n%s%s", args, r.code, r.stdout, r.stderr)
+		}
+		all := r.stdout + r.stderr
+		for _, want := range []string{"dea-1", s.Addr, "is not in " + kh, "ssh-keyscan -p " + port + " " + s.Host + " >> " + kh} {
+			if !strings.Contains(all, want) {
+				t.Errorf("sentinel %v (exit %d) does not say %q:\n%s", args, r.code, want, all)
+			}
+		}
+		unchanged(strings.Join(args, " "))
+	}
+
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh = useKnownHosts(knownhosts.Line([]string{knownhosts.Normalize(s.Addr)}, other) + "\n")
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--dry-run")
+	all := r.stdout + r.stderr
+	if r.code == 0 || !strings.Contains(all, "CHANGED") || !strings.Contains(all, "ssh-keygen -R '["+s.Host+"]:"+port+"'") || !strings.Contains(all, "dea-1") {
+		t.Errorf("dry-run with a changed host key: exit %d\n%s", r.code, all)
+	}
+	unchanged("a changed host key")
+
+	// With the lab's own known_hosts the same dry-run goes through.
+	useKnownHosts(readFileString(t, s.KnownHosts))
+	lab.mustSucceed("upgrade", "3.4.2", "--dry-run")
+	unchanged("dry-run")
+}
+
+// processAlive: pid runs (a zombie, dead but not yet reaped, does not).
+func processAlive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	st := string(stat)
+	f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+func readFileString(t *testing.T, p string) string {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(data)
+}
