@@ -31,7 +31,7 @@ func (l Layout) TmpDir() string     { return filepath.Join(l.Root, "var", "senti
 func (l Layout) Migrated(c, v string) string {
 	return filepath.Join(l.Root, "var", "sentinel", "migrated", c+"@"+v)
 }
-func (l Layout) LogDir() string     { return filepath.Join(l.Root, "logs") }
+func (l Layout) LogDir() string { return filepath.Join(l.Root, "logs") }
 
 // installedMarker sits in every release directory sentinel unpacked and holds
 // the artifact digest it came from.
