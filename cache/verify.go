@@ -137,24 +137,10 @@ type verifyResult struct {
 // file (if it is still the one that was hashed) and is reported in bad, not
 // as an error.
 func (s *Store) verifyOne(ctx context.Context, digest string) (verifyResult, error) {
-	f, err := openNoFollow(s.Path(digest))
+	got, fi, n, err := s.hashStored(ctx, digest)
 	if err != nil {
 		return verifyResult{}, err
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return verifyResult{}, err
-	}
-	if !fi.Mode().IsRegular() {
-		return verifyResult{}, fmt.Errorf("%s is not a regular file", s.Path(digest))
-	}
-	h := sha256.New()
-	n, err := io.CopyBuffer(h, hashCtxReader{ctx, f}, make([]byte, 1<<20))
-	if err != nil {
-		return verifyResult{}, fmt.Errorf("hashing %s: %w", s.Path(digest), err)
-	}
-	got := hex.EncodeToString(h.Sum(nil))
 	if got == digest {
 		return verifyResult{info: fi}, nil
 	}
@@ -163,6 +149,45 @@ func (s *Store) verifyOne(ctx context.Context, digest string) (verifyResult, err
 		return verifyResult{}, err
 	}
 	return verifyResult{bad: &BadEntry{Digest: digest, Got: got, Size: n, QuarantinedAs: q}}, nil
+}
+
+// hashStored hashes the stored entry of digest.
+func (s *Store) hashStored(ctx context.Context, digest string) (got string, fi os.FileInfo, n int64, err error) {
+	f, err := openNoFollow(s.Path(digest))
+	if err != nil {
+		return "", nil, 0, err
+	}
+	defer f.Close()
+	fi, err = f.Stat()
+	if err != nil {
+		return "", nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return "", nil, 0, fmt.Errorf("%s is not a regular file", s.Path(digest))
+	}
+	h := sha256.New()
+	n, err = io.CopyBuffer(h, hashCtxReader{ctx, f}, make([]byte, 1<<20))
+	if err != nil {
+		return "", nil, 0, fmt.Errorf("hashing %s: %w", s.Path(digest), err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), fi, n, nil
+}
+
+// Intact reports, changing nothing, whether the stored entry of digest
+// still hashes to its name.
+func (s *Store) Intact(ctx context.Context, digest string) (bool, error) {
+	got, _, _, err := s.hashStored(ctx, digest)
+	return err == nil && got == digest, err
+}
+
+// VerifyEntry re-hashes one stored entry and quarantines it if it rotted,
+// so the next Fetch downloads it again. It returns the bad entry, or nil.
+func (s *Store) VerifyEntry(ctx context.Context, digest string) (*BadEntry, error) {
+	if !isDigestName(digest) {
+		return nil, fmt.Errorf("bad digest %q", digest)
+	}
+	r, err := s.verifyOne(ctx, digest)
+	return r.bad, err
 }
 
 // quarantine moves the file stored under digest, if it is still the file

@@ -87,7 +87,7 @@ func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) 
 			switch {
 			case !store.Has(d):
 				res.Missing = append(res.Missing, d)
-			case hashFile(store.Path(d), d) != nil:
+			case !intact(ctx, store, d):
 				res.Damaged = append(res.Damaged, d)
 			}
 		}
@@ -194,11 +194,12 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	// A cached file may have been damaged since it was verified: check it
 	// again (cheap next to a download) and fetch it anew if it is bad.
 	if store.Has(req.Artifact.SHA256) {
-		if err := hashFile(store.Path(req.Artifact.SHA256), req.Artifact.SHA256); err != nil {
-			a.logf("%s: %v; downloading it again", req.Component, err)
-			if err := os.Remove(store.Path(req.Artifact.SHA256)); err != nil {
-				return Result{}, err
-			}
+		bad, err := store.VerifyEntry(ctx, req.Artifact.SHA256)
+		if err != nil {
+			return Result{}, err
+		}
+		if bad != nil {
+			a.logf("%s: the cached artifact hashes to %s, not %s: quarantined as %s; downloading it again", req.Component, bad.Got, bad.Digest, bad.QuarantinedAs)
 		}
 	}
 	if req.Offline {
@@ -496,21 +497,10 @@ func (e *RestartError) Error() string {
 // Unwrap exposes the hook failures, so their output reaches the report.
 func (e *RestartError) Unwrap() []error { return e.Errs }
 
-// hashFile checks that the file at path has the given sha256.
-func hashFile(path, digest string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return err
-	}
-	if got := hex.EncodeToString(h.Sum(nil)); got != digest {
-		return fmt.Errorf("cached file %s has sha256 %s, not %s", path, got, digest)
-	}
-	return nil
+// intact reports whether the node cache's copy of digest is whole.
+func intact(ctx context.Context, store *cache.Store, digest string) bool {
+	ok, _ := store.Intact(ctx, digest)
+	return ok
 }
 
 // copyTree copies regular files, directories and symlinks from src to dst.
