@@ -239,6 +239,17 @@ func (inv *Inventory) Node(name string) (Node, bool) {
 	return Node{}, false
 }
 
+// NodesWithRole names the nodes that have role r, in file order.
+func (inv *Inventory) NodesWithRole(r string) []string {
+	out := []string{}
+	for _, n := range inv.Nodes {
+		if n.HasRole(r) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
 // State is the directory of run journals and the run lock.
 func (inv *Inventory) State() string {
 	if inv.StateDir != "" {

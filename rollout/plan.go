@@ -31,6 +31,9 @@ type Plan struct {
 	Hops     []string   `json:"hops"` // releases installed in turn
 	Force    bool       `json:"force,omitempty"`
 	Nodes    []NodePlan `json:"nodes"` // in upgrade order
+	// MaxInFlight is how many nodes may be upgraded at once (0 or 1: one
+	// at a time), under the rules of schedule.go.
+	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Finally runs once every node is done: clean-up on the cache node.
 	Finally *NodePlan `json:"finally,omitempty"`
 }
@@ -92,6 +95,8 @@ type PlanInput struct {
 	RoleOrder []string
 	// Only limits the run to these nodes (--node); the others are skipped.
 	Only []string
+	// MaxInFlight: see Plan.MaxInFlight.
+	MaxInFlight int
 }
 
 // MissingArtifactsError: --skip-download was asked and a node lacks
@@ -136,7 +141,10 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 	if err != nil {
 		return nil, &UsageError{Msg: fmt.Sprintf("%q is not a release version: %v", to, err)}
 	}
-	plan := &Plan{From: from, To: to, Force: in.Force, CacheURL: in.CacheURL, Offline: in.SkipDownload}
+	if in.MaxInFlight < 0 {
+		return nil, &UsageError{Msg: fmt.Sprintf("--max-in-flight %d: must be 1 or more", in.MaxInFlight)}
+	}
+	plan := &Plan{From: from, To: to, Force: in.Force, CacheURL: in.CacheURL, Offline: in.SkipDownload, MaxInFlight: in.MaxInFlight}
 	plan.Source = plan.DefaultSource().String()
 	manifests := map[string]*release.Manifest{}
 	manifest := func(v string) (*release.Manifest, error) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cluster"
@@ -45,6 +46,13 @@ type Executor struct {
 	// cleanly before its next forward step and can be resumed. A rollback
 	// under way is finished first: it is what makes the node whole again.
 	Stopping <-chan struct{}
+	// DEAs names every DEA of the cluster, for the capacity check before a
+	// retirement: one added since the run began takes instances too. Nil:
+	// the DEAs of the plan.
+	DEAs []string
+
+	halt    chan struct{} // closed when a node failed: others stop at a safe point
+	journal sync.Mutex    // one record at a time, and the run kept in step
 }
 
 // StepFailedError is a step that failed on a node.
@@ -84,39 +92,190 @@ func (e *InterruptedError) Error() string {
 	return fmt.Sprintf("run interrupted at node %s, step %s: %s; run `sentinel upgrade --resume` to continue", e.Node, e.Step, e.Reason)
 }
 
-// Execute runs every step of the plan that the journal does not show done.
+// Execute runs every step of the plan that the journal does not show done,
+// up to Plan.MaxInFlight nodes at a time under the rules of schedule.go.
+// After a failure no node starts; the nodes in flight stop at their next
+// safe point (see safePoint), and the run ends failed, or interrupted when
+// every failure can be resumed.
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
-	nodes := run.Plan.Nodes
-	if run.Plan.Finally != nil {
-		nodes = append(append([]NodePlan(nil), nodes...), *run.Plan.Finally)
+	x.halt = make(chan struct{})
+	progress := x.Progress
+	x.Progress = &lockedProgress{next: progress}
+	defer func() { x.Progress = progress }()
+
+	var todo []NodePlan
+	for _, np := range run.Plan.Nodes {
+		if np.Skip == "" {
+			todo = append(todo, np)
+		}
 	}
-	for _, np := range nodes {
-		if np.Skip != "" {
-			continue
+	sched := newScheduler(run.Plan.Nodes, todo, run.Plan.MaxInFlight)
+	type outcome struct {
+		node string
+		err  error
+	}
+	results := make(chan outcome)
+	inFlight := 0
+	var failures, halted []error
+	stopped := false
+	for {
+		if len(failures) == 0 && !stopped {
+			select {
+			case <-x.Stopping:
+				stopped = true // in-flight nodes stop at their next step on their own
+			default:
+				for _, np := range sched.next() {
+					inFlight++
+					go func() { results <- outcome{np.Node, x.node(ctx, run, np)} }()
+				}
+			}
 		}
-		err := x.node(ctx, run, np)
-		if err == nil {
-			continue
+		if inFlight == 0 {
+			break
 		}
-		var ie *InterruptedError
-		var fe *StepFailedError
-		if errors.As(err, &ie) || (errors.As(err, &fe) && fe.Resumable) {
-			// Best effort: when the journal itself failed this fails too,
-			// and the run reads as interrupted all the same.
-			_, _ = x.Journal.Append(recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
-			return err
+		r := <-results
+		inFlight--
+		sched.finished(r.node)
+		var he *haltedError
+		switch {
+		case r.err == nil:
+		case errors.As(r.err, &he):
+			halted = append(halted, r.err)
+		default:
+			if len(failures) == 0 {
+				close(x.halt)
+			}
+			failures = append(failures, r.err)
 		}
-		if _, jerr := x.Journal.Append(recRunEnd, runEnd{Status: "failed", Error: err.Error()}); jerr != nil {
-			return errors.Join(err, jerr)
+	}
+	if stopped && len(failures) == 0 && len(sched.pending) > 0 {
+		np := sched.pending[0]
+		failures = append(failures, &InterruptedError{Node: np.Node, Step: firstPending(run, np), Reason: "stopped by the operator"})
+	}
+	if len(failures) == 0 && run.Plan.Finally != nil {
+		if err := x.node(ctx, run, *run.Plan.Finally); err != nil {
+			failures = append(failures, err)
 		}
+	}
+	if len(failures) == 0 {
+		return x.record(run, recRunEnd, runEnd{Status: "succeeded"})
+	}
+	err := failures[0]
+	if len(failures) > 1 {
+		err = errors.Join(failures...)
+	}
+	if len(halted) > 0 {
+		err = &HaltedNodesError{Cause: err, Halted: halted}
+	}
+	if resumable(failures) {
+		// Best effort: when the journal itself failed this fails too,
+		// and the run reads as interrupted all the same.
+		_ = x.record(run, recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
 		return err
 	}
-	_, err := x.Journal.Append(recRunEnd, runEnd{Status: "succeeded"})
+	if jerr := x.record(run, recRunEnd, runEnd{Status: "failed", Error: err.Error()}); jerr != nil {
+		return errors.Join(err, jerr)
+	}
 	return err
 }
 
+// resumable reports whether --resume can finish a run that stopped on
+// these errors.
+func resumable(errs []error) bool {
+	for _, err := range errs {
+		var ie *InterruptedError
+		var fe *StepFailedError
+		if !errors.As(err, &ie) && !(errors.As(err, &fe) && fe.Resumable) {
+			return false
+		}
+	}
+	return true
+}
+
+func firstPending(run *Run, np NodePlan) string {
+	for _, s := range np.Steps {
+		if run.state(np.Node, s.ID).State != StateDone {
+			return s.ID
+		}
+	}
+	return "(none)"
+}
+
+// haltedError: a node stopped at a safe point because another failed.
+type haltedError struct{ Node, Step string }
+
+func (e *haltedError) Error() string {
+	return fmt.Sprintf("node %s stopped before step %s", e.Node, e.Step)
+}
+
+// HaltedNodesError is a failure that stopped other nodes in flight.
+type HaltedNodesError struct {
+	Cause  error
+	Halted []error // *haltedError, one per node stopped
+}
+
+func (e *HaltedNodesError) Error() string {
+	var names []string
+	for _, h := range e.Halted {
+		names = append(names, h.Error())
+	}
+	return fmt.Sprintf("%v\n(nodes upgraded at the same time were stopped at a safe point: %s; they continue with the next run)", e.Cause, strings.Join(names, "; "))
+}
+
+func (e *HaltedNodesError) Unwrap() error { return e.Cause }
+
+// safePoint reports whether a node may stop before step s when another
+// node failed: only between whole units of work, never with a component
+// stopped or a DEA retired half-way.
+func safePoint(s Step) bool {
+	switch s.Op {
+	case steps.OpFetch, steps.OpRetire, steps.OpBackup, steps.OpInstall:
+		return true
+	}
+	return false
+}
+
+func closed(c <-chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
+}
+
+// lockedProgress serialises the progress calls of nodes in flight.
+type lockedProgress struct {
+	mu   sync.Mutex
+	next Progress
+}
+
+func (p *lockedProgress) StepStarted(node string, s Step) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next.StepStarted(node, s)
+}
+
+func (p *lockedProgress) StepFinished(node string, s Step, res steps.Result, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next.StepFinished(node, s, res, err)
+}
+
+func (p *lockedProgress) Logf(node string, format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next.Logf(node, format, args...)
+}
+
+func (p *lockedProgress) Transfer(node string, s Step, fp steps.FetchProgress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.next.Transfer(node, s, fp)
+}
+
 func (x *Executor) node(ctx context.Context, run *Run, np NodePlan) error {
-	if rb := run.Rollback[np.Node]; rb != nil {
+	if rb := run.rollbackOf(np.Node); rb != nil {
 		return x.rollback(ctx, run, np, rb)
 	}
 	for _, s := range np.Steps {
@@ -132,6 +291,9 @@ func (x *Executor) node(ctx context.Context, run *Run, np NodePlan) error {
 		case <-x.Stopping:
 			return &InterruptedError{Node: np.Node, Step: s.ID, Reason: "stopped by the operator"}
 		default:
+		}
+		if closed(x.halt) && safePoint(s) {
+			return &haltedError{Node: np.Node, Step: s.ID}
 		}
 		_, err := x.step(ctx, run, np.Node, s)
 		if err == nil {
@@ -258,22 +420,31 @@ func (x *Executor) retryUnreachable(ctx context.Context, node string, s Step, ca
 // deaRoomFor checks, on every DEA at once, that the instances of DEA node
 // fit on the others (first-fit decreasing).
 func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error {
+	candidates := x.DEAs
+	if candidates == nil {
+		for _, np := range run.Plan.Nodes {
+			if slices.Contains(np.Roles, release.RoleDEA) {
+				candidates = append(candidates, np.Node)
+			}
+		}
+	}
 	caps := map[string]*steps.DEACapacity{}
 	var deas []string
-	for _, np := range run.Plan.Nodes {
-		if !slices.Contains(np.Roles, release.RoleDEA) {
+	for _, name := range candidates {
+		tr := x.Transports[name]
+		if tr == nil {
 			continue
 		}
 		var res steps.Result
-		err := x.Transports[np.Node].Call(ctx, steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{Capacity: true}}, &res, nil)
+		err := tr.Call(ctx, steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{Capacity: true}}, &res, nil)
 		if err != nil || res.Probe == nil || res.Probe.Capacity == nil {
-			if np.Node == node {
+			if name == node {
 				return nil // no figures for it: nothing to check against
 			}
 			continue // a DEA without figures takes nothing
 		}
-		caps[np.Node] = res.Probe.Capacity
-		deas = append(deas, np.Node)
+		caps[name] = res.Probe.Capacity
+		deas = append(deas, name)
 	}
 	if caps[node] == nil || len(deas) < 2 {
 		return nil
@@ -286,6 +457,8 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 
 // record appends to the journal and keeps the in-memory run in step with it.
 func (x *Executor) record(run *Run, typ string, data any) error {
+	x.journal.Lock()
+	defer x.journal.Unlock()
 	rec, err := x.Journal.Append(typ, data)
 	if err != nil {
 		return fmt.Errorf("cannot write the run journal %s: %w (fix the disk, then resume)", x.Journal.Path(), err)

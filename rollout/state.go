@@ -3,6 +3,7 @@ package rollout
 import (
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/resume"
@@ -74,6 +75,8 @@ type Run struct {
 	Steps    map[string]map[string]*StepState // node -> step id -> state
 	Rollback map[string]*rollbackStart        // node -> rollback under way or done
 	Records  int
+
+	mu sync.RWMutex // nodes in flight read and write their steps at once
 }
 
 // StepState is what the journal says of one step.
@@ -91,10 +94,18 @@ func (r *Run) Finished() bool { return r.Status == "succeeded" || r.Status == "f
 
 // state returns the state of a step, pending if never started.
 func (r *Run) state(node, id string) *StepState {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	if s := r.Steps[node][id]; s != nil {
 		return s
 	}
 	return &StepState{State: StatePending}
+}
+
+func (r *Run) rollbackOf(node string) *rollbackStart {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.Rollback[node]
 }
 
 // Where names the first step that is not done, for "stopped at" messages.
@@ -125,7 +136,7 @@ func (r *Run) allNodes() []NodePlan {
 // nodeSteps is the node's planned steps followed by its rollback steps, if
 // a rollback began.
 func (r *Run) nodeSteps(np NodePlan) []Step {
-	if rb := r.Rollback[np.Node]; rb != nil {
+	if rb := r.rollbackOf(np.Node); rb != nil {
 		return append(append([]Step(nil), np.Steps...), rb.Steps...)
 	}
 	return np.Steps
@@ -174,6 +185,8 @@ func (r *Run) View(node string) []StepView {
 
 // apply folds one more record into the run.
 func (r *Run) apply(rec resume.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	r.Records++
 	get := func(node, step string) *StepState {
 		if r.Steps[node] == nil {

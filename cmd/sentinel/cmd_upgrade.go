@@ -45,6 +45,7 @@ type upgradeOptions struct {
 	drainTimeout time.Duration
 	roleOrder    []string
 	only         []string
+	maxInFlight  int
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -81,6 +82,9 @@ output.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.stdin, o.stdout, o.stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
+			if !cmd.Flags().Changed("max-in-flight") {
+				o.maxInFlight = 0 // as planned (a resumed run keeps its own)
+			}
 			return runUpgrade(cmd.Context(), o, args)
 		},
 	}
@@ -101,6 +105,7 @@ output.`,
 	f.DurationVar(&o.drainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
 	f.StringSliceVar(&o.roleOrder, "role-order", nil, "order of roles, e.g. router,dea,controller (default dea,controller,router,base,primary); the core node is always last")
 	f.StringSliceVar(&o.only, "node", nil, "upgrade only these nodes (NAME[,NAME...]); the others are left as they are")
+	f.IntVar(&o.maxInFlight, "max-in-flight", 1, "how many nodes may be upgraded at once; nodes that share a role two or more nodes have never go together (so such a role always has a node up, and DEAs go one at a time), and the core node goes last, alone. Also with --resume")
 	f.BoolVar(&o.noCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
 	return cmd
 }
@@ -115,6 +120,9 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	}
 	if o.output != "text" && o.output != "json" {
 		return usagef("--output must be text or json, not %q", o.output)
+	}
+	if o.maxInFlight < 0 {
+		return usagef("--max-in-flight must be 1 or more, not %d", o.maxInFlight)
 	}
 	if o.resume && (target != "" || o.force || o.dryRun || o.downloadOnly || o.skipDownload || len(o.roleOrder) > 0 || len(o.only) > 0) {
 		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --skip-download, --role-order or --node (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from, and --skip-drain)")
@@ -160,7 +168,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	progress = &loggedProgress{next: progress, log: log}
 
 	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload,
-		drainTimeout: o.drainTimeout, roleOrder: o.roleOrder, only: o.only}
+		drainTimeout: o.drainTimeout, roleOrder: o.roleOrder, only: o.only, maxInFlight: o.maxInFlight}
 	if o.downloadOnly {
 		return runDownloadOnly(ctx, o, inv, transports, target, cacheURL, log, progress, ignore)
 	}
@@ -189,7 +197,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		return usagef("--node-retries must be 0 or more")
 	}
 	exec := &rollout.Executor{Transports: transports, Progress: progress, Stopping: o.stopping, SkipDrain: o.skipDrain,
-		UnreachableRetries: max(o.nodeRetries, 0)}
+		UnreachableRetries: max(o.nodeRetries, 0), DEAs: inv.NodesWithRole(release.RoleDEA)}
 	if o.nodeRetries == 0 {
 		exec.UnreachableRetries = -1 // none
 	}
@@ -223,6 +231,9 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 			if _, ok := inv.Node(np.Node); !ok {
 				return usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, inv.Path())
 			}
+		}
+		if o.maxInFlight > 0 {
+			run.Plan.MaxInFlight = o.maxInFlight // this process only: the journal keeps the plan
 		}
 		exec.Source = run.Plan.DefaultSource()
 		switch {
@@ -330,6 +341,7 @@ type planSource struct {
 	drainTimeout time.Duration
 	roleOrder    []string
 	only         []string
+	maxInFlight  int
 }
 
 func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, target string, force bool, id string, src planSource) (*rollout.Plan, *release.Channel, error) {
@@ -346,7 +358,7 @@ func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]clus
 		return nil, nil, fmt.Errorf("reading node facts: %w", err)
 	}
 	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: inv, Facts: facts, Target: target, Force: force, RunID: id,
-		CacheURL: src.cacheURL, SkipDownload: src.skipDownload, DrainDeadline: src.drainTimeout, RoleOrder: src.roleOrder, Only: src.only})
+		CacheURL: src.cacheURL, SkipDownload: src.skipDownload, DrainDeadline: src.drainTimeout, RoleOrder: src.roleOrder, Only: src.only, MaxInFlight: src.maxInFlight})
 	if err != nil {
 		return nil, nil, explainCacheMiss(src, target, err)
 	}
@@ -420,7 +432,11 @@ func printPlan(w io.Writer, format string, inv *cluster.Inventory, plan *rollout
 	if format == "json" {
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		return enc.Encode(plan)
+		return enc.Encode(struct {
+			*rollout.Plan
+			Downtime []rollout.RoleDowntime `json:"downtime"`
+			Schedule []scheduleJSON         `json:"schedule"`
+		}{plan, plan.Downtime(), scheduleOf(plan)})
 	}
 	fmt.Fprintf(w, "Plan: %s -> %s (releases installed in turn: %s; artifacts from %s)\n", plan.From, plan.To, strings.Join(plan.Hops, ", "), plan.Source)
 	for _, np := range plan.Nodes {
@@ -470,7 +486,59 @@ func printPlan(w io.Writer, format string, inv *cluster.Inventory, plan *rollout
 			fmt.Fprintf(w, "  %s\n", describe(s))
 		}
 	}
+	printSchedule(w, plan)
 	return nil
+}
+
+// scheduleJSON is when a node starts in the simulated schedule, counted in
+// steps (a rough stand-in for time).
+type scheduleJSON struct {
+	Node       string  `json:"node"`
+	StartStep  float64 `json:"start_step"`
+	EndStep    float64 `json:"end_step"`
+	NodeStepsN int     `json:"steps"`
+}
+
+func scheduleOf(plan *rollout.Plan) []scheduleJSON {
+	out := []scheduleJSON{}
+	for _, sl := range rollout.Simulate(plan, rollout.StepCost) {
+		out = append(out, scheduleJSON{Node: sl.Node, StartStep: sl.Start, EndStep: sl.End, NodeStepsN: int(sl.End - sl.Start)})
+	}
+	return out
+}
+
+// printSchedule shows in which order, and with which others, nodes go,
+// and which roles go down meanwhile.
+func printSchedule(w io.Writer, plan *rollout.Plan) {
+	slots := rollout.Simulate(plan, rollout.StepCost)
+	if len(slots) == 0 {
+		return
+	}
+	n := max(plan.MaxInFlight, 1)
+	if n == 1 {
+		var names []string
+		for _, sl := range slots {
+			names = append(names, sl.Node)
+		}
+		fmt.Fprintf(w, "\nOrder, one node at a time: %s\n", strings.Join(names, ", "))
+	} else {
+		var total float64
+		for _, sl := range slots {
+			total = max(total, sl.End)
+		}
+		fmt.Fprintf(w, "\nSchedule, up to %d nodes at once (estimated from step counts: %.0f steps end to end):\n", n, total)
+		for _, sl := range slots {
+			fmt.Fprintf(w, "  step %4.0f-%-4.0f %s\n", sl.Start, sl.End, sl.Node)
+		}
+	}
+	fmt.Fprintln(w, "\nDowntime by role:")
+	for _, d := range plan.Downtime() {
+		status := "none"
+		if len(d.Down) > 0 {
+			status = "DOWN"
+		}
+		fmt.Fprintf(w, "  %-14s %-5s %s\n", d.Role, status, d.Note)
+	}
 }
 
 func describe(s rollout.Step) string {
