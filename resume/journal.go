@@ -93,6 +93,7 @@ type Journal struct {
 	crashAfter uint64 // 0: no crash injection
 	err        error  // sticky: after a failed write or fsync the file state is unknown
 	closed     bool
+	unsynced   bool // a deferred record awaits an fsync
 }
 
 // Create makes a new journal file at path (which must not exist) and fsyncs
@@ -207,6 +208,19 @@ func Read(path string) (Replay, error) {
 // at Create/Open, the process SIGKILLs itself right after record k is durable,
 // so tests can crash the real binary at an exact point.
 func (j *Journal) Append(typ string, data any) (Record, error) {
+	return j.append(typ, data, true)
+}
+
+// AppendDeferred writes a record like Append but leaves it to the next
+// Append (or Close) to make it durable. It is for records whose loss in a
+// machine crash only costs repeating idempotent work: a step's outcome,
+// whose step runs again on resume. Process crashes lose nothing: the
+// kernel has the write.
+func (j *Journal) AppendDeferred(typ string, data any) (Record, error) {
+	return j.append(typ, data, false)
+}
+
+func (j *Journal) append(typ string, data any, sync bool) (Record, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.closed {
@@ -245,9 +259,14 @@ func (j *Journal) Append(typ string, data any) (Record, error) {
 	}
 	// After a failed fsync the page cache may not match the disk, so the
 	// journal refuses further appends; reopening replays what is really there.
-	if err := j.f.Sync(); err != nil {
+	if !sync {
+		j.unsynced = true
+	} else if err := j.f.Sync(); err != nil {
 		j.err = fmt.Errorf("append record %d to journal %s at byte %d: fsync: %w", rec.Seq, j.path, j.size, err)
 		return Record{}, j.err
+	}
+	if sync {
+		j.unsynced = false
 	}
 	j.size += int64(len(frame))
 	j.seq = rec.Seq
@@ -268,6 +287,12 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
+	if j.unsynced && j.err == nil {
+		if err := j.f.Sync(); err != nil {
+			j.f.Close()
+			return fmt.Errorf("close journal %s: fsync: %w", j.path, err)
+		}
+	}
 	if err := j.f.Close(); err != nil {
 		return fmt.Errorf("close journal %s: %w", j.path, err)
 	}

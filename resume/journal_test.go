@@ -58,7 +58,12 @@ func helperAppend(reopen bool) {
 		os.Exit(3)
 	}
 	for i := 0; i < 20; i++ {
-		if _, err := j.Append("step-done", map[string]int{"i": i}); err != nil {
+		// Every other record is deferred: a process crash must keep it too.
+		appendRec := j.Append
+		if i%2 == 1 {
+			appendRec = j.AppendDeferred
+		}
+		if _, err := appendRec("step-done", map[string]int{"i": i}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
@@ -672,6 +677,7 @@ func TestCrashAfterRecord(t *testing.T) {
 	}{
 		{"create", 0, 3},
 		{"create, first record", 0, 1},
+		{"create, after a deferred record", 0, 4},
 		{"resume", 3, 5},
 	}
 	for _, tt := range tests {

@@ -371,7 +371,14 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		var ue *cluster.UnreachableError
 		out.Unreachable = errors.As(err, &ue)
 	}
-	if jerr := x.record(run, map[bool]string{true: recStepFailed, false: recStepDone}[err != nil], out); jerr != nil {
+	// A step's success need not be durable before the next step begins:
+	// the next record's fsync makes it so, and a machine crash before that
+	// only repeats the step, which is idempotent.
+	record := x.record
+	if err == nil {
+		record = x.recordDeferred
+	}
+	if jerr := record(run, map[bool]string{true: recStepFailed, false: recStepDone}[err != nil], out); jerr != nil {
 		return res, &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
 	}
 	var ae *cluster.AgentError
@@ -417,8 +424,11 @@ func (x *Executor) retryUnreachable(ctx context.Context, node string, s Step, ca
 	}
 }
 
-// deaRoomFor checks, on every DEA at once, that the instances of DEA node
-// fit on the others (first-fit decreasing).
+// deaRoomFor checks that the instances of DEA node fit on the other DEAs
+// (first-fit decreasing). It asks the others for their figures a batch at
+// a time, at once within a batch, and stops as soon as the instances fit:
+// on a cluster of hundreds of DEAs a retirement costs a few probes, not
+// one per DEA.
 func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error {
 	candidates := x.DEAs
 	if candidates == nil {
@@ -428,38 +438,69 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 			}
 		}
 	}
-	caps := map[string]*steps.DEACapacity{}
-	var deas []string
-	for _, name := range candidates {
+	probe := func(name string) *steps.DEACapacity {
 		tr := x.Transports[name]
 		if tr == nil {
-			continue
+			return nil
 		}
 		var res steps.Result
 		err := tr.Call(ctx, steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{Capacity: true}}, &res, nil)
-		if err != nil || res.Probe == nil || res.Probe.Capacity == nil {
-			if name == node {
-				return nil // no figures for it: nothing to check against
-			}
-			continue // a DEA without figures takes nothing
+		if err != nil || res.Probe == nil {
+			return nil // a DEA without figures takes nothing
 		}
-		caps[name] = res.Probe.Capacity
-		deas = append(deas, name)
+		return res.Probe.Capacity
 	}
-	if caps[node] == nil || len(deas) < 2 {
-		return nil
+	own := probe(node)
+	if own == nil || len(own.Instances) == 0 {
+		return nil // no figures for it, or nothing to move
 	}
-	if missing, biggest := fitElsewhere(node, deas, caps); missing > 0 {
-		return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB); add a DEA node, then run `sentinel upgrade --resume`", node, missing, biggest)
+	caps := map[string]*steps.DEACapacity{node: own}
+	deas := []string{node}
+	var others []string
+	for _, name := range candidates {
+		if name != node {
+			others = append(others, name)
+		}
 	}
-	return nil
+	if len(others) == 0 {
+		return nil // a lone DEA: its apps stop, as preflight said
+	}
+	const batch = 16
+	missing, biggest := int64(0), int64(0)
+	for start := 0; start < len(others); start += batch {
+		names := others[start:min(start+batch, len(others))]
+		got := make([]*steps.DEACapacity, len(names))
+		var wg sync.WaitGroup
+		for i, name := range names {
+			wg.Go(func() { got[i] = probe(name) })
+		}
+		wg.Wait()
+		for i, name := range names {
+			if got[i] != nil {
+				caps[name] = got[i]
+				deas = append(deas, name)
+			}
+		}
+		if missing, biggest = fitElsewhere(node, deas, caps); missing == 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB); add a DEA node, then run `sentinel upgrade --resume`", node, missing, biggest)
 }
 
 // record appends to the journal and keeps the in-memory run in step with it.
 func (x *Executor) record(run *Run, typ string, data any) error {
+	return x.appendRecord(run, typ, data, x.Journal.Append)
+}
+
+func (x *Executor) recordDeferred(run *Run, typ string, data any) error {
+	return x.appendRecord(run, typ, data, x.Journal.AppendDeferred)
+}
+
+func (x *Executor) appendRecord(run *Run, typ string, data any, appendRec func(string, any) (resume.Record, error)) error {
 	x.journal.Lock()
 	defer x.journal.Unlock()
-	rec, err := x.Journal.Append(typ, data)
+	rec, err := appendRec(typ, data)
 	if err != nil {
 		return fmt.Errorf("cannot write the run journal %s: %w (fix the disk, then resume)", x.Journal.Path(), err)
 	}

@@ -1,0 +1,166 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// benchCluster scales the docs' larger cluster to n nodes: a core, and of
+// the others about 60% DEAs, 10% routers, 5% controllers, the rest data
+// services on nodes of their own.
+func benchCluster(n int) []cluster.Node {
+	nodes := []cluster.Node{{Name: "core", Roles: []string{"primary", "controller", "router"}}}
+	deas, routers, controllers := (n-1)*6/10, max((n-1)/10, 1), max((n-1)/20, 1)
+	for i := 1; i < n; i++ {
+		var roles []string
+		switch {
+		case i <= deas:
+			roles = []string{release.RoleDEA}
+		case i <= deas+routers:
+			roles = []string{release.RoleRouter}
+		case i <= deas+routers+controllers:
+			roles = []string{release.RoleController}
+		default:
+			roles = []string{[]string{"mysql", "postgresql", "redis", "rabbit", "filesystem", "mongodb"}[i%6]}
+		}
+		nodes = append(nodes, cluster.Node{Name: fmt.Sprintf("%s-%d", roles[0], i), Roles: roles})
+	}
+	return nodes
+}
+
+// benchPlan gives every node the shape of a real node plan: DEAs retire
+// first and unretire last.
+func benchPlan(nodes []cluster.Node, stepsPerNode, maxInFlight int) *Plan {
+	p := &Plan{From: "3.4.1", To: "3.4.2", MaxInFlight: maxInFlight}
+	ops := []string{steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth}
+	for _, n := range OrderBy(nodes, nil) {
+		np := NodePlan{Node: n.Name, Roles: n.Roles, From: "3.4.1"}
+		dea := n.HasRole(release.RoleDEA)
+		if dea {
+			np.Steps = append(np.Steps, Step{ID: "retire", Op: steps.OpRetire})
+		}
+		for len(np.Steps) < stepsPerNode-1 {
+			op := ops[len(np.Steps)%len(ops)]
+			np.Steps = append(np.Steps, Step{ID: fmt.Sprintf("%d/%s", len(np.Steps), op), Op: op})
+		}
+		last := Step{ID: "commit", Op: steps.OpCommit}
+		if dea {
+			last = Step{ID: "unretire", Op: steps.OpUnretire}
+		}
+		np.Steps = append(np.Steps, last)
+		p.Nodes = append(p.Nodes, np)
+	}
+	return p
+}
+
+// BenchmarkRollout measures the orchestrator's own cost: every node is
+// in-process and each step takes a fixed hook time, so what the run takes
+// beyond the critical path the role rules allow (DEAs one at a time, the
+// core last) is the journal, the scheduling and the capacity checks.
+//
+//	wall/critical   the run's wall time over the critical path (goal: <= 1.10)
+//	overhead-µs/node (wall - critical path) / nodes
+//	peak-RSS-MiB    the process's high-water mark after the run
+func BenchmarkRollout(b *testing.B) {
+	const hook = 5 * time.Millisecond
+	const stepsPerNode = 12
+	for _, n := range []int{20, 100, 500} {
+		b.Run(fmt.Sprintf("nodes=%d", n), func(b *testing.B) {
+			nodes := benchCluster(n)
+			var deas []string
+			tr := map[string]cluster.Transport{}
+			for _, nd := range nodes {
+				if nd.HasRole(release.RoleDEA) {
+					deas = append(deas, nd.Name)
+				}
+				tr[nd.Name] = benchNode{hook: hook}
+			}
+			var wall, critical time.Duration
+			for i := 0; i < b.N; i++ {
+				plan := benchPlan(nodes, stepsPerNode, 8)
+				runs := Runs{Dir: b.TempDir()}
+				j, run, err := runs.Start(fmt.Sprint("bench-", i), nil, "bench", plan)
+				if err != nil {
+					b.Fatal(err)
+				}
+				x := &Executor{Journal: j, Progress: quietProgress{}, Transports: tr, DEAs: deas}
+				start := time.Now()
+				if err := x.Execute(context.Background(), run); err != nil {
+					b.Fatal(err)
+				}
+				wall += time.Since(start)
+				j.Close()
+				var end float64
+				for _, sl := range Simulate(plan, benchCost(hook)) {
+					end = max(end, sl.End)
+				}
+				critical += time.Duration(end)
+			}
+			b.ReportMetric(float64(wall)/float64(critical), "wall/critical")
+			b.ReportMetric(float64(wall-critical)/float64(b.N)/float64(n)/1e3, "overhead-µs/node")
+			b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
+		})
+	}
+}
+
+// benchCost is a node's share of the critical path: its steps, and for a
+// DEA the two capacity probes of its retirement (its own, then the others'
+// at once), each taking the hook time.
+func benchCost(hook time.Duration) func(NodePlan) float64 {
+	return func(np NodePlan) float64 {
+		n := len(np.Steps)
+		if slices.Contains(np.Roles, release.RoleDEA) {
+			n += 2
+		}
+		return float64(n) * float64(hook)
+	}
+}
+
+// benchNode answers every call, capacity probes too, after the fixed hook
+// time.
+type benchNode struct{ hook time.Duration }
+
+func (n benchNode) Call(ctx context.Context, op string, in, out any, on func(cluster.Event)) error {
+	t := time.NewTimer(n.hook)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		if op == steps.OpProbe {
+			// Every DEA half full of 256 MB instances: a retiring DEA's
+			// instances fit on the next one.
+			insts := make([]steps.AppInstance, 8)
+			for i := range insts {
+				insts[i] = steps.AppInstance{App: fmt.Sprint("app-", i), MemoryMB: 256}
+			}
+			out.(*steps.Result).Probe = &steps.ProbeFacts{Capacity: &steps.DEACapacity{MemoryTotalMB: 4096, MemoryUsedMB: 2048, Instances: insts}}
+		}
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// peakRSSMiB reads the process's resident-memory high-water mark.
+func peakRSSMiB() float64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
