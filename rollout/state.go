@@ -222,6 +222,8 @@ func (r *Run) apply(rec resume.Record) error {
 				s.State = StateRunning // its effect is unknown: it runs again on resume
 			}
 		}
+	case recStepReset:
+		return r.applyReset(rec.Data, rec.Seq)
 	case recRollbackStart:
 		var v rollbackStart
 		if err := json.Unmarshal(rec.Data, &v); err != nil {

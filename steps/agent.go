@@ -305,6 +305,9 @@ func (a *Agent) stop(ctx context.Context, req Request) (Result, error) {
 	if err != nil || cur == "" {
 		return Result{Note: "no current release: nothing to stop"}, err
 	}
+	if st, ok := a.status(ctx, req.Component, cur); ok && st.State == "stopped" {
+		return Result{Note: req.Component + " already stopped (status hook): stop hook not run again"}, nil
+	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, cur), "stop", a.env(req, cur), req.Hooks.Stop.Timeout.Or(release.DefaultHookTimeout))
 	return Result{Changed: ran, Note: "stopped " + cur}, err
 }
@@ -313,6 +316,12 @@ func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
 	done := a.Layout.Migrated(req.Component, req.Version)
 	if _, err := os.Stat(done); err == nil {
 		return Result{Note: "already migrated to " + req.Version + " (not run again)"}, nil
+	}
+	// The hook may have finished just before a crash that came before the
+	// mark: the component itself knows.
+	if st, _ := a.status(ctx, req.Component, req.Version); st.Schema == req.Version {
+		return Result{Note: "schema already at " + req.Version + " (status hook): migrate hook not run again"},
+			cluster.WriteFileAtomic(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "migrate", a.env(req, req.Version), req.Hooks.Migrate.Timeout.Or(release.DefaultHookTimeout))
 	if err != nil {
@@ -376,6 +385,9 @@ func (a *Agent) requireCurrent(req Request) error {
 func (a *Agent) start(ctx context.Context, req Request) (Result, error) {
 	if err := a.requireCurrent(req); err != nil {
 		return Result{}, err
+	}
+	if st, ok := a.status(ctx, req.Component, req.Version); ok && st.State == "running" && st.Version == req.Version {
+		return Result{Note: req.Component + " " + req.Version + " already running (status hook): start hook not run again"}, nil
 	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "start", a.env(req, req.Version), req.Hooks.Start.Timeout.Or(release.DefaultHookTimeout))
 	return Result{Changed: ran}, err

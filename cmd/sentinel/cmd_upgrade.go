@@ -245,6 +245,9 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		fmt.Fprintf(o.stderr, "sentinel: resuming run %s (%s -> %s) at %s; artifacts from %s\n", run.ID, run.Plan.From, run.Plan.To, run.Where(), exec.Source)
 		log.Info("resuming run", zap.String("run", run.ID), zap.String("at", run.Where()), zap.String("source", exec.Source.String()))
 		exec.Journal = j
+		if err := recheckNodes(ctx, o, log, exec, run); err != nil {
+			return err
+		}
 		return finishRun(o, log, run.Plan, execute(ctx, exec, run))
 	}
 
@@ -281,6 +284,36 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		fmt.Fprintf(o.stdout, "Run %s: upgrading %s from %s to %s\n", id, inv.Name, plan.From, plan.To)
 	}
 	return finishRun(o, log, plan, execute(ctx, exec, run))
+}
+
+// recheckNodes asks the nodes what they run before a resumed run goes on,
+// and says which steps run again because a node no longer shows them.
+func recheckNodes(ctx context.Context, o upgradeOptions, log *zap.Logger, exec *rollout.Executor, run *rollout.Run) error {
+	resets, unreached, err := exec.Recheck(ctx, run)
+	if err != nil {
+		return err
+	}
+	type group struct {
+		node, reason, first string
+		n                   int
+	}
+	var groups []*group
+	for _, r := range resets {
+		log.Warn("step reset on resume", zap.String("node", r.Node), zap.String("step", r.Step), zap.String("reason", r.Reason))
+		if g := len(groups); g > 0 && groups[g-1].node == r.Node && groups[g-1].reason == r.Reason {
+			groups[g-1].n++
+			continue
+		}
+		groups = append(groups, &group{node: r.Node, reason: r.Reason, first: r.Step, n: 1})
+	}
+	for _, g := range groups {
+		fmt.Fprintf(o.stderr, "sentinel: node %s: %s; %d done step(s) from %s run again\n", g.node, g.reason, g.n, g.first)
+	}
+	for _, n := range unreached {
+		fmt.Fprintf(o.stderr, "sentinel: node %s cannot be reached now to check what it runs; its steps are tried when its turn comes\n", n)
+		log.Warn("node not rechecked on resume", zap.String("node", n))
+	}
+	return nil
 }
 
 // runPreflight checks every node before a run changes anything: failures
