@@ -38,7 +38,7 @@ func main() {
 }
 
 func upCmd() *cobra.Command {
-	var dir, rel, sentinel string
+	var dir, rel, sentinel, layout string
 	var nodes, payloadMiB int
 	var withCache, withSSH bool
 	cmd := &cobra.Command{
@@ -53,7 +53,10 @@ With --ssh, every node gets its own OpenSSH sshd on its loopback address
 file reaches the nodes over SSH.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			opt := fixtures.LabOptions{Dir: dir, Nodes: nodes, Release: rel}
+			if layout != "" && cmd.Flags().Changed("nodes") {
+				return fmt.Errorf("--layout %s fixes the nodes: leave out --nodes", layout)
+			}
+			opt := fixtures.LabOptions{Dir: dir, Nodes: nodes, Release: rel, Layout: layout}
 			if payloadMiB > 0 {
 				opt.Channel.PayloadBytes = map[string]int64{}
 				for _, c := range fixtures.Components() {
@@ -96,6 +99,7 @@ file reaches the nodes over SSH.`,
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to create the lab in (required)")
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of nodes (1 is a micro cloud with every role)")
+	cmd.Flags().StringVar(&layout, "layout", "", "one of the docs' example clusters instead of --nodes: five (core, data services, three DEAs) or twenty (core, controller, load balancer, two routers, three data-services nodes, twelve DEAs)")
 	cmd.Flags().StringVar(&rel, "release", "3.4.1", "release the nodes start on")
 	cmd.Flags().BoolVar(&withCache, "cache", true, "make the core node the cache node and start its daemon")
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "reach every node over SSH: an sshd per node on its loopback address (needs root)")
