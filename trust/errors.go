@@ -32,7 +32,7 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 var advice = map[string]string{
-	CheckSignature:  "the document or its .sig was changed after signing: do not install from this mirror; fetch the channel again from the publisher or another mirror",
+	CheckSignature:  "the .sig is missing, or the document or its .sig is not what the publisher signed: do not install from this mirror; fetch the channel again from the publisher or another mirror",
 	CheckThreshold:  "the channel is not signed by enough trusted keys: ask the publisher to add the missing signatures",
 	CheckUnknownKey: "if the publisher rotated its keys, the channel must publish the new root signed by the old keys (<version>.root.json); otherwise the mirror is not the publisher's",
 	CheckExpired:    "the channel's metadata is stale; ask the publisher to re-sign, or pass --allow-expired-metadata if you knowingly run an air-gapped mirror",
