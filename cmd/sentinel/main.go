@@ -16,6 +16,7 @@ import (
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/trust"
 )
 
 // journaling is set while an upgrade runs its journaled steps: a first
@@ -55,6 +56,7 @@ func exitCode(err error) int {
 	)
 	var missing *rollout.MissingArtifactsError
 	var pf *preflightError
+	var te *trust.Error // a refused signature, expiry or version: bad input
 	switch {
 	case err == nil:
 		return exitOK
@@ -63,7 +65,7 @@ func exitCode(err error) int {
 	case errors.As(err, &missing), errors.As(err, &pf):
 		return exitPreflight
 	case errors.As(err, &ue), errors.As(err, &rue), errors.As(err, &me), errors.As(err, &ure),
-		errors.As(err, &npe), errors.As(err, &ie), errors.As(err, &le):
+		errors.As(err, &npe), errors.As(err, &ie), errors.As(err, &le), errors.As(err, &te):
 		return exitUsage
 	}
 	return exitFailed
@@ -134,5 +136,6 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 		return &usageError{msg: err.Error()}
 	})
 	root.AddCommand(newUpgradeCmd(stopping), newPreflightCmd(), newStatusCmd(), newCacheCmd(), newNodeCmd(), newVersionCmd())
+	root.AddCommand(newReleaseCmd())
 	return root
 }
