@@ -339,12 +339,14 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 			// The DEAs' load changed since preflight: check again that
 			// this one's instances fit on the others, right before.
 			if err := x.deaRoomFor(ctx, run, node); err != nil {
+				// Like a drain past its deadline: nothing changed, and the
+				// run goes on once there is room.
 				x.Progress.StepFinished(node, s, steps.Result{}, err)
 				out := stepOutcome{Node: node, Step: s.ID, Error: err.Error()}
 				if jerr := x.record(run, recStepFailed, out); jerr != nil {
 					return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
 				}
-				return steps.Result{}, err
+				return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
 			}
 		}
 	}
@@ -485,7 +487,7 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 			return nil
 		}
 	}
-	return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB); add a DEA node, then run `sentinel upgrade --resume`", node, missing, biggest)
+	return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB): add a DEA node to the cluster (and to cluster.yaml) first", node, missing, biggest)
 }
 
 // record appends to the journal and keeps the in-memory run in step with it.

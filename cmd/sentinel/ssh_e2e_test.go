@@ -32,10 +32,16 @@ import (
 // The sshds are stopped when the test ends.
 func sshLab(t *testing.T, nodes int) (*testLab, map[string]*fixtures.SSHD) {
 	t.Helper()
+	return sshLabWith(t, fixtures.LabOptions{Nodes: nodes, Release: "3.4.1"})
+}
+
+// sshLabWith is sshLab with every lab option.
+func sshLabWith(t *testing.T, opt fixtures.LabOptions) (*testLab, map[string]*fixtures.SSHD) {
+	t.Helper()
 	if err := fixtures.CheckSSHD(); err != nil {
 		t.Skip(err)
 	}
-	lab := newLab(t, nodes, "3.4.1")
+	lab := newLabWith(t, opt)
 	sshds := map[string]*fixtures.SSHD{}
 	for _, n := range lab.Nodes {
 		s, err := lab.ServeSSH(n.Name)
