@@ -50,7 +50,7 @@ func AcquireLock(path string, cmdline string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acquire lock: %w", err)
 	}
-	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if err := flockPatiently(f); err != nil {
 		defer f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, &LockedError{Path: path, Holder: readHolder(f)}
@@ -115,6 +115,20 @@ func readHolder(f *os.File) string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// flockPatiently takes the exclusive lock, trying again for a second when
+// it is held: LockHeld (`sentinel status`, perhaps with --watch) holds a
+// shared lock for an instant, and a run starting then must not be refused.
+func flockPatiently(f *os.File) error {
+	deadline := time.Now().Add(time.Second)
+	for {
+		err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
+		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // LockHeld reports whether some process holds the lock at path, and who,

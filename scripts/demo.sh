@@ -12,14 +12,14 @@ trap 'sentinel-lab down --dir "$LAB"' EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "bring up a one-node lab (every role) on 3.4.1, the core node also the cache node"
-eval "$(sentinel-lab up --dir "$LAB" --nodes 1 --release 3.4.1 | tee /dev/stderr)"
+step "bring up the docs' five-node cluster (core; data services; three DEAs) on 3.4.1, the core node also the cache node"
+eval "$(sentinel-lab up --dir "$LAB" --layout five --release 3.4.1 | tee /dev/stderr)"
 
 step "sentinel preflight 3.4.2: every node checked, nothing changes"
 sentinel preflight 3.4.2
 
-step "sentinel upgrade 3.4.2 --dry-run: the plan, nothing changes"
-sentinel upgrade 3.4.2 --dry-run
+step "sentinel upgrade 3.4.2 --dry-run: the plan, the order of the nodes and the downtime by role; nothing changes"
+sentinel upgrade 3.4.2 --dry-run | tail -n 14
 
 step "fill the cache node while the cluster runs: sentinel upgrade 3.4.2 --download-only --cache-ip $SENTINEL_CACHE_IP"
 sentinel upgrade 3.4.2 --download-only --cache-ip "$SENTINEL_CACHE_IP"
@@ -28,9 +28,9 @@ sentinel cache ls --dir "$LAB/nodes/core/var/sentinel-cache"
 step "the internet goes away: stop the upstream"
 sentinel-lab upstream stop --dir "$LAB"
 
-step "sentinel upgrade 3.4.2 --cache-ip, killed with SIGKILL after journal record 70 (test hook)"
+step "sentinel upgrade 3.4.2 --cache-ip, killed with SIGKILL after journal record 150 (test hook)"
 set +e
-SENTINEL_CRASH_AFTER_RECORD=70 sentinel upgrade 3.4.2 --cache-ip "$SENTINEL_CACHE_IP" --yes
+SENTINEL_CRASH_AFTER_RECORD=150 sentinel upgrade 3.4.2 --cache-ip "$SENTINEL_CACHE_IP" --yes
 echo "exit status $? (killed)"
 set -e
 
@@ -43,13 +43,14 @@ sentinel status
 step "sentinel upgrade --resume finishes it, from the cache, still without upstream"
 sentinel upgrade --resume
 
-step "sentinel status: every component on 3.4.2"
-sentinel status
+step "sentinel status: every node on 3.4.2"
+sentinel status | sed -n 1,12p
 
-step "the internet is back: sentinel upgrade 3.4.3 goes on from 3.4.2, straight from the upstream"
+step "the internet is back: sentinel upgrade 3.4.3 --max-in-flight 2 goes on from 3.4.2, straight from the upstream, two nodes at a time where no redundant role goes down"
 sentinel-lab upstream start --dir "$LAB"
-sentinel upgrade 3.4.3 --yes >/dev/null
-sentinel status | tail -n 14
+sentinel upgrade 3.4.3 --dry-run --max-in-flight 2 | sed -n '/^Schedule/,/^$/p'
+sentinel upgrade 3.4.3 --yes --max-in-flight 2 >/dev/null
+sentinel status | sed -n 1,12p
 
 step "the command line of every run is logged for manual recovery"
 grep -h 'Running with command' "$LAB"/nodes/core/logs/sentinel-cli.log

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -21,6 +23,8 @@ type statusOptions struct {
 	cluster  string
 	allSteps bool
 	output   string
+	watch    bool
+	interval time.Duration
 }
 
 func newStatusCmd() *cobra.Command {
@@ -34,13 +38,63 @@ Then each node's components: the release its current link points at and the
 one node.json records.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if o.watch {
+				return watchStatus(cmd.Context(), o, cmd.OutOrStdout())
+			}
 			return runStatus(cmd.Context(), o, cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().StringVar(&o.cluster, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
 	cmd.Flags().BoolVar(&o.allSteps, "steps", false, "list every step of the run, not only a summary")
 	cmd.Flags().StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	cmd.Flags().BoolVarP(&o.watch, "watch", "w", false, "refresh every --interval until the run is no longer running (Ctrl-C to stop watching; the run goes on); with --output json, one JSON document per line per refresh")
+	cmd.Flags().DurationVar(&o.interval, "interval", 2*time.Second, "how often --watch refreshes")
 	return cmd
+}
+
+// watchStatus shows the status again every interval, until the run is no
+// longer running: the screen redrawn on a terminal, one report after the
+// other otherwise.
+func watchStatus(ctx context.Context, o statusOptions, w io.Writer) error {
+	if o.interval <= 0 {
+		return usagef("--interval must be positive, not %s", o.interval)
+	}
+	f, tty := w.(*os.File)
+	tty = tty && o.output == "text" && isTerminal(f)
+	for {
+		var buf bytes.Buffer
+		report, err := buildStatus(ctx, o)
+		if err != nil {
+			return err
+		}
+		if o.output == "json" {
+			if err := json.NewEncoder(&buf).Encode(report); err != nil {
+				return err
+			}
+		} else {
+			if tty {
+				buf.WriteString("\033[H\033[2J") // home, clear: one screen, redrawn
+			}
+			fmt.Fprintf(&buf, "%s (every %s)\n\n", time.Now().Format(time.TimeOnly), o.interval)
+			printStatus(&buf, report, o.allSteps)
+			if !tty {
+				buf.WriteString("\n")
+			}
+		}
+		if _, err := w.Write(buf.Bytes()); err != nil {
+			return err
+		}
+		if report.Run == nil || report.Run.Status != "running" {
+			return nil
+		}
+		t := time.NewTimer(o.interval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // statusReport is the JSON shape of `sentinel status --output json`.
@@ -76,8 +130,15 @@ type stepReport struct {
 }
 
 type nodeReport struct {
-	Node        string            `json:"node"`
-	Roles       []string          `json:"roles"`
+	Node  string   `json:"node"`
+	Roles []string `json:"roles"`
+	// Of the last run: the step the node is at (running, failed,
+	// interrupted, or the next pending one; "" when all are done), and
+	// how many of its steps are done.
+	Step        string            `json:"step,omitempty"`
+	StepState   string            `json:"step_state,omitempty"`
+	StepsDone   int               `json:"steps_done"`
+	StepsTotal  int               `json:"steps_total"`
 	Release     string            `json:"release,omitempty"`
 	Current     map[string]string `json:"current,omitempty"`
 	Recorded    map[string]string `json:"recorded,omitempty"`
@@ -85,25 +146,39 @@ type nodeReport struct {
 }
 
 func runStatus(ctx context.Context, o statusOptions, w io.Writer) error {
+	report, err := buildStatus(ctx, o)
+	if err != nil {
+		return err
+	}
+	if o.output == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(report)
+	}
+	printStatus(w, report, o.allSteps)
+	return nil
+}
+
+func buildStatus(ctx context.Context, o statusOptions) (statusReport, error) {
+	report := statusReport{}
 	if o.output != "text" && o.output != "json" {
-		return usagef("--output must be text or json, not %q", o.output)
+		return report, usagef("--output must be text or json, not %q", o.output)
 	}
 	inv, err := loadInventory(o.cluster)
 	if err != nil {
-		return err
+		return report, err
 	}
 	runs := rollout.Runs{Dir: inv.State()}
 	run, rep, err := runs.Latest()
 	if err != nil {
-		return err
+		return report, err
 	}
-	report := statusReport{}
 	if run != nil {
 		report.Run = describeRun(run, rep, runs)
 	}
 	tr, err := dialAll(inv)
 	if err != nil {
-		return err
+		return report, err
 	}
 	for _, n := range inv.Nodes {
 		nr := nodeReport{Node: n.Name, Roles: n.Roles}
@@ -116,15 +191,23 @@ func runStatus(ctx context.Context, o statusOptions, w io.Writer) error {
 				nr.Release, nr.Recorded = f.Record.Release, f.Record.Components
 			}
 		}
+		if report.Run != nil {
+			for _, s := range report.Run.Steps {
+				if s.Node != n.Name {
+					continue
+				}
+				nr.StepsTotal++
+				switch {
+				case s.State == rollout.StateDone:
+					nr.StepsDone++
+				case nr.Step == "" || nr.StepState == rollout.StatePending && s.State != rollout.StatePending:
+					nr.Step, nr.StepState = s.Step, s.State
+				}
+			}
+		}
 		report.Nodes = append(report.Nodes, nr)
 	}
-	if o.output == "json" {
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		return enc.Encode(report)
-	}
-	printStatus(w, report, o.allSteps)
-	return nil
+	return report, nil
 }
 
 func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *runReport {
@@ -210,16 +293,25 @@ func printStatus(w io.Writer, r statusReport, allSteps bool) {
 				fmt.Fprintf(w, "\noutput of %s on %s:\n%s\n", s.Step, s.Node, indent(s.Output))
 			}
 		}
-		var nodes []string
-		for n := range counts {
-			nodes = append(nodes, n)
+		if header {
+			fmt.Fprintln(w)
 		}
-		sort.Strings(nodes)
-		for _, n := range nodes {
-			c := counts[n]
-			fmt.Fprintf(w, "%s: %d steps done, %d failed, %d interrupted, %d running, %d pending\n", n,
-				c[rollout.StateDone], c[rollout.StateFailed], c["interrupted"], c[rollout.StateRunning], c[rollout.StatePending])
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "NODE\tROLES\tRELEASE\tSTEPS\tAT")
+		for _, n := range r.Nodes {
+			at := "done"
+			switch {
+			case n.StepsTotal == 0:
+				at = "not in this run"
+			case n.Step != "":
+				at = n.Step + " (" + n.StepState + ")"
+			}
+			if c := counts[n.Node]; c[rollout.StateFailed] > 0 {
+				at += fmt.Sprintf(", %d failed", c[rollout.StateFailed])
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%s\n", n.Node, strings.Join(n.Roles, ","), orDash(n.Release), n.StepsDone, n.StepsTotal, at)
 		}
+		tw.Flush()
 		fmt.Fprintln(w)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)

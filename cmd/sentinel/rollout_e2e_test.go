@@ -401,3 +401,60 @@ func componentsOf(t *testing.T, root string) []string {
 	}
 	return out
 }
+
+// `sentinel status --watch` follows a run: each refresh shows every node
+// with its step and progress, and the watch ends by itself once the run
+// is no longer running.
+func TestStatusWatchFollowsARun(t *testing.T) {
+	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
+	lab.SetMaintenanceHook("true")
+	dea1, _ := lab.Node("dea-1")
+	if err := fixtures.InjectFault(dea1.Root, "dea_ng", "drain", "hang", ""); err != nil {
+		t.Fatal(err)
+	}
+	up := startSentinel(t, lab, "upgrade", "3.4.2", "--yes", "--drain-timeout", "10m")
+	waitForLine(t, up.stdout, "[dea-1] 3.4.2/") // fetched: on to the retirement, which hangs
+
+	watch := startSentinel(t, lab, "status", "--watch", "--interval", "50ms", "--output", "json")
+	atRetire := func() bool {
+		line, err := watch.stdout.ReadString('\n')
+		if err != nil {
+			t.Fatalf("status --watch ended while the run was running: %v", err)
+		}
+		var rep statusReport
+		if err := json.Unmarshal([]byte(line), &rep); err != nil {
+			t.Fatalf("status --watch printed %q: %v", line, err)
+		}
+		if rep.Run == nil || rep.Run.Status != "running" {
+			t.Fatalf("status --watch: run %+v while the upgrade runs", rep.Run)
+		}
+		for _, n := range rep.Nodes {
+			if n.Node == "dea-1" {
+				return n.Step == "retire" && n.StepState == "running" && n.StepsDone > 0 && n.StepsTotal > n.StepsDone
+			}
+		}
+		t.Fatal("status --watch does not list dea-1")
+		return false
+	}
+	for !atRetire() {
+	}
+	_ = up.cmd.Process.Signal(syscall.SIGKILL)
+	_ = up.cmd.Wait()
+	// The watch sees the run stop, prints it once more and ends.
+	var last statusReport
+	for {
+		line, err := watch.stdout.ReadString('\n')
+		if err != nil {
+			break
+		}
+		if err := json.Unmarshal([]byte(line), &last); err != nil {
+			t.Fatalf("status --watch printed %q: %v", line, err)
+		}
+	}
+	if err := watch.cmd.Wait(); err != nil {
+		t.Fatalf("status --watch: %v", err)
+	}
+	if last.Run == nil || last.Run.Status != "interrupted" {
+		t.Errorf("last report of the watch: %+v, want the run interrupted", last.Run)
+	}
+}
