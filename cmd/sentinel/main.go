@@ -56,7 +56,8 @@ func exitCode(err error) int {
 	)
 	var missing *rollout.MissingArtifactsError
 	var pf *preflightError
-	var te *trust.Error // a refused signature, expiry or version: bad input
+	var te *trust.Error          // a refused signature, expiry or version: bad input
+	var hk *cluster.HostKeyError // known_hosts must be fixed: no retry helps
 	switch {
 	case err == nil:
 		return exitOK
@@ -65,7 +66,7 @@ func exitCode(err error) int {
 	case errors.As(err, &missing), errors.As(err, &pf):
 		return exitPreflight
 	case errors.As(err, &ue), errors.As(err, &rue), errors.As(err, &me), errors.As(err, &ure),
-		errors.As(err, &npe), errors.As(err, &ie), errors.As(err, &le), errors.As(err, &te):
+		errors.As(err, &npe), errors.As(err, &ie), errors.As(err, &le), errors.As(err, &te), errors.As(err, &hk):
 		return exitUsage
 	}
 	return exitFailed
