@@ -179,9 +179,9 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 		}
 		np.Steps = append(fetches, work...)
 		if len(np.Steps) == 0 {
-			np.Skip = "nothing to install"
+			np.Skip = "not affected: no patch of this run concerns its roles (" + strings.Join(n.Roles, ",") + ")"
 			if len(already) > 0 {
-				np.Skip = "already installed: " + strings.Join(already, ", ") + " (use `sentinel patch reinstall NAME` to install again)"
+				np.Skip = "already installed: " + strings.Join(already, ", ") + " (`sentinel patch reinstall NAME` installs one again)"
 			}
 		}
 	})
@@ -262,7 +262,7 @@ func MakeRevertPlan(in PlanInput) (*rollout.Plan, error) {
 		}
 		np.Steps = work
 		if len(work) == 0 {
-			np.Skip = "none of these patches is installed here"
+			np.Skip = "none of these patches is installed here (roles " + strings.Join(n.Roles, ",") + ")"
 		}
 	})
 }

@@ -134,5 +134,6 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 		return &usageError{msg: err.Error()}
 	})
 	root.AddCommand(newUpgradeCmd(stopping), newPreflightCmd(), newStatusCmd(), newCacheCmd(), newNodeCmd(), newVersionCmd())
+	root.AddCommand(newPatchCmd(stopping))
 	return root
 }
