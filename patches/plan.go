@@ -229,6 +229,7 @@ func MakeRevertPlan(in PlanInput) (*rollout.Plan, error) {
 			}
 			delete(kept, p.Name)
 			versions := map[string]string{}
+			slices.Reverse(comps) // undone in the reverse order of the install
 			for _, pc := range comps {
 				target, hooks := in.levelWithout(pc.Name, kept, n.Roles)
 				versions[pc.Name] = target
