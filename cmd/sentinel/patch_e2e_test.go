@@ -529,7 +529,6 @@ func TestPatchesSupersededByUpgrade(t *testing.T) {
 	}
 }
 
-
 // A patch that restarts dea_ng retires each DEA first and unretires it
 // after, one DEA at a time.
 func TestPatchDEARetiredOneAtATime(t *testing.T) {
