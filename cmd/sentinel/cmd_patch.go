@@ -43,6 +43,7 @@ type patchOptions struct {
 	drainTimeout time.Duration
 	installed    bool
 	notInstalled bool
+	downloadOnly bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -95,6 +96,7 @@ files disagree about a patch is reported, with what to run.
 		RunE: run(runPatchStatus),
 	}
 	status.Flags().BoolVar(&o.all, "all", false, "list every patch of the release, installed ones too")
+	status.Flags().StringVar(&o.cacheIP, "cache-ip", "", "read the patch catalog from the cache node's daemon (IP[:PORT]) instead of the upstream")
 
 	addRunFlags := func(c *cobra.Command, restart bool) {
 		f := c.Flags()
@@ -133,13 +135,16 @@ Installing a patch that is already installed is a no-op that says so.`,
 		Example: `  sentinel patch install --dry-run
   sentinel patch install aok-endpoint-fix --yes
   sentinel patch install --node router-3 --no-restart --yes
-  sentinel patch install --resume`,
+  sentinel patch install --resume
+  sentinel patch install --download-only --cache-ip 10.0.0.1   # fill the cache node now...
+  sentinel patch install --cache-ip 10.0.0.1 --yes             # ...install from it later, even offline`,
 		RunE: run(func(ctx context.Context, o *patchOptions, args []string) error {
 			return runPatchRun(ctx, o, patches.KindInstall, args, false)
 		}),
 	}
 	addRunFlags(install, true)
 	install.Flags().BoolVar(&o.resume, "resume", false, "finish the unfinished patch run instead of starting a new one")
+	install.Flags().BoolVar(&o.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with the patches' artifacts and documents; change no node")
 
 	reinstall := &cobra.Command{
 		Use:   "reinstall NAME",
@@ -398,6 +403,12 @@ func runPatchRun(ctx context.Context, o *patchOptions, kind string, names []stri
 	progress, closeProgress := newProgress(uo)
 	defer closeProgress()
 	progress = &loggedProgress{next: progress, log: log}
+	if o.downloadOnly {
+		if pc.cacheURL == "" || o.resume {
+			return usagef("--download-only needs --cache-ip (and no --resume): it fills the cache node, from which a later `sentinel patch install --cache-ip IP` runs")
+		}
+		return runPatchDownloadOnly(ctx, o, pc, names, progress, closeProgress)
+	}
 	exec := &rollout.Executor{Transports: pc.transports, Progress: progress, Stopping: o.stopping}
 
 	var runs rollout.Runs
@@ -453,7 +464,7 @@ func runPatchRun(ctx context.Context, o *patchOptions, kind string, names []stri
 		LockHeldByUs: true, Runs: runs, Ignore: ignore}, log); err != nil {
 		return err
 	}
-	if err := prefetchPatches(ctx, pc, plan, exec.Source, progress); err != nil {
+	if err := prefetchPatches(ctx, pc, plan, progress); err != nil {
 		return err
 	}
 	if !o.yes {
@@ -524,8 +535,8 @@ func resumePatchRun(ctx context.Context, o *patchOptions, pc *patchContext, runs
 // the nodes that need it, verified, before any change: a patch whose
 // artifact is missing or does not match its sha256 is refused with nothing
 // installed. The run's fetch steps then find them in place.
-func prefetchPatches(ctx context.Context, pc *patchContext, plan *rollout.Plan, src rollout.Source, progress rollout.Progress) error {
-	src = plan.DefaultSource()
+func prefetchPatches(ctx context.Context, pc *patchContext, plan *rollout.Plan, progress rollout.Progress) error {
+	src := plan.DefaultSource()
 	var mu sync.Mutex
 	var problems []error
 	g, gctx := errgroup.WithContext(ctx)

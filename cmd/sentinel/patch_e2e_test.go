@@ -562,3 +562,29 @@ func TestPatchDEARetiredOneAtATime(t *testing.T) {
 		}
 	}
 }
+
+// --download-only --cache-ip fills the cache node with the patches; the
+// install then runs from the cache with the upstream gone.
+func TestPatchFromCacheWithoutUpstream(t *testing.T) {
+	lab := newPatchLab(t)
+	lab.startCache(nil)
+	before := digests(t, lab)
+	r := lab.mustSucceed("patch", "install", "--download-only", "--cache-ip", lab.cacheIP)
+	if !strings.Contains(r.stdout, "The cache holds the patches of 3.4.2: 4 fetched now") {
+		t.Errorf("download-only:\n%s", r.stdout)
+	}
+	if got := changedNodes(t, lab, before); len(got) != 0 {
+		t.Errorf("download-only changed %v", got)
+	}
+	tw := lab.cutUpstream()
+	cacheHost := strings.Split(lab.cacheIP, ":")[0]
+	lab.mustSucceed("patch", "install", "aok-endpoint-fix", "--cache-ip", cacheHost, "--yes")
+	if n := tw.hits.Load(); n != 0 {
+		t.Errorf("the upstream got %d requests during the install from the cache", n)
+	}
+	wantLevel(t, lab.root("router-3"), "router", "3.4.2-p1", "3.4.2-p1")
+	wantLevel(t, lab.root("core"), "aok", "3.4.2-p1", "3.4.2-p1")
+	if r := lab.mustSucceed("patch", "status", "--cache-ip", cacheHost); !strings.Contains(r.stdout, "2 updates are available for 3.4.2.") {
+		t.Errorf("status from the cache:\n%s", r.stdout)
+	}
+}
