@@ -142,7 +142,7 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 			work = append(work, rollout.Step{ID: p.Name + "/backup", Op: steps.OpBackup, Release: p.Name,
 				Request: steps.Request{BackupID: in.RunID + "-" + p.Name}})
 			versions := map[string]string{}
-			var swaps []rollout.Step
+			var swaps, switchOnly []rollout.Step
 			for _, pc := range comps {
 				versions[pc.Name] = pc.Version
 				fetches = append(fetches, rollout.Step{ID: p.Name + "/" + pc.Name + "/fetch", Op: steps.OpFetch, Release: p.Name,
@@ -167,11 +167,15 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 						swaps = append(swaps, step(op))
 					}
 				} else {
-					swaps = append(swaps, step(steps.OpSwitch))
+					switchOnly = append(switchOnly, step(steps.OpSwitch))
 				}
 				running[pc.Name] = pc.Version
 			}
+			// Components switched without a restart come after those that
+			// restart: a failed health rolls back the latter before any of
+			// the former was switched (a rollback only undoes what it stopped).
 			work = append(work, swaps...)
+			work = append(work, switchOnly...)
 			work = append(work, recordStep(p, in.Catalog.Release, versions, true))
 		}
 		if retired {

@@ -142,3 +142,24 @@ func TestStatusFlagsDisagreement(t *testing.T) {
 		t.Errorf("available %d", st.Available())
 	}
 }
+
+// In a patch that restarts one component and only switches another, the
+// switch-only one comes after the restarted one's health: a failed health
+// rolls back before anything unstopped was switched.
+func TestInstallPlanSwitchOnlyLast(t *testing.T) {
+	cat, m, inv := fixture()
+	m.Components = append(m.Components, release.Component{Name: "console", Version: "3.4.2", Roles: []string{"controller"}})
+	cat.Patches[0].Components = []release.PatchComponent{
+		{Name: "console", Version: "3.4.2-p1", Restart: false, Artifact: release.Artifact{SHA256: d2, Size: 1}},
+		{Name: "aok", Version: "3.4.2-p1", Restart: true, Artifact: release.Artifact{SHA256: d1, Size: 1}},
+	}
+	plan, err := MakeInstallPlan(PlanInput{Inventory: inv, Facts: facts("3.4.2"), Catalog: cat, Manifest: m, Names: []string{"first"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"first/console/fetch@3.4.2-p1", "first/aok/fetch@3.4.2-p1", "first/backup@", "first/console/install@3.4.2-p1", "first/aok/install@3.4.2-p1",
+		"first/aok/stop@3.4.2-p1", "first/aok/switch@3.4.2-p1", "first/aok/start@3.4.2-p1", "first/aok/health@3.4.2-p1", "first/console/switch@3.4.2-p1", "first/record@"}
+	if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
+		t.Errorf("core steps %v\nwant %v", got, want)
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -239,22 +240,36 @@ func (pc *patchContext) read(ctx context.Context) error {
 	}
 	ch, err := release.OpenChannel(ctx, pc.channelURL, opts...)
 	if err != nil {
-		return err
+		return pc.explainCacheMiss(err)
 	}
 	pc.channel = ch
 	if pc.facts, err = rollout.Gather(ctx, pc.inv.Nodes, pc.transports); err != nil {
 		return fmt.Errorf("reading node facts: %w", err)
 	}
+	return pc.explainCacheMiss(pc.readCatalog(ctx))
+}
+
+// explainCacheMiss turns "404 from the cache daemon" into what to do.
+func (pc *patchContext) explainCacheMiss(err error) error {
+	var fe *release.FetchError
+	if pc.cacheURL != "" && errors.As(err, &fe) && fe.Status == http.StatusNotFound {
+		return usagef("the cache node %s does not hold the patches of the cluster's release: fill it first with `sentinel patch install --download-only --cache-ip HOST` (%v)", pc.cacheURL, err)
+	}
+	return err
+}
+
+func (pc *patchContext) readCatalog(ctx context.Context) error {
+	var err error
 	core := pc.inv.Core()
 	cf := pc.facts[core.Name]
 	if cf == nil || cf.Record == nil {
 		return &rollout.UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", core.Name, recordProblem(cf))}
 	}
 	pc.release = cf.Record.Release
-	if pc.catalog, err = ch.Patches(ctx, pc.release); err != nil {
+	if pc.catalog, err = pc.channel.Patches(ctx, pc.release); err != nil {
 		return err
 	}
-	if pc.manifest, err = ch.Manifest(ctx, pc.release); err != nil {
+	if pc.manifest, err = pc.channel.Manifest(ctx, pc.release); err != nil {
 		return err
 	}
 	return nil
@@ -457,6 +472,9 @@ func runPatchRun(ctx context.Context, o *patchOptions, kind string, names []stri
 		return printPatchPlan(o.stdout, o.output, plan)
 	}
 	if plan.NothingToDo() {
+		if o.output == "json" {
+			return newJSONProgress(o.stdout).emitResult("patch-"+verb, map[string]any{"nothing_to_do": true, "plan": plan})
+		}
 		printNothingToDo(o.stdout, plan, verb)
 		return nil
 	}

@@ -574,6 +574,9 @@ func TestPatchDEARetiredOneAtATime(t *testing.T) {
 func TestPatchFromCacheWithoutUpstream(t *testing.T) {
 	lab := newPatchLab(t)
 	lab.startCache(nil)
+	if r := lab.sentinel(nil, "patch", "install", "--cache-ip", lab.cacheIP, "--yes"); r.code != 2 || !strings.Contains(r.stderr, "patch install --download-only --cache-ip") {
+		t.Errorf("install from an empty cache: exit %d\n%s", r.code, r.stderr)
+	}
 	before := digests(t, lab)
 	r := lab.mustSucceed("patch", "install", "--download-only", "--cache-ip", lab.cacheIP)
 	if !strings.Contains(r.stdout, "The cache holds the patches of 3.4.2: 4 fetched now") {
