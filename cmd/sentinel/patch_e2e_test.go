@@ -597,3 +597,40 @@ func TestPatchFromCacheWithoutUpstream(t *testing.T) {
 		t.Errorf("status from the cache:\n%s", r.stdout)
 	}
 }
+
+// SIGKILL during `patch revert`, then --resume: the same end as an
+// uninterrupted revert, record and files in agreement.
+func TestPatchRevertCrashResumes(t *testing.T) {
+	ref := newPatchLab(t)
+	ref.mustSucceed("patch", "install", "aok-endpoint-fix", "--yes")
+	ref.mustSucceed("patch", "revert", "--yes")
+	want := map[string]map[string]string{}
+	for _, n := range labNodes {
+		want[n] = nodeState(t, ref.root(n))
+	}
+	rep, err := resume.Read(ref.journalPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := len(rep.Records)
+	for k := 2; k <= total; k++ {
+		if testing.Short() && k%5 != 2 && k != total {
+			continue
+		}
+		t.Run(fmt.Sprintf("record-%03d", k), func(t *testing.T) {
+			t.Parallel()
+			lab := newPatchLab(t)
+			lab.mustSucceed("patch", "install", "aok-endpoint-fix", "--yes")
+			lab.crashAt(k, "patch", "revert", "--yes")
+			if r := lab.sentinel(nil, "patch", "revert", "--resume"); r.code != 0 {
+				t.Fatalf("resume: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+			}
+			for _, n := range labNodes {
+				if got := nodeState(t, lab.root(n)); !reflect.DeepEqual(got, want[n]) {
+					t.Errorf("node %s differs from an uninterrupted revert:\n got %v\nwant %v", n, got, want[n])
+				}
+			}
+			consistent(t, lab, false)
+		})
+	}
+}
