@@ -17,6 +17,8 @@ type Index struct {
 type IndexEntry struct {
 	Version  string `json:"version"`
 	Manifest string `json:"manifest"`
+	// Patches, when set, points at the release's patch catalog.
+	Patches string `json:"patches,omitempty"`
 }
 
 // UpgradePath is one supported direct hop.

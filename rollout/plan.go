@@ -36,6 +36,11 @@ type Plan struct {
 	MaxInFlight int `json:"max_in_flight,omitempty"`
 	// Finally runs once every node is done: clean-up on the cache node.
 	Finally *NodePlan `json:"finally,omitempty"`
+	// Kind is what the run does: "" for an upgrade, or a patch run
+	// ("patch-install", "patch-revert"; see package patches), whose
+	// Patches it names.
+	Kind    string   `json:"kind,omitempty"`
+	Patches []string `json:"patches,omitempty"`
 }
 
 // NodePlan is one node's share of the run.

@@ -80,6 +80,8 @@ func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) 
 		return a.retire(ctx, req)
 	case OpUnretire:
 		return a.unretire(ctx)
+	case OpRecordPatch:
+		return a.recordPatch(req)
 	case OpCheckCache:
 		store := &cache.Store{Dir: a.Layout.CacheDir()}
 		var res Result
@@ -446,14 +448,27 @@ func (a *Agent) commit(req Request) (Result, error) {
 	for c, v := range req.Components {
 		next.Components[c] = v
 	}
-	// A release supersedes the patches of the one before it.
-	if rec.Release == req.Release {
+	// A release supersedes the patches of the one before it; and a
+	// reinstall of the same release (--force) that puts a patched
+	// component back on the release's version leaves no patch in place.
+	if rec.Release == req.Release && !replacesPatched(rec.Components, req.Components) {
 		next.Patches = rec.Patches
 	}
 	if err := cluster.WriteRecord(a.Layout.Root, next); err != nil {
 		return Result{}, err
 	}
 	return Result{Changed: true, Note: "node.json records " + req.Release}, nil
+}
+
+// replacesPatched reports whether a commit changes a component that runs a
+// patch level ("3.4.2-p1").
+func replacesPatched(have, want map[string]string) bool {
+	for c, v := range want {
+		if have[c] != v && strings.Contains(have[c], "-") {
+			return true
+		}
+	}
+	return false
 }
 
 func sameVersions(have, want map[string]string) bool {

@@ -26,10 +26,13 @@ const (
 	// OpCheckCache verifies, changing nothing, that the node cache holds
 	// the listed artifacts intact (--skip-download).
 	OpCheckCache = "check-cache"
+	// OpRecordPatch adds a patch to, or removes it from, node.json, with
+	// the component versions it leaves in place (see patch.go).
+	OpRecordPatch = "record-patch"
 )
 
 // Ops lists every operation the agent accepts.
-var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache, OpCheckCache, OpProbe, OpRetire, OpUnretire}
+var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache, OpCheckCache, OpProbe, OpRetire, OpUnretire, OpRecordPatch}
 
 // Request is the JSON document an agent operation reads on stdin. Each
 // operation uses the fields it needs.
@@ -62,6 +65,12 @@ type Request struct {
 	// Retire: how long the DEA may take to drain, or not to wait at all.
 	DrainDeadline release.Duration `json:"drain_deadline,omitempty"`
 	SkipDrain     bool             `json:"skip_drain,omitempty"`
+	// RecordPatch: the patch, and whether node.json is to record it as
+	// installed or not (with Release, the release it belongs to, and
+	// Components, the versions now in place; none: the record's list of
+	// patches alone changes).
+	Patch          string `json:"patch,omitempty"`
+	PatchInstalled bool   `json:"patch_installed,omitempty"`
 }
 
 // RestartItem is one component of a node restart.

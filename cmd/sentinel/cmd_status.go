@@ -108,6 +108,8 @@ type runReport struct {
 	Command  []string     `json:"command"`
 	From     string       `json:"from"`
 	To       string       `json:"to"`
+	Kind     string       `json:"kind,omitempty"`    // a patch run: patch-install or patch-revert
+	Patches  []string     `json:"patches,omitempty"` // of a patch run
 	Status   string       `json:"status"`
 	Error    string       `json:"error,omitempty"`
 	Started  time.Time    `json:"started"`
@@ -212,7 +214,7 @@ func buildStatus(ctx context.Context, o statusOptions) (statusReport, error) {
 
 func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *runReport {
 	rr := &runReport{ID: run.ID, Command: run.Command, From: run.Plan.From, To: run.Plan.To, Status: run.Status,
-		Error: run.Error, Started: run.Started}
+		Error: run.Error, Started: run.Started, Kind: run.Plan.Kind, Patches: run.Plan.Patches}
 	if !run.Ended.IsZero() {
 		rr.Ended = &run.Ended
 	}
@@ -250,7 +252,14 @@ func printStatus(w io.Writer, r statusReport, allSteps bool) {
 		fmt.Fprintln(w, "No run yet.")
 	} else {
 		run := r.Run
-		fmt.Fprintf(w, "Run %s: %s -> %s, %s\n", run.ID, run.From, run.To, strings.ToUpper(run.Status))
+		resumeCmd := "sentinel upgrade --resume"
+		if run.Kind != "" {
+			verb := strings.TrimPrefix(run.Kind, "patch-")
+			resumeCmd = "sentinel patch " + verb + " --resume"
+			fmt.Fprintf(w, "Run %s: patch %s of %s on %s, %s\n", run.ID, verb, strings.Join(run.Patches, ", "), run.To, strings.ToUpper(run.Status))
+		} else {
+			fmt.Fprintf(w, "Run %s: %s -> %s, %s\n", run.ID, run.From, run.To, strings.ToUpper(run.Status))
+		}
 		fmt.Fprintf(w, "  command: %s\n", commandLine(run.Command))
 		fmt.Fprintf(w, "  started: %s", run.Started.Local().Format(time.DateTime))
 		if run.Ended != nil {
@@ -258,7 +267,7 @@ func printStatus(w io.Writer, r statusReport, allSteps bool) {
 		}
 		fmt.Fprintln(w)
 		if run.Where != "" {
-			fmt.Fprintf(w, "  stopped at: %s; `sentinel upgrade --resume` continues\n", run.Where)
+			fmt.Fprintf(w, "  stopped at: %s; `%s` continues\n", run.Where, resumeCmd)
 		}
 		if run.TornTail != "" {
 			fmt.Fprintf(w, "  journal: torn last record, %s\n", run.TornTail)

@@ -1,0 +1,165 @@
+package patches
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+const d1 = "1111111111111111111111111111111111111111111111111111111111111111"
+const d2 = "2222222222222222222222222222222222222222222222222222222222222222"
+
+// Two patches of one release touch the same component (p2 includes p1).
+func fixture() (*release.Catalog, *release.Manifest, *cluster.Inventory) {
+	m := &release.Manifest{Version: "3.4.2", Components: []release.Component{
+		{Name: "aok", Version: "3.4.2", Roles: []string{"controller"}},
+		{Name: "router", Version: "3.4.2", Roles: []string{"router"}},
+	}}
+	cat := &release.Catalog{Release: "3.4.2", Patches: []release.Patch{
+		{ID: 1, Name: "first", Roles: []string{"controller"}, Components: []release.PatchComponent{{Name: "aok", Version: "3.4.2-p1", Restart: true, Artifact: release.Artifact{SHA256: d1, Size: 1}}}},
+		{ID: 2, Name: "second", Roles: []string{"controller"}, Components: []release.PatchComponent{{Name: "aok", Version: "3.4.2-p2", Restart: true, Artifact: release.Artifact{SHA256: d2, Size: 1}}}},
+	}}
+	inv := &cluster.Inventory{Nodes: []cluster.Node{
+		{Name: "core", Roles: []string{"primary", "controller"}},
+		{Name: "router-1", Roles: []string{"router"}},
+	}}
+	return cat, m, inv
+}
+
+func facts(aok string, patches ...string) map[string]*steps.Facts {
+	return map[string]*steps.Facts{
+		"core":     {Record: &cluster.Record{Release: "3.4.2", Patches: patches}, Current: map[string]string{"aok": aok}},
+		"router-1": {Record: &cluster.Record{Release: "3.4.2"}, Current: map[string]string{"router": "3.4.2"}},
+	}
+}
+
+func stepIDs(np rollout.NodePlan) []string {
+	var out []string
+	for _, s := range np.Steps {
+		out = append(out, s.ID+"@"+s.Version)
+	}
+	return out
+}
+
+func TestRevertReturnsToTheLevelOfKeptPatches(t *testing.T) {
+	cat, m, inv := fixture()
+	cases := []struct {
+		name      string
+		names     []string
+		aok       string
+		have      []string
+		noRestart bool
+		want      []string
+	}{
+		{"revert the newer: back to the older's level", []string{"second"}, "3.4.2-p2", []string{"first", "second"}, false,
+			[]string{"second/revert/aok/stop@3.4.2-p1", "second/revert/aok/switch@3.4.2-p1", "second/revert/aok/start@3.4.2-p1", "second/revert/aok/health@3.4.2-p1", "second/record@"}},
+		{"revert the older only: the newer keeps aok", []string{"first"}, "3.4.2-p2", []string{"first", "second"}, false,
+			[]string{"first/record@"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			plan, err := MakeRevertPlan(PlanInput{Inventory: inv, Facts: facts(c.aok, c.have...), Catalog: cat, Manifest: m, Names: c.names, NoRestart: c.noRestart})
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := stepIDs(plan.Nodes[1]) // the core is last
+			if !slices.Equal(got, c.want) {
+				t.Errorf("core steps %v\nwant %v", got, c.want)
+			}
+			if plan.Nodes[0].Skip == "" {
+				t.Errorf("router-1 has no patch but gets steps: %v", stepIDs(plan.Nodes[0]))
+			}
+		})
+	}
+	// Both reverted, without restart: newest first, each to the level below.
+	plan, err := MakeRevertPlan(PlanInput{Inventory: inv, Facts: facts("3.4.2-p2", "first", "second"), Catalog: cat, Manifest: m, NoRestart: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"second/revert/aok/switch@3.4.2-p1", "second/record@", "first/revert/aok/switch@3.4.2", "first/record@"}
+	if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
+		t.Errorf("core steps %v\nwant %v", got, want)
+	}
+	if v := plan.Nodes[1].Steps[1].Request.Components["aok"]; v != "3.4.2-p1" {
+		t.Errorf("record of the second revert says aok %s", v)
+	}
+}
+
+func TestInstallPlan(t *testing.T) {
+	cat, m, inv := fixture()
+	plan, err := MakeInstallPlan(PlanInput{Inventory: inv, Facts: facts("3.4.2"), Catalog: cat, Manifest: m, Names: []string{"first"}, RunID: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"first/aok/fetch@3.4.2-p1", "first/backup@", "first/aok/install@3.4.2-p1", "first/aok/stop@3.4.2-p1", "first/aok/switch@3.4.2-p1", "first/aok/start@3.4.2-p1", "first/aok/health@3.4.2-p1", "first/record@"}
+	if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
+		t.Errorf("core steps %v\nwant %v", got, want)
+	}
+	if plan.Kind != KindInstall || !slices.Equal(plan.Patches, []string{"first"}) {
+		t.Errorf("plan kind %q patches %v", plan.Kind, plan.Patches)
+	}
+	// Already recorded: nothing to do, and it says so.
+	plan, _ = MakeInstallPlan(PlanInput{Inventory: inv, Facts: facts("3.4.2-p1", "first"), Catalog: cat, Manifest: m, Names: []string{"first"}})
+	if !plan.NothingToDo() || !strings.HasPrefix(plan.Nodes[1].Skip, "already installed: first") {
+		t.Errorf("second install: %+v", plan.Nodes[1])
+	}
+	// Unknown names and nodes are bad input.
+	for _, in := range []PlanInput{
+		{Inventory: inv, Facts: facts("3.4.2"), Catalog: cat, Manifest: m, Names: []string{"nope"}},
+		{Inventory: inv, Facts: facts("3.4.2"), Catalog: cat, Manifest: m, Only: []string{"nowhere"}},
+	} {
+		var ue *rollout.UsageError
+		if _, err := MakeInstallPlan(in); err == nil || !asUsage(err, &ue) {
+			t.Errorf("got %v, want a usage error", err)
+		}
+	}
+}
+
+func asUsage(err error, target **rollout.UsageError) bool {
+	ue, ok := err.(*rollout.UsageError)
+	*target = ue
+	return ok
+}
+
+func TestStatusFlagsDisagreement(t *testing.T) {
+	cat, m, inv := fixture()
+	st := ComputeStatus(cat, m, inv, facts("3.4.2", "first"))
+	p := st.Patches[0]
+	if !slices.Equal(p.InstalledOn, []string{"core"}) || len(p.ToBeInstalledOn) != 0 || len(p.Problems) != 1 || !strings.Contains(p.Problems[0].Problem, "not in place") {
+		t.Errorf("recorded without files: %+v", p)
+	}
+	st = ComputeStatus(cat, m, inv, facts("3.4.2-p1"))
+	p = st.Patches[0]
+	if !slices.Equal(p.ToBeInstalledOn, []string{"core"}) || len(p.Problems) != 1 || !strings.Contains(p.Problems[0].Problem, "does not record it") {
+		t.Errorf("files without record: %+v", p)
+	}
+	if st.Available() != 2 {
+		t.Errorf("available %d", st.Available())
+	}
+}
+
+// In a patch that restarts one component and only switches another, the
+// switch-only one comes after the restarted one's health: a failed health
+// rolls back before anything unstopped was switched.
+func TestInstallPlanSwitchOnlyLast(t *testing.T) {
+	cat, m, inv := fixture()
+	m.Components = append(m.Components, release.Component{Name: "console", Version: "3.4.2", Roles: []string{"controller"}})
+	cat.Patches[0].Components = []release.PatchComponent{
+		{Name: "console", Version: "3.4.2-p1", Restart: false, Artifact: release.Artifact{SHA256: d2, Size: 1}},
+		{Name: "aok", Version: "3.4.2-p1", Restart: true, Artifact: release.Artifact{SHA256: d1, Size: 1}},
+	}
+	plan, err := MakeInstallPlan(PlanInput{Inventory: inv, Facts: facts("3.4.2"), Catalog: cat, Manifest: m, Names: []string{"first"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"first/console/fetch@3.4.2-p1", "first/aok/fetch@3.4.2-p1", "first/backup@", "first/console/install@3.4.2-p1", "first/aok/install@3.4.2-p1",
+		"first/aok/stop@3.4.2-p1", "first/aok/switch@3.4.2-p1", "first/aok/start@3.4.2-p1", "first/aok/health@3.4.2-p1", "first/console/switch@3.4.2-p1", "first/record@"}
+	if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
+		t.Errorf("core steps %v\nwant %v", got, want)
+	}
+}

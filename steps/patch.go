@@ -1,0 +1,67 @@
+package steps
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+)
+
+// recordPatch makes node.json say whether a patch is installed, and which
+// component versions are in place, in one atomic write. It is the last
+// step of a patch on a node (after the files are switched in) and of its
+// revert: with the journal it keeps the record and the files in agreement
+// across a crash. Running it again changes nothing.
+func (a *Agent) recordPatch(req Request) (Result, error) {
+	if req.Patch == "" {
+		return Result{}, fmt.Errorf("record-patch: no patch named in the request")
+	}
+	rec, err := cluster.ReadRecord(a.Layout.Root)
+	if err != nil {
+		return Result{}, err
+	}
+	if req.Release != "" && rec.Release != req.Release {
+		return Result{}, fmt.Errorf("patch %s is for release %s, but node.json records release %s: the node was upgraded meanwhile; run `sentinel patch status`", req.Patch, req.Release, rec.Release)
+	}
+	has := slices.Contains(rec.Patches, req.Patch)
+	if has == req.PatchInstalled && sameVersions(rec.Components, req.Components) {
+		return Result{Note: fmt.Sprintf("node.json already records patch %s as %s", req.Patch, installedWord(req.PatchInstalled))}, nil
+	}
+	next := &cluster.Record{Release: rec.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
+	for c, v := range rec.Components {
+		next.Components[c] = v
+	}
+	var changed []string
+	for c, v := range req.Components {
+		if next.Components[c] != v {
+			changed = append(changed, c+" "+v)
+		}
+		next.Components[c] = v
+	}
+	for _, p := range rec.Patches {
+		if p != req.Patch {
+			next.Patches = append(next.Patches, p)
+		}
+	}
+	if req.PatchInstalled {
+		next.Patches = append(next.Patches, req.Patch)
+	}
+	if err := cluster.WriteRecord(a.Layout.Root, next); err != nil {
+		return Result{}, err
+	}
+	note := fmt.Sprintf("node.json records patch %s as %s", req.Patch, installedWord(req.PatchInstalled))
+	if len(changed) > 0 {
+		slices.Sort(changed)
+		note += " (" + strings.Join(changed, ", ") + ")"
+	}
+	return Result{Changed: true, Note: note}, nil
+}
+
+func installedWord(installed bool) string {
+	if installed {
+		return "installed"
+	}
+	return "not installed"
+}

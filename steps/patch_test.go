@@ -1,0 +1,68 @@
+package steps
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+)
+
+func TestRecordPatch(t *testing.T) {
+	root := t.TempDir()
+	a := &Agent{Node: "n", Layout: Layout{Root: root}}
+	if err := cluster.WriteRecord(root, &cluster.Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2", "nats": "3.4.2"}}); err != nil {
+		t.Fatal(err)
+	}
+	add := Request{Patch: "fix", PatchInstalled: true, Release: "3.4.2", Components: map[string]string{"aok": "3.4.2-p1"}}
+	res, err := a.Do(t.Context(), OpRecordPatch, add)
+	if err != nil || !res.Changed {
+		t.Fatalf("add: %+v %v", res, err)
+	}
+	rec, _ := cluster.ReadRecord(root)
+	if !slices.Equal(rec.Patches, []string{"fix"}) || rec.Components["aok"] != "3.4.2-p1" || rec.Components["nats"] != "3.4.2" {
+		t.Fatalf("record after add: %+v", rec)
+	}
+	// Again: no change (what a resumed run does after a crash).
+	if res, err := a.Do(t.Context(), OpRecordPatch, add); err != nil || res.Changed || !strings.Contains(res.Note, "already records") {
+		t.Fatalf("add again: %+v %v", res, err)
+	}
+	// Marking changes the list alone.
+	if _, err := a.Do(t.Context(), OpRecordPatch, Request{Patch: "fix", Release: "3.4.2"}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ = cluster.ReadRecord(root)
+	if len(rec.Patches) != 0 || rec.Components["aok"] != "3.4.2-p1" {
+		t.Fatalf("record after mark: %+v", rec)
+	}
+	// Another release: refused, record untouched.
+	if _, err := a.Do(t.Context(), OpRecordPatch, Request{Patch: "fix", PatchInstalled: true, Release: "3.4.1"}); err == nil || !strings.Contains(err.Error(), "records release 3.4.2") {
+		t.Fatalf("other release: %v", err)
+	}
+}
+
+func TestCommitSupersedesPatches(t *testing.T) {
+	cases := []struct {
+		name, release string
+		components    map[string]string
+		keep          bool
+	}{
+		{"next release", "3.4.3", map[string]string{"aok": "3.4.3", "nats": "3.4.3"}, false},
+		{"same release over a patched component (--force)", "3.4.2", map[string]string{"aok": "3.4.2", "nats": "3.4.2"}, false},
+		{"same release, patched component untouched", "3.4.2", map[string]string{"nats": "3.4.2", "new": "3.4.2"}, true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			root := t.TempDir()
+			a := &Agent{Node: "n", Layout: Layout{Root: root}}
+			cluster.WriteRecord(root, &cluster.Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2-p1", "nats": "3.4.2"}, Patches: []string{"fix"}})
+			if _, err := a.Do(t.Context(), OpCommit, Request{Release: c.release, Components: c.components}); err != nil {
+				t.Fatal(err)
+			}
+			rec, _ := cluster.ReadRecord(root)
+			if got := len(rec.Patches) == 1; got != c.keep {
+				t.Errorf("patches after commit: %v", rec.Patches)
+			}
+		})
+	}
+}
