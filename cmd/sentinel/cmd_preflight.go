@@ -101,6 +101,7 @@ func runPreflightCmd(ctx context.Context, o preflightOptions, args []string) err
 	defer closeLog()
 	log.Info("Running with command: " + commandLine(os.Args))
 	src.trust = o.metadataTrust(log)
+	src.trust.readOnly = true
 	plan, _, err := planUpgrade(ctx, inv, tr, target, o.force, "preflight", src)
 	if err != nil {
 		return err

@@ -24,6 +24,9 @@ import (
 // one) the run says loudly that nothing is verified.
 type metadataTrust struct {
 	allowExpired bool
+	// readOnly: verify against the trusted state but do not raise it
+	// (--dry-run and preflight change nothing, not even that).
+	readOnly bool
 	log          *zap.Logger
 	stderr       io.Writer
 }
@@ -46,7 +49,7 @@ func addAllowExpiredFlag(cmd *cobra.Command, allow *bool) {
 
 // metadataTrust is the policy the options give, logging to log.
 func (o upgradeOptions) metadataTrust(log *zap.Logger) *metadataTrust {
-	return &metadataTrust{allowExpired: o.allowExpired, log: log, stderr: o.stderr}
+	return &metadataTrust{allowExpired: o.allowExpired, readOnly: o.dryRun, log: log, stderr: o.stderr}
 }
 
 // channelOptions returns the option that verifies the channel, with its
@@ -94,6 +97,9 @@ func (mt *metadataTrust) accept(ch *release.Channel) error {
 			mt.warn(fmt.Sprintf("the trusted root expired %s; %s accepted only because of --allow-expired-metadata", v.Root().Expires.Format(time.RFC3339), m.Name),
 				zap.String("doc", "root.json"), zap.Int64("version", v.Root().Version), zap.Time("expired", v.Root().Expires))
 		}
+	}
+	if mt != nil && mt.readOnly {
+		return nil
 	}
 	if err := v.Commit(); err != nil {
 		return fmt.Errorf("recording the channel's trusted versions: %w", err)

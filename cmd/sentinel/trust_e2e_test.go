@@ -212,15 +212,20 @@ func TestSignedMetadataRefusedBeforeAnyDownload(t *testing.T) {
 	}
 	restore()
 
-	// A lower version than the one trusted: a run at version 2 raises the
-	// trusted version; the channel's version 1 is then a rollback.
+	// Everything undone, and published again at version 2: the upgrade
+	// goes through, and raises the trusted versions to 2 (a dry run, as
+	// above, or preflight, verifies but records nothing).
 	lab.sign("", 2, labExpiry, nil)
-	lab.mustSucceed("upgrade", "3.4.2", "--dry-run")
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	everyComponentOn(t, core.Root, "3.4.2")
+
+	// A lower version than the one trusted: the channel's version 1 of the
+	// index is now a rollback.
 	lab.sign("", 1, labExpiry, nil, "index.json")
 	before := nodeDigest(t, core.Root)
 	requests := lab.upstream.ArtifactRequests()
-	r = lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
-	if want := "index.json: rollback check failed: version 1 is older than the trusted version 2"; r.code != 2 || !strings.Contains(r.stderr, want) {
+	r = lab.sentinel(nil, "upgrade", "3.4.3", "--yes")
+	if want := "sentinel: index.json: rollback check failed: version 1 is older than the trusted version 2"; r.code != 2 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("rollback: exit %d, want 2 and %q:\n%s", r.code, want, r.stderr)
 	}
 	if nodeDigest(t, core.Root) != before || lab.upstream.ArtifactRequests() != requests {
@@ -229,11 +234,29 @@ func TestSignedMetadataRefusedBeforeAnyDownload(t *testing.T) {
 	if !strings.Contains(r.stderr, "use an up-to-date mirror") {
 		t.Errorf("the refusal does not say what to do:\n%s", r.stderr)
 	}
+}
 
-	// Everything undone (at version 2): the upgrade goes through.
-	lab.sign("", 2, labExpiry, nil, "index.json")
-	lab.mustSucceed("upgrade", "3.4.2", "--yes")
-	everyComponentOn(t, core.Root, "3.4.2")
+// Without trust.root the run goes on unverified, and says so on stderr
+// and in the log, every run.
+func TestUnverifiedChannelIsWarnedAbout(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	data := string(mustRead(t, lab.ClusterFile))
+	const block = "trust:\n    root: trust-root.json\n"
+	if !strings.Contains(data, block) {
+		t.Fatalf("the lab's cluster file has no trust block:\n%s", data)
+	}
+	os.WriteFile(lab.ClusterFile, []byte(strings.Replace(data, block, "", 1)), 0o644)
+	// Even a tampered manifest goes through: nothing checks it.
+	manifest := filepath.Join(lab.UpstreamDir, "releases", "3.4.2", "manifest.json")
+	editJSON(t, manifest, func(doc map[string]any) { doc["components"].([]any)[0].(map[string]any)["hooks"] = map[string]any{} })
+	r := lab.mustSucceed("upgrade", "3.4.2", "--dry-run")
+	if want := "sentinel: warning: channel metadata is not verified: set trust.root in " + lab.ClusterFile; !strings.Contains(r.stderr, want) {
+		t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+	}
+	logData := string(mustRead(t, filepath.Join(lab.core().Root, "logs", "sentinel-cli.log")))
+	if !strings.Contains(logData, "channel metadata is not verified") {
+		t.Errorf("the log lacks the warning:\n%s", logData)
+	}
 }
 
 // hostileCache serves a cache node's directory as a compromised cache node
