@@ -27,8 +27,8 @@ type metadataTrust struct {
 	// readOnly: verify against the trusted state but do not raise it
 	// (--dry-run and preflight change nothing, not even that).
 	readOnly bool
-	log          *zap.Logger
-	stderr       io.Writer
+	log      *zap.Logger
+	stderr   io.Writer
 }
 
 func (mt *metadataTrust) warn(msg string, fields ...zap.Field) {
