@@ -407,7 +407,7 @@ func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]clus
 	}
 	if !src.skipDownload {
 		if err := checkArtifactSizes(ctx, ch, plan, src.channel, src.cacheURL); err != nil {
-			return nil, nil, err
+			return nil, nil, explainCacheRefusal(src, target, err)
 		}
 	}
 	return plan, ch, nil
@@ -415,6 +415,7 @@ func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]clus
 
 // explainCacheMiss turns "404 from the cache daemon" into what to do.
 func explainCacheMiss(src planSource, target string, err error) error {
+	err = explainCacheRefusal(src, target, err)
 	var fe *release.FetchError
 	if src.cacheURL == "" || !errors.As(err, &fe) || fe.Status != http.StatusNotFound {
 		return err

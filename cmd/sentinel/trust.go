@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -164,4 +165,17 @@ func artifactName(artifactURL, channelURL string) string {
 		return rest
 	}
 	return artifactURL
+}
+
+// explainCacheRefusal adds, to a refusal of a document read from the cache
+// node, what the operator can do there: a cache filled by a sentinel that
+// kept no .sig files, or one whose documents were changed, is filled again
+// from the upstream. The refusal itself stays first, and a *trust.Error.
+func explainCacheRefusal(src planSource, target string, err error) error {
+	var te *trust.Error
+	if src.cacheURL == "" || !errors.As(err, &te) {
+		return err
+	}
+	return fmt.Errorf("%w (read from the cache node %s: fill it again from the upstream with `sentinel upgrade %s --download-only --cache-ip HOST` (`sentinel cache verify` there sets damaged artifacts aside), and if its files were changed there, find out who changed them)",
+		err, src.cacheURL, orLatest(target))
 }

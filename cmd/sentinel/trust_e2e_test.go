@@ -349,6 +349,9 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 			if r.code != 2 || !tc.want.MatchString(r.stderr) {
 				t.Fatalf("exit %d, want 2 and %s:\n%s", r.code, tc.want, r.stderr)
 			}
+			if !strings.Contains(r.stderr, "read from the cache node http://"+tc.cache+": fill it again from the upstream") {
+				t.Errorf("the refusal does not say what to do about the cache node:\n%s", r.stderr)
+			}
 			for name, d := range lab.nodeDigests() {
 				if d != before[name] {
 					t.Errorf("node %s changed", name)
