@@ -30,8 +30,41 @@ type Inventory struct {
 	MaintenanceHook string `yaml:"maintenance_hook,omitempty"`
 	// Preflight overrides the product's thresholds.
 	Preflight *PreflightThresholds `yaml:"preflight,omitempty"`
+	// Trust, when set, makes every channel document verify (see trust/).
+	Trust *TrustConfig `yaml:"trust,omitempty"`
 
 	path string
+}
+
+// TrustConfig says how channel metadata is verified.
+type TrustConfig struct {
+	// Root is the trust anchor: the channel's root.json as obtained from
+	// its publisher out of band. Relative to the cluster file's directory.
+	Root string `yaml:"root"`
+	// ChannelID names this channel's trusted state under the state
+	// directory (<state_dir>/trust/<id>); default "default". Give each
+	// channel its own when switching between channels.
+	ChannelID string `yaml:"channel_id,omitempty"`
+}
+
+// TrustRoot is the absolute path of the trust anchor, "" when the cluster
+// file sets none (channel metadata is then not verified).
+func (inv *Inventory) TrustRoot() string {
+	if inv.Trust == nil || inv.Trust.Root == "" {
+		return ""
+	}
+	if filepath.IsAbs(inv.Trust.Root) {
+		return inv.Trust.Root
+	}
+	return filepath.Join(filepath.Dir(inv.path), inv.Trust.Root)
+}
+
+// TrustChannelID names the channel's trusted state.
+func (inv *Inventory) TrustChannelID() string {
+	if inv.Trust == nil || inv.Trust.ChannelID == "" {
+		return "default"
+	}
+	return inv.Trust.ChannelID
 }
 
 // Node is one machine of the cluster.
@@ -200,8 +233,18 @@ func (inv *Inventory) validate() error {
 			return fmt.Errorf("field cache.port: %d is not a port", c.Port)
 		}
 	}
+	if t := inv.Trust; t != nil {
+		if t.Root == "" {
+			return fmt.Errorf("field trust.root: missing (the channel's root.json from its publisher; remove trust: to run unverified)")
+		}
+		if t.ChannelID != "" && !channelID.MatchString(t.ChannelID) {
+			return fmt.Errorf("field trust.channel_id: %q: want letters, digits, '.', '_' or '-'", t.ChannelID)
+		}
+	}
 	return nil
 }
+
+var channelID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
 // ChannelDirectory is where the cache daemon keeps the channel documents.
 func (c *CacheNode) ChannelDirectory() string {

@@ -48,6 +48,8 @@ func TestLoadInventory(t *testing.T) {
 		{"unknown transport", "transport: local\n  - name: dea-1", "transport: telnet\n  - name: dea-1", `unsupported transport "telnet"`},
 		{"unknown field", "name: lab", "name: lab\ncolour: red", "field colour not found"},
 		{"no channel", "channel: http://127.0.0.1:1/index.json", "", "field channel: missing"},
+		{"trust without root", "name: lab", "name: lab\ntrust: {channel_id: stable}", "field trust.root: missing"},
+		{"bad trust channel id", "name: lab", "name: lab\ntrust: {root: r.json, channel_id: ../x}", "field trust.channel_id"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -65,6 +67,23 @@ func TestLoadInventory(t *testing.T) {
 
 // node.json is replaced atomically: no temp file is left and the content
 // round-trips.
+// trust.root is relative to the cluster file's directory.
+func TestInventoryTrust(t *testing.T) {
+	p := writeInventory(t, goodInventory)
+	inv, _ := LoadInventory(p)
+	if inv.TrustRoot() != "" || inv.TrustChannelID() != "default" {
+		t.Errorf("no trust: root %q, id %q", inv.TrustRoot(), inv.TrustChannelID())
+	}
+	p = writeInventory(t, goodInventory+"trust:\n  root: keys/root.json\n  channel_id: stable\n")
+	inv, err := LoadInventory(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(filepath.Dir(p), "keys", "root.json"); inv.TrustRoot() != want || inv.TrustChannelID() != "stable" {
+		t.Errorf("root %q (want %q), id %q", inv.TrustRoot(), want, inv.TrustChannelID())
+	}
+}
+
 func TestWriteRecordAtomic(t *testing.T) {
 	root := t.TempDir()
 	if _, err := ReadRecord(root); err == nil || !strings.Contains(err.Error(), "never installed by sentinel") {

@@ -12,6 +12,8 @@ import (
 	"path"
 	"strings"
 	"time"
+
+	"github.com/sentinel-paas/sentinel/trust"
 )
 
 // maxDocumentBytes bounds any metadata document: a channel that serves more
@@ -30,26 +32,48 @@ type Channel struct {
 	// elsewhere lists manifests the index names outside its own directory:
 	// a cache cannot serve those under the same names.
 	elsewhere []string
+	// verifier, when set, checks every document before it is parsed
+	// (see WithTrust); verified lists what it accepted, in reading order.
+	verifier *trust.Verifier
+	verified []trust.Meta
+}
+
+// channelConfig is what ChannelOptions change.
+type channelConfig struct {
+	transport *http.Transport
+	verifier  *trust.Verifier
 }
 
 // ChannelOption changes how a channel is read.
-type ChannelOption func(*http.Transport)
+type ChannelOption func(*channelConfig)
 
 // WithoutProxy reads the channel directly, whatever http_proxy says: for
 // a cache daemon on the cluster's own network.
-func WithoutProxy() ChannelOption { return func(t *http.Transport) { t.Proxy = nil } }
+func WithoutProxy() ChannelOption { return func(c *channelConfig) { c.transport.Proxy = nil } }
 
-// newTransport bounds how long a peer may take to accept and to answer:
+// WithTrust verifies every document the channel reads with v before it is
+// parsed: first the channel's root rotations (N.root.json from the trusted
+// version on), then index.json and each document read through the channel
+// (manifests, and any other document the index names), each by its path
+// relative to the index and its detached .sig. A refusal is a *trust.Error
+// naming the document and the check. The caller commits v (trust.Verifier.Commit)
+// once it has read everything it will act on.
+func WithTrust(v *trust.Verifier) ChannelOption {
+	return func(c *channelConfig) { c.verifier = v }
+}
+
+// newConfig bounds how long a peer may take to accept and to answer:
 // a wrong address or a hung server fails in seconds, not minutes.
-func newTransport(opts []ChannelOption) *http.Transport {
+func newConfig(opts []ChannelOption) *channelConfig {
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = ProxyFromEnvironment
 	t.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
 	t.ResponseHeaderTimeout = 60 * time.Second
+	cfg := &channelConfig{transport: t}
 	for _, o := range opts {
-		o(t)
+		o(cfg)
 	}
-	return t
+	return cfg
 }
 
 // OpenChannel reads and validates the index at rawURL (http://, https:// or
@@ -59,7 +83,13 @@ func OpenChannel(ctx context.Context, rawURL string, opts ...ChannelOption) (*Ch
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
 		return nil, &MetadataError{Doc: rawURL, Err: fmt.Errorf("channel URL must be http://, https:// or file://")}
 	}
-	c := &Channel{URL: u, http: &http.Client{Transport: newTransport(opts)}, raw: map[string][]byte{}}
+	cfg := newConfig(opts)
+	c := &Channel{URL: u, http: &http.Client{Transport: cfg.transport}, raw: map[string][]byte{}, verifier: cfg.verifier}
+	if c.verifier != nil {
+		if err := c.updateRoots(ctx); err != nil {
+			return nil, err
+		}
+	}
 	data, err := c.get(ctx, u)
 	if err != nil {
 		return nil, err
@@ -149,7 +179,28 @@ func (e *FetchError) Error() string {
 }
 func (e *FetchError) Unwrap() error { return e.Err }
 
+// get reads the document at u and, with a verifier, verifies it.
 func (c *Channel) get(ctx context.Context, u *url.URL) ([]byte, error) {
+	data, err := c.read(ctx, u, maxDocumentBytes)
+	if err != nil {
+		return nil, err
+	}
+	if c.verifier != nil {
+		// The verifier refuses an oversized document itself, by name.
+		if err := c.verify(ctx, u, data); err != nil {
+			return nil, err
+		}
+		return data, nil
+	}
+	if len(data) > maxDocumentBytes {
+		return nil, &FetchError{URL: u.String(), Err: errors.New("document larger than 16 MiB")}
+	}
+	return data, nil
+}
+
+// read returns the body at u, at most limit+1 bytes of it, so that a
+// caller can tell a document that is too large.
+func (c *Channel) read(ctx context.Context, u *url.URL, limit int64) ([]byte, error) {
 	var body io.ReadCloser
 	switch u.Scheme {
 	case "file":
@@ -174,12 +225,9 @@ func (c *Channel) get(ctx context.Context, u *url.URL) ([]byte, error) {
 		body = resp.Body
 	}
 	defer body.Close()
-	data, err := io.ReadAll(io.LimitReader(body, maxDocumentBytes+1))
+	data, err := io.ReadAll(io.LimitReader(body, limit+1))
 	if err != nil {
 		return nil, &FetchError{URL: u.String(), Err: err}
-	}
-	if len(data) > maxDocumentBytes {
-		return nil, &FetchError{URL: u.String(), Err: errors.New("document larger than 16 MiB")}
 	}
 	return data, nil
 }

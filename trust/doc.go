@@ -51,6 +51,10 @@
 //
 // # How to wire it into the channel reader
 //
+// release.WithTrust does the following for release.OpenChannel, and
+// cmd/sentinel (trust.go) builds the verifier from the cluster file's
+// trust.root and commits it once the plan is read:
+//
 //	st, _ := trust.OpenStore(stateDir, channelID)
 //	v, err := trust.NewVerifier(st, anchorBytes, trust.Options{AllowExpired: flag, Now: clock})
 //	err = v.UpdateRoots(func(name string) ([]byte, bool, error) { /* GET name; 404 → false */ })

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"text/tabwriter"
 
@@ -58,6 +60,7 @@ the same checks first. Exit code 3 when a check fails;
 	f.BoolVar(&o.skipDownload, "skip-download", false, "check for a run from the node caches only")
 	f.StringVar(&o.ignore, "ignore-preflight-errors", "", "checks whose failures are only warnings: NAME,... or all ("+strings.Join(preflight.Names(), ", ")+")")
 	f.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	addAllowExpiredFlag(cmd, &o.allowExpired)
 	return cmd
 }
 
@@ -91,6 +94,14 @@ func runPreflightCmd(ctx context.Context, o preflightOptions, args []string) err
 	if err != nil {
 		return err
 	}
+	log, closeLog, err := openLog(filepath.Join(inv.Core().Root, "logs"))
+	if err != nil {
+		return fmt.Errorf("opening the log in %s: %w", filepath.Join(inv.Core().Root, "logs"), err)
+	}
+	defer closeLog()
+	log.Info("Running with command: " + commandLine(os.Args))
+	src.trust = o.metadataTrust(log)
+	src.trust.readOnly = true
 	plan, _, err := planUpgrade(ctx, inv, tr, target, o.force, "preflight", src)
 	if err != nil {
 		return err

@@ -46,6 +46,7 @@ type upgradeOptions struct {
 	roleOrder    []string
 	only         []string
 	maxInFlight  int
+	allowExpired bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -107,6 +108,7 @@ output.`,
 	f.StringSliceVar(&o.only, "node", nil, "upgrade only these nodes (NAME[,NAME...]); the others are left as they are")
 	f.IntVar(&o.maxInFlight, "max-in-flight", 1, "how many nodes may be upgraded at once; nodes that share a role two or more nodes have never go together (so such a role always has a node up, and DEAs go one at a time), and the core node goes last, alone. Also with --resume")
 	f.BoolVar(&o.noCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
+	addAllowExpiredFlag(cmd, &o.allowExpired)
 	return cmd
 }
 
@@ -168,7 +170,7 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	progress = &loggedProgress{next: progress, log: log}
 
 	src := planSource{channel: inv.Channel, cacheURL: cacheURL, skipDownload: o.skipDownload,
-		drainTimeout: o.drainTimeout, roleOrder: o.roleOrder, only: o.only, maxInFlight: o.maxInFlight}
+		drainTimeout: o.drainTimeout, roleOrder: o.roleOrder, only: o.only, maxInFlight: o.maxInFlight, trust: o.metadataTrust(log)}
 	if o.downloadOnly {
 		return runDownloadOnly(ctx, o, inv, transports, target, cacheURL, log, progress, ignore)
 	}
@@ -375,6 +377,7 @@ type planSource struct {
 	roleOrder    []string
 	only         []string
 	maxInFlight  int
+	trust        *metadataTrust // nil: verify when the cluster file says so, without warnings or log
 }
 
 func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, target string, force bool, id string, src planSource) (*rollout.Plan, *release.Channel, error) {
@@ -382,7 +385,11 @@ func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]clus
 	if src.cacheURL != "" {
 		opts = append(opts, release.WithoutProxy()) // the cache node is on the cluster's network
 	}
-	ch, err := release.OpenChannel(ctx, src.channel, opts...)
+	trustOpts, err := src.trust.channelOptions(inv)
+	if err != nil {
+		return nil, nil, err
+	}
+	ch, err := release.OpenChannel(ctx, src.channel, append(opts, trustOpts...)...)
 	if err != nil {
 		return nil, nil, explainCacheMiss(src, target, err)
 	}
@@ -395,11 +402,20 @@ func planUpgrade(ctx context.Context, inv *cluster.Inventory, tr map[string]clus
 	if err != nil {
 		return nil, nil, explainCacheMiss(src, target, err)
 	}
+	if err := src.trust.accept(ch); err != nil {
+		return nil, nil, err
+	}
+	if !src.skipDownload {
+		if err := checkArtifactSizes(ctx, ch, plan, src.channel, src.cacheURL); err != nil {
+			return nil, nil, explainCacheRefusal(src, target, err)
+		}
+	}
 	return plan, ch, nil
 }
 
 // explainCacheMiss turns "404 from the cache daemon" into what to do.
 func explainCacheMiss(src planSource, target string, err error) error {
+	err = explainCacheRefusal(src, target, err)
 	var fe *release.FetchError
 	if src.cacheURL == "" || !errors.As(err, &fe) || fe.Status != http.StatusNotFound {
 		return err

@@ -26,7 +26,7 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 	if err != nil {
 		return err
 	}
-	plan, ch, err := planUpgrade(ctx, inv, tr, target, o.force, "download-only", planSource{channel: inv.Channel})
+	plan, ch, err := planUpgrade(ctx, inv, tr, target, o.force, "download-only", planSource{channel: inv.Channel, trust: o.metadataTrust(log)})
 	if err != nil {
 		return err
 	}

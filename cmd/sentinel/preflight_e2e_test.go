@@ -257,6 +257,7 @@ func TestPreflightReachabilityThroughProxy(t *testing.T) {
 	manifest := filepath.Join(copyDir, "releases", "3.4.2", "manifest.json")
 	data, _ := os.ReadFile(manifest)
 	os.WriteFile(manifest, []byte(strings.ReplaceAll(string(data), `"url": "../../artifacts/`, `"url": "http://`+dead+`/artifacts/`)), 0o644)
+	lab.sign(copyDir, fixtures.LabMetadataVersion, labExpiry, nil, "releases/3.4.2/manifest.json")
 	if err := lab.SetUpstream("file://"+filepath.Join(copyDir, "index.json"), 0); err != nil {
 		t.Fatal(err)
 	}

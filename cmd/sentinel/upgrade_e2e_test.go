@@ -193,6 +193,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 	manifest := filepath.Join(malformed.UpstreamDir, "releases", "3.4.2", "manifest.json")
 	data, _ := os.ReadFile(manifest)
 	os.WriteFile(manifest, []byte(strings.Replace(string(data), `"sha256": "`, `"sha256": "zz`, 1)), 0o644)
+	malformed.resign("releases/3.4.2/manifest.json") // signed as published: the parser must catch it
 	malformedBefore := nodeDigest(t, malformed.core().Root)
 
 	cases := []struct {
