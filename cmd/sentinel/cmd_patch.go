@@ -45,6 +45,7 @@ type patchOptions struct {
 	installed    bool
 	notInstalled bool
 	downloadOnly bool
+	allowExpired bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -73,6 +74,7 @@ release supersedes them: after it, status lists the new release's patches.`,
 	pf := cmd.PersistentFlags()
 	pf.StringVar(&o.cluster, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
 	pf.StringVarP(&o.output, "output", "o", "text", "output format: text or json")
+	pf.BoolVar(&o.allowExpired, "allow-expired-metadata", false, "accept expired channel metadata (signatures and versions are still checked); each document accepted so is reported and logged. For air-gapped sites that knowingly run on older metadata")
 	run := func(f func(context.Context, *patchOptions, []string) error) func(*cobra.Command, []string) error {
 		return func(c *cobra.Command, args []string) error {
 			o.stdin, o.stdout, o.stderr = c.InOrStdin(), c.OutOrStdout(), c.ErrOrStderr()
@@ -206,6 +208,7 @@ type patchContext struct {
 	release    string
 	catalog    *release.Catalog
 	manifest   *release.Manifest
+	trust      *metadataTrust
 }
 
 func openPatchContext(ctx context.Context, o *patchOptions) (*patchContext, error) {
@@ -225,6 +228,8 @@ func openPatchContext(ctx context.Context, o *patchOptions) (*patchContext, erro
 		return nil, fmt.Errorf("opening the log in %s: %w", filepath.Join(inv.Core().Root, "logs"), err)
 	}
 	pc.log.Info("Running with command: " + commandLine(os.Args))
+	// status and --dry-run change nothing, not even the trusted versions.
+	pc.trust = &metadataTrust{allowExpired: o.allowExpired, readOnly: o.dryRun || o.resume, log: pc.log, stderr: o.stderr}
 	if pc.transports, err = dialAll(inv); err != nil {
 		pc.closeLog()
 		return nil, err
@@ -238,7 +243,11 @@ func (pc *patchContext) read(ctx context.Context) error {
 	if pc.cacheURL != "" {
 		opts = append(opts, release.WithoutProxy())
 	}
-	ch, err := release.OpenChannel(ctx, pc.channelURL, opts...)
+	trustOpts, err := pc.trust.channelOptions(pc.inv)
+	if err != nil {
+		return err
+	}
+	ch, err := release.OpenChannel(ctx, pc.channelURL, append(opts, trustOpts...)...)
 	if err != nil {
 		return pc.explainCacheMiss(err)
 	}
@@ -246,7 +255,10 @@ func (pc *patchContext) read(ctx context.Context) error {
 	if pc.facts, err = rollout.Gather(ctx, pc.inv.Nodes, pc.transports); err != nil {
 		return fmt.Errorf("reading node facts: %w", err)
 	}
-	return pc.explainCacheMiss(pc.readCatalog(ctx))
+	if err := pc.explainCacheMiss(pc.readCatalog(ctx)); err != nil {
+		return err
+	}
+	return pc.trust.accept(ch)
 }
 
 // explainCacheMiss turns "404 from the cache daemon" into what to do.

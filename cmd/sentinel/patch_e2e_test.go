@@ -465,6 +465,8 @@ func TestPatchBadCatalogRefused(t *testing.T) {
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
+			// The publisher's own mistake: signed as it is.
+			lab.resign(filepath.ToSlash(fixtures.PatchCatalogPath("3.4.2")))
 		}, 2, []string{"patches.json", `patches[0] (patch aok-endpoint-fix).roles[1]: unknown role "kontroller"`}},
 		{"missing artifact", func(t *testing.T, lab *testLab) {
 			if err := os.Remove(routerArtifact(lab)); err != nil {

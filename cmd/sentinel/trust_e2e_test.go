@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -452,4 +453,28 @@ func TestRootRotationAtTheChannel(t *testing.T) {
 	if want := "index.json: unknown-key check failed"; r.code != 2 || !strings.Contains(r.stderr, want) {
 		t.Fatalf("old keys after the rotation: exit %d, want 2 and %q:\n%s", r.code, want, r.stderr)
 	}
+}
+
+// A patch catalog is signed like the manifests: one byte changed in it and
+// `patch status` and `patch install` refuse it, naming the document and
+// the check, and no node changes.
+func TestTamperedPatchCatalogRefused(t *testing.T) {
+	lab := newLab(t, 3, "3.4.2")
+	catalog := filepath.Join(lab.UpstreamDir, "releases", "3.4.2", "patches.json")
+	if _, err := os.Stat(catalog); err != nil {
+		t.Fatalf("the fixture channel has no patch catalog for 3.4.2: %v", err)
+	}
+	undo := flipOneByte(t, catalog)
+	before := lab.nodeDigests()
+	for _, args := range [][]string{{"patch", "status"}, {"patch", "install", "--yes"}} {
+		r := lab.sentinel(nil, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "releases/3.4.2/patches.json: digest check failed") {
+			t.Errorf("sentinel %v with a tampered catalog: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	if after := lab.nodeDigests(); !maps.Equal(before, after) {
+		t.Error("a refused patch install changed a node")
+	}
+	undo()
+	lab.mustSucceed("patch", "status")
 }
