@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os/exec"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -271,6 +272,9 @@ func releaseCheck(in PreflightInput) preflight.Checker {
 		var errs []error
 		core := release.MustVersion(in.Plan.From)
 		for _, np := range in.Plan.Nodes {
+			if in.Plan.Kind != "" && np.Skip != "" {
+				continue // a patch run leaves a node on another release alone
+			}
 			// A node already on the target (a run that failed on another
 			// node) is fine; one behind the core is not.
 			if v, err := release.ParseVersion(np.From); err == nil && v.Compare(core) < 0 {
@@ -305,7 +309,9 @@ func deaCapacityCheck(in PreflightInput, probes map[string]*steps.ProbeFacts) pr
 		sort.Strings(deas)
 		retires := map[string]bool{}
 		for _, np := range in.Plan.Nodes {
-			retires[np.Node] = np.Skip == ""
+			// Only DEAs the run retires move their apps (a patch that does
+			// not restart the DEA component retires none).
+			retires[np.Node] = slices.ContainsFunc(np.Steps, func(s Step) bool { return s.Op == steps.OpRetire })
 		}
 		incomplete := ""
 		if len(warns) > 0 {

@@ -22,6 +22,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/patches"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
@@ -363,6 +364,10 @@ func finishRun(o upgradeOptions, log *zap.Logger, plan *rollout.Plan, err error)
 	}
 	log.Info("run succeeded", zap.String("to", plan.To))
 	if o.output == "text" {
+		if patches.IsPatchRun(plan) { // `upgrade --resume` finishes a patch run too
+			fmt.Fprintf(o.stdout, "Patch %s of %s finished. `sentinel patch status` shows every node.\n", patchVerb(plan.Kind), strings.Join(plan.Patches, ", "))
+			return nil
+		}
 		fmt.Fprintf(o.stdout, "Cluster upgraded to %s. `sentinel status` shows every node.\n", plan.To)
 	}
 	return nil

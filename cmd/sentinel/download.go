@@ -37,6 +37,24 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 		}
 	}
 	arts := plan.Artifacts()
+	// The target release's patches travel with it: after the upgrade,
+	// `sentinel patch status|install --cache-ip` needs no upstream either.
+	cat, err := ch.Patches(ctx, plan.To)
+	if err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, a := range arts {
+		seen[a.SHA256] = true
+	}
+	for _, p := range cat.Patches {
+		for _, c := range p.Components {
+			if !seen[c.Artifact.SHA256] {
+				seen[c.Artifact.SHA256] = true
+				arts = append(arts, c.Artifact)
+			}
+		}
+	}
 	var total int64
 	req := cache.PrefetchRequest{}
 	for _, a := range arts {

@@ -636,3 +636,45 @@ func TestPatchRevertCrashResumes(t *testing.T) {
 		})
 	}
 }
+
+// One offline maintenance window for a release and its patches: the cache
+// node filled ahead with `upgrade --download-only` holds the target
+// release's patch catalog and artifacts too, so with the upstream gone the
+// upgrade, `patch status` and `patch install` all run from the cache.
+func TestUpgradeThenPatchesFromCacheWithoutUpstream(t *testing.T) {
+	lab := newLab(t, 5, "3.4.1")
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", fixtures.PatchedRelease, "--download-only", "--cache-ip", lab.cacheIP)
+	tw := lab.cutUpstream()
+	cacheHost := strings.Split(lab.cacheIP, ":")[0]
+	lab.mustSucceed("upgrade", fixtures.PatchedRelease, "--cache-ip", cacheHost, "--yes")
+	if r := lab.mustSucceed("patch", "status", "--cache-ip", cacheHost); !strings.Contains(r.stdout, "3 updates are available for "+fixtures.PatchedRelease+".") {
+		t.Errorf("status from the cache after the upgrade:\n%s", r.stdout)
+	}
+	lab.mustSucceed("patch", "install", "aok-endpoint-fix", "--cache-ip", cacheHost, "--yes")
+	if n := tw.hits.Load(); n != 0 {
+		t.Errorf("the upstream got %d requests during the maintenance window", n)
+	}
+	wantLevel(t, lab.root("core"), "aok", "3.4.2-p1", "3.4.2-p1")
+}
+
+// A node still on another release (say, one the last upgrade skipped) is
+// left out of a patch run, which goes on for the others instead of being
+// refused by preflight.
+func TestPatchSkipsNodeOnAnotherRelease(t *testing.T) {
+	lab := newPatchLab(t)
+	router := lab.root("router-3")
+	rec, err := cluster.ReadRecord(router)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Release = "3.4.1"
+	if err := cluster.WriteRecord(router, rec); err != nil {
+		t.Fatal(err)
+	}
+	before := digests(t, lab)
+	r := lab.mustSucceed("patch", "install", "aok-endpoint-fix", "--yes")
+	if got := changedNodes(t, lab, before); !slices.Equal(got, []string{"core"}) {
+		t.Errorf("changed %v, want only the core (router-3 is on 3.4.1)\n%s", got, r.stdout)
+	}
+}
