@@ -30,7 +30,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), downCmd(), serveCmd(), faultCmd(), upstreamCmd())
+	root.AddCommand(upCmd(), downCmd(), serveCmd(), faultCmd(), upstreamCmd(), nodeCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sentinel-lab: "+err.Error())
 		os.Exit(2)
@@ -309,6 +309,46 @@ func upstreamCmd() *cobra.Command {
 				return lab.SetUpstream(got, pid)
 			}
 			return fmt.Errorf("upstream takes stop or start, not %q", args[0])
+		},
+	}
+	cmd.Flags().StringVar(&dir, "dir", "", "lab directory (required)")
+	_ = cmd.MarkFlagRequired("dir")
+	return cmd
+}
+
+func nodeCmd() *cobra.Command {
+	var dir string
+	cmd := &cobra.Command{
+		Use:   "node stop|start NAME",
+		Short: "Lose a lab node (its sshd and every connection through it stopped) or bring it back",
+		Long: `For a lab brought up with --ssh: 'node stop NAME' stops the node's sshd and
+kills every session through it, as if the machine went away mid-run;
+'node start NAME' starts the sshd again on the same address and port with
+the same host key, so a run stopped with exit code 75 can be resumed.`,
+		Example: `  sentinel-lab node stop --dir /tmp/lab dea-2
+  sentinel-lab node start --dir /tmp/lab dea-2`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			lab, err := fixtures.LoadLab(dir)
+			if err != nil {
+				return err
+			}
+			s, err := lab.LabSSHD(args[1])
+			if err != nil {
+				return err
+			}
+			switch args[0] {
+			case "stop":
+				return s.Stop()
+			case "start":
+				if err := s.Restart(); err != nil {
+					return err
+				}
+				n, _ := lab.Node(args[1])
+				fmt.Printf("# node %s: sshd on %s (pid %d)\n", n.Name, s.Addr, s.PID)
+				return lab.UseSSH(n.Name, s.Access(n.RemoteBinary))
+			}
+			return fmt.Errorf("node takes stop or start, not %q", args[0])
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "lab directory (required)")
