@@ -188,3 +188,22 @@ func executableName() string {
 	}
 	return "sentinel"
 }
+
+// sentinelBuildForCache reads the channel's sentinel builds (verified like
+// every document, and so kept with the documents a cache node receives)
+// and returns the newest build for this platform: --download-only puts it
+// in the cache node, from which a later run with --cache-ip updates
+// sentinel. commit raises the trusted version of the builds document.
+func sentinelBuildForCache(ctx context.Context, ch *release.Channel, commit bool) (release.SentinelBuild, bool, error) {
+	builds, found, err := ch.SentinelBuilds(ctx)
+	if err != nil || !found {
+		return release.SentinelBuild{}, false, err
+	}
+	if v := ch.Verifier(); v != nil && commit {
+		if err := v.Commit(); err != nil {
+			return release.SentinelBuild{}, false, fmt.Errorf("recording the channel's trusted versions: %w", err)
+		}
+	}
+	b, ok := builds.Newest(runtime.GOOS, runtime.GOARCH)
+	return b, ok, nil
+}

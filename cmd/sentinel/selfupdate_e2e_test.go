@@ -435,3 +435,39 @@ func TestRecoverRefusesWithNothingToRecover(t *testing.T) {
 		t.Fatalf("recover without a run: exit %d\n%s", r.code, r.stderr)
 	}
 }
+
+// --download-only also puts the newest sentinel build (and its signed
+// document) in the cache node; with the upstream gone, a run with
+// --cache-ip updates sentinel from the cache by digest, and nothing at all
+// reaches the upstream.
+func TestSelfUpdateFromCacheNode(t *testing.T) {
+	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
+	lab := newLab(t, 1, "3.4.1")
+	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+	lab.startCache(nil)
+	bin := installed(t, old)
+
+	r := lab.mustRun(bin, nil, "upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	if !strings.Contains(r.stdout, "sentinel 0.2.0 fetched and verified") {
+		t.Errorf("download-only does not say it cached the sentinel build:\n%s", r.stdout)
+	}
+	if fileSum(t, bin) != fileSum(t, old) {
+		t.Fatal("--download-only replaced the executable")
+	}
+	tw := lab.cutUpstream()
+
+	r = lab.mustRun(bin, nil, "upgrade", "3.4.2", "--cache-ip", lab.cacheIP, "--yes")
+	if fileSum(t, bin) != fileSum(t, newer) {
+		t.Fatalf("not updated from the cache node:\n%s", r.stderr)
+	}
+	if !strings.Contains(r.stderr, "fetching it from http://"+lab.cacheIP+"/artifacts/sha256/") {
+		t.Errorf("the build did not come from the cache node:\n%s", r.stderr)
+	}
+	if got := lab.binaries(); !equal(got, []string{"0.2.0"}) {
+		t.Fatalf("journal binaries %v, want [0.2.0]", got)
+	}
+	lab.wantUpgraded("3.4.2")
+	if n := tw.hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the upstream", n)
+	}
+}
