@@ -471,3 +471,31 @@ func TestSelfUpdateFromCacheNode(t *testing.T) {
 		t.Fatalf("%d requests reached the upstream", n)
 	}
 }
+
+// The pushed node binaries follow: over SSH each node runs the
+// orchestrator's own build, compared by digest. A run begun by 0.1.0
+// pushed 0.1.0 to every node; after the self-update the resumed run, in
+// 0.2.0, pushes 0.2.0.
+func TestSelfUpdatePushedBinariesFollow(t *testing.T) {
+	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
+	lab, sshds := sshLab(t, 2)
+	bin := installed(t, old)
+	lab.crashOld(bin, 30)
+	pushed := func(want string) {
+		t.Helper()
+		for _, n := range lab.Nodes {
+			if got := fileSum(t, n.RemoteBinary); got != fileSum(t, want) {
+				t.Fatalf("node %s runs %s (sha256 %s), want the build of %s", n.Name, n.RemoteBinary, got, want)
+			}
+		}
+	}
+	pushed(old)
+	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+	lab.mustRun(bin, nil, "upgrade", "--resume")
+	pushed(newer)
+	if got := lab.binaries(); !equal(got, []string{"0.1.0", "0.2.0<0.1.0"}) {
+		t.Fatalf("journal binaries %v", got)
+	}
+	lab.wantUpgraded("3.4.2")
+	checkReachedOverSSH(t, sshds)
+}
