@@ -499,3 +499,26 @@ func TestSelfUpdatePushedBinariesFollow(t *testing.T) {
 	lab.wantUpgraded("3.4.2")
 	checkReachedOverSSH(t, sshds)
 }
+
+// A publisher signs the builds document with `sentinel release sign`
+// (it is signed along with the index), and an installed build takes it.
+func TestSelfUpdateBuildsSignedByReleaseSign(t *testing.T) {
+	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
+	lab := newLab(t, 1, "3.4.1")
+	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+	sig := filepath.Join(lab.UpstreamDir, "tools", "sentinel.json.sig")
+	os.Remove(sig)
+	bin := installed(t, old)
+	if r := lab.run(bin, nil, "upgrade", "--update-self"); r.code != 2 || !strings.Contains(r.stderr, "tools/sentinel.json") || fileSum(t, bin) != fileSum(t, old) {
+		t.Fatalf("an unsigned builds document: exit %d, want 2 naming it, and no update\n%s", r.code, r.stderr)
+	}
+	keys := filepath.Join(lab.PublisherDir, "k1.key") + "," + filepath.Join(lab.PublisherDir, "k2.key")
+	r := lab.mustRun(sentinelBin, nil, "release", "sign", "--key", keys, "--version", "2", "--expires", "30d", lab.UpstreamDir)
+	if !strings.Contains(r.stdout, "signed tools/sentinel.json version 2") {
+		t.Fatalf("release sign did not sign the builds document:\n%s", r.stdout)
+	}
+	lab.mustRun(bin, nil, "upgrade", "--update-self")
+	if fileSum(t, bin) != fileSum(t, newer) {
+		t.Fatal("not updated")
+	}
+}
