@@ -75,6 +75,7 @@ type Run struct {
 	Steps    map[string]map[string]*StepState // node -> step id -> state
 	Rollback map[string]*rollbackStart        // node -> rollback under way or done
 	Records  int
+	binaries []BinaryUse // see Binaries
 
 	mu sync.RWMutex // nodes in flight read and write their steps at once
 }
@@ -153,6 +154,7 @@ func ReplayRun(recs []resume.Record) (*Run, error) {
 	}
 	r := &Run{ID: rs.RunID, Command: rs.Command, Plan: rs.Plan, Started: recs[0].Time, Status: "running",
 		Steps: map[string]map[string]*StepState{}, Rollback: map[string]*rollbackStart{}, Records: 1}
+	r.binaries = []BinaryUse{{Version: rs.Binary, Since: recs[0].Time, Record: recs[0].Seq}}
 	for _, rec := range recs[1:] {
 		if err := r.apply(rec); err != nil {
 			return nil, err
@@ -224,6 +226,8 @@ func (r *Run) apply(rec resume.Record) error {
 		}
 	case recStepReset:
 		return r.applyReset(rec.Data, rec.Seq)
+	case recBinary:
+		return r.applyBinary(rec)
 	case recRollbackStart:
 		var v rollbackStart
 		if err := json.Unmarshal(rec.Data, &v); err != nil {

@@ -223,7 +223,8 @@ its name, length, sha256, --version and expiry, signed by every --key.
 Nodes refuse a document whose version is lower than one they already
 trusted, so each publication takes a version at least as high as the last.
 Documents the index does not name (a patch catalog, say) are signed by
-naming them after CHANNEL_DIR.`,
+naming them after CHANNEL_DIR; tools/sentinel.json (the sentinel builds
+offered for self-update) is signed along with the index when it exists.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if version < 1 {
@@ -271,7 +272,8 @@ naming them after CHANNEL_DIR.`,
 	return cmd
 }
 
-// channelDocuments lists index.json and the manifests it names.
+// channelDocuments lists index.json, the manifests it names, and the
+// sentinel builds document when there is one.
 func channelDocuments(dir string) ([]string, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
 	if err != nil {
@@ -284,6 +286,10 @@ func channelDocuments(dir string) ([]string, error) {
 	docs := []string{"index.json"}
 	for _, r := range ix.Releases {
 		docs = append(docs, r.Manifest)
+	}
+	// The sentinel builds are at a well-known path, not named by the index.
+	if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(release.SentinelBuildsPath))); err == nil {
+		docs = append(docs, release.SentinelBuildsPath)
 	}
 	return docs, nil
 }

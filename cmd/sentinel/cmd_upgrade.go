@@ -48,6 +48,8 @@ type upgradeOptions struct {
 	only         []string
 	maxInFlight  int
 	allowExpired bool
+	updateSelf   bool // see selfupdate.go
+	noSelfUpdate bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -110,6 +112,8 @@ output.`,
 	f.IntVar(&o.maxInFlight, "max-in-flight", 1, "how many nodes may be upgraded at once; nodes that share a role two or more nodes have never go together (so such a role always has a node up, and DEAs go one at a time), and the core node goes last, alone. Also with --resume")
 	f.BoolVar(&o.noCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
 	addAllowExpiredFlag(cmd, &o.allowExpired)
+	f.BoolVar(&o.updateSelf, "update-self", false, "update sentinel itself to the newest signed build the channel offers (also a development build), then go on with the run in the new build; without VERSION or --resume, only update")
+	f.BoolVar(&o.noSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first (a numbered build looks, and updates itself, by default)")
 	return cmd
 }
 
@@ -160,6 +164,9 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	defer closeLog()
 	cmdline := commandLine(os.Args)
 	log.Info("Running with command: " + cmdline)
+	if done, err := o.selfUpdateFirst(ctx, inv, target, cacheURL, cmdline, log); done || err != nil {
+		return err
+	}
 
 	transports, err := dialAll(inv)
 	if err != nil {
@@ -248,6 +255,9 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		fmt.Fprintf(o.stderr, "sentinel: resuming run %s (%s -> %s) at %s; artifacts from %s\n", run.ID, run.Plan.From, run.Plan.To, run.Where(), exec.Source)
 		log.Info("resuming run", zap.String("run", run.ID), zap.String("at", run.Where()), zap.String("source", exec.Source.String()))
 		exec.Journal = j
+		if err := noteBinary(o, log, j, run); err != nil {
+			return err
+		}
 		if err := recheckNodes(ctx, o, log, exec, run); err != nil {
 			return err
 		}

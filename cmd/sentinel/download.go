@@ -61,6 +61,14 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 		req.Artifacts = append(req.Artifacts, cache.PrefetchArtifact{URL: a.URL, SHA256: a.SHA256, Size: a.Size})
 		total += a.Size
 	}
+	build, hasBuild, err := sentinelBuildForCache(ctx, ch, !o.dryRun)
+	if err != nil {
+		return err
+	}
+	if hasBuild { // so that a later run with --cache-ip updates sentinel from the cache
+		req.Artifacts = append(req.Artifacts, cache.PrefetchArtifact{URL: build.Artifact.URL, SHA256: build.Artifact.SHA256, Size: build.Artifact.Size})
+		total += build.Artifact.Size
+	}
 	docs, err := ch.Documents()
 	if err != nil {
 		return err
@@ -88,6 +96,9 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 				names[s.Request.Artifact.SHA256] = s
 			}
 		}
+	}
+	if hasBuild {
+		names[build.Artifact.SHA256] = rollout.Step{ID: "sentinel-" + build.Version, Component: "sentinel", Version: build.Version}
 	}
 	client := &cache.Client{BaseURL: cacheURL, Token: token}
 	res, err := client.Prefetch(ctx, req, (&prefetchPrinter{progress: progress, names: names}).event)

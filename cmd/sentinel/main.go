@@ -139,5 +139,6 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 	root.AddCommand(newUpgradeCmd(stopping), newPreflightCmd(), newStatusCmd(), newCacheCmd(), newNodeCmd(), newVersionCmd())
 	root.AddCommand(newReleaseCmd())
 	root.AddCommand(newPatchCmd(stopping))
+	root.AddCommand(newRecoverCmd())
 	return root
 }
