@@ -38,6 +38,26 @@ func ChannelUsage(channelDir string) (Usage, map[string]*release.Manifest, error
 			u[c.Artifact.SHA256] = append(u[c.Artifact.SHA256], m.Version+" "+c.Name)
 		}
 	}
+	// The releases' patches: their artifacts belong to the release too.
+	catalogs, err := filepath.Glob(filepath.Join(channelDir, "releases", "*", "patches.json"))
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, p := range catalogs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			return nil, nil, err
+		}
+		cat, err := release.ParsePatchCatalog(p, data)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, pt := range cat.Patches {
+			for _, c := range pt.Components {
+				u[c.Artifact.SHA256] = append(u[c.Artifact.SHA256], cat.Release+" patch "+pt.Name+" "+c.Name)
+			}
+		}
+	}
 	for d := range u {
 		sort.Strings(u[d])
 	}
@@ -65,15 +85,20 @@ func (s *Store) Prune(channelDir, keepFrom string, unreferenced, dryRun bool) ([
 		}
 	}
 	kept := func(v string) bool { return keepFrom == "" || release.MustVersion(v).Compare(floor) >= 0 }
-	keep := map[string]bool{}
 	var dropReleases []string
-	for v, m := range manifests {
+	for v := range manifests {
 		if !kept(v) {
 			dropReleases = append(dropReleases, v)
-			continue
 		}
-		for _, c := range m.Components {
-			keep[c.Artifact.SHA256] = true
+	}
+	// An artifact stays while a kept release, or one of its patches, uses it
+	// (every usage label begins with the release).
+	keep := map[string]bool{}
+	for d, labels := range usage {
+		for _, l := range labels {
+			if v, _, _ := strings.Cut(l, " "); kept(v) {
+				keep[d] = true
+			}
 		}
 	}
 	entries, err := s.List()

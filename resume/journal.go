@@ -7,9 +7,11 @@
 //	header: "SNTLJNL1" (8 bytes)
 //	record: payload length (uint32 LE) | CRC32-C of payload (uint32 LE) | payload
 //
-// The payload is the JSON encoding of a Record. Every Append is fsynced
-// before it returns, so a crash can tear at most the last record; anything
-// else that fails to verify is corruption and is never skipped.
+// The payload is the JSON encoding of a Record. Every Append writes, in one
+// write, the records deferred before it and its own, and fsyncs before it
+// returns, so a crash can tear at most the last write, at the end of the
+// file; anything else that fails to verify is corruption and is never
+// skipped.
 package resume
 
 import (
@@ -93,7 +95,7 @@ type Journal struct {
 	crashAfter uint64 // 0: no crash injection
 	err        error  // sticky: after a failed write or fsync the file state is unknown
 	closed     bool
-	unsynced   bool // a deferred record awaits an fsync
+	pending    []byte // deferred records' frames, not yet written
 }
 
 // Create makes a new journal file at path (which must not exist) and fsyncs
@@ -211,11 +213,10 @@ func (j *Journal) Append(typ string, data any) (Record, error) {
 	return j.append(typ, data, true)
 }
 
-// AppendDeferred writes a record like Append but leaves it to the next
-// Append (or Close) to make it durable. It is for records whose loss in a
-// machine crash only costs repeating idempotent work: a step's outcome,
-// whose step runs again on resume. Process crashes lose nothing: the
-// kernel has the write.
+// AppendDeferred takes a record like Append but keeps it in memory: the
+// next Append (or Close) writes it, with its own record, in one write and
+// one fsync. It is for records whose loss in a crash only costs repeating
+// idempotent work: a step's success, whose step runs again on resume.
 func (j *Journal) AppendDeferred(typ string, data any) (Record, error) {
 	return j.append(typ, data, false)
 }
@@ -253,27 +254,38 @@ func (j *Journal) append(typ string, data any, sync bool) (Record, error) {
 	binary.LittleEndian.PutUint32(frame[4:8], crc32.Checksum(payload, castagnoli))
 	copy(frame[frameLen:], payload)
 
-	if _, err := j.f.WriteAt(frame, j.size); err != nil {
+	j.seq = rec.Seq
+	if !sync {
+		j.pending = append(j.pending, frame...)
+		return rec, nil
+	}
+	if err := j.flush(frame); err != nil {
 		j.err = fmt.Errorf("append record %d to journal %s at byte %d: %w", rec.Seq, j.path, j.size, err)
 		return Record{}, j.err
 	}
-	// After a failed fsync the page cache may not match the disk, so the
-	// journal refuses further appends; reopening replays what is really there.
-	if !sync {
-		j.unsynced = true
-	} else if err := j.f.Sync(); err != nil {
-		j.err = fmt.Errorf("append record %d to journal %s at byte %d: fsync: %w", rec.Seq, j.path, j.size, err)
-		return Record{}, j.err
-	}
-	if sync {
-		j.unsynced = false
-	}
-	j.size += int64(len(frame))
-	j.seq = rec.Seq
-	if j.crashAfter != 0 && rec.Seq == j.crashAfter {
+	// The crash hook fires once record k is durable: a deferred record k
+	// becomes so with the next write.
+	if j.crashAfter != 0 && rec.Seq >= j.crashAfter {
 		crashNow()
 	}
 	return rec, nil
+}
+
+// flush writes the deferred frames and frame in one write, and fsyncs.
+// After a failed write or fsync the page cache may not match the disk, so
+// the caller makes the error sticky; reopening replays what is really
+// there.
+func (j *Journal) flush(frame []byte) error {
+	buf := append(j.pending, frame...)
+	if _, err := j.f.WriteAt(buf, j.size); err != nil {
+		return err
+	}
+	if err := j.f.Sync(); err != nil {
+		return fmt.Errorf("fsync: %w", err)
+	}
+	j.size += int64(len(buf))
+	j.pending = nil
+	return nil
 }
 
 // Path returns the journal's file path.
@@ -287,10 +299,10 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
-	if j.unsynced && j.err == nil {
-		if err := j.f.Sync(); err != nil {
+	if len(j.pending) > 0 && j.err == nil {
+		if err := j.flush(nil); err != nil {
 			j.f.Close()
-			return fmt.Errorf("close journal %s: fsync: %w", j.path, err)
+			return fmt.Errorf("close journal %s: %w", j.path, err)
 		}
 	}
 	if err := j.f.Close(); err != nil {

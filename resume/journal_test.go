@@ -674,11 +674,13 @@ func TestCrashAfterRecord(t *testing.T) {
 		name     string
 		existing int // records written before the helper runs; 0: helper creates
 		crashAt  int
+		want     int // records on disk: a deferred record k is written with k+1
 	}{
-		{"create", 0, 3},
-		{"create, first record", 0, 1},
-		{"create, after a deferred record", 0, 4},
-		{"resume", 3, 5},
+		{"create", 0, 3, 3},
+		{"create, first record", 0, 1, 1},
+		{"create, after a deferred record", 0, 4, 5},
+		{"resume, after a deferred record", 3, 5, 6},
+		{"resume", 3, 4, 4},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -700,7 +702,7 @@ func TestCrashAfterRecord(t *testing.T) {
 			if rp.TornTail != nil {
 				t.Fatalf("torn tail after crash between appends: %+v", rp.TornTail)
 			}
-			checkSeqs(t, rp.Records, tt.crashAt)
+			checkSeqs(t, rp.Records, tt.want)
 
 			// The run resumes where it died.
 			j, _, err := Open(path)
@@ -709,7 +711,7 @@ func TestCrashAfterRecord(t *testing.T) {
 			}
 			defer j.Close()
 			rec, err := j.Append("run-resume", nil)
-			if err != nil || rec.Seq != uint64(tt.crashAt+1) {
+			if err != nil || rec.Seq != uint64(tt.want+1) {
 				t.Fatalf("Append after crash: %+v, %v", rec, err)
 			}
 		})
@@ -797,4 +799,49 @@ func FuzzReplay(f *testing.F) {
 			t.Fatalf("after Open: %+v, %v; want clean replay of %d records", again, err, len(rp.Records))
 		}
 	})
+}
+
+// A deferred record reaches the file only with the next Append, in the same
+// write, or at Close: the file never holds a record that was not fsynced
+// with everything before it.
+func TestAppendDeferred(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.wal")
+	j, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	onDisk := func() int {
+		t.Helper()
+		rp, err := Read(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rp.Records)
+	}
+	if _, err := j.Append("run-start", nil); err != nil {
+		t.Fatal(err)
+	}
+	if rec, err := j.AppendDeferred("step-done", map[string]int{"i": 1}); err != nil || rec.Seq != 2 {
+		t.Fatalf("AppendDeferred: %+v, %v", rec, err)
+	}
+	if n := onDisk(); n != 1 {
+		t.Errorf("%d records on disk after a deferred one, want 1", n)
+	}
+	if _, err := j.Append("step-start", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := onDisk(); n != 3 {
+		t.Errorf("%d records on disk after the next Append, want 3", n)
+	}
+	if _, err := j.AppendDeferred("step-done", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := j.Close(); err != nil {
+		t.Fatal(err)
+	}
+	rp, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, rp.Records, 4)
 }

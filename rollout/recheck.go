@@ -75,7 +75,7 @@ func (x *Executor) Recheck(ctx context.Context, run *Run) (resets []Reset, unrea
 		if from < 0 {
 			continue
 		}
-		for _, s := range np.Steps[from:] {
+		for _, s := range stepsToRedo(np, from) {
 			if run.state(np.Node, s.ID).State != StateDone {
 				continue
 			}
@@ -90,19 +90,33 @@ func (x *Executor) Recheck(ctx context.Context, run *Run) (resets []Reset, unrea
 
 // firstUndone returns the index of the first step whose effect the node's
 // facts contradict, and why; -1 when they agree with the journal.
+//
+// For each component, the run's switches form a chain (3.4.1 -> 3.4.2 ->
+// 3.4.3). What the node shows is fine when it is the last switch the
+// journal shows done, or one the run had started (a crash between the
+// switch and its record); when it is an earlier link of the chain, or
+// nothing the run knows, the component's steps are done again from the
+// first switch the node does not show. node.json is judged the same way
+// against the run's commits.
 func firstUndone(run *Run, np NodePlan, f *steps.Facts) (int, string) {
-	// The last done switch of each component says what it must point at.
-	lastSwitch := map[string]int{}
-	lastCommit := -1
+	type link struct {
+		index   int
+		version string
+		state   string
+	}
+	switches := map[string][]link{}
+	var order []string
+	var commits []link
 	for i, s := range np.Steps {
-		if run.state(np.Node, s.ID).State != StateDone {
-			continue
-		}
+		st := run.state(np.Node, s.ID).State
 		switch s.Op {
 		case steps.OpSwitch:
-			lastSwitch[s.Component] = i
+			if _, ok := switches[s.Component]; !ok {
+				order = append(order, s.Component)
+			}
+			switches[s.Component] = append(switches[s.Component], link{i, s.Version, st})
 		case steps.OpCommit:
-			lastCommit = i
+			commits = append(commits, link{i, s.Release, st})
 		}
 	}
 	first, reason := -1, ""
@@ -111,32 +125,93 @@ func firstUndone(run *Run, np NodePlan, f *steps.Facts) (int, string) {
 			first, reason = i, why
 		}
 	}
-	for c, i := range lastSwitch {
-		sw := np.Steps[i]
-		if f.Current[c] == sw.Version {
+	// behind returns the first link the node does not show, or -1.
+	behind := func(chain []link, shows string) int {
+		lastDone := -1
+		for k, l := range chain {
+			if l.state == StateDone {
+				lastDone = k
+			}
+		}
+		if lastDone < 0 {
+			return -1 // nothing done yet: nothing to contradict
+		}
+		for k := len(chain) - 1; k >= 0; k-- {
+			if chain[k].version == shows && (k >= lastDone || chain[k].state != StatePending) {
+				if k >= lastDone {
+					return -1 // where the journal left it, or a step further
+				}
+				return k + 1
+			}
+		}
+		return 0 // before the run, or something the run never installed
+	}
+	for _, c := range order {
+		chain := switches[c]
+		k := behind(chain, f.Current[c])
+		if k < 0 {
 			continue
 		}
-		// Do the component's upgrade again from its install.
-		start := i
-		for j := i; j >= 0; j-- {
+		// Do the component's upgrade again from that hop's install.
+		sw := np.Steps[chain[k].index]
+		start := chain[k].index
+		for j := start; j >= 0; j-- {
 			if s := np.Steps[j]; s.Component == c && s.Release == sw.Release && s.Op == steps.OpInstall {
 				start = j
 				break
 			}
 		}
-		consider(start, fmt.Sprintf("%s points at %s, but this run switched it to %s (restored from a snapshot, or changed by hand?)", c, orNothing(f.Current[c]), sw.Version))
-	}
-	if lastCommit >= 0 {
-		want := np.Steps[lastCommit].Release
-		if f.Record == nil || f.Record.Release != want {
-			got := "no node.json"
-			if f.Record != nil {
-				got = "release " + f.Record.Release
+		var done string
+		for _, l := range chain {
+			if l.state == StateDone {
+				done = l.version
 			}
-			consider(lastCommit, fmt.Sprintf("node.json records %s, but this run recorded %s", got, want))
 		}
+		consider(start, fmt.Sprintf("%s points at %s, but this run switched it to %s (restored from a snapshot, or changed by hand?)", c, orNothing(f.Current[c]), done))
+	}
+	shows := ""
+	if f.Record != nil {
+		shows = f.Record.Release
+	}
+	if k := behind(commits, shows); k >= 0 {
+		var done string
+		for _, l := range commits {
+			if l.state == StateDone {
+				done = l.version
+			}
+		}
+		got := "no node.json"
+		if f.Record != nil {
+			got = "release " + f.Record.Release
+		}
+		consider(commits[k].index, fmt.Sprintf("node.json records %s, but this run recorded %s", got, done))
 	}
 	return first, reason
+}
+
+// stepsToRedo is every step from index from on, and the earlier steps
+// they need again: the fetch of an artifact to install again (a restored
+// node may have lost its cache), and the retirement of a DEA that is to
+// be unretired again (its components go down again meanwhile).
+func stepsToRedo(np NodePlan, from int) []Step {
+	redo := append([]Step(nil), np.Steps[from:]...)
+	digests := map[string]bool{}
+	unretire := false
+	for _, s := range redo {
+		switch s.Op {
+		case steps.OpInstall:
+			digests[s.Request.Artifact.SHA256] = true
+		case steps.OpUnretire:
+			unretire = true
+		}
+	}
+	var before []Step
+	for _, s := range np.Steps[:from] {
+		if s.Op == steps.OpFetch && digests[s.Request.Artifact.SHA256] || s.Op == steps.OpRetire && unretire {
+			before = append(before, s)
+		}
+	}
+	return append(before, redo...)
 }
 
 func orNothing(v string) string {

@@ -2,10 +2,12 @@ package rollout
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
@@ -92,5 +94,34 @@ func TestRecheckRedoesWhatANodeLost(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// What a reset takes along: the fetch of an artifact to install again (a
+// restored node may have lost its cache) and, for a DEA that was already
+// unretired, its retirement (its components go down again).
+func TestStepsToRedoTakeFetchAndRetire(t *testing.T) {
+	art := func(c string) steps.Request {
+		return steps.Request{Component: c, Artifact: release.Artifact{SHA256: "sha-" + c}}
+	}
+	var all []Step
+	for _, c := range []string{"a", "b"} {
+		all = append(all, Step{ID: "3.4.2/" + c + "/fetch", Op: steps.OpFetch, Component: c, Request: art(c)})
+	}
+	all = append(all, Step{ID: "retire", Op: steps.OpRetire})
+	for _, c := range []string{"a", "b"} {
+		for _, op := range []string{steps.OpInstall, steps.OpSwitch} {
+			all = append(all, Step{ID: "3.4.2/" + c + "/" + op, Op: op, Component: c, Request: art(c)})
+		}
+	}
+	all = append(all, Step{ID: "unretire", Op: steps.OpUnretire})
+	np := NodePlan{Node: "dea-1", Steps: all}
+	var ids []string
+	for _, s := range stepsToRedo(np, 5) { // from 3.4.2/b/install
+		ids = append(ids, s.ID)
+	}
+	want := []string{"3.4.2/b/fetch", "retire", "3.4.2/b/install", "3.4.2/b/switch", "unretire"}
+	if !slices.Equal(ids, want) {
+		t.Errorf("redo %v, want %v", ids, want)
 	}
 }

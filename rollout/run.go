@@ -51,8 +51,9 @@ type Executor struct {
 	// the DEAs of the plan.
 	DEAs []string
 
-	halt    chan struct{} // closed when a node failed: others stop at a safe point
-	journal sync.Mutex    // one record at a time, and the run kept in step
+	halt     chan struct{} // closed when a node failed: others stop at a safe point
+	haltOnce sync.Once
+	journal  sync.Mutex // one record at a time, and the run kept in step
 }
 
 // StepFailedError is a step that failed on a node.
@@ -98,17 +99,25 @@ func (e *InterruptedError) Error() string {
 // safe point (see safePoint), and the run ends failed, or interrupted when
 // every failure can be resumed.
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
-	x.halt = make(chan struct{})
+	x.halt, x.haltOnce = make(chan struct{}), sync.Once{}
 	progress := x.Progress
 	x.Progress = &lockedProgress{next: progress}
 	defer func() { x.Progress = progress }()
 
-	var todo []NodePlan
+	// A resumed run first finishes the nodes it had begun: they do not
+	// share a redundant role with each other, and a fresh node that does
+	// must not go down beside one left half done.
+	var begun, fresh []NodePlan
 	for _, np := range run.Plan.Nodes {
-		if np.Skip == "" {
-			todo = append(todo, np)
+		switch {
+		case np.Skip != "":
+		case nodeBegun(run, np):
+			begun = append(begun, np)
+		default:
+			fresh = append(fresh, np)
 		}
 	}
+	todo := append(begun, fresh...)
 	sched := newScheduler(run.Plan.Nodes, todo, run.Plan.MaxInFlight)
 	type outcome struct {
 		node string
@@ -119,7 +128,7 @@ func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	var failures, halted []error
 	stopped := false
 	for {
-		if len(failures) == 0 && !stopped {
+		if len(failures) == 0 && !stopped && !closed(x.halt) {
 			select {
 			case <-x.Stopping:
 				stopped = true // in-flight nodes stop at their next step on their own
@@ -142,11 +151,13 @@ func (x *Executor) Execute(ctx context.Context, run *Run) error {
 		case errors.As(r.err, &he):
 			halted = append(halted, r.err)
 		default:
-			if len(failures) == 0 {
-				close(x.halt)
-			}
+			x.haltNow()
 			failures = append(failures, r.err)
 		}
+	}
+	if !stopped && len(failures) == 0 && len(halted) == 0 && len(sched.pending) > 0 {
+		// Cannot happen under the scheduling rules; never report success.
+		failures = append(failures, fmt.Errorf("internal error: %d node(s) could never start (%s); run `sentinel upgrade --resume --max-in-flight 1`", len(sched.pending), sched.pending[0].Node))
 	}
 	if stopped && len(failures) == 0 && len(sched.pending) > 0 {
 		np := sched.pending[0]
@@ -167,7 +178,10 @@ func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	if len(halted) > 0 {
 		err = &HaltedNodesError{Cause: err, Halted: halted}
 	}
-	if resumable(failures) {
+	if anyResumable(failures) {
+		// A node stopped where --resume can finish it: the run stays open,
+		// and a node that failed for good says so again on resume, after
+		// the others have reached a safe point.
 		// Best effort: when the journal itself failed this fails too,
 		// and the run reads as interrupted all the same.
 		_ = x.record(run, recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
@@ -179,18 +193,47 @@ func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	return err
 }
 
-// resumable reports whether --resume can finish a run that stopped on
-// these errors.
-func resumable(errs []error) bool {
+// anyResumable reports whether one of the errors left a node that
+// --resume must finish.
+func anyResumable(errs []error) bool {
 	for _, err := range errs {
 		var ie *InterruptedError
 		var fe *StepFailedError
-		if !errors.As(err, &ie) && !(errors.As(err, &fe) && fe.Resumable) {
-			return false
+		if errors.As(err, &ie) || errors.As(err, &fe) && fe.Resumable {
+			return true
 		}
 	}
-	return true
+	return false
 }
+
+// nodeBegun reports whether the journal shows a step of the node started.
+func nodeBegun(run *Run, np NodePlan) bool {
+	for _, s := range np.Steps {
+		if run.state(np.Node, s.ID).State != StatePending {
+			return true
+		}
+	}
+	return false
+}
+
+// deaRetired reports whether the node is a DEA this run retired and has
+// not yet let take instances again: it must not be left so.
+func deaRetired(run *Run, np NodePlan) bool {
+	retired, unretired := false, false
+	for _, s := range np.Steps {
+		switch s.Op {
+		case steps.OpRetire:
+			retired = run.state(np.Node, s.ID).State == StateDone
+		case steps.OpUnretire:
+			unretired = run.state(np.Node, s.ID).State == StateDone
+		}
+	}
+	return retired && !unretired
+}
+
+// haltNow stops new nodes from starting and the nodes in flight at their
+// next safe point: a node failed.
+func (x *Executor) haltNow() { x.haltOnce.Do(func() { close(x.halt) }) }
 
 func firstPending(run *Run, np NodePlan) string {
 	for _, s := range np.Steps {
@@ -276,6 +319,7 @@ func (p *lockedProgress) Transfer(node string, s Step, fp steps.FetchProgress) {
 
 func (x *Executor) node(ctx context.Context, run *Run, np NodePlan) error {
 	if rb := run.rollbackOf(np.Node); rb != nil {
+		x.haltNow() // the node failed before: nothing new starts meanwhile
 		return x.rollback(ctx, run, np, rb)
 	}
 	for _, s := range np.Steps {
@@ -292,7 +336,9 @@ func (x *Executor) node(ctx context.Context, run *Run, np NodePlan) error {
 			return &InterruptedError{Node: np.Node, Step: s.ID, Reason: "stopped by the operator"}
 		default:
 		}
-		if closed(x.halt) && safePoint(s) {
+		// A DEA retired by this run runs on to its unretire: halted
+		// before, it would stay drained with no instances.
+		if closed(x.halt) && safePoint(s) && !deaRetired(run, np) {
 			return &haltedError{Node: np.Node, Step: s.ID}
 		}
 		_, err := x.step(ctx, run, np.Node, s)
@@ -325,11 +371,14 @@ func failure(err error) (msg, output string) {
 // step runs one step, journaled before and after. A journal that cannot be
 // written, or an agent that cannot be reached, interrupts the run.
 func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (steps.Result, error) {
+	// Started before and never finished: its effect may be in place.
+	retry := run.state(node, s.ID).State != StatePending
 	if err := x.record(run, recStepStart, stepRef{Node: node, Step: s.ID}); err != nil {
 		return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
 	}
 	x.Progress.StepStarted(node, s)
 	req := s.Request
+	req.Retry = retry
 	switch s.Op {
 	case steps.OpFetch:
 		req = x.Source.Apply(req)
@@ -512,6 +561,7 @@ func (x *Executor) appendRecord(run *Run, typ string, data any, appendRec func(s
 // failed handles a step that failed while components were being replaced:
 // the node's release is rolled back.
 func (x *Executor) failed(ctx context.Context, run *Run, np NodePlan, s Step, msg, output string) error {
+	x.haltNow() // before the rollback, which may take minutes: nothing new starts meanwhile
 	rb := &rollbackStart{Node: np.Node, Release: s.Release, Cause: s.ID, Steps: rollbackSteps(run, np, s.Release)}
 	if err := x.record(run, recRollbackStart, rb); err != nil {
 		return &InterruptedError{Node: np.Node, Step: s.ID, Reason: fmt.Sprintf("%s failed (%s), and its rollback could not start: %v", s.ID, msg, err)}

@@ -307,7 +307,7 @@ func (a *Agent) stop(ctx context.Context, req Request) (Result, error) {
 	if err != nil || cur == "" {
 		return Result{Note: "no current release: nothing to stop"}, err
 	}
-	if st, ok := a.status(ctx, req.Component, cur); ok && st.State == "stopped" {
+	if st, ok := a.statusOnRetry(ctx, req, cur); ok && st.State == "stopped" {
 		return Result{Note: req.Component + " already stopped (status hook): stop hook not run again"}, nil
 	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, cur), "stop", a.env(req, cur), req.Hooks.Stop.Timeout.Or(release.DefaultHookTimeout))
@@ -321,7 +321,7 @@ func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
 	}
 	// The hook may have finished just before a crash that came before the
 	// mark: the component itself knows.
-	if st, _ := a.status(ctx, req.Component, req.Version); st.Schema == req.Version {
+	if st, _ := a.statusOnRetry(ctx, req, req.Version); st.Schema == req.Version {
 		return Result{Note: "schema already at " + req.Version + " (status hook): migrate hook not run again"},
 			cluster.WriteFileAtomic(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 	}
@@ -388,7 +388,7 @@ func (a *Agent) start(ctx context.Context, req Request) (Result, error) {
 	if err := a.requireCurrent(req); err != nil {
 		return Result{}, err
 	}
-	if st, ok := a.status(ctx, req.Component, req.Version); ok && st.State == "running" && st.Version == req.Version {
+	if st, ok := a.statusOnRetry(ctx, req, req.Version); ok && st.State == "running" && st.Version == req.Version {
 		return Result{Note: req.Component + " " + req.Version + " already running (status hook): start hook not run again"}, nil
 	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "start", a.env(req, req.Version), req.Hooks.Start.Timeout.Or(release.DefaultHookTimeout))

@@ -71,6 +71,10 @@ type Request struct {
 	// patches alone changes).
 	Patch          string `json:"patch,omitempty"`
 	PatchInstalled bool   `json:"patch_installed,omitempty"`
+	// Retry: the journal shows this step started before and not finished
+	// (a crash, a lost node). Only then do stop, start and migrate ask the
+	// component's status hook whether their effect is already in place.
+	Retry bool `json:"retry,omitempty"`
 }
 
 // RestartItem is one component of a node restart.

@@ -20,6 +20,11 @@ import (
 // journal heard of it) does not run its hook again. Without it, or when
 // its answer is unclear, the step runs its hook, which must then be
 // idempotent, as the hook contract asks.
+//
+// The hook is asked only when the step is a retry (Request.Retry): on a
+// first run, and inside a restart, the step's hook always runs, so that a
+// supervisor that restarted the component, or a stop hook that returns
+// before the process is gone, never makes sentinel skip a hook.
 
 const statusHookTimeout = 30 * time.Second
 
@@ -28,6 +33,14 @@ type componentStatus struct {
 	State   string // "running" or "stopped"
 	Version string
 	Schema  string
+}
+
+// statusOnRetry is status, asked only when the step is a retry.
+func (a *Agent) statusOnRetry(ctx context.Context, req Request, version string) (componentStatus, bool) {
+	if !req.Retry {
+		return componentStatus{}, false
+	}
+	return a.status(ctx, req.Component, version)
 }
 
 // status runs the status hook of the component's release version; ok is

@@ -32,7 +32,8 @@ const clearStatus = `if [ -f STATE ]; then printf 'state=running\nversion=%s\n' 
 if [ -f SCHEMA ]; then echo "schema=$(cat SCHEMA)"; fi
 `
 
-// A step repeated after its effect took place (a crash came between the
+// A step repeated after its effect took place (a retry: the journal shows
+// it started and never finished) (a crash came between the
 // hook and the journal) does not run its hook again when the component
 // can say what runs; without a status hook, or with an unclear answer, the
 // hook runs again as before.
@@ -50,7 +51,7 @@ func TestStatusHookAvoidsRepeatedHooks(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			a := testAgent(t)
 			runs := statusComponent(t, a, c.status)
-			req := Request{Component: "svc", Version: "2", FromVersion: "1"}
+			req := Request{Component: "svc", Version: "2", FromVersion: "1", Retry: true}
 			ctx := context.Background()
 			for _, op := range []func(context.Context, Request) (Result, error){a.start, a.start, a.stop, a.stop} {
 				if _, err := op(ctx, req); err != nil {
@@ -71,5 +72,24 @@ func TestStatusHookAvoidsRepeatedHooks(t *testing.T) {
 				t.Errorf("hook runs: %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// On a first run (not a retry) the hooks always run, whatever the status
+// hook says: a supervisor may have restarted the component, or a stop hook
+// returned before the process was gone.
+func TestStatusHookNotAskedOnFirstRun(t *testing.T) {
+	a := testAgent(t)
+	runs := statusComponent(t, a, clearStatus)
+	req := Request{Component: "svc", Version: "2", FromVersion: "1"}
+	ctx := context.Background()
+	for _, op := range []func(context.Context, Request) (Result, error){a.start, a.start, a.stop, a.stop} {
+		if _, err := op(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, _ := os.ReadFile(runs)
+	if got := strings.Join(strings.Fields(string(data)), " "); got != "start start stop stop" {
+		t.Errorf("hook runs: %q, want every hook run", got)
 	}
 }

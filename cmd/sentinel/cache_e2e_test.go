@@ -171,7 +171,9 @@ func TestCacheConfigFile(t *testing.T) {
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
 	conf := filepath.Join(t.TempDir(), "config.yml")
 	os.WriteFile(conf, []byte("cache_dir: "+lab.Cache.Dir+"\nlisten: 127.0.0.1:0\n"), 0o644)
-	if out := lab.mustSucceed("cache", "ls", "--config", conf).stdout; !strings.Contains(out, "13 artifacts") {
+	// The 13 artifacts of 3.4.2 and the 4 of its patches, each named.
+	if out := lab.mustSucceed("cache", "ls", "--config", conf).stdout; !strings.Contains(out, "17 artifacts") ||
+		!strings.Contains(out, "3.4.2 patch aok-endpoint-fix router") || strings.Contains(out, "no release in the cache's channel") {
 		t.Errorf("cache ls --config:\n%s", out)
 	}
 	if out := lab.mustSucceed("cache", "ls", "--config", conf, "--dir", t.TempDir()).stdout; !strings.Contains(out, "0 artifacts") {

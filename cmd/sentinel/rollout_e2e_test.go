@@ -380,7 +380,7 @@ func TestResumeRechecksNodes(t *testing.T) {
 		t.Fatalf("resume: exit %d\n%s", r.code, r.stderr)
 	}
 	want := fmt.Sprintf("node core: %s points at 3.4.1, but this run switched it to 3.4.2", first)
-	if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, fmt.Sprintf("from 3.4.2/%s/install run again", first)) {
+	if !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, fmt.Sprintf("from 3.4.2/%s/fetch run again", first)) {
 		t.Errorf("resume did not say it redoes %s:\n%s", first, r.stderr)
 	}
 	everyComponentOn(t, core.Root, "3.4.2")
