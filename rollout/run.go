@@ -494,8 +494,11 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		if tr == nil {
 			return nil
 		}
+		// A DEA that hangs must not hold the retirement up for good.
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
 		var res steps.Result
-		err := tr.Call(ctx, steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{Capacity: true}}, &res, nil)
+		err := tr.Call(pctx, steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{Capacity: true}}, &res, nil)
 		if err != nil || res.Probe == nil {
 			return nil // a DEA without figures takes nothing
 		}
@@ -535,6 +538,9 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		if missing, biggest = fitElsewhere(node, deas, caps); missing == 0 {
 			return nil
 		}
+	}
+	if len(deas) == 1 {
+		return fmt.Errorf("DEA %s cannot be retired now: none of the other DEAs (%s) answered its capacity probe, so nothing says its instances have somewhere to go: check those nodes", node, strings.Join(others, ", "))
 	}
 	return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB): add a DEA node to the cluster (and to cluster.yaml) first", node, missing, biggest)
 }
