@@ -46,6 +46,7 @@ type patchOptions struct {
 	notInstalled bool
 	downloadOnly bool
 	allowExpired bool
+	noSelfUpdate bool
 
 	stdin          io.Reader
 	stdout, stderr io.Writer
@@ -147,6 +148,7 @@ Installing a patch that is already installed is a no-op that says so.`,
 	}
 	addRunFlags(install, true)
 	install.Flags().BoolVar(&o.resume, "resume", false, "finish the unfinished patch run instead of starting a new one")
+	install.Flags().BoolVar(&o.noSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first (a numbered build looks, and updates itself, by default)")
 	install.Flags().BoolVar(&o.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with the patches' artifacts and documents; change no node")
 
 	reinstall := &cobra.Command{
@@ -174,6 +176,7 @@ resumable: 'sentinel patch revert --resume'.`,
 	}
 	addRunFlags(revert, true)
 	revert.Flags().BoolVar(&o.resume, "resume", false, "finish the unfinished patch run instead of starting a new one")
+	revert.Flags().BoolVar(&o.noSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first")
 
 	mark := &cobra.Command{
 		Use:   "mark --installed|--not-installed NAME",
@@ -426,7 +429,13 @@ func runPatchRun(ctx context.Context, o *patchOptions, kind string, names []stri
 	if err != nil {
 		return err
 	}
-	uo := upgradeOptions{output: o.output, stdin: o.stdin, stdout: o.stdout, stderr: o.stderr, stopping: o.stopping}
+	uo := upgradeOptions{output: o.output, stdin: o.stdin, stdout: o.stdout, stderr: o.stderr, stopping: o.stopping,
+		resume: o.resume, dryRun: o.dryRun, downloadOnly: o.downloadOnly, allowExpired: o.allowExpired, noSelfUpdate: o.noSelfUpdate}
+	// Like an upgrade, a patch run first takes a newer signed sentinel
+	// build, if the channel offers one, and goes on in it.
+	if _, err := uo.selfUpdateFirst(ctx, pc.inv, "", pc.cacheURL, commandLine(os.Args), log); err != nil {
+		return err
+	}
 	progress, closeProgress := newProgress(uo)
 	defer closeProgress()
 	progress = &loggedProgress{next: progress, log: log}
@@ -436,7 +445,8 @@ func runPatchRun(ctx context.Context, o *patchOptions, kind string, names []stri
 		}
 		return runPatchDownloadOnly(ctx, o, pc, names, progress, closeProgress)
 	}
-	exec := &rollout.Executor{Transports: pc.transports, Progress: progress, Stopping: o.stopping}
+	exec := &rollout.Executor{Transports: pc.transports, Progress: progress, Stopping: o.stopping,
+		DEAs: pc.inv.NodesWithRole(release.RoleDEA)}
 
 	var runs rollout.Runs
 	var lock *resume.Lock
@@ -558,6 +568,13 @@ func resumePatchRun(ctx context.Context, o *patchOptions, pc *patchContext, runs
 	exec.Journal = j
 	fmt.Fprintf(o.stderr, "sentinel: resuming run %s (patch %s of %s) at %s\n", run.ID, patchVerb(run.Plan.Kind), strings.Join(run.Plan.Patches, ", "), run.Where())
 	pc.log.Info("resuming patch run", zap.String("run", run.ID), zap.String("at", run.Where()))
+	uo := upgradeOptions{stderr: o.stderr}
+	if err := noteBinary(uo, pc.log, j, run); err != nil {
+		return err
+	}
+	if err := recheckNodes(ctx, uo, pc.log, exec, run); err != nil {
+		return err
+	}
 	return finishPatchRun(o, pc.log, run.Plan, execute(ctx, exec, run), closeProgress)
 }
 

@@ -116,6 +116,9 @@ type runReport struct {
 	Ended    *time.Time   `json:"ended,omitempty"`
 	Where    string       `json:"stopped_at,omitempty"`
 	TornTail string       `json:"torn_tail,omitempty"`
+	// Binaries are the sentinel builds that ran the run, in order (more
+	// than one after a self-update or a recovery with another build).
+	Binaries []string `json:"binaries,omitempty"`
 	Steps    []stepReport `json:"steps"`
 }
 
@@ -225,6 +228,9 @@ func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *runRe
 		}
 		rr.Where = run.Where()
 	}
+	for _, b := range run.Binaries() {
+		rr.Binaries = append(rr.Binaries, b.Version)
+	}
 	if rep.TornTail != nil {
 		rr.TornTail = fmt.Sprintf("%d bytes at offset %d (set aside on resume)", rep.TornTail.Length, rep.TornTail.Offset)
 	}
@@ -268,6 +274,9 @@ func printStatus(w io.Writer, r statusReport, allSteps bool) {
 		fmt.Fprintln(w)
 		if run.Where != "" {
 			fmt.Fprintf(w, "  stopped at: %s; `%s` continues\n", run.Where, resumeCmd)
+		}
+		if len(run.Binaries) > 1 {
+			fmt.Fprintf(w, "  sentinel builds: %s\n", strings.Join(run.Binaries, ", then "))
 		}
 		if run.TornTail != "" {
 			fmt.Fprintf(w, "  journal: torn last record, %s\n", run.TornTail)

@@ -202,6 +202,9 @@ func TestSelfUpdateContinuesRunInNewBuild(t *testing.T) {
 	if v := lab.mustRun(bin, nil, "version").stdout; !strings.HasPrefix(v, "sentinel 0.2.0 ") {
 		t.Errorf("the installed sentinel says %q", v)
 	}
+	if st := lab.mustRun(bin, nil, "status").stdout; !strings.Contains(st, "sentinel builds: 0.1.0, then 0.2.0") {
+		t.Errorf("status does not show both builds:\n%s", st)
+	}
 	if _, err := os.Stat(filepath.Join(filepath.Dir(bin), ".sentinel.new")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf(".sentinel.new left behind: %v", err)
 	}
