@@ -104,21 +104,21 @@ type statusReport struct {
 }
 
 type runReport struct {
-	ID       string       `json:"id"`
-	Command  []string     `json:"command"`
-	From     string       `json:"from"`
-	To       string       `json:"to"`
-	Kind     string       `json:"kind,omitempty"`    // a patch run: patch-install or patch-revert
-	Patches  []string     `json:"patches,omitempty"` // of a patch run
-	Status   string       `json:"status"`
-	Error    string       `json:"error,omitempty"`
-	Started  time.Time    `json:"started"`
-	Ended    *time.Time   `json:"ended,omitempty"`
-	Where    string       `json:"stopped_at,omitempty"`
-	TornTail string       `json:"torn_tail,omitempty"`
+	ID       string     `json:"id"`
+	Command  []string   `json:"command"`
+	From     string     `json:"from"`
+	To       string     `json:"to"`
+	Kind     string     `json:"kind,omitempty"`    // a patch run: patch-install or patch-revert
+	Patches  []string   `json:"patches,omitempty"` // of a patch run
+	Status   string     `json:"status"`
+	Error    string     `json:"error,omitempty"`
+	Started  time.Time  `json:"started"`
+	Ended    *time.Time `json:"ended,omitempty"`
+	Where    string     `json:"stopped_at,omitempty"`
+	TornTail string     `json:"torn_tail,omitempty"`
 	// Binaries are the sentinel builds that ran the run, in order (more
 	// than one after a self-update or a recovery with another build).
-	Binaries []string `json:"binaries,omitempty"`
+	Binaries []string     `json:"binaries,omitempty"`
 	Steps    []stepReport `json:"steps"`
 }
 
