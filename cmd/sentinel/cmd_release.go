@@ -217,14 +217,14 @@ func newReleaseSignCmd() *cobra.Command {
 	var expires string
 	cmd := &cobra.Command{
 		Use:   "sign --key FILE[,FILE] --version N [--expires 30d] CHANNEL_DIR [DOC...]",
-		Short: "Write DOC.sig for index.json and every manifest it names, or for the DOCs given (paths relative to CHANNEL_DIR)",
+		Short: "Write DOC.sig for index.json and every manifest and patch catalog it names, or for the DOCs given (paths relative to CHANNEL_DIR)",
 		Long: `Signs without changing the documents: each gets a detached DOC.sig holding
 its name, length, sha256, --version and expiry, signed by every --key.
 Nodes refuse a document whose version is lower than one they already
 trusted, so each publication takes a version at least as high as the last.
-Documents the index does not name (a patch catalog, say) are signed by
-naming them after CHANNEL_DIR; tools/sentinel.json (the sentinel builds
-offered for self-update) is signed along with the index when it exists.`,
+Documents the index does not name are signed by naming them after
+CHANNEL_DIR; tools/sentinel.json (the sentinel builds offered for
+self-update) is signed along with the index when it exists.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if version < 1 {
@@ -272,8 +272,8 @@ offered for self-update) is signed along with the index when it exists.`,
 	return cmd
 }
 
-// channelDocuments lists index.json, the manifests it names, and the
-// sentinel builds document when there is one.
+// channelDocuments lists index.json, the manifests and patch catalogs it
+// names, and the sentinel builds document when there is one.
 func channelDocuments(dir string) ([]string, error) {
 	data, err := os.ReadFile(filepath.Join(dir, "index.json"))
 	if err != nil {
@@ -286,6 +286,9 @@ func channelDocuments(dir string) ([]string, error) {
 	docs := []string{"index.json"}
 	for _, r := range ix.Releases {
 		docs = append(docs, r.Manifest)
+		if r.Patches != "" {
+			docs = append(docs, r.Patches)
+		}
 	}
 	// The sentinel builds are at a well-known path, not named by the index.
 	if _, err := os.Stat(filepath.Join(dir, filepath.FromSlash(release.SentinelBuildsPath))); err == nil {
