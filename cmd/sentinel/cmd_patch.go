@@ -543,24 +543,11 @@ func resumePatchRun(ctx context.Context, o *patchOptions, pc *patchContext, runs
 	case last.Finished():
 		return usagef("run %s ended and cannot be resumed: %s", last.ID, last.Error)
 	}
-	path, _ := runs.LatestPath()
-	j, rep, err := resume.Open(path)
+	j, run, err := reopenRun(runs, pc.inv, o.stderr, pc.log)
 	if err != nil {
 		return err
 	}
 	defer j.Close()
-	if rep.TornTail != nil {
-		fmt.Fprintf(o.stderr, "sentinel: the journal's last record was torn by the crash; set aside %d bytes as %s\n", rep.TornTail.Length, rep.TornTail.SavedAs)
-	}
-	run, err := rollout.ReplayRun(rep.Records)
-	if err != nil {
-		return fmt.Errorf("journal %s: %w", path, err)
-	}
-	for _, np := range run.Plan.Nodes {
-		if _, ok := pc.inv.Node(np.Node); !ok {
-			return usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, pc.inv.Path())
-		}
-	}
 	exec.Source = run.Plan.DefaultSource()
 	if pc.cacheURL != "" {
 		exec.Source = rollout.Source{CacheURL: pc.cacheURL}

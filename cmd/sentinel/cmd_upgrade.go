@@ -223,25 +223,11 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		case last.Finished():
 			return usagef("run %s ended and cannot be resumed: %s", last.ID, last.Error)
 		}
-		path, _ := runs.LatestPath()
-		j, rep, err := resume.Open(path)
+		j, run, err := reopenRun(runs, inv, o.stderr, log)
 		if err != nil {
 			return err
 		}
 		defer j.Close()
-		if rep.TornTail != nil {
-			fmt.Fprintf(o.stderr, "sentinel: the journal's last record was torn by the crash; set aside %d bytes as %s\n", rep.TornTail.Length, rep.TornTail.SavedAs)
-			log.Warn("torn journal tail set aside", zap.String("saved_as", rep.TornTail.SavedAs), zap.Int64("offset", rep.TornTail.Offset))
-		}
-		run, err := rollout.ReplayRun(rep.Records)
-		if err != nil {
-			return fmt.Errorf("journal %s: %w", path, err)
-		}
-		for _, np := range run.Plan.Nodes {
-			if _, ok := inv.Node(np.Node); !ok {
-				return usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, inv.Path())
-			}
-		}
 		if o.maxInFlight > 0 {
 			run.Plan.MaxInFlight = o.maxInFlight // this process only: the journal keeps the plan
 		}
@@ -297,6 +283,40 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 		fmt.Fprintf(o.stdout, "Run %s: upgrading %s from %s to %s\n", id, inv.Name, plan.From, plan.To)
 	}
 	return finishRun(o, log, plan, execute(ctx, exec, run))
+}
+
+// reopenRun opens the journal of the unfinished run to go on with it: a
+// torn last record is set aside (and said), and every node of the run must
+// still be in the cluster file.
+func reopenRun(runs rollout.Runs, inv *cluster.Inventory, stderr io.Writer, log *zap.Logger) (*resume.Journal, *rollout.Run, error) {
+	path, err := runs.LatestPath()
+	if err != nil {
+		return nil, nil, err
+	}
+	j, rep, err := resume.Open(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rep.TornTail != nil {
+		fmt.Fprintf(stderr, "sentinel: the journal's last record was torn by the crash; set aside %d bytes as %s\n", rep.TornTail.Length, rep.TornTail.SavedAs)
+		log.Warn("torn journal tail set aside", zap.String("saved_as", rep.TornTail.SavedAs), zap.Int64("offset", rep.TornTail.Offset))
+	}
+	run, err := rollout.ReplayRun(rep.Records)
+	if err == nil {
+		for _, np := range run.Plan.Nodes {
+			if _, ok := inv.Node(np.Node); !ok {
+				err = usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, inv.Path())
+				break
+			}
+		}
+	} else {
+		err = fmt.Errorf("journal %s: %w", path, err)
+	}
+	if err != nil {
+		j.Close()
+		return nil, nil, err
+	}
+	return j, run, nil
 }
 
 // recheckNodes asks the nodes what they run before a resumed run goes on,

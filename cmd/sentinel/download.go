@@ -13,6 +13,7 @@ import (
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/preflight"
+	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
 )
@@ -69,18 +70,10 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 		req.Artifacts = append(req.Artifacts, cache.PrefetchArtifact{URL: build.Artifact.URL, SHA256: build.Artifact.SHA256, Size: build.Artifact.Size})
 		total += build.Artifact.Size
 	}
-	docs, err := ch.Documents()
-	if err != nil {
+	if err := addDocuments(&req, ch); err != nil {
 		return err
 	}
-	paths := make([]string, 0, len(docs))
-	for p := range docs {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		req.Metadata = append(req.Metadata, cache.PrefetchMetadata{Path: p, ContentBase64: base64.StdEncoding.EncodeToString(docs[p])})
-	}
+	paths := req.Metadata
 	if o.dryRun {
 		fmt.Fprintf(o.stdout, "Would fill the cache %s with %d artifacts (%s) and %d documents for %s -> %s.\n", cacheURL, len(arts), humanBytes(total), len(paths), plan.From, plan.To)
 		return nil
@@ -178,4 +171,23 @@ func (p *prefetchPrinter) event(ev cache.PrefetchEvent) {
 		}
 		p.progress.Logf("cache", "%s FAILED: %s", what, ev.Error)
 	}
+}
+
+// addDocuments puts every channel document read so far (and its
+// signature) into the prefetch request, so the cache node serves them as
+// published.
+func addDocuments(req *cache.PrefetchRequest, ch *release.Channel) error {
+	docs, err := ch.Documents()
+	if err != nil {
+		return err
+	}
+	paths := make([]string, 0, len(docs))
+	for p := range docs {
+		paths = append(paths, p)
+	}
+	sort.Strings(paths)
+	for _, p := range paths {
+		req.Metadata = append(req.Metadata, cache.PrefetchMetadata{Path: p, ContentBase64: base64.StdEncoding.EncodeToString(docs[p])})
+	}
+	return nil
 }

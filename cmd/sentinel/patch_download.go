@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"slices"
-	"sort"
 
 	"go.uber.org/zap"
 
@@ -51,18 +49,10 @@ func runPatchDownloadOnly(ctx context.Context, o *patchOptions, pc *patchContext
 			total += c.Artifact.Size
 		}
 	}
-	docs, err := pc.channel.Documents()
-	if err != nil {
+	if err := addDocuments(&req, pc.channel); err != nil {
 		return err
 	}
-	paths := make([]string, 0, len(docs))
-	for p := range docs {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		req.Metadata = append(req.Metadata, cache.PrefetchMetadata{Path: p, ContentBase64: base64.StdEncoding.EncodeToString(docs[p])})
-	}
+	paths := req.Metadata
 	if o.dryRun {
 		fmt.Fprintf(o.stdout, "Would fill the cache %s with %d patch artifacts (%s) and %d documents of release %s.\n", cacheURL, len(req.Artifacts), humanBytes(total), len(paths), pc.release)
 		return nil
