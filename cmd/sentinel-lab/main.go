@@ -53,6 +53,9 @@ With --ssh, every node gets its own OpenSSH sshd on its loopback address
 file reaches the nodes over SSH.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if nodes < 1 {
+				return fmt.Errorf("--nodes must be 1 or more, not %d", nodes)
+			}
 			if layout != "" && cmd.Flags().Changed("nodes") {
 				return fmt.Errorf("--layout %s fixes the nodes: leave out --nodes", layout)
 			}

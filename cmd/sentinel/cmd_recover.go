@@ -37,9 +37,10 @@ func newRecoverCmd() *cobra.Command {
 		Long: `Finish the cluster's unfinished run with this sentinel binary.
 
 The product's docs restart such a run by hand: find the command in the log
-(tac /s/logs/sentinel-cli.log | grep -m1 'Running with command'), put a
-binary back, and run it again. recover does that: it reads the unfinished
-run from the journal and the last command logged for it in
+(grep 'Running with command' /s/logs/sentinel-cli.log), put a binary
+back, and run it again. recover does that: it reads the unfinished run
+from the journal and the command logged for it (the one that started it,
+or its last --resume; not a command turned away meanwhile) in
 <core root>/logs/sentinel-cli.log, says what it found, and runs
 'sentinel upgrade --resume' (or 'sentinel patch install|revert --resume')
 with that command's options (--cache-ip, --max-in-flight, ...) and this
@@ -87,11 +88,18 @@ func runRecover(o recoverOptions) error {
 		return usagef("run %s is still going (%s holds the run lock): nothing to recover; wait for it, or stop it (Ctrl-C) and run `sentinel recover` again", last.ID, holder)
 	}
 
+	// The command to go on from: the last --resume of this run, else the
+	// command that started it. A command refused meanwhile (say, a plain
+	// upgrade turned away because this run was unfinished) is not it.
 	kind := runKind(last)
 	var from *loggedCommand
 	for i := len(logged) - 1; i >= 0; i-- {
-		if logged[i].kind() == kind {
-			from = &logged[i]
+		c := &logged[i]
+		if c.kind() != kind || c.at.IsZero() {
+			continue
+		}
+		if hasArg(c.argv, "--resume") && !c.at.Before(last.Started.Truncate(time.Millisecond)) || !c.at.After(last.Started) {
+			from = c
 			break
 		}
 	}
@@ -127,18 +135,23 @@ func runRecover(o recoverOptions) error {
 // nothingToRecover explains why there is no run to resume, and what the
 // last logged command was when it started none.
 func nothingToRecover(inv *cluster.Inventory, last *rollout.Run, logged []loggedCommand) error {
-	var lastRun *loggedCommand
+	var lastRun *loggedCommand // the last command that would have started a run
 	for i := len(logged) - 1; i >= 0; i-- {
-		if logged[i].kind() != "" {
+		if logged[i].kind() != "" && !hasArg(logged[i].argv, "--resume") {
 			lastRun = &logged[i]
 			break
 		}
 	}
 	state := "there is no run in " + inv.State()
+	after := time.Time{}
 	if last != nil {
 		state = fmt.Sprintf("the last run, %s (%s), %s", last.ID, runSummary(last), last.Status)
+		after = last.Started
+		if !last.Ended.IsZero() {
+			after = last.Ended
+		}
 	}
-	if lastRun != nil && !lastRun.at.IsZero() && (last == nil || lastRun.at.After(last.Started)) {
+	if lastRun != nil && !lastRun.at.IsZero() && lastRun.at.After(after) {
 		return usagef("nothing to recover: %s, and the last command logged after it started no run: %s (run it again, with a sentinel binary in place, if it should)", state, commandLine(lastRun.argv))
 	}
 	return usagef("nothing to recover: %s", state)

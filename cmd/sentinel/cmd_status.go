@@ -35,9 +35,13 @@ func newStatusCmd() *cobra.Command {
 		Long: `Show the current or last run: its command, state, and per node the steps
 done, the step it stopped at, and the failed step with its hook's output.
 Then each node's components: the release its current link points at and the
-one node.json records.`,
+one node.json records. --watch shows it again every --interval while a run
+is running, and stops once it is not.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("interval") && !o.watch {
+				return usagef("--interval goes with --watch")
+			}
 			if o.watch {
 				return watchStatus(cmd.Context(), o, cmd.OutOrStdout())
 			}
@@ -272,7 +276,11 @@ func printStatus(w io.Writer, r statusReport, allSteps bool) {
 			fmt.Fprintf(w, ", ended: %s (%s)", run.Ended.Local().Format(time.DateTime), run.Ended.Sub(run.Started).Round(time.Millisecond))
 		}
 		fmt.Fprintln(w)
-		if run.Where != "" {
+		switch {
+		case run.Where == "":
+		case run.Status == "running": // its own process is on it
+			fmt.Fprintf(w, "  at: %s\n", strings.Replace(run.Where, "(started, not finished)", "(running)", 1))
+		default:
 			fmt.Fprintf(w, "  stopped at: %s; `%s` continues\n", run.Where, resumeCmd)
 		}
 		if len(run.Binaries) > 1 {

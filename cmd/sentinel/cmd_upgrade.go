@@ -88,6 +88,8 @@ output.`,
 			o.stdin, o.stdout, o.stderr = cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()
 			if !cmd.Flags().Changed("max-in-flight") {
 				o.maxInFlight = 0 // as planned (a resumed run keeps its own)
+			} else if o.maxInFlight < 1 {
+				return usagef("--max-in-flight must be 1 or more, not %d", o.maxInFlight)
 			}
 			return runUpgrade(cmd.Context(), o, args)
 		},
@@ -103,7 +105,7 @@ output.`,
 	f.BoolVar(&o.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node")
 	f.StringVar(&o.cacheIP, "cache-ip", "", "the cache node, IP[:PORT]: nodes fetch from its daemon instead of the upstream")
 	f.BoolVar(&o.skipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing or damaged")
-	f.StringVar(&o.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all (see `sentinel preflight --help`)")
+	f.StringVar(&o.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all (sentinel preflight --help lists them)")
 	f.BoolVar(&o.skipDrain, "skip-drain", false, "do not wait for DEAs to move their apps away before upgrading them (their apps stop meanwhile); also with --resume")
 	f.IntVar(&o.nodeRetries, "node-retries", 4, "how many times a step is tried again, waiting 1s, 2s, 4s..., when its node cannot be reached, before the run stops (resumable)")
 	f.DurationVar(&o.drainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
@@ -130,6 +132,14 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	}
 	if o.maxInFlight < 0 {
 		return usagef("--max-in-flight must be 1 or more, not %d", o.maxInFlight)
+	}
+	if o.nodeRetries < 0 {
+		return usagef("--node-retries must be 0 or more, not %d", o.nodeRetries)
+	}
+	for _, n := range o.only {
+		if strings.TrimSpace(n) == "" {
+			return usagef("--node takes node names from the cluster file; an empty one names none")
+		}
 	}
 	if o.resume && (target != "" || o.force || o.dryRun || o.downloadOnly || o.skipDownload || len(o.roleOrder) > 0 || len(o.only) > 0) {
 		return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --skip-download, --role-order or --node (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from, and --skip-drain)")
@@ -202,9 +212,6 @@ func runUpgrade(ctx context.Context, o upgradeOptions, args []string) error {
 	last, _, err := runs.Latest()
 	if err != nil {
 		return fmt.Errorf("reading the last run in %s: %w", inv.State(), err)
-	}
-	if o.nodeRetries < 0 {
-		return usagef("--node-retries must be 0 or more")
 	}
 	exec := &rollout.Executor{Transports: transports, Progress: progress, Stopping: o.stopping, SkipDrain: o.skipDrain,
 		UnreachableRetries: max(o.nodeRetries, 0), DEAs: inv.NodesWithRole(release.RoleDEA)}

@@ -27,7 +27,7 @@ func runDownloadOnly(ctx context.Context, o upgradeOptions, inv *cluster.Invento
 	if err != nil {
 		return err
 	}
-	plan, ch, err := planUpgrade(ctx, inv, tr, target, o.force, "download-only", planSource{channel: inv.Channel, trust: o.metadataTrust(log)})
+	plan, ch, err := planUpgrade(ctx, inv, tr, target, o.force, "download-only", planSource{channel: inv.Channel, trust: o.metadataTrust(log), only: o.only, roleOrder: o.roleOrder})
 	if err != nil {
 		return err
 	}

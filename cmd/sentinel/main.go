@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"sync/atomic"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -98,6 +99,9 @@ func main() {
 	if errors.As(err, &se) {
 		os.Exit(se.code)
 	}
+	if err != nil && strings.HasPrefix(err.Error(), "unknown command ") {
+		err = usagef("%v", err) // cobra's own, for the root command
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "sentinel: "+err.Error())
 		code := exitCode(err)
@@ -140,5 +144,33 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 	root.AddCommand(newReleaseCmd())
 	root.AddCommand(newPatchCmd(stopping))
 	root.AddCommand(newRecoverCmd())
+	strictUsage(root)
 	return root
+}
+
+// strictUsage makes every argument mistake a usage error (exit 2): a wrong
+// number of arguments, and an unknown subcommand, which cobra would
+// otherwise answer with the help and exit 0.
+func strictUsage(c *cobra.Command) {
+	for _, sub := range c.Commands() {
+		strictUsage(sub)
+	}
+	if c.HasSubCommands() && c.Run == nil && c.RunE == nil {
+		c.Args = cobra.ArbitraryArgs
+		c.RunE = func(cmd *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usagef("unknown command %q for %q: see `%s --help`", args[0], cmd.CommandPath(), cmd.CommandPath())
+			}
+			return cmd.Help()
+		}
+		return
+	}
+	if check := c.Args; check != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usagef("%s: %v (see `%s --help`)", cmd.CommandPath(), err, cmd.CommandPath())
+			}
+			return nil
+		}
+	}
 }

@@ -439,6 +439,25 @@ func TestRecoverRefusesWithNothingToRecover(t *testing.T) {
 	}
 }
 
+// recover goes on with the options the run was started with, not with a
+// later command that was turned away because the run was unfinished; and
+// once the run is finished it says there is nothing to recover.
+func TestRecoverUsesTheRunsOwnCommand(t *testing.T) {
+	lab := newLab(t, 3, "3.4.1")
+	lab.crashAt(40, "upgrade", "3.4.2", "--yes", "--max-in-flight", "2")
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes"); r.code != 2 {
+		t.Fatalf("a plain upgrade beside an unfinished run: exit %d\n%s", r.code, r.stderr)
+	}
+	dry := lab.mustSucceed("recover", "--dry-run").stdout
+	if !strings.Contains(dry, "upgrade --resume") || !strings.Contains(dry, "--max-in-flight 2") {
+		t.Errorf("recover would run %q: want the run's own --max-in-flight 2", dry)
+	}
+	lab.mustSucceed("recover")
+	if r := lab.sentinel(nil, "recover"); r.code != 2 || strings.Contains(r.stderr, "started no run") {
+		t.Errorf("recover after the run finished: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
 // --download-only also puts the newest sentinel build (and its signed
 // document) in the cache node; with the upstream gone, a run with
 // --cache-ip updates sentinel from the cache by digest, and nothing at all
