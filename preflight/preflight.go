@@ -324,7 +324,8 @@ func (e *Error) Error() string {
 	for _, f := range e.Failures {
 		fmt.Fprintf(&b, "\n  %s", strings.ReplaceAll(f.Error(), "\n", "\n    "))
 		var ie *interruptedError
-		if !errors.As(f.Err, &ie) && !slices.Contains(names, f.Check) {
+		var ue *unignorableError // no flag lets it by: do not offer one
+		if !errors.As(f.Err, &ie) && !errors.As(f.Err, &ue) && !slices.Contains(names, f.Check) {
 			names = append(names, f.Check)
 		}
 	}

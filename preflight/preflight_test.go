@@ -413,3 +413,16 @@ func TestReportJSON(t *testing.T) {
 		t.Errorf("JSON\n%s\nwant\n%s", b, want)
 	}
 }
+
+// A failure no flag lets by is not offered --ignore-preflight-errors: the
+// advice would only lead the operator round in a loop.
+func TestErrorOffersIgnoreOnlyForIgnorable(t *testing.T) {
+	only := &Error{Failures: []*Failure{{Node: "n1", Check: NameArtifactsPresent, Err: Unignorable(errors.New("missing"))}}}
+	if strings.Contains(only.Error(), "ignore-preflight-errors") {
+		t.Errorf("an unignorable failure is offered the flag:\n%s", only.Error())
+	}
+	mixed := &Error{Failures: append(only.Failures, &Failure{Node: "n1", Check: NameDiskSpace, Err: errors.New("full")})}
+	if msg := mixed.Error(); !strings.Contains(msg, "--ignore-preflight-errors="+NameDiskSpace+" (or all)") {
+		t.Errorf("an ignorable failure is not offered the flag:\n%s", msg)
+	}
+}

@@ -380,7 +380,32 @@ func faultCmd() *cobra.Command {
 			if clear {
 				return fixtures.ClearFaults(n.Root)
 			}
-			return fixtures.InjectFault(n.Root, component, hook, mode, ver)
+			// A typo would arm a fault that never fires: say so instead.
+			known := false
+			for _, c := range fixtures.Components() {
+				known = known || c.Name == component
+			}
+			if !known {
+				var names []string
+				for _, c := range fixtures.Components() {
+					names = append(names, c.Name)
+				}
+				return fmt.Errorf("--component %q is not a fixture component (one of %s)", component, strings.Join(names, ", "))
+			}
+			if ver != "" {
+				if _, err := os.Stat(filepath.Join(lab.UpstreamDir, "releases", ver)); err != nil {
+					return fmt.Errorf("--version %s: the lab's channel has no such release", ver)
+				}
+			}
+			if err := fixtures.InjectFault(n.Root, component, hook, mode, ver); err != nil {
+				return err
+			}
+			which := "any release"
+			if ver != "" {
+				which = "release " + ver
+			}
+			fmt.Printf("# node %s: the %s hook of %s (%s) will %s\n", n.Name, hook, component, which, mode)
+			return nil
 		},
 	}
 	f := cmd.Flags()

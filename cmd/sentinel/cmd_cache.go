@@ -68,6 +68,15 @@ func cacheDirFlags(cmd *cobra.Command, c *cacheConfig, config *string) {
 	cmd.Flags().StringVar(&c.ChannelDir, "channel-dir", "", "where the channel documents are kept (default DIR/channel)")
 }
 
+// existingCacheDir refuses a cache directory that is not there: a typo
+// must not read as an empty cache.
+func existingCacheDir(dir string) error {
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return usagef("%s is not a cache directory (check --dir, or cache_dir in --config)", dir)
+	}
+	return nil
+}
+
 func resolveCacheConfig(cmd *cobra.Command, c *cacheConfig, config string) error {
 	if config != "" {
 		var file cacheConfig
@@ -178,6 +187,9 @@ func newCacheLsCmd() *cobra.Command {
 			if err := resolveCacheConfig(cmd, &c, config); err != nil {
 				return err
 			}
+			if err := existingCacheDir(c.CacheDir); err != nil {
+				return err
+			}
 			store := &cache.Store{Dir: c.CacheDir}
 			entries, err := store.List()
 			if err != nil {
@@ -221,6 +233,9 @@ next fetch downloads it again. Exit code 1 when anything was quarantined.`,
 			if err := resolveCacheConfig(cmd, &c, config); err != nil {
 				return err
 			}
+			if err := existingCacheDir(c.CacheDir); err != nil {
+				return err
+			}
 			store := &cache.Store{Dir: c.CacheDir}
 			rep, err := store.Verify(cmd.Context(), nil)
 			if err != nil {
@@ -256,6 +271,9 @@ does this by itself, with --keep-from set to the new release.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := resolveCacheConfig(cmd, &c, config); err != nil {
+				return err
+			}
+			if err := existingCacheDir(c.CacheDir); err != nil {
 				return err
 			}
 			store := &cache.Store{Dir: c.CacheDir}

@@ -342,6 +342,9 @@ func openChannelSource(arg string) (*channelSource, error) {
 		if err != nil {
 			return nil, usagef("%v", err)
 		}
+		if st, err := os.Stat(abs); err != nil || !st.IsDir() {
+			return nil, usagef("%s is not a channel directory (nor an http://, https:// or file:// URL)", arg)
+		}
 		u = &url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
 	}
 	if strings.HasSuffix(u.Path, "/index.json") {
