@@ -1,6 +1,7 @@
 package patches
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -161,5 +162,24 @@ func TestInstallPlanSwitchOnlyLast(t *testing.T) {
 		"first/aok/stop@3.4.2-p1", "first/aok/switch@3.4.2-p1", "first/aok/start@3.4.2-p1", "first/aok/health@3.4.2-p1", "first/console/switch@3.4.2-p1", "first/record@"}
 	if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
 		t.Errorf("core steps %v\nwant %v", got, want)
+	}
+}
+
+// Patch levels compare by number: -p10 is above -p9.
+func TestPatchLevelTen(t *testing.T) {
+	if !atLeast("3.4.2-p10", "3.4.2-p9") || atLeast("3.4.2-p9", "3.4.2-p10") {
+		t.Errorf("atLeast(3.4.2-p10, 3.4.2-p9) = %v, atLeast(3.4.2-p9, 3.4.2-p10) = %v", atLeast("3.4.2-p10", "3.4.2-p9"), atLeast("3.4.2-p9", "3.4.2-p10"))
+	}
+	// Reverting p11 while the node keeps p9 and p10 returns aok to p10.
+	cat, m, _ := fixture()
+	cat.Patches = nil
+	for i, n := range []int{9, 10, 11} {
+		v := fmt.Sprintf("3.4.2-p%d", n)
+		cat.Patches = append(cat.Patches, release.Patch{ID: i + 1, Name: fmt.Sprintf("p%d", n), Roles: []string{"controller"},
+			Components: []release.PatchComponent{{Name: "aok", Version: v, Restart: true, Artifact: release.Artifact{SHA256: d1, Size: 1}}}})
+	}
+	in := PlanInput{Catalog: cat, Manifest: m}
+	if v, _ := in.levelWithout("aok", map[string]bool{"p9": true, "p10": true}, []string{"controller"}); v != "3.4.2-p10" {
+		t.Errorf("without p11, keeping p9 and p10: aok %s, want 3.4.2-p10", v)
 	}
 }
