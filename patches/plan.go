@@ -157,6 +157,15 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 				// Every component is unpacked before any is touched: a bad
 				// archive stops the patch with nothing running changed.
 				work = append(work, step(steps.OpInstall))
+				if above(from, pc.Version) {
+					// The node runs a later level of the component, which
+					// includes this patch's fix (levels are cumulative):
+					// switching back would undo the later patch while
+					// node.json still records it. The component stays; the
+					// level is unpacked only, for a later revert to return to.
+					versions[pc.Name] = from
+					continue
+				}
 				if pc.Restart && !in.NoRestart {
 					if pc.Name == deaComponent && n.HasRole(release.RoleDEA) && !retired {
 						retired = true
@@ -190,6 +199,9 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 		}
 	})
 }
+
+// above reports whether have is a later patch level of want's version.
+func above(have, want string) bool { return have != want && atLeast(have, want) }
 
 // deaComponent is the component whose restart moves a DEA's app instances.
 const deaComponent = "dea_ng"

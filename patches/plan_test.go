@@ -183,3 +183,50 @@ func TestPatchLevelTen(t *testing.T) {
 		t.Errorf("without p11, keeping p9 and p10: aok %s, want 3.4.2-p10", v)
 	}
 }
+
+// A node on aok 3.4.2-p2 (patch second) is never switched back to -p1 by
+// installing or reinstalling first: p2 includes p1's fix, so first is
+// only unpacked (for a later revert of second to return to) and recorded,
+// with aok at 3.4.2-p2.
+func TestInstallOlderPatchKeepsNewerLevel(t *testing.T) {
+	cat, m, inv := fixture()
+	for _, in := range []PlanInput{
+		{Inventory: inv, Facts: facts("3.4.2-p2", "second"), Catalog: cat, Manifest: m, RunID: "r"},
+		{Inventory: inv, Facts: facts("3.4.2-p2", "second", "first"), Catalog: cat, Manifest: m, RunID: "r", Names: []string{"first"}, Reinstall: true},
+	} {
+		plan, err := MakeInstallPlan(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"first/aok/fetch@3.4.2-p1", "first/backup@", "first/aok/install@3.4.2-p1", "first/record@"}
+		if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
+			t.Errorf("reinstall %v: core steps %v\nwant %v", in.Reinstall, got, want)
+		}
+		rec := plan.Nodes[1].Steps[len(plan.Nodes[1].Steps)-1]
+		if rec.Op != steps.OpRecordPatch || rec.Request.Patch != "first" || rec.Request.Components["aok"] != "3.4.2-p2" {
+			t.Errorf("reinstall %v: record step %+v, want first recorded with aok 3.4.2-p2", in.Reinstall, rec.Request)
+		}
+	}
+}
+
+// Whatever the catalog order, installing both patches ends aok on p2.
+func TestCatalogOrderDoesNotDecideFinalLevel(t *testing.T) {
+	cat, m, inv := fixture()
+	slices.Reverse(cat.Patches)
+	plan, err := MakeInstallPlan(PlanInput{Inventory: inv, Facts: facts("3.4.2"), Catalog: cat, Manifest: m, RunID: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ""
+	for _, s := range plan.Nodes[1].Steps {
+		if s.Op == steps.OpSwitch && s.Component == "aok" {
+			last = s.Version
+		}
+		if s.Op == steps.OpRecordPatch && s.Request.Components["aok"] != "3.4.2-p2" {
+			t.Errorf("%s records aok %s, want 3.4.2-p2", s.ID, s.Request.Components["aok"])
+		}
+	}
+	if last != "3.4.2-p2" {
+		t.Errorf("after installing both patches aok ends on %s, want 3.4.2-p2: %v", last, stepIDs(plan.Nodes[1]))
+	}
+}
