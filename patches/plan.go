@@ -245,6 +245,7 @@ func MakeRevertPlan(in PlanInput) (*rollout.Plan, error) {
 			}
 			delete(kept, p.Name)
 			versions := map[string]string{}
+			var swaps, switchOnly []rollout.Step
 			slices.Reverse(comps) // undone in the reverse order of the install
 			for _, pc := range comps {
 				target, hooks := in.levelWithout(pc.Name, kept, n.Roles)
@@ -261,17 +262,21 @@ func MakeRevertPlan(in PlanInput) (*rollout.Plan, error) {
 				if pc.Restart && !in.NoRestart {
 					if pc.Name == deaComponent && n.HasRole(release.RoleDEA) && !retired {
 						retired = true
-						work = append(work, rollout.Step{ID: "retire", Op: steps.OpRetire,
+						swaps = append(swaps, rollout.Step{ID: "retire", Op: steps.OpRetire,
 							Request: steps.Request{DrainDeadline: release.Duration(in.DrainDeadline)}})
 					}
 					for _, op := range []string{steps.OpStop, steps.OpSwitch, steps.OpStart, steps.OpHealth} {
-						work = append(work, step(op))
+						swaps = append(swaps, step(op))
 					}
 				} else {
-					work = append(work, step(steps.OpSwitch))
+					switchOnly = append(switchOnly, step(steps.OpSwitch))
 				}
 				running[pc.Name] = target
 			}
+			// As on install: the components switched without a restart
+			// come after those that restart and are checked healthy.
+			work = append(work, swaps...)
+			work = append(work, switchOnly...)
 			work = append(work, recordStep(p, in.Catalog.Release, versions, false))
 		}
 		if retired {

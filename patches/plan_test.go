@@ -230,3 +230,25 @@ func TestCatalogOrderDoesNotDecideFinalLevel(t *testing.T) {
 		t.Errorf("after installing both patches aok ends on %s, want 3.4.2-p2: %v", last, stepIDs(plan.Nodes[1]))
 	}
 }
+
+// On revert too, a switch-only component comes after the restarted ones'
+// health: a failed health rolls back before it was switched.
+func TestRevertPlanSwitchOnlyLast(t *testing.T) {
+	cat, m, inv := fixture()
+	m.Components = append(m.Components, release.Component{Name: "console", Version: "3.4.2", Roles: []string{"controller"}})
+	cat.Patches[0].Components = []release.PatchComponent{
+		{Name: "aok", Version: "3.4.2-p1", Restart: true, Artifact: release.Artifact{SHA256: d1, Size: 1}},
+		{Name: "console", Version: "3.4.2-p1", Restart: false, Artifact: release.Artifact{SHA256: d2, Size: 1}},
+	}
+	f := facts("3.4.2-p1", "first")
+	f["core"].Current["console"] = "3.4.2-p1"
+	plan, err := MakeRevertPlan(PlanInput{Inventory: inv, Facts: f, Catalog: cat, Manifest: m, Names: []string{"first"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"first/revert/aok/stop@3.4.2", "first/revert/aok/switch@3.4.2", "first/revert/aok/start@3.4.2", "first/revert/aok/health@3.4.2",
+		"first/revert/console/switch@3.4.2", "first/record@"}
+	if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
+		t.Errorf("core steps %v\nwant %v", got, want)
+	}
+}
