@@ -114,7 +114,9 @@ func recordProblem(f *steps.Facts) string {
 // artifacts, back up <root>/etc, unpack every component of a patch, then
 // per component stop, switch, start and check health (or only switch, with
 // NoRestart or for a component whose patch needs no restart), then record
-// the patch in node.json. A DEA whose dea_ng is restarted is retired first
+// the patch in node.json. A component the node already runs at a later
+// patch level (which includes this patch's fix) is only unpacked, never
+// switched back. A DEA whose dea_ng is restarted is retired first
 // and unretired after. Each step's Release is the patch's name, so a failed
 // health rolls back that patch's components on that node only.
 func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
