@@ -114,7 +114,9 @@ func recordProblem(f *steps.Facts) string {
 // artifacts, back up <root>/etc, unpack every component of a patch, then
 // per component stop, switch, start and check health (or only switch, with
 // NoRestart or for a component whose patch needs no restart), then record
-// the patch in node.json. A DEA whose dea_ng is restarted is retired first
+// the patch in node.json. A component the node already runs at a later
+// patch level (which includes this patch's fix) is only unpacked, never
+// switched back. A DEA whose dea_ng is restarted is retired first
 // and unretired after. Each step's Release is the patch's name, so a failed
 // health rolls back that patch's components on that node only.
 func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
@@ -157,6 +159,15 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 				// Every component is unpacked before any is touched: a bad
 				// archive stops the patch with nothing running changed.
 				work = append(work, step(steps.OpInstall))
+				if above(from, pc.Version) {
+					// The node runs a later level of the component, which
+					// includes this patch's fix (levels are cumulative):
+					// switching back would undo the later patch while
+					// node.json still records it. The component stays; the
+					// level is unpacked only, for a later revert to return to.
+					versions[pc.Name] = from
+					continue
+				}
 				if pc.Restart && !in.NoRestart {
 					if pc.Name == deaComponent && n.HasRole(release.RoleDEA) && !retired {
 						retired = true
@@ -190,6 +201,9 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 		}
 	})
 }
+
+// above reports whether have is a later patch level of want's version.
+func above(have, want string) bool { return have != want && atLeast(have, want) }
 
 // deaComponent is the component whose restart moves a DEA's app instances.
 const deaComponent = "dea_ng"
@@ -233,6 +247,7 @@ func MakeRevertPlan(in PlanInput) (*rollout.Plan, error) {
 			}
 			delete(kept, p.Name)
 			versions := map[string]string{}
+			var swaps, switchOnly []rollout.Step
 			slices.Reverse(comps) // undone in the reverse order of the install
 			for _, pc := range comps {
 				target, hooks := in.levelWithout(pc.Name, kept, n.Roles)
@@ -249,17 +264,21 @@ func MakeRevertPlan(in PlanInput) (*rollout.Plan, error) {
 				if pc.Restart && !in.NoRestart {
 					if pc.Name == deaComponent && n.HasRole(release.RoleDEA) && !retired {
 						retired = true
-						work = append(work, rollout.Step{ID: "retire", Op: steps.OpRetire,
+						swaps = append(swaps, rollout.Step{ID: "retire", Op: steps.OpRetire,
 							Request: steps.Request{DrainDeadline: release.Duration(in.DrainDeadline)}})
 					}
 					for _, op := range []string{steps.OpStop, steps.OpSwitch, steps.OpStart, steps.OpHealth} {
-						work = append(work, step(op))
+						swaps = append(swaps, step(op))
 					}
 				} else {
-					work = append(work, step(steps.OpSwitch))
+					switchOnly = append(switchOnly, step(steps.OpSwitch))
 				}
 				running[pc.Name] = target
 			}
+			// As on install: the components switched without a restart
+			// come after those that restart and are checked healthy.
+			work = append(work, swaps...)
+			work = append(work, switchOnly...)
 			work = append(work, recordStep(p, in.Catalog.Release, versions, false))
 		}
 		if retired {

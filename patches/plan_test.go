@@ -1,6 +1,7 @@
 package patches
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -159,6 +160,94 @@ func TestInstallPlanSwitchOnlyLast(t *testing.T) {
 	}
 	want := []string{"first/console/fetch@3.4.2-p1", "first/aok/fetch@3.4.2-p1", "first/backup@", "first/console/install@3.4.2-p1", "first/aok/install@3.4.2-p1",
 		"first/aok/stop@3.4.2-p1", "first/aok/switch@3.4.2-p1", "first/aok/start@3.4.2-p1", "first/aok/health@3.4.2-p1", "first/console/switch@3.4.2-p1", "first/record@"}
+	if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
+		t.Errorf("core steps %v\nwant %v", got, want)
+	}
+}
+
+// Patch levels compare by number: -p10 is above -p9.
+func TestPatchLevelTen(t *testing.T) {
+	if !atLeast("3.4.2-p10", "3.4.2-p9") || atLeast("3.4.2-p9", "3.4.2-p10") {
+		t.Errorf("atLeast(3.4.2-p10, 3.4.2-p9) = %v, atLeast(3.4.2-p9, 3.4.2-p10) = %v", atLeast("3.4.2-p10", "3.4.2-p9"), atLeast("3.4.2-p9", "3.4.2-p10"))
+	}
+	// Reverting p11 while the node keeps p9 and p10 returns aok to p10.
+	cat, m, _ := fixture()
+	cat.Patches = nil
+	for i, n := range []int{9, 10, 11} {
+		v := fmt.Sprintf("3.4.2-p%d", n)
+		cat.Patches = append(cat.Patches, release.Patch{ID: i + 1, Name: fmt.Sprintf("p%d", n), Roles: []string{"controller"},
+			Components: []release.PatchComponent{{Name: "aok", Version: v, Restart: true, Artifact: release.Artifact{SHA256: d1, Size: 1}}}})
+	}
+	in := PlanInput{Catalog: cat, Manifest: m}
+	if v, _ := in.levelWithout("aok", map[string]bool{"p9": true, "p10": true}, []string{"controller"}); v != "3.4.2-p10" {
+		t.Errorf("without p11, keeping p9 and p10: aok %s, want 3.4.2-p10", v)
+	}
+}
+
+// A node on aok 3.4.2-p2 (patch second) is never switched back to -p1 by
+// installing or reinstalling first: p2 includes p1's fix, so first is
+// only unpacked (for a later revert of second to return to) and recorded,
+// with aok at 3.4.2-p2.
+func TestInstallOlderPatchKeepsNewerLevel(t *testing.T) {
+	cat, m, inv := fixture()
+	for _, in := range []PlanInput{
+		{Inventory: inv, Facts: facts("3.4.2-p2", "second"), Catalog: cat, Manifest: m, RunID: "r"},
+		{Inventory: inv, Facts: facts("3.4.2-p2", "second", "first"), Catalog: cat, Manifest: m, RunID: "r", Names: []string{"first"}, Reinstall: true},
+	} {
+		plan, err := MakeInstallPlan(in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"first/aok/fetch@3.4.2-p1", "first/backup@", "first/aok/install@3.4.2-p1", "first/record@"}
+		if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
+			t.Errorf("reinstall %v: core steps %v\nwant %v", in.Reinstall, got, want)
+		}
+		rec := plan.Nodes[1].Steps[len(plan.Nodes[1].Steps)-1]
+		if rec.Op != steps.OpRecordPatch || rec.Request.Patch != "first" || rec.Request.Components["aok"] != "3.4.2-p2" {
+			t.Errorf("reinstall %v: record step %+v, want first recorded with aok 3.4.2-p2", in.Reinstall, rec.Request)
+		}
+	}
+}
+
+// Whatever the catalog order, installing both patches ends aok on p2.
+func TestCatalogOrderDoesNotDecideFinalLevel(t *testing.T) {
+	cat, m, inv := fixture()
+	slices.Reverse(cat.Patches)
+	plan, err := MakeInstallPlan(PlanInput{Inventory: inv, Facts: facts("3.4.2"), Catalog: cat, Manifest: m, RunID: "r"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := ""
+	for _, s := range plan.Nodes[1].Steps {
+		if s.Op == steps.OpSwitch && s.Component == "aok" {
+			last = s.Version
+		}
+		if s.Op == steps.OpRecordPatch && s.Request.Components["aok"] != "3.4.2-p2" {
+			t.Errorf("%s records aok %s, want 3.4.2-p2", s.ID, s.Request.Components["aok"])
+		}
+	}
+	if last != "3.4.2-p2" {
+		t.Errorf("after installing both patches aok ends on %s, want 3.4.2-p2: %v", last, stepIDs(plan.Nodes[1]))
+	}
+}
+
+// On revert too, a switch-only component comes after the restarted ones'
+// health: a failed health rolls back before it was switched.
+func TestRevertPlanSwitchOnlyLast(t *testing.T) {
+	cat, m, inv := fixture()
+	m.Components = append(m.Components, release.Component{Name: "console", Version: "3.4.2", Roles: []string{"controller"}})
+	cat.Patches[0].Components = []release.PatchComponent{
+		{Name: "aok", Version: "3.4.2-p1", Restart: true, Artifact: release.Artifact{SHA256: d1, Size: 1}},
+		{Name: "console", Version: "3.4.2-p1", Restart: false, Artifact: release.Artifact{SHA256: d2, Size: 1}},
+	}
+	f := facts("3.4.2-p1", "first")
+	f["core"].Current["console"] = "3.4.2-p1"
+	plan, err := MakeRevertPlan(PlanInput{Inventory: inv, Facts: f, Catalog: cat, Manifest: m, Names: []string{"first"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"first/revert/aok/stop@3.4.2", "first/revert/aok/switch@3.4.2", "first/revert/aok/start@3.4.2", "first/revert/aok/health@3.4.2",
+		"first/revert/console/switch@3.4.2", "first/record@"}
 	if got := stepIDs(plan.Nodes[1]); !slices.Equal(got, want) {
 		t.Errorf("core steps %v\nwant %v", got, want)
 	}

@@ -61,6 +61,12 @@ func (c *Catalog) validate() error {
 		return fieldErr("release", err)
 	}
 	names, ids := map[string]bool{}, map[int]bool{}
+	type level struct {
+		v     Version
+		patch string
+		index int
+	}
+	highest := map[string]level{} // component -> highest level so far
 	for i, p := range c.Patches {
 		at := fmt.Sprintf("patches[%d]", i)
 		if !patchName.MatchString(p.Name) {
@@ -121,9 +127,24 @@ func (c *Catalog) validate() error {
 			if pc.Hooks.Health.Retries < 0 {
 				return fieldErr(cat+".hooks.health.retries", fmt.Errorf("must not be negative"))
 			}
+			// Patch levels are cumulative (p2 includes p1): a component's
+			// levels rise in catalog order, so installing the patches in
+			// that order ends each component on its highest level.
+			v, _ := ParseVersion(pc.Version)
+			if prev, ok := highest[pc.Name]; ok && sameBase(prev.v, v) && v.Compare(prev.v) < 0 {
+				return fieldErr(cat+".version", fmt.Errorf("%s is lower than %s of patch %s (patches[%d]), listed before it: list each component's patch levels in rising order", pc.Version, prev.v, prev.patch, prev.index))
+			}
+			if prev, ok := highest[pc.Name]; !ok || v.Compare(prev.v) > 0 {
+				highest[pc.Name] = level{v, p.Name, i}
+			}
 		}
 	}
 	return nil
+}
+
+// sameBase reports whether two versions differ at most in their suffix.
+func sameBase(a, b Version) bool {
+	return Version{parts: a.parts}.Compare(Version{parts: b.parts}) == 0
 }
 
 // Check holds the catalog against the manifest of its release: each patched
@@ -141,8 +162,8 @@ func (c *Catalog) Check(name string, m *Manifest) error {
 			if !ok {
 				return &MetadataError{Doc: name, Err: fieldErr(at+".name", fmt.Errorf("release %s has no component %s", m.Version, pc.Name))}
 			}
-			base, _, hasSuffix := strings.Cut(pc.Version, "-")
-			if !hasSuffix || base != mc.Version {
+			base, suffix, hasSuffix := strings.Cut(pc.Version, "-")
+			if _, isLevel := PatchNumber(suffix); !hasSuffix || !isLevel || base != mc.Version {
 				return &MetadataError{Doc: name, Err: fieldErr(at+".version", fmt.Errorf("%q is not a patch level of %s %s (expected %s-pN)", pc.Version, pc.Name, mc.Version, mc.Version))}
 			}
 			if !mc.AppliesTo(p.Roles) && !contains(mc.Roles, RoleBase) {

@@ -67,6 +67,9 @@ func TestPatchCatalogCheckAgainstManifest(t *testing.T) {
 	cases := []struct{ name, mutate, want string }{
 		{"fits", "", ""},
 		{"not a patch level", `"version": "3.4.2-p1"=>"version": "3.4.3"`, `components[0] (nats).version: "3.4.3" is not a patch level of nats 3.4.2`},
+		{"suffix not pN", `"version": "3.4.2-p1"=>"version": "3.4.2-hotfix"`, `components[0] (nats).version: "3.4.2-hotfix" is not a patch level of nats 3.4.2`},
+		{"p0", `"version": "3.4.2-p1"=>"version": "3.4.2-p0"`, `"3.4.2-p0" is not a patch level`},
+		{"p10", `"version": "3.4.2-p1"=>"version": "3.4.2-p10"`, ""},
 		{"other component", `"name": "nats"=>"name": "aok"`, "release 3.4.2 has no component aok"},
 		{"other release", `"release": "3.4.2"=>"release": "3.4.1"`, "field release: the catalog is for 3.4.1"},
 	}
@@ -99,5 +102,31 @@ func TestPatchCatalogRolesMustReachComponents(t *testing.T) {
 	}
 	if err := cat.Check("patches.json", m); err == nil || !strings.Contains(err.Error(), "none of the patch's roles router") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// Patch levels are cumulative: a catalog that lists a lower level of a
+// component after a higher one is refused, naming the patch and field.
+func TestPatchCatalogLevelsRiseInOrder(t *testing.T) {
+	second := `,
+ {"id": 2, "name": "nats-fix-2", "description": "Second", "severity": "low", "roles": ["controller"],
+  "components": [{"name": "nats", "version": "VERSION", "restart": true,
+    "artifact": {"url": "../a/nats-p2.tgz", "sha256": "` + digestA + `", "size": 10}, "hooks": {}}]}]}`
+	doc := func(v string) []byte {
+		d := catalogDoc("")
+		return []byte(strings.TrimSuffix(d, "]}") + strings.Replace(second, "VERSION", v, 1))
+	}
+	for _, ok := range []string{"3.4.2-p2", "3.4.2-p1", "3.4.2-p10"} {
+		if _, err := ParsePatchCatalog("patches.json", doc(ok)); err != nil {
+			t.Errorf("nats %s after 3.4.2-p1 refused: %v", ok, err)
+		}
+	}
+	for _, low := range []string{"3.4.2-p1", "3.4.2-p9"} {
+		hi := strings.Replace(string(doc(low)), `"version": "3.4.2-p1"`, `"version": "3.4.2-p10"`, 1)
+		_, err := ParsePatchCatalog("patches.json", []byte(hi))
+		want := `patches[1] (patch nats-fix-2).components[0] (nats).version: ` + low + ` is lower than 3.4.2-p10 of patch aok-endpoint-fix (patches[0])`
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("nats %s after 3.4.2-p10: got %v, want %q", low, err, want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package release
 
 import (
+	"cmp"
 	"fmt"
 	"strconv"
 	"strings"
@@ -8,7 +9,8 @@ import (
 
 // Version is a dotted numeric release version such as 3.4.2. Patch levels
 // of components use a suffix ("3.4.2-p1"); the suffix orders after the bare
-// version and lexically among suffixes.
+// version. Patch levels ("pN") order by their number (p9 < p10), other
+// suffixes lexically.
 type Version struct {
 	parts  []int
 	suffix string
@@ -69,11 +71,27 @@ func (v Version) Compare(w Version) int {
 		return -1
 	case w.suffix == "":
 		return 1
-	case v.suffix < w.suffix:
-		return -1
-	default:
-		return 1
 	}
+	if a, ok := PatchNumber(v.suffix); ok {
+		if b, ok := PatchNumber(w.suffix); ok {
+			return cmp.Compare(a, b)
+		}
+	}
+	return strings.Compare(v.suffix, w.suffix)
+}
+
+// PatchNumber is N of a patch level suffix "pN" (N from 1, no leading
+// zero), or false.
+func PatchNumber(suffix string) (int, bool) {
+	digits, ok := strings.CutPrefix(suffix, "p")
+	if !ok || digits == "" || digits[0] == '0' {
+		return 0, false
+	}
+	n, err := strconv.Atoi(digits)
+	if err != nil || n <= 0 || strconv.Itoa(n) != digits {
+		return 0, false
+	}
+	return n, true
 }
 
 func at(p []int, i int) int {

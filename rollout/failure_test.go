@@ -3,6 +3,7 @@ package rollout
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -204,5 +205,64 @@ func TestRecheckMultiHopSnapshot(t *testing.T) {
 	}
 	if st := run.state("n1", "3.4.2/c/migrate").State; st == StateDone {
 		t.Errorf("node restored to 3.4.1, yet 3.4.2/c/migrate stays done; 3.4.3/c/migrate is %s", run.state("n1", "3.4.3/c/migrate").State)
+	}
+}
+
+// A failed patch step rolls back every component the patch switched on the
+// node, also those switched without a stop (a switch-only component, or
+// every component with --no-restart): switched back, not restarted.
+func TestRollbackUndoesSwitchOnlyComponents(t *testing.T) {
+	sw := func(patch, c, from, to string) Step {
+		return Step{ID: patch + "/" + c + "/switch", Op: steps.OpSwitch, Release: patch, Component: c, Version: to, From: from,
+			Request: steps.Request{Component: c, Version: to, FromVersion: from}}
+	}
+	restarted := func(patch, c, from, to string) []Step {
+		var out []Step
+		for _, op := range []string{steps.OpStop, steps.OpSwitch, steps.OpStart, steps.OpHealth} {
+			out = append(out, Step{ID: patch + "/" + c + "/" + op, Op: op, Release: patch, Component: c, Version: to, From: from,
+				Request: steps.Request{Component: c, Version: to, FromVersion: from}})
+		}
+		return out
+	}
+	cases := []struct {
+		name   string
+		steps  []Step
+		failOn string // op/component
+		want   []string
+	}{
+		{"switch-only before a failed health", append([]Step{sw("fix", "console", "3.4.2-p1", "3.4.2")}, restarted("fix", "aok", "3.4.2-p1", "3.4.2")...),
+			"health/aok",
+			[]string{"stop aok ", "switch aok 3.4.2-p1", "start aok 3.4.2-p1", "health aok 3.4.2-p1", "switch console 3.4.2-p1"}},
+		{"--no-restart: the second switch fails", []Step{sw("fix", "aok", "3.4.2", "3.4.2-p1"), sw("fix", "console", "3.4.2", "3.4.2-p1"), sw("other", "router", "3.4.2", "3.4.2-p1")},
+			"switch/console",
+			[]string{"switch console 3.4.2", "switch aok 3.4.2"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			plan := &Plan{From: "3.4.2", To: "3.4.2", Kind: "patch-install", Nodes: []NodePlan{{Node: "core", Roles: []string{"primary"}, Steps: c.steps}}}
+			x, run := startRun(t, plan)
+			failed := false
+			var rollback []string
+			x.Transports = map[string]cluster.Transport{"core": nodeFunc(func(ctx context.Context, op string, in any) error {
+				req := in.(steps.Request)
+				if failed {
+					rollback = append(rollback, op+" "+req.Component+" "+req.Version)
+					return nil
+				}
+				if op+"/"+req.Component == c.failOn {
+					failed = true
+					return &cluster.AgentError{Node: "core", Op: op, Message: "broken"}
+				}
+				return nil
+			})}
+			err := x.Execute(context.Background(), run)
+			var fe *StepFailedError
+			if !errors.As(err, &fe) || fe.Resumable {
+				t.Fatalf("Execute: %v", err)
+			}
+			if !slices.Equal(rollback, c.want) {
+				t.Errorf("rollback calls %q\nwant %q", rollback, c.want)
+			}
+		})
 	}
 }

@@ -577,11 +577,22 @@ func (x *Executor) failed(ctx context.Context, run *Run, np NodePlan, s Step, ms
 
 // rollbackSteps returns, newest first, every component of the release that
 // this run stopped, or tried to stop, on the node to the release it ran
-// before.
+// before; and every component it switched, or tried to switch, without
+// stopping it (a patch's switch-only components, --no-restart) back to
+// what it had before, switched only, as it was never restarted.
 func rollbackSteps(run *Run, np NodePlan, rel string) []Step {
+	stopped := map[string]bool{} // components the release stops on the node
+	for _, s := range np.Steps {
+		if s.Release == rel && s.Op == steps.OpStop {
+			stopped[s.Component] = true
+		}
+	}
 	var touched []Step
 	for _, s := range np.Steps {
-		if s.Release == rel && s.Op == steps.OpStop && run.state(np.Node, s.ID).State != StatePending {
+		if s.Release != rel || run.state(np.Node, s.ID).State == StatePending {
+			continue
+		}
+		if s.Op == steps.OpStop || (s.Op == steps.OpSwitch && !stopped[s.Component]) {
 			touched = append(touched, s)
 		}
 	}
@@ -589,6 +600,11 @@ func rollbackSteps(run *Run, np NodePlan, rel string) []Step {
 	for i := len(touched) - 1; i >= 0; i-- {
 		t := touched[i]
 		prefix := "rollback/" + rel + "/" + t.Component + "/"
+		if t.Op == steps.OpSwitch {
+			back := steps.Request{Component: t.Component, Version: t.From, Hooks: t.Request.Hooks}
+			out = append(out, Step{ID: prefix + steps.OpSwitch, Op: steps.OpSwitch, Release: rel, Component: t.Component, Version: t.From, Request: back})
+			continue
+		}
 		// Its stop never finished: it was never switched, and stopping it
 		// again would only fail again.
 		if run.state(np.Node, t.ID).State == StateDone {

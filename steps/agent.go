@@ -438,7 +438,13 @@ func (a *Agent) commit(req Request) (Result, error) {
 	if err != nil {
 		rec = &cluster.Record{}
 	}
-	if rec.Release == req.Release && sameVersions(rec.Components, req.Components) {
+	// A release supersedes the patches of the one before it. A commit of
+	// the same release (upgrade --force) puts the components it lists back
+	// on release versions, and node.json does not say which components a
+	// patch replaced (`patch mark --installed` records none): no recorded
+	// patch can be trusted to be in place any more.
+	keepPatches := rec.Release == req.Release && !setsReleaseVersion(req.Components)
+	if rec.Release == req.Release && sameVersions(rec.Components, req.Components) && (keepPatches || len(rec.Patches) == 0) {
 		return Result{Note: "node.json already records " + req.Release}, nil
 	}
 	next := &cluster.Record{Release: req.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
@@ -448,10 +454,7 @@ func (a *Agent) commit(req Request) (Result, error) {
 	for c, v := range req.Components {
 		next.Components[c] = v
 	}
-	// A release supersedes the patches of the one before it; and a
-	// reinstall of the same release (--force) that puts a patched
-	// component back on the release's version leaves no patch in place.
-	if rec.Release == req.Release && !replacesPatched(rec.Components, req.Components) {
+	if keepPatches {
 		next.Patches = rec.Patches
 	}
 	if err := cluster.WriteRecord(a.Layout.Root, next); err != nil {
@@ -460,15 +463,20 @@ func (a *Agent) commit(req Request) (Result, error) {
 	return Result{Changed: true, Note: "node.json records " + req.Release}, nil
 }
 
-// replacesPatched reports whether a commit changes a component that runs a
-// patch level ("3.4.2-p1").
-func replacesPatched(have, want map[string]string) bool {
-	for c, v := range want {
-		if have[c] != v && strings.Contains(have[c], "-") {
+// setsReleaseVersion reports whether a commit sets some component to a
+// version that is not a patch level ("3.4.2", not "3.4.2-p1").
+func setsReleaseVersion(want map[string]string) bool {
+	for _, v := range want {
+		if _, suffix, _ := strings.Cut(v, "-"); !isPatchLevel(suffix) {
 			return true
 		}
 	}
 	return false
+}
+
+func isPatchLevel(suffix string) bool {
+	_, ok := release.PatchNumber(suffix)
+	return ok
 }
 
 func sameVersions(have, want map[string]string) bool {

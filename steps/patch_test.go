@@ -49,7 +49,11 @@ func TestCommitSupersedesPatches(t *testing.T) {
 	}{
 		{"next release", "3.4.3", map[string]string{"aok": "3.4.3", "nats": "3.4.3"}, false},
 		{"same release over a patched component (--force)", "3.4.2", map[string]string{"aok": "3.4.2", "nats": "3.4.2"}, false},
-		{"same release, patched component untouched", "3.4.2", map[string]string{"nats": "3.4.2", "new": "3.4.2"}, true},
+		// node.json does not say which components a patch replaced (a
+		// patch marked installed by hand records none): a commit that puts
+		// any component on a release version drops them all.
+		{"same release, patched component not listed", "3.4.2", map[string]string{"nats": "3.4.2", "new": "3.4.2"}, false},
+		{"same release, only patch levels", "3.4.2", map[string]string{"aok": "3.4.2-p1"}, true},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -64,5 +68,25 @@ func TestCommitSupersedesPatches(t *testing.T) {
 				t.Errorf("patches after commit: %v", rec.Patches)
 			}
 		})
+	}
+}
+
+// upgrade --force of the same release over a patch recorded with `patch
+// mark --installed` (no component at a patch level in node.json): the
+// commit drops the patch whose files the reinstall just replaced.
+func TestForceCommitDropsMarkedPatch(t *testing.T) {
+	root := t.TempDir()
+	cluster.WriteRecord(root, &cluster.Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2"}, Patches: []string{"aok-fix"}})
+	a := &Agent{Node: "n", Layout: Layout{Root: root}}
+	if _, err := a.Do(t.Context(), OpCommit, Request{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2"}}); err != nil {
+		t.Fatal(err)
+	}
+	rec, _ := cluster.ReadRecord(root)
+	if len(rec.Patches) != 0 || rec.Release != "3.4.2" || rec.Components["aok"] != "3.4.2" {
+		t.Errorf("after a --force reinstall of 3.4.2 node.json says %+v, want no patches", rec)
+	}
+	// Again (a resumed run): nothing to change.
+	if res, err := a.Do(t.Context(), OpCommit, Request{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2"}}); err != nil || res.Changed {
+		t.Errorf("second commit: %+v %v", res, err)
 	}
 }
