@@ -347,6 +347,7 @@ func runPatchStatus(ctx context.Context, o *patchOptions, _ []string) error {
 		return err
 	}
 	defer pc.closeLog()
+	pc.trust.readOnly = true // status changes nothing, not even the trusted versions
 	if err := pc.read(ctx); err != nil {
 		return err
 	}

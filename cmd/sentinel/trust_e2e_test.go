@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"maps"
 	"net"
 	"net/http"
@@ -477,4 +478,19 @@ func TestTamperedPatchCatalogRefused(t *testing.T) {
 	}
 	undo()
 	lab.mustSucceed("patch", "status")
+}
+
+// `patch status`, like preflight and --dry-run, verifies the channel but
+// raises no trusted version: only a run that changes something does.
+func TestPatchStatusRecordsNoTrustedVersion(t *testing.T) {
+	lab := newLab(t, 3, "3.4.2")
+	versions := filepath.Join(lab.inventory().State(), "trust", "default", "versions.json")
+	lab.mustSucceed("patch", "status")
+	if _, err := os.Stat(versions); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("patch status wrote %s (%v)", versions, err)
+	}
+	lab.mustSucceed("patch", "install", "aok-endpoint-fix", "--yes")
+	if _, err := os.Stat(versions); err != nil {
+		t.Errorf("patch install recorded no trusted version: %v", err)
+	}
 }
