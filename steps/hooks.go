@@ -74,24 +74,29 @@ func (a *Agent) runHookTo(ctx context.Context, dir, name string, env hookEnv, ti
 	runID := make([]byte, 8)
 	_, _ = rand.Read(runID)
 	mark := hookRunEnv + "=" + hex.EncodeToString(runID)
-	cmd := exec.Command(path)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(),
-		"SENTINEL_ROOT="+env.Root,
-		"SENTINEL_NODE="+env.Node,
-		"SENTINEL_COMPONENT="+env.Component,
-		"SENTINEL_VERSION="+env.Version,
-		"SENTINEL_FROM_VERSION="+env.FromVersion,
-		mark,
-	)
-	cmd.Stdout, cmd.Stderr = out, out
-	if stdout != nil {
-		cmd.Stdout = stdout
+	newCmd := func() *exec.Cmd {
+		cmd := exec.Command(path)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(),
+			"SENTINEL_ROOT="+env.Root,
+			"SENTINEL_NODE="+env.Node,
+			"SENTINEL_COMPONENT="+env.Component,
+			"SENTINEL_VERSION="+env.Version,
+			"SENTINEL_FROM_VERSION="+env.FromVersion,
+			mark,
+		)
+		cmd.Stdout, cmd.Stderr = out, out
+		if stdout != nil {
+			cmd.Stdout = stdout
+		}
+		// Own process group, so a timeout kills the hook and its children;
+		// the hook dies with the agent (Pdeathsig is per thread: nothing
+		// here locks an OS thread, so the spawning thread lives as long as
+		// the agent).
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		return cmd
 	}
-	// Own process group, so a timeout kills the hook and its children; the
-	// hook dies with the agent (Pdeathsig is per thread: nothing here locks
-	// an OS thread, so the spawning thread lives as long as the agent).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd := newCmd()
 	untrack := func() {}
 	if track {
 		if err := cluster.WriteFileAtomic(a.Layout.HookMarker(), []byte(mark+"\n"+path+"\n"), 0o644); err != nil {
@@ -99,7 +104,19 @@ func (a *Agent) runHookTo(ctx context.Context, dir, name string, env hookEnv, ti
 		}
 		untrack = func() { os.Remove(a.Layout.HookMarker()) }
 	}
-	if err := cmd.Start(); err != nil {
+	// A hook unpacked a moment ago may still be open for writing in a
+	// child that another goroutine of this process is forking (the fd is
+	// inherited until that child execs): exec then fails with "text file
+	// busy" for an instant. Try again briefly.
+	for attempt := 1; ; attempt++ {
+		err = cmd.Start()
+		if err == nil || !errors.Is(err, syscall.ETXTBSY) || attempt == 10 {
+			break
+		}
+		time.Sleep(time.Duration(attempt) * 10 * time.Millisecond)
+		cmd = newCmd()
+	}
+	if err != nil {
 		untrack()
 		return true, fail(err.Error(), "")
 	}
