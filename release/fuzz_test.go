@@ -32,6 +32,16 @@ func FuzzParseIndex(f *testing.F) {
 	})
 }
 
+// FuzzParsePatchCatalog: the same for a release's patch catalog.
+func FuzzParsePatchCatalog(f *testing.F) {
+	f.Add([]byte(`{"release":"3.4.2","patches":[{"id":1,"name":"aok-fix","description":"d","severity":"high","roles":["router"],"components":[{"name":"aok","version":"3.4.2-p1","artifact":{"url":"a.tar.gz","sha256":"` + zeros64 + `","size":1},"hooks":{},"restart":true}]}]}`))
+	f.Add([]byte(`{"release":"3.4.2","patches":[]}`))
+	f.Add([]byte(`{"release":"x","patches":[{"id":0}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		roundTrip(t, data, func(name string, data []byte) (any, error) { return ParsePatchCatalog(name, data) })
+	})
+}
+
 const zeros64 = "0000000000000000000000000000000000000000000000000000000000000000"
 
 func roundTrip(t *testing.T, data []byte, parse func(string, []byte) (any, error)) {
