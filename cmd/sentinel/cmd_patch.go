@@ -114,6 +114,7 @@ files disagree about a patch is reported, with what to run.
 		f.StringVar(&o.cacheIP, "cache-ip", "", "the cache node, IP[:PORT]: nodes fetch artifacts from its daemon instead of the upstream")
 		f.StringVar(&o.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all")
 		f.DurationVar(&o.drainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
+		f.BoolVar(&o.noSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first (a numbered build looks, and updates itself, by default)")
 	}
 	install := &cobra.Command{
 		Use:   "install [NAME...]",
@@ -148,7 +149,6 @@ Installing a patch that is already installed is a no-op that says so.`,
 	}
 	addRunFlags(install, true)
 	install.Flags().BoolVar(&o.resume, "resume", false, "finish the unfinished patch run instead of starting a new one")
-	install.Flags().BoolVar(&o.noSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first (a numbered build looks, and updates itself, by default)")
 	install.Flags().BoolVar(&o.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with the patches' artifacts and documents; change no node")
 
 	reinstall := &cobra.Command{
@@ -176,7 +176,6 @@ resumable: 'sentinel patch revert --resume'.`,
 	}
 	addRunFlags(revert, true)
 	revert.Flags().BoolVar(&o.resume, "resume", false, "finish the unfinished patch run instead of starting a new one")
-	revert.Flags().BoolVar(&o.noSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first")
 
 	mark := &cobra.Command{
 		Use:   "mark --installed|--not-installed NAME",
