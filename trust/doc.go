@@ -46,8 +46,10 @@
 // versions.json (name → highest verified version), each written atomically.
 // The first trust comes from a root file the operator installs (the trust
 // anchor), never from the channel: a channel cannot vouch for itself.
-// Once a store holds a root the anchor is no longer read; to re-anchor
-// (after losing the publisher's keys), an operator removes root.json there.
+// Once a store holds a root, an anchor of the same or a lower version is
+// ignored; an anchor of a higher version replaces the stored root (the
+// operator's out-of-band word: new keys after a compromise, or a rotation
+// a mirror withheld), keeping the trusted document versions.
 //
 // # How to wire it into the channel reader
 //

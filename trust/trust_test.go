@@ -545,3 +545,53 @@ func TestErrorSaysWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+// An anchor newer than the stored root is the operator's out-of-band
+// word (new keys after a compromise, a rotation a mirror withheld): it
+// replaces the stored root, and the trusted versions stay. An older
+// anchor changes nothing.
+func TestNewerAnchorReplacesStoredRoot(t *testing.T) {
+	a, c := testKey(1), testKey(3)
+	st, err := OpenStore(t.TempDir(), "stable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1 := mustRoot(t, pubs(a), 1, 1, nextYr, a)
+	v, err := NewVerifier(st, v1.Bytes(), atNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.Verify("index.json", indexJS, mustSign(t, "index.json", indexJS, 4, nextYr, a)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Commit(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The operator installs root version 3, with key c only.
+	v3 := mustRoot(t, pubs(c), 1, 3, nextYr, c)
+	v, err = NewVerifier(st, v3.Bytes(), atNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Root().Version != 3 {
+		t.Fatalf("root version %d with a newer anchor, want 3", v.Root().Version)
+	}
+	if _, err := v.Verify("index.json", indexJS, mustSign(t, "index.json", indexJS, 4, nextYr, a)); checkOf(err) != CheckUnknownKey {
+		t.Errorf("a document signed by the replaced key: %v, want %s", err, CheckUnknownKey)
+	}
+	if _, err := v.Verify("index.json", indexJS, mustSign(t, "index.json", indexJS, 3, nextYr, c)); checkOf(err) != CheckRollback {
+		t.Errorf("the trusted versions were lost with the new root: %v", err)
+	}
+	if _, err := v.Verify("index.json", indexJS, mustSign(t, "index.json", indexJS, 5, nextYr, c)); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	// The old anchor again: the stored version 3 stays.
+	v, err = NewVerifier(st, v1.Bytes(), atNow)
+	if err != nil || v.Root().Version != 3 {
+		t.Fatalf("with an older anchor: root %v, %v; want version 3", v.Root(), err)
+	}
+}

@@ -99,6 +99,18 @@ func NewVerifier(store *Store, anchor []byte, opts Options) (*Verifier, error) {
 	if err != nil {
 		return nil, err
 	}
+	// An anchor newer than the stored root is the operator's own decision,
+	// out of band (new keys after a compromise, or a rotation a mirror
+	// withheld): it replaces the stored root. An older one is ignored.
+	if anchor != nil && !v.rootDirty {
+		a, err := ParseRoot("root.json (trust anchor)", anchor)
+		if err != nil {
+			return nil, err
+		}
+		if a.Version > r.Version {
+			r, v.rootDirty = a, true
+		}
+	}
 	v.root = r
 	return v, nil
 }
