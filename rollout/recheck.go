@@ -137,10 +137,11 @@ func firstUndone(run *Run, np NodePlan, f *steps.Facts) (int, string) {
 			return -1 // nothing done yet: nothing to contradict
 		}
 		for k := len(chain) - 1; k >= 0; k-- {
-			if chain[k].version == shows && (k >= lastDone || chain[k].state != StatePending) {
-				if k >= lastDone {
-					return -1 // where the journal left it, or a step further
-				}
+			switch {
+			case chain[k].version != shows:
+			case k >= lastDone:
+				return -1 // where the journal left it, or a step further
+			default:
 				return k + 1
 			}
 		}

@@ -191,18 +191,3 @@ func (p *Plan) Downtime() []RoleDowntime {
 	sort.Slice(out, func(i, j int) bool { return out[i].Role < out[j].Role })
 	return out
 }
-
-// Waves groups the simulated schedule into the sets of nodes that start
-// together, for display.
-func Waves(slots []Slot) [][]string {
-	var out [][]string
-	var at float64 = -1
-	for _, s := range slots {
-		if s.Start != at {
-			out = append(out, nil)
-			at = s.Start
-		}
-		out[len(out)-1] = append(out[len(out)-1], s.Node)
-	}
-	return out
-}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -106,30 +105,11 @@ type result struct {
 	signal         syscall.Signal
 }
 
-// sentinel runs the binary against the lab with extra environment.
+// sentinel runs the binary under test against the lab with extra
+// environment.
 func (l *testLab) sentinel(env []string, args ...string) result {
 	l.t.Helper()
-	cmd := exec.Command(sentinelBin, args...)
-	cmd.Env = append(append(os.Environ(), "SENTINEL_CLUSTER="+l.ClusterFile), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			r.signal = ws.Signal()
-			r.code = -1
-		} else {
-			r.code = ws.ExitStatus()
-		}
-	default:
-		l.t.Fatalf("running sentinel %v: %v", args, err)
-	}
-	return r
+	return l.run(sentinelBin, env, args...)
 }
 
 // mustSucceed runs sentinel and fails the test unless it exits 0.

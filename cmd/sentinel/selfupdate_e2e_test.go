@@ -89,7 +89,8 @@ func publish(t *testing.T, lab *testLab, builds ...fixtures.SentinelBuildFile) {
 	}
 }
 
-// run runs the given sentinel executable against the lab.
+// run runs the given sentinel executable against the lab with extra
+// environment.
 func (l *testLab) run(bin string, env []string, args ...string) result {
 	l.t.Helper()
 	cmd := exec.Command(bin, args...)
