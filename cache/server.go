@@ -174,13 +174,13 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case strings.HasPrefix(raw, "/artifacts/"):
 		s.handleArtifact(w, r, strings.TrimPrefix(raw, "/artifacts/"))
-	case strings.HasPrefix(raw, "/channel/"):
-		s.handleChannel(w, r, strings.TrimPrefix(raw, "/channel/"))
+	case strings.HasPrefix(raw, channelPath):
+		s.handleChannel(w, r, strings.TrimPrefix(raw, channelPath))
 	case raw == "/prefetch":
 		s.handlePrefetch(w, r)
 	case raw == "/metrics":
 		s.handleMetrics(w, r)
-	case raw == "/healthz":
+	case raw == healthPath:
 		if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 			return
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/source"
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
@@ -322,35 +323,18 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 	return nil
 }
 
-// Source is where fetch steps take artifacts from.
-type Source struct {
-	CacheURL string // the cache daemon: every artifact by digest, no proxy
-	Offline  bool   // only what the node caches hold
+// DefaultSource is where fetch steps take artifacts from, as planned.
+func (p *Plan) DefaultSource() source.Fetch {
+	return source.Fetch{CacheURL: p.CacheURL, Offline: p.Offline}
 }
 
-// DefaultSource is the source the run was planned with.
-func (p *Plan) DefaultSource() Source { return Source{CacheURL: p.CacheURL, Offline: p.Offline} }
-
-func (src Source) String() string {
-	switch {
-	case src.Offline:
-		return "node caches only"
-	case src.CacheURL != "":
-		return src.CacheURL
-	}
-	return "upstream"
-}
-
-// Apply points a fetch request at the source.
-func (src Source) Apply(req steps.Request) steps.Request {
-	switch {
-	case src.Offline:
+// FetchRequest points a fetch step's request at where artifacts come from.
+func FetchRequest(f source.Fetch, req steps.Request) steps.Request {
+	if f.Offline {
 		req.Offline = true
-	case src.CacheURL != "":
-		// Content-addressed: the cache serves every artifact by digest.
-		req.Artifact.URL = strings.TrimRight(src.CacheURL, "/") + "/artifacts/sha256/" + req.Artifact.SHA256
-		req.Direct = true
+		return req
 	}
+	req.Artifact.URL, req.Direct = f.ArtifactURL(req.Artifact)
 	return req
 }
 

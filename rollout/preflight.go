@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
@@ -170,7 +171,7 @@ func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[str
 		case in.Plan.Offline:
 		case in.Plan.CacheURL != "":
 			// Fetches from the cluster's cache daemon go direct: so does this.
-			req.ReachDirect = []string{strings.TrimRight(in.Plan.CacheURL, "/") + "/healthz"}
+			req.ReachDirect = []string{cache.HealthURL(in.Plan.CacheURL)}
 		default:
 			req.Reach = upstream
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/source"
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
@@ -33,7 +34,7 @@ type Executor struct {
 	Journal    *resume.Journal
 	Progress   Progress
 	// Source is where fetch steps take artifacts from.
-	Source Source
+	Source source.Fetch
 	// SkipDrain upgrades DEAs without waiting for their apps to move.
 	SkipDrain bool
 	// UnreachableRetries is how many more times a step is tried when its
@@ -50,10 +51,29 @@ type Executor struct {
 	// retirement: one added since the run began takes instances too. Nil:
 	// the DEAs of the plan.
 	DEAs []string
+	// Advice words the commands errors advise (zero: an upgrade's).
+	Advice Advice
 
 	halt     chan struct{} // closed when a node failed: others stop at a safe point
 	haltOnce sync.Once
 	journal  sync.Mutex // one record at a time, and the run kept in step
+}
+
+// Advice words the commands an error tells the operator to run next; the
+// CLI gives them, per kind of run.
+type Advice struct {
+	Resume string // finishes the unfinished run, e.g. "sentinel upgrade --resume"
+	Rerun  string // starts it anew, e.g. "sentinel upgrade"
+}
+
+func (a Advice) resume() string { return or(a.Resume, "sentinel upgrade --resume") }
+func (a Advice) rerun() string  { return or(a.Rerun, "sentinel upgrade") }
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
 }
 
 // StepFailedError is a step that failed on a node.
@@ -67,30 +87,55 @@ type StepFailedError struct {
 	RolledBack  []string // components returned to their previous release
 	RolledTo    string   // the release the node is on after the rollback
 	RollbackErr string
+	// Kept says what the node's record keeps after a rollback.
+	Kept   string
+	Advice Advice
 }
 
 func (e *StepFailedError) Error() string {
 	msg := fmt.Sprintf("node %s: step %s failed: %s", e.Node, e.Step, e.Err)
 	switch {
 	case e.Resumable:
-		msg += "; fix the cause, then run `sentinel upgrade --resume` to retry it"
+		msg += fmt.Sprintf("; fix the cause, then run `%s` to retry it", e.Advice.resume())
 	case e.RollbackErr != "":
-		msg += fmt.Sprintf("; rolling back to %s failed too: %s. Look at `sentinel status`, bring those components up by hand, then run `sentinel upgrade` again", e.RolledTo, e.RollbackErr)
+		msg += fmt.Sprintf("; rolling back to %s failed too: %s. Look at `sentinel status`, bring those components up by hand, then run `%s` again", e.RolledTo, e.RollbackErr, e.Advice.rerun())
 	default:
-		msg += fmt.Sprintf("; rolled back %s to %s, node.json unchanged. Fix the cause, then run `sentinel upgrade` again", strings.Join(e.RolledBack, ", "), e.RolledTo)
+		msg += fmt.Sprintf("; rolled back %s to %s, %s. Fix the cause, then run `%s` again", strings.Join(e.RolledBack, ", "), e.RolledTo, or(e.Kept, "node.json unchanged"), e.Advice.rerun())
 	}
 	return msg
 }
 
-// InterruptedError: the run stopped before its end and `sentinel upgrade
-// --resume` continues it.
+// InterruptedError: the run stopped before its end and its resume command
+// continues it.
 type InterruptedError struct {
 	Node, Step string
 	Reason     string
+	Advice     Advice
 }
 
 func (e *InterruptedError) Error() string {
-	return fmt.Sprintf("run interrupted at node %s, step %s: %s; run `sentinel upgrade --resume` to continue", e.Node, e.Step, e.Reason)
+	return fmt.Sprintf("run interrupted at node %s, step %s: %s; run `%s` to continue", e.Node, e.Step, e.Reason, e.Advice.resume())
+}
+
+// advise sets the run's advice and what a rolled-back node keeps on every
+// error of err's tree.
+func advise(err error, a Advice, kept string) {
+	switch e := err.(type) {
+	case nil:
+		return
+	case *StepFailedError:
+		e.Advice, e.Kept = a, kept
+	case *InterruptedError:
+		e.Advice = a
+	}
+	switch u := err.(type) {
+	case interface{ Unwrap() error }:
+		advise(u.Unwrap(), a, kept)
+	case interface{ Unwrap() []error }:
+		for _, e := range u.Unwrap() {
+			advise(e, a, kept)
+		}
+	}
 }
 
 // Execute runs every step of the plan that the journal does not show done,
@@ -99,6 +144,16 @@ func (e *InterruptedError) Error() string {
 // safe point (see safePoint), and the run ends failed, or interrupted when
 // every failure can be resumed.
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
+	err := x.execute(ctx, run)
+	kept := "node.json unchanged"
+	if run.Plan.Kind != "" {
+		kept = "the patch is not recorded on that node"
+	}
+	advise(err, x.Advice, kept)
+	return err
+}
+
+func (x *Executor) execute(ctx context.Context, run *Run) error {
 	x.halt, x.haltOnce = make(chan struct{}), sync.Once{}
 	progress := x.Progress
 	x.Progress = &lockedProgress{next: progress}
@@ -157,7 +212,7 @@ func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	}
 	if !stopped && len(failures) == 0 && len(halted) == 0 && len(sched.pending) > 0 {
 		// Cannot happen under the scheduling rules; never report success.
-		failures = append(failures, fmt.Errorf("internal error: %d node(s) could never start (%s); run `sentinel upgrade --resume --max-in-flight 1`", len(sched.pending), sched.pending[0].Node))
+		failures = append(failures, fmt.Errorf("internal error: %d node(s) could never start (%s); run `%s --max-in-flight 1`", len(sched.pending), sched.pending[0].Node, x.Advice.resume()))
 	}
 	if stopped && len(failures) == 0 && len(sched.pending) > 0 {
 		np := sched.pending[0]
@@ -381,7 +436,7 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	req.Retry = retry
 	switch s.Op {
 	case steps.OpFetch:
-		req = x.Source.Apply(req)
+		req = FetchRequest(x.Source, req)
 	case steps.OpRetire:
 		req.SkipDrain = x.SkipDrain
 		if !x.SkipDrain {

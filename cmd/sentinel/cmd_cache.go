@@ -17,6 +17,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/ui"
 )
 
 func newCacheCmd() *cobra.Command {
@@ -207,11 +208,11 @@ func newCacheLsCmd() *cobra.Command {
 				if used == "" {
 					used = "(no release in the cache's channel)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Digest, humanBytes(e.Size), used)
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Digest, ui.Bytes(e.Size), used)
 				total += e.Size
 			}
 			tw.Flush()
-			fmt.Fprintf(cmd.OutOrStdout(), "%d artifacts, %s\n", len(entries), humanBytes(total))
+			fmt.Fprintf(cmd.OutOrStdout(), "%d artifacts, %s\n", len(entries), ui.Bytes(total))
 			return nil
 		},
 	}
@@ -288,9 +289,9 @@ does this by itself, with --keep-from set to the new release.`,
 			}
 			for _, e := range removed {
 				freed += e.Size
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", verb, e.Digest, humanBytes(e.Size))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", verb, e.Digest, ui.Bytes(e.Size))
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %d artifacts, %s\n", verb, len(removed), humanBytes(freed))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d artifacts, %s\n", verb, len(removed), ui.Bytes(freed))
 			return err
 		},
 	}

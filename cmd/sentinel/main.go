@@ -14,10 +14,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/lifecycle"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/source"
 	"github.com/sentinel-paas/sentinel/trust"
+	"github.com/sentinel-paas/sentinel/ui"
 )
 
 // journaling is set while an upgrade runs its journaled steps: a first
@@ -46,31 +49,39 @@ func usagef(format string, args ...any) error { return &usageError{msg: fmt.Spri
 // exitCode maps an error to the exit code table.
 func exitCode(err error) int {
 	var (
-		ue  *usageError
-		rue *rollout.UsageError
-		me  *release.MetadataError
-		ure *release.UnknownReleaseError
-		npe *release.NoPathError
-		ie  *cluster.InventoryError
-		le  *resume.LockedError
-		ir  *rollout.InterruptedError
+		ir *rollout.InterruptedError
+		pf *lifecycle.PreflightError
+		ma *rollout.MissingArtifactsError
 	)
-	var missing *rollout.MissingArtifactsError
-	var pf *preflightError
-	var te *trust.Error          // a refused signature, expiry or version: bad input
-	var hk *cluster.HostKeyError // known_hosts must be fixed: no retry helps
 	switch {
 	case err == nil:
 		return exitOK
 	case errors.As(err, &ir), errors.Is(err, context.Canceled):
 		return exitInterrupted
-	case errors.As(err, &missing), errors.As(err, &pf):
+	case errors.As(err, &ma), errors.As(err, &pf):
 		return exitPreflight
-	case errors.As(err, &ue), errors.As(err, &rue), errors.As(err, &me), errors.As(err, &ure),
-		errors.As(err, &npe), errors.As(err, &ie), errors.As(err, &le), errors.As(err, &te), errors.As(err, &hk):
+	case badInput(err):
 		return exitUsage
 	}
 	return exitFailed
+}
+
+// badInput: the operator's input, the cluster file or the channel's
+// metadata was refused before anything changed (exit 2).
+func badInput(err error) bool {
+	for _, target := range []any{
+		new(*usageError), new(*lifecycle.UsageError), new(*rollout.UsageError), new(*ui.ConfirmError),
+		new(*release.MetadataError), new(*release.UnknownReleaseError), new(*release.NoPathError),
+		new(*cluster.InventoryError), new(*resume.LockedError),
+		new(*trust.Error),          // a refused signature, expiry or version
+		new(*cluster.HostKeyError), // known_hosts must be fixed: no retry helps
+		new(*source.AddressError), new(*source.CacheMissError), new(*source.ConfigError),
+	} {
+		if errors.As(err, target) {
+			return true
+		}
+	}
+	return false
 }
 
 func main() {

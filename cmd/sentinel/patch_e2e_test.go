@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/sentinel-paas/sentinel/lifecycle"
+
 	"encoding/json"
 	"fmt"
 	"os"
@@ -547,7 +549,7 @@ func TestPatchDEARetiredOneAtATime(t *testing.T) {
 	lab := newPatchLab(t)
 	lab.mustSucceed("patch", "install", "dea-staging-timeout-fix", "--yes")
 	r := lab.mustSucceed("status", "--output", "json")
-	var st statusReport
+	var st lifecycle.StatusReport
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/sentinel-paas/sentinel/ui"
+
 	"context"
 	"encoding/json"
 	"fmt"
@@ -86,17 +88,17 @@ func limitedLab(t *testing.T, l limits) *testLab {
 	return lab
 }
 
-func (l *testLab) preflightJSON(args ...string) (preflightJSON, result) {
+func (l *testLab) preflightJSON(args ...string) (ui.PreflightJSON, result) {
 	l.t.Helper()
 	r := l.sentinel(nil, append([]string{"preflight", "--output", "json"}, args...)...)
-	var rep preflightJSON
+	var rep ui.PreflightJSON
 	if err := json.Unmarshal([]byte(r.stdout), &rep); err != nil {
 		l.t.Fatalf("preflight --output json: %v\n%s\n%s", err, r.stdout, r.stderr)
 	}
 	return rep, r
 }
 
-func failures(rep preflightJSON) []string {
+func failures(rep ui.PreflightJSON) []string {
 	var out []string
 	for _, r := range rep.Results {
 		if r.Status == preflight.StatusFail {
@@ -270,7 +272,7 @@ func TestPreflightReachabilityThroughProxy(t *testing.T) {
 	}
 }
 
-func reachMessage(rep preflightJSON) string {
+func reachMessage(rep ui.PreflightJSON) string {
 	for _, res := range rep.Results {
 		if res.Check == preflight.NameReachability && res.Status == preflight.StatusFail {
 			return strings.Join(res.Messages, " ")
@@ -367,7 +369,7 @@ func TestPreflightScopes(t *testing.T) {
 
 	deadProxy := []string{"http_proxy=http://" + closedPort(t), "no_proxy=", "NO_PROXY="}
 	r := lab.sentinel(deadProxy, "preflight", "3.4.2", "--cache-ip", lab.cacheIP, "--output", "json")
-	var rep preflightJSON
+	var rep ui.PreflightJSON
 	json.Unmarshal([]byte(r.stdout), &rep)
 	for _, res := range rep.Results {
 		if res.Check == preflight.NameReachability && res.Status != preflight.StatusPass {

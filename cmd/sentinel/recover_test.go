@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"testing"
+
+	"github.com/sentinel-paas/sentinel/lifecycle"
 )
 
 // The log's command lines read back as they were run, and a logged
@@ -14,12 +16,12 @@ func TestRecoverCommandLines(t *testing.T) {
 		{"/opt/my sentinel/sentinel", "upgrade", "--cache-ip", "10.0.0.1:9077", "--role-order", "router,dea"},
 		{"sentinel", "patch", "install", "it's", "a\\b", "$x", ""},
 	} {
-		got, err := splitCommandLine(commandLine(argv))
+		got, err := lifecycle.SplitCommandLine(lifecycle.CommandLine(argv))
 		if err != nil || strings.Join(got, "\x00") != strings.Join(argv, "\x00") {
 			t.Errorf("round trip of %q: %q, %v", argv, got, err)
 		}
 	}
-	if _, err := splitCommandLine("sentinel 'unterminated"); err == nil {
+	if _, err := lifecycle.SplitCommandLine("sentinel 'unterminated"); err == nil {
 		t.Error("an unterminated quote was accepted")
 	}
 
@@ -41,8 +43,7 @@ func TestRecoverCommandLines(t *testing.T) {
 		{[]string{"s", "patch", "status"}, "", ""},
 		{[]string{"s", "preflight", "3.4.2"}, "", ""},
 	} {
-		c := loggedCommand{argv: tc.argv}
-		if got := c.kind(); got != tc.kind {
+		if got, _ := kindOf(tc.argv); got != tc.kind {
 			t.Errorf("kind of %q: %q, want %q", tc.argv, got, tc.kind)
 			continue
 		}

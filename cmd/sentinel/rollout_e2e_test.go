@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/sentinel-paas/sentinel/lifecycle"
+
 	"bufio"
 	"context"
 	"encoding/json"
@@ -421,7 +423,7 @@ func TestStatusWatchFollowsARun(t *testing.T) {
 		if err != nil {
 			t.Fatalf("status --watch ended while the run was running: %v", err)
 		}
-		var rep statusReport
+		var rep lifecycle.StatusReport
 		if err := json.Unmarshal([]byte(line), &rep); err != nil {
 			t.Fatalf("status --watch printed %q: %v", line, err)
 		}
@@ -441,7 +443,7 @@ func TestStatusWatchFollowsARun(t *testing.T) {
 	_ = up.cmd.Process.Signal(syscall.SIGKILL)
 	_ = up.cmd.Wait()
 	// The watch sees the run stop, prints it once more and ends.
-	var last statusReport
+	var last lifecycle.StatusReport
 	for {
 		line, err := watch.stdout.ReadString('\n')
 		if err != nil {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/sentinel-paas/sentinel/lifecycle"
+
 	"bufio"
 	"bytes"
 	"crypto/sha256"
@@ -409,16 +411,16 @@ func TestRecoverAfterBinaryDeletedMidRun(t *testing.T) {
 			switch how {
 			case "sentinel recover":
 				r := lab.mustRun(sentinelBin, nil, "recover")
-				if !strings.Contains(r.stderr, commandLine([]string{bin, "upgrade", "3.4.2", "--yes", "--node-retries", "0"})) {
+				if !strings.Contains(r.stderr, lifecycle.CommandLine([]string{bin, "upgrade", "3.4.2", "--yes", "--node-retries", "0"})) {
 					t.Errorf("recover does not show the logged command:\n%s", r.stderr)
 				}
 			case "by hand":
 				// tac /s/logs/sentinel-cli.log | grep -m1 'Running with command'
-				logged, err := loggedCommands(filepath.Join(lab.core().Root, "logs", "sentinel-cli.log"))
+				logged, err := lifecycle.LoggedCommands(filepath.Join(lab.core().Root, "logs", "sentinel-cli.log"))
 				if err != nil || len(logged) == 0 {
 					t.Fatalf("no command in the log: %v", err)
 				}
-				argv := logged[len(logged)-1].argv
+				argv := logged[len(logged)-1].Argv
 				if argv[0] != bin {
 					t.Fatalf("the log's last command is %v, want the run's (%s ...)", argv, bin)
 				}

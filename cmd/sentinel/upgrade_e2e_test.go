@@ -1,6 +1,8 @@
 package main
 
 import (
+	"github.com/sentinel-paas/sentinel/lifecycle"
+
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -23,7 +25,7 @@ func TestUpgradeMicroCloud(t *testing.T) {
 	if !strings.Contains(out.stdout, "Cluster upgraded to 3.4.2") {
 		t.Errorf("upgrade output lacks the summary:\n%s", out.stdout)
 	}
-	var st statusReport
+	var st lifecycle.StatusReport
 	if err := json.Unmarshal([]byte(lab.mustSucceed("status", "--output", "json").stdout), &st); err != nil {
 		t.Fatal(err)
 	}

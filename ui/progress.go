@@ -1,4 +1,4 @@
-package main
+package ui
 
 import (
 	"encoding/json"
@@ -44,9 +44,9 @@ func (p *textProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgr
 
 // describeTransfer: "45.0 MiB of 100.0 MiB, 12.3 MiB/s, ETA 4s, 1 retry".
 func describeTransfer(tp steps.FetchProgress) string {
-	out := fmt.Sprintf("%s of %s", humanBytes(tp.Done), humanBytes(tp.Total))
+	out := fmt.Sprintf("%s of %s", Bytes(tp.Done), Bytes(tp.Total))
 	if tp.Rate > 0 {
-		out += fmt.Sprintf(", %s/s, ETA %s", humanBytes(int64(tp.Rate)), (time.Duration(float64(tp.Total-tp.Done)/tp.Rate) * time.Second).Round(time.Second))
+		out += fmt.Sprintf(", %s/s, ETA %s", Bytes(int64(tp.Rate)), (time.Duration(float64(tp.Total-tp.Done)/tp.Rate) * time.Second).Round(time.Second))
 	}
 	switch tp.Retries {
 	case 0:
@@ -145,7 +145,8 @@ type jsonProgress struct {
 	enc *json.Encoder
 }
 
-func newJSONProgress(w io.Writer) *jsonProgress { return &jsonProgress{enc: json.NewEncoder(w)} }
+// NewJSONProgress writes one JSON object per event.
+func NewJSONProgress(w io.Writer) *jsonProgress { return &jsonProgress{enc: json.NewEncoder(w)} }
 
 type jsonEvent struct {
 	Event   string    `json:"event"`
@@ -187,7 +188,8 @@ func (p *jsonProgress) Logf(node, format string, args ...any) {
 	p.emit(jsonEvent{Event: "log", Node: node, Message: fmt.Sprintf(format, args...)})
 }
 
-func (p *jsonProgress) emitResult(kind string, v any) error {
+// EmitResult writes the closing document of a command ("<kind>-result").
+func (p *jsonProgress) EmitResult(kind string, v any) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.enc.Encode(map[string]any{"event": kind + "-result", "time": time.Now().UTC(), "result": v})

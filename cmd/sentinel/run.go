@@ -1,0 +1,136 @@
+package main
+
+import (
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/lifecycle"
+	"github.com/sentinel-paas/sentinel/preflight"
+	"github.com/sentinel-paas/sentinel/selfupdate"
+	"github.com/sentinel-paas/sentinel/ui"
+)
+
+// runFlags are the flags every run takes (upgrade and patch runs).
+type runFlags struct {
+	o       lifecycle.Options
+	cluster string
+	output  string
+	ignore  string
+}
+
+// add defines them; the run's own command (upgrade, or a patch verb)
+// says which of them a resume keeps.
+func (rf *runFlags) add(cmd *cobra.Command, upgrade bool) {
+	f := cmd.Flags()
+	f.BoolVarP(&rf.o.Yes, "yes", "y", false, "do not ask for confirmation")
+	f.StringVar(&rf.o.CacheAddr, "cache-ip", "", "the cache node, IP[:PORT]: nodes fetch from its daemon instead of the upstream")
+	f.StringVar(&rf.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all (sentinel preflight --help lists them)")
+	f.BoolVar(&rf.o.NoSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first (a numbered build looks, and updates itself, by default)")
+	kept := []string{"upgrade", "patch"}
+	if upgrade { // a patch run has these on `sentinel patch`, for every verb
+		rf.addCommon(f)
+		f.BoolVar(&rf.o.Yes, "skip-confirmation", false, "same as --yes")
+	}
+	_ = f.SetAnnotation("cache-ip", keptOnResume, kept)
+}
+
+// addCommon defines the flags of every command that reads the channel.
+func (rf *runFlags) addCommon(f *pflag.FlagSet) {
+	f.StringVar(&rf.cluster, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
+	f.StringVarP(&rf.output, "output", "o", "text", "output format: text or json (JSON lines)")
+	f.BoolVar(&rf.o.AllowExpired, "allow-expired-metadata", false, "accept expired channel metadata (signatures and versions are still checked); each document accepted so is reported and logged. For air-gapped sites that knowingly run on older metadata")
+	_ = f.SetAnnotation("allow-expired-metadata", keptOnResume, []string{"upgrade", "patch"})
+	_ = f.SetAnnotation("output", keptOnResume, []string{"upgrade"})
+}
+
+// do checks the common flags and carries the job out.
+func (rf *runFlags) do(cmd *cobra.Command, stopping <-chan struct{}, job *lifecycle.Job) error {
+	if err := checkOutput(rf.output); err != nil {
+		return err
+	}
+	ignore, err := parseIgnore(rf.ignore)
+	if err != nil {
+		return err
+	}
+	inv, err := loadInventory(rf.cluster)
+	if err != nil {
+		return err
+	}
+	o := rf.o
+	o.Ignore, o.Command, o.Version = ignore, os.Args, version
+	o.UpdatedFrom = os.Getenv(selfupdate.UpdatedFromEnv)
+	return lifecycle.Do(cmd.Context(), inv, runEnv(cmd, rf.output, stopping), o, job)
+}
+
+// runEnv is what a run works with: the printer for this command's output,
+// the nodes' transports, and Ctrl-C.
+func runEnv(cmd *cobra.Command, output string, stopping <-chan struct{}) lifecycle.Env {
+	return lifecycle.Env{
+		Printer:    ui.New(output, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr()),
+		Dial:       dialAll,
+		Stopping:   stopping,
+		Journaling: journaling.Store,
+	}
+}
+
+func checkOutput(output string) error {
+	if output != ui.Text && output != ui.JSON {
+		return usagef("--output must be text or json, not %q", output)
+	}
+	return nil
+}
+
+func parseIgnore(list string) (preflight.IgnoreSet, error) {
+	ignore, err := preflight.ParseIgnore(list, preflight.Names())
+	if err != nil {
+		return nil, usagef("%v", err)
+	}
+	return ignore, nil
+}
+
+// loadInventory reads the cluster file: --cluster, then
+// $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml as on a core node.
+func loadInventory(flag string) (*cluster.Inventory, error) {
+	path := flag
+	if path == "" {
+		path = os.Getenv("SENTINEL_CLUSTER")
+	}
+	if path == "" {
+		path = "/s/etc/sentinel/cluster.yaml"
+	}
+	return cluster.LoadInventory(path)
+}
+
+// dialAll opens a transport to every node. The local transport runs this
+// very binary as the node agent, so tests exercise the production path.
+func dialAll(inv *cluster.Inventory) (map[string]cluster.Transport, error) {
+	binary := os.Getenv("SENTINEL_AGENT_BINARY")
+	out := map[string]cluster.Transport{}
+	for _, n := range inv.Nodes {
+		t, err := cluster.Dial(n, binary)
+		if err != nil {
+			return nil, err
+		}
+		out[n.Name] = t
+	}
+	return out, nil
+}
+
+// inventory checks the output flag and reads the cluster file, for the
+// commands that are not runs.
+func (rf *runFlags) inventory() (*cluster.Inventory, error) {
+	if err := checkOutput(rf.output); err != nil {
+		return nil, err
+	}
+	return loadInventory(rf.cluster)
+}
+
+// options are the run options of a command that is not a run.
+func (rf *runFlags) options() lifecycle.Options {
+	o := rf.o
+	o.Command, o.Version = os.Args, version
+	return o
+}

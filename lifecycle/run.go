@@ -1,0 +1,466 @@
+// Package lifecycle is the one life of a run, whatever it does: upgrade,
+// download-only, patch install, reinstall and revert. Each goes through
+// the same named phases (see Phases): lock, source, self-update, nodes,
+// plan, preflight, stage, confirm, execute, result. A Job says only how
+// its plan is made, how it is carried out when that is not the journaled
+// executor, and what it says; Printer shows it all. Nothing here writes to
+// a terminal: cmd/sentinel gives the Printer.
+package lifecycle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/preflight"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/source"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// Printer shows a run to the operator: text lines or bars, or JSON lines.
+type Printer interface {
+	rollout.Progress
+	// Notef is a line on stderr about what the run does.
+	Notef(format string, args ...any)
+	// Warnf is a warning on stderr ("sentinel: warning: ...").
+	Warnf(format string, args ...any)
+	// Textf is a line of the text output; JSON output leaves it out.
+	Textf(format string, args ...any)
+	// Result is the JSON output's closing document ("<kind>-result");
+	// text output leaves it out.
+	Result(kind string, v any) error
+	// JSON says whether the output is JSON.
+	JSON() bool
+	// Preflight shows a run's preflight when it warned or failed.
+	Preflight(rep *preflight.Report) error
+	// Plan shows a plan (--dry-run, and before asking to confirm).
+	Plan(plan *rollout.Plan) error
+	// Confirm asks the operator; refusal is said when there is no one to
+	// ask. It returns a *UsageError unless the answer is yes.
+	Confirm(plan *rollout.Plan, question, refusal string) error
+	// Close ends the live display; what follows is the summary.
+	Close()
+}
+
+// Options are what the command line says about a run.
+type Options struct {
+	// Command is the command line (os.Args): logged, journaled, and run
+	// again by a self-update.
+	Command []string
+	// Version is this build's version.
+	Version string
+	// UpdatedFrom is the build a self-update replaced, when this process
+	// is the build it re-executed.
+	UpdatedFrom string
+
+	Yes, DryRun, Resume bool
+	// CacheAddr is --cache-ip: IP[:PORT] of the cache daemon.
+	CacheAddr string
+	// NoCache: a resumed run takes what is left from the upstream.
+	NoCache      bool
+	AllowExpired bool
+	UpdateSelf   bool
+	NoSelfUpdate bool
+	Ignore       preflight.IgnoreSet
+	// UnreachableRetries: see rollout.Executor (0: its default, <0: none).
+	UnreachableRetries int
+	// MaxInFlight overrides the plan's (0: as planned).
+	MaxInFlight int
+	SkipDrain   bool
+	// Skip names phases not to run (see Phases).
+	Skip []string
+}
+
+// Env is what a run is given to work with.
+type Env struct {
+	Printer Printer
+	// Dial opens a transport to every node.
+	Dial func(*cluster.Inventory) (map[string]cluster.Transport, error)
+	// Stopping is closed when the operator asked to stop (a first Ctrl-C).
+	Stopping <-chan struct{}
+	// Journaling is told when journaled steps start and end: meanwhile a
+	// first Ctrl-C lets the current step finish.
+	Journaling func(on bool)
+}
+
+// Run is one run's state as it goes through its phases.
+type Run struct {
+	Options
+	Env
+	Job        *Job
+	Inventory  *cluster.Inventory
+	Log        *zap.Logger
+	Transports map[string]cluster.Transport
+	// Source is where the channel and artifacts are read.
+	Source source.Source
+	// FillCache is the cache daemon a download-only run fills.
+	FillCache string
+	Runs      rollout.Runs
+	// Last is the cluster's last run, read under the run lock.
+	Last *rollout.Run
+	// ID names the run ("dry-run" for one that changes nothing).
+	ID      string
+	Plan    *rollout.Plan
+	Journal *resume.Journal
+	// Journaled is the run being carried out, once its journal is open.
+	Journaled *rollout.Run
+	// Facts are the nodes' facts, once gathered.
+	Facts map[string]*steps.Facts
+
+	lock    *resume.Lock
+	channel *release.Channel
+	offline bool // the resumed run downloads nothing
+	execErr error
+}
+
+// Do carries out a job through its phases. inv is the cluster file,
+// loaded. The returned error is the run's; what the run did was shown
+// through env.Printer.
+func Do(ctx context.Context, inv *cluster.Inventory, env Env, o Options, job *Job) (err error) {
+	r := &Run{Options: o, Env: env, Job: job, Inventory: inv, Runs: rollout.Runs{Dir: inv.State()}}
+	if err := r.validate(); err != nil {
+		return err
+	}
+	var closeLog func()
+	if r.Log, closeLog, err = OpenLog(inv); err != nil {
+		return err
+	}
+	defer closeLog()
+	r.Log.Info(LogCommandMarker + CommandLine(o.Command))
+	defer func() {
+		if r.lock != nil {
+			r.lock.Release()
+		}
+		if r.Journal != nil {
+			r.Journal.Close()
+		}
+		r.Printer.Close()
+	}()
+	runner := &Runner{Phases: Phases(), Skip: o.Skip}
+	return runner.Run(ctx, r)
+}
+
+func (r *Run) validate() error {
+	switch {
+	case r.UpdateSelf && r.NoSelfUpdate:
+		return usagef("--update-self and --no-self-update contradict each other")
+	case r.UpdateSelf && (r.DryRun || r.Job.DownloadOnly):
+		return usagef("--update-self does not go with --dry-run or --download-only (--download-only puts the sentinel build in the cache node; a later `sentinel upgrade --cache-ip IP` updates from it)")
+	case r.Job.DownloadOnly && r.CacheAddr == "":
+		return usagef("%s", r.Job.NeedsCache)
+	}
+	return nil
+}
+
+// Phases are the phases of every run, in order.
+func Phases() []Phase {
+	return []Phase{
+		{Name: "lock", RunIf: func(r *Run) bool { return !r.DryRun && !r.Job.DownloadOnly }, Do: (*Run).takeLock},
+		{Name: "source", Do: (*Run).chooseSource},
+		{Name: "self-update", RunIf: func(r *Run) bool { return !r.DryRun && !r.Job.DownloadOnly }, Do: (*Run).selfUpdate},
+		{Name: "nodes", Do: (*Run).dial},
+		{Name: "plan", Do: (*Run).plan},
+		{Name: "preflight", RunIf: func(r *Run) bool { return r.Journaled == nil && !r.DryRun && !r.Job.SkipPreflight }, Do: (*Run).preflight},
+		{Name: "stage", RunIf: func(r *Run) bool { return r.Journaled == nil && r.Job.Stage != nil }, Do: func(r *Run, ctx context.Context) error { return r.Job.Stage(ctx, r) }},
+		{Name: "confirm", RunIf: func(r *Run) bool { return r.Journaled == nil && !r.Yes && r.Job.Question != nil }, Do: (*Run).confirm},
+		{Name: "execute", Do: (*Run).execute},
+		{Name: "result", Do: func(r *Run, _ context.Context) error { r.Printer.Close(); return r.Job.Finished(r, r.execErr) }},
+	}
+}
+
+func (r *Run) takeLock(context.Context) error {
+	var err error
+	if r.lock, err = r.Runs.Lock(CommandLine(r.Command)); err != nil {
+		return err
+	}
+	if r.Last, _, err = r.Runs.Latest(); err != nil {
+		return fmt.Errorf("reading the last run in %s: %w", r.Inventory.State(), err)
+	}
+	return nil
+}
+
+// chooseSource: --cache-ip, else (for a resume) where the run was planned
+// to take its artifacts from, unless --no-cache; else the upstream.
+func (r *Run) chooseSource(context.Context) error {
+	inv := r.Inventory
+	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill,
+		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun || r.Resume, Warn: r.warn}}
+	cacheURL := ""
+	if r.CacheAddr != "" {
+		var err error
+		if cacheURL, err = source.CacheURL(r.CacheAddr, inv.CachePort()); err != nil {
+			return err
+		}
+	} else if r.Resume && !r.NoCache && r.Last != nil && !r.Last.Finished() {
+		cacheURL, r.offline = r.Last.Plan.CacheURL, r.Last.Plan.Offline
+	}
+	if r.Job.DownloadOnly {
+		r.FillCache = cacheURL // the metadata comes from the upstream: the cache may not hold it yet
+		return nil
+	}
+	r.Source.Cache = cacheURL
+	return nil
+}
+
+// warn is a warning for the operator and the log alike.
+func (r *Run) warn(msg string) {
+	r.Printer.Warnf("%s", msg)
+	r.Log.Warn(msg)
+}
+
+// Channel opens the channel once, verified; a failed open is tried again
+// by the next caller.
+func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
+	if r.channel != nil {
+		return r.channel, nil
+	}
+	ch, err := r.Source.Open(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if r.AllowExpired && ch.Verifier() != nil {
+		r.Log.Warn("--allow-expired-metadata: expired channel metadata is accepted for this run")
+	}
+	r.channel = ch
+	return ch, nil
+}
+
+func (r *Run) dial(context.Context) error {
+	var err error
+	r.Transports, err = r.Dial(r.Inventory)
+	return err
+}
+
+// GatherFacts asks every node what it runs.
+func (r *Run) GatherFacts(ctx context.Context) error {
+	facts, err := rollout.Gather(ctx, r.Inventory.Nodes, r.Transports)
+	if err != nil {
+		return fmt.Errorf("reading node facts: %w", err)
+	}
+	r.Facts = facts
+	return nil
+}
+
+func (r *Run) plan(ctx context.Context) error {
+	if r.Resume {
+		return r.reopen(ctx)
+	}
+	if last := r.Last; last != nil && !last.Finished() {
+		return usagef("run %s (%s) did not finish: it stopped at %s. %s", last.ID, strings.Join(last.Command, " "), last.Where(), r.Job.Unfinished(last))
+	}
+	r.ID = "dry-run"
+	if !r.DryRun {
+		r.ID = rollout.NewID(time.Now())
+	}
+	plan, err := r.Job.Plan(ctx, r)
+	if err != nil {
+		return err
+	}
+	r.Plan = plan
+	if r.DryRun {
+		if r.Job.DryRun != nil {
+			return r.Job.DryRun(r)
+		}
+		if err := r.Printer.Plan(plan); err != nil {
+			return err
+		}
+		return errDone
+	}
+	if plan.NothingToDo() && r.Job.NothingToDo != nil {
+		if err := r.Job.NothingToDo(r); err != nil {
+			return err
+		}
+		return errDone
+	}
+	return nil
+}
+
+func (r *Run) preflight(ctx context.Context) error {
+	in := rollout.PreflightInput{Inventory: r.Inventory, Transports: r.Transports, Plan: r.Plan, ChannelURL: r.Source.IndexURL(),
+		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore}
+	if r.Job.DownloadOnly {
+		in.DownloadOnly, in.CacheURL = true, r.FillCache
+	}
+	rep := rollout.Preflight(ctx, in)
+	for _, res := range rep.Results {
+		if res.Status != "PASS" {
+			r.Log.Warn("preflight", zap.String("node", res.Node), zap.String("check", res.Check), zap.String("status", res.Status), zap.Strings("messages", res.Messages))
+		}
+	}
+	if err := r.Printer.Preflight(rep); err != nil {
+		return err
+	}
+	if err := rep.Err(); err != nil {
+		return &PreflightError{Err: err}
+	}
+	return nil
+}
+
+func (r *Run) confirm(context.Context) error {
+	question, refusal := r.Job.Question(r)
+	return r.Printer.Confirm(r.Plan, question, refusal)
+}
+
+// execute carries the plan out: the job's own way, or journaled step by
+// step. Its error goes to the result phase.
+func (r *Run) execute(ctx context.Context) error {
+	if r.Job.Execute != nil {
+		r.execErr = r.Job.Execute(ctx, r)
+		return nil
+	}
+	if r.Journaled == nil {
+		id := r.ID
+		j, run, err := r.Runs.Start(id, r.Command, r.Version, r.Plan)
+		if err != nil {
+			return err
+		}
+		r.Journal, r.Journaled = j, run
+		r.Log.Info("run started", zap.String("run", id), zap.String("kind", r.Job.Kind), zap.String("from", r.Plan.From), zap.String("to", r.Plan.To), zap.Strings("patches", r.Plan.Patches))
+		if r.Job.Started != nil {
+			r.Job.Started(r)
+		}
+	}
+	exec := r.executor()
+	if r.Journaling != nil {
+		r.Journaling(true)
+		defer r.Journaling(false)
+	}
+	r.execErr = exec.Execute(ctx, r.Journaled)
+	return nil
+}
+
+func (r *Run) executor() *rollout.Executor {
+	exec := &rollout.Executor{Transports: r.Transports, Journal: r.Journal, Progress: &loggedProgress{next: r.Printer, log: r.Log},
+		Stopping: r.Stopping, SkipDrain: r.SkipDrain, UnreachableRetries: r.UnreachableRetries,
+		DEAs: r.Inventory.NodesWithRole(release.RoleDEA), Advice: r.Job.Advice, Source: r.Journaled.Plan.DefaultSource()}
+	if r.Resume {
+		switch {
+		case r.Source.FromCache():
+			exec.Source = source.Fetch{CacheURL: r.Source.Cache}
+		case r.NoCache:
+			exec.Source = source.Fetch{}
+		}
+	}
+	return exec
+}
+
+// reopen opens the journal of the unfinished run to go on with it.
+func (r *Run) reopen(ctx context.Context) error {
+	last := r.Last
+	if err := r.Job.Resumable(r, last); err != nil {
+		return err
+	}
+	if last.Status == "succeeded" {
+		// Resuming twice, or after a crash that came after the last record, is not an error.
+		r.Printer.Textf("Run %s already finished: %s. Nothing to resume.\n", last.ID, r.Job.Done(last))
+		return errDone
+	}
+	if last.Finished() {
+		return usagef("run %s ended and cannot be resumed: %s", last.ID, last.Error)
+	}
+	path, err := r.Runs.LatestPath()
+	if err != nil {
+		return err
+	}
+	j, rep, err := resume.Open(path)
+	if err != nil {
+		return err
+	}
+	r.Journal = j
+	if rep.TornTail != nil {
+		r.Printer.Notef("sentinel: the journal's last record was torn by the crash; set aside %d bytes as %s", rep.TornTail.Length, rep.TornTail.SavedAs)
+		r.Log.Warn("torn journal tail set aside", zap.String("saved_as", rep.TornTail.SavedAs), zap.Int64("offset", rep.TornTail.Offset))
+	}
+	run, err := rollout.ReplayRun(rep.Records)
+	if err != nil {
+		return fmt.Errorf("journal %s: %w", path, err)
+	}
+	for _, np := range run.Plan.Nodes {
+		if _, ok := r.Inventory.Node(np.Node); !ok {
+			return usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, r.Inventory.Path())
+		}
+	}
+	if r.MaxInFlight > 0 {
+		run.Plan.MaxInFlight = r.MaxInFlight // this process only: the journal keeps the plan
+	}
+	r.Journaled, r.Plan = run, run.Plan
+	exec := r.executor()
+	r.Printer.Notef("sentinel: resuming run %s (%s) at %s%s", run.ID, r.Job.Summary(run.Plan), run.Where(), r.Job.ResumeSource(exec.Source))
+	r.Log.Info("resuming run", zap.String("run", run.ID), zap.String("at", run.Where()), zap.String("source", exec.Source.String()))
+	if err := r.noteBinary(); err != nil {
+		return err
+	}
+	return r.recheck(ctx, exec)
+}
+
+// noteBinary records in the journal which build goes on with the run,
+// when another build ran it before (after a self-update, or with a binary
+// put back by hand).
+func (r *Run) noteBinary() error {
+	run := r.Journaled
+	wrote, err := rollout.NoteBinary(r.Journal, run, r.Version, r.UpdatedFrom)
+	if err != nil || !wrote {
+		return err
+	}
+	bs := run.Binaries()
+	r.Log.Info("run goes on with another sentinel build", zap.String("run", run.ID), zap.String("version", r.Version), zap.String("updated_from", r.UpdatedFrom))
+	if len(bs) >= 2 {
+		r.Printer.Notef("sentinel: run %s goes on with sentinel %s (it ran with %s until now)", run.ID, r.Version, bs[len(bs)-2].Version)
+	}
+	return nil
+}
+
+// recheck asks the nodes what they run before a resumed run goes on, and
+// says which steps run again because a node no longer shows them.
+func (r *Run) recheck(ctx context.Context, exec *rollout.Executor) error {
+	resets, unreached, err := exec.Recheck(ctx, r.Journaled)
+	if err != nil {
+		return err
+	}
+	type group struct {
+		node, reason, first string
+		n                   int
+	}
+	var groups []*group
+	for _, rs := range resets {
+		r.Log.Warn("step reset on resume", zap.String("node", rs.Node), zap.String("step", rs.Step), zap.String("reason", rs.Reason))
+		if g := len(groups); g > 0 && groups[g-1].node == rs.Node && groups[g-1].reason == rs.Reason {
+			groups[g-1].n++
+			continue
+		}
+		groups = append(groups, &group{node: rs.Node, reason: rs.Reason, first: rs.Step, n: 1})
+	}
+	for _, g := range groups {
+		r.Printer.Notef("sentinel: node %s: %s; %d done step(s) from %s run again", g.node, g.reason, g.n, g.first)
+	}
+	for _, n := range unreached {
+		r.Printer.Notef("sentinel: node %s cannot be reached now to check what it runs; its steps are tried when its turn comes", n)
+		r.Log.Warn("node not rechecked on resume", zap.String("node", n))
+	}
+	return nil
+}
+
+// finished logs how the run ended and shows a failed hook's output.
+func (r *Run) logEnd(err error) {
+	if err == nil {
+		r.Log.Info("run succeeded", zap.String("kind", r.Job.Kind), zap.String("to", r.Plan.To), zap.Strings("patches", r.Plan.Patches))
+		return
+	}
+	r.Log.Error("run ended", zap.Error(err))
+	var fe *rollout.StepFailedError
+	if errors.As(err, &fe) && fe.Output != "" && !r.Printer.JSON() {
+		r.Printer.Notef("output of the failed hook (last lines):\n%s", indent(fe.Output))
+	}
+}
+
+func indent(s string) string {
+	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}

@@ -1,0 +1,189 @@
+// Package source is where a run's channel documents and artifacts come
+// from: the upstream the cluster file names, or the cluster's cache daemon
+// (--cache-ip). The daemon's URL layout, the choice of proxy and the
+// verification of what is read live here and nowhere else: callers ask a
+// Source for a channel, an artifact's URL or an HTTP client, and build no
+// URL themselves.
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+
+	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/trust"
+)
+
+// Source is where one run reads the channel and the artifacts.
+type Source struct {
+	// Upstream is the channel's index URL, from the cluster file.
+	Upstream string
+	// Cache is the cache daemon's base URL (http://IP:PORT); "" reads the
+	// upstream.
+	Cache string
+	// Trust verifies every document read; nil reads them unverified.
+	Trust *Trust
+	// Fill is the command that fills the cache node with what this run
+	// needs, for the advice of an error ("" when it has none).
+	Fill string
+}
+
+// FromCache says whether the run reads the cache daemon.
+func (s Source) FromCache() bool { return s.Cache != "" }
+
+// IndexURL is the index the channel is opened from.
+func (s Source) IndexURL() string {
+	if s.Cache != "" {
+		return cache.ChannelIndexURL(s.Cache)
+	}
+	return s.Upstream
+}
+
+// ArtifactURL is where this source serves an artifact: its upstream URL,
+// or the cache daemon's copy by digest.
+func (s Source) ArtifactURL(a release.Artifact) string {
+	if s.Cache != "" {
+		return cache.ArtifactURL(s.Cache, a.SHA256)
+	}
+	return a.URL
+}
+
+// HTTPClient reads this source: through http_proxy and the like for the
+// upstream, directly for the cache daemon, which is on the cluster's own
+// network.
+func (s Source) HTTPClient() *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = release.ProxyFromEnvironment
+	if s.Cache != "" {
+		t.Proxy = nil
+	}
+	return &http.Client{Transport: t}
+}
+
+// String names the source for people.
+func (s Source) String() string {
+	if s.Cache != "" {
+		return s.Cache
+	}
+	return "upstream"
+}
+
+// Open reads and verifies the channel's index (and its root rotations).
+// A document the cache daemon lacks is a *CacheMissError saying how to
+// fill it.
+func (s Source) Open(ctx context.Context) (*release.Channel, error) {
+	var opts []release.ChannelOption
+	if s.Cache != "" {
+		opts = append(opts, release.WithoutProxy()) // the cache node is on the cluster's network
+	}
+	trustOpts, err := s.Trust.channelOptions()
+	if err != nil {
+		return nil, err
+	}
+	ch, err := release.OpenChannel(ctx, s.IndexURL(), append(opts, trustOpts...)...)
+	if err != nil {
+		return nil, s.Explain(err)
+	}
+	return ch, nil
+}
+
+// Accept reports what was accepted only because expired metadata was
+// allowed, then raises the trusted versions to those just verified, so
+// that no later run takes older metadata. Call it once every document the
+// run acts on has verified, before anything changes.
+func (s Source) Accept(ch *release.Channel) error { return s.Trust.accept(ch) }
+
+// Explain turns what the cache daemon refused into what to do there: a
+// document it lacks (*CacheMissError), or one that failed verification,
+// whose refusal stays first and a *trust.Error.
+func (s Source) Explain(err error) error {
+	if s.Cache == "" || err == nil {
+		return err
+	}
+	var te *trust.Error
+	if errors.As(err, &te) && s.Fill != "" {
+		return fmt.Errorf("%w (read from the cache node %s: fill it again from the upstream with `%s` (`sentinel cache verify` there sets damaged artifacts aside), and if its files were changed there, find out who changed them)",
+			err, s.Cache, s.Fill)
+	}
+	var fe *release.FetchError
+	if !errors.As(err, &fe) || fe.Status != http.StatusNotFound {
+		return err
+	}
+	what := "release " + path.Base(path.Dir(fe.URL))
+	if strings.HasSuffix(fe.URL, "/index.json") {
+		what = "any channel documents"
+	}
+	return &CacheMissError{Cache: s.Cache, What: what, Fill: s.Fill, Err: err}
+}
+
+// CacheMissError: the cache daemon does not hold a document the run needs.
+// Nothing was changed.
+type CacheMissError struct {
+	Cache, What string
+	Fill        string // the command that fills it
+	Err         error
+}
+
+func (e *CacheMissError) Error() string {
+	fill := e.Fill
+	if fill == "" {
+		fill = "sentinel upgrade VERSION --download-only --cache-ip HOST"
+	}
+	return fmt.Sprintf("the cache node %s does not hold %s: fill it first with `%s` (%v)", e.Cache, e.What, fill, e.Err)
+}
+func (e *CacheMissError) Unwrap() error { return e.Err }
+
+// AddressError is a cache address that is not IP[:PORT]: bad input.
+type AddressError struct{ Msg string }
+
+func (e *AddressError) Error() string { return e.Msg }
+
+// CacheURL turns IP[:PORT] (or HOST[:PORT], [IPv6]:PORT) into the cache
+// daemon's base URL.
+func CacheURL(addr string, defaultPort int) (string, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		host, port = strings.Trim(addr, "[]"), strconv.Itoa(defaultPort)
+	}
+	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+		return "", &AddressError{Msg: fmt.Sprintf("--cache-ip %q: %q is not a port", addr, port)}
+	}
+	if host == "" || strings.ContainsAny(host, "/ ?#@") {
+		return "", &AddressError{Msg: fmt.Sprintf("--cache-ip %q is not IP[:PORT]", addr)}
+	}
+	return "http://" + net.JoinHostPort(host, port), nil
+}
+
+// Fetch is where fetch steps take artifacts from. It is applied when a
+// step runs, not when it is planned, so a resumed run may take what is
+// left from elsewhere.
+type Fetch struct {
+	CacheURL string // the cache daemon: every artifact by digest, no proxy
+	Offline  bool   // only what the node caches hold
+}
+
+func (f Fetch) String() string {
+	switch {
+	case f.Offline:
+		return "node caches only"
+	case f.CacheURL != "":
+		return f.CacheURL
+	}
+	return "upstream"
+}
+
+// ArtifactURL is where a node fetches the artifact with this upstream URL
+// and digest, and whether it goes there directly (no proxy).
+func (f Fetch) ArtifactURL(a release.Artifact) (url string, direct bool) {
+	if f.CacheURL != "" {
+		return cache.ArtifactURL(f.CacheURL, a.SHA256), true
+	}
+	return a.URL, false
+}
