@@ -1,0 +1,245 @@
+package lifecycle_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/lifecycle"
+	"github.com/sentinel-paas/sentinel/patches"
+	"github.com/sentinel-paas/sentinel/preflight"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// inProcess is a transport that runs the node agent in this process: the
+// lifecycle is driven without a sentinel binary, an SSH server or a
+// subprocess per step.
+type inProcess struct {
+	node cluster.Node
+	mu   *sync.Mutex
+	ops  *[]string
+}
+
+func (t inProcess) Call(ctx context.Context, op string, in, out any, on func(cluster.Event)) error {
+	t.mu.Lock()
+	*t.ops = append(*t.ops, t.node.Name+" "+op)
+	t.mu.Unlock()
+	data, err := json.Marshal(in)
+	if err != nil {
+		return err
+	}
+	var req steps.Request
+	if err := json.Unmarshal(data, &req); err != nil {
+		return err
+	}
+	agent := &steps.Agent{Node: t.node.Name, Layout: steps.Layout{Root: t.node.Root}, Logf: func(string, ...any) {}}
+	res, err := agent.Do(ctx, op, req)
+	if err != nil {
+		return &cluster.AgentError{Node: t.node.Name, Op: op, Message: err.Error()}
+	}
+	data, err = json.Marshal(res)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, out)
+}
+
+// recorder is a Printer that keeps what it was told.
+type recorder struct {
+	mu    sync.Mutex
+	lines []string
+	steps []string
+}
+
+func (p *recorder) add(s string) { p.mu.Lock(); p.lines = append(p.lines, s); p.mu.Unlock() }
+func (p *recorder) StepStarted(node string, s rollout.Step) {
+	p.mu.Lock()
+	p.steps = append(p.steps, node+" "+s.ID)
+	p.mu.Unlock()
+}
+func (p *recorder) StepFinished(string, rollout.Step, steps.Result, error) {}
+func (p *recorder) Logf(node, format string, args ...any)                  { p.add(fmt.Sprintf(format, args...)) }
+func (p *recorder) Transfer(string, rollout.Step, steps.FetchProgress)     {}
+func (p *recorder) Notef(format string, args ...any)                       { p.add(fmt.Sprintf(format, args...)) }
+func (p *recorder) Warnf(format string, args ...any) {
+	p.add("warning: " + fmt.Sprintf(format, args...))
+}
+func (p *recorder) Textf(format string, args ...any)  { p.add(fmt.Sprintf(format, args...)) }
+func (p *recorder) Result(string, any) error          { return nil }
+func (p *recorder) JSON() bool                        { return false }
+func (p *recorder) Preflight(*preflight.Report) error { return nil }
+func (p *recorder) Plan(plan *rollout.Plan) error     { p.add("plan " + plan.To); return nil }
+func (p *recorder) Confirm(_ *rollout.Plan, _, refusal string) error {
+	return &lifecycle.UsageError{Msg: refusal}
+}
+func (p *recorder) Close() {}
+func (p *recorder) said(sub string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, l := range p.lines {
+		if strings.Contains(l, sub) {
+			return true
+		}
+	}
+	return false
+}
+
+type world struct {
+	inv *cluster.Inventory
+	env lifecycle.Env
+	out *recorder
+	ops []string
+}
+
+// newWorld is a one-node lab on 3.4.1 whose channel is read from disk
+// (file://) and whose node agent runs in this process.
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	lab, err := fixtures.CreateLab(context.Background(), fixtures.LabOptions{Dir: t.TempDir(), Nodes: 1, Release: "3.4.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	inv, err := cluster.LoadInventory(lab.ClusterFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := &world{inv: inv, out: &recorder{}}
+	var mu sync.Mutex
+	w.env = lifecycle.Env{Printer: w.out, Dial: func(inv *cluster.Inventory) (map[string]cluster.Transport, error) {
+		tr := map[string]cluster.Transport{}
+		for _, n := range inv.Nodes {
+			tr[n.Name] = inProcess{node: n, mu: &mu, ops: &w.ops}
+		}
+		return tr, nil
+	}}
+	return w
+}
+
+func (w *world) options() lifecycle.Options {
+	ignore, _ := preflight.ParseIgnore("all", preflight.Names()) // the test machine's own disk and memory are not the point
+	return lifecycle.Options{Command: []string{"sentinel", "test"}, Version: "dev", Yes: true, NoSelfUpdate: true, Ignore: ignore}
+}
+
+func (w *world) release(t *testing.T) string {
+	t.Helper()
+	tr, _ := w.env.Dial(w.inv)
+	var res steps.Result
+	if err := tr[w.inv.Core().Name].Call(context.Background(), steps.OpFacts, steps.Request{}, &res, nil); err != nil {
+		t.Fatal(err)
+	}
+	if res.Facts == nil || res.Facts.Record == nil {
+		t.Fatalf("no node record: %+v", res.Facts)
+	}
+	return res.Facts.Record.Release
+}
+
+// An upgrade, a dry run and a patch install go through the one lifecycle:
+// the same phases, the same journal, different plans and words.
+func TestLifecycleUpgradeAndPatchInProcess(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+
+	dry := w.options()
+	dry.DryRun = true
+	if err := lifecycle.Do(ctx, w.inv, w.env, dry, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatalf("dry run: %v", err)
+	}
+	if got := w.release(t); got != "3.4.1" || !w.out.said("plan 3.4.2") {
+		t.Fatalf("dry run: node on %s, plan shown: %v", got, w.out.said("plan 3.4.2"))
+	}
+	if last, _, _ := (rollout.Runs{Dir: w.inv.State()}).Latest(); last != nil {
+		t.Fatalf("a dry run journaled run %s", last.ID)
+	}
+
+	if err := lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatalf("upgrade: %v\n%v", err, w.out.lines)
+	}
+	if got := w.release(t); got != "3.4.2" || !w.out.said("Cluster upgraded to 3.4.2") {
+		t.Fatalf("after the upgrade the node is on %s; said %v", got, w.out.lines)
+	}
+	last, _, err := rollout.Runs{Dir: w.inv.State()}.Latest()
+	if err != nil || last == nil || last.Status != "succeeded" || last.Plan.To != "3.4.2" {
+		t.Fatalf("journal: %+v %v", last, err)
+	}
+
+	// Again: nothing to do, nothing journaled.
+	if err := lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil || !w.out.said("already on 3.4.2") {
+		t.Fatalf("second upgrade: %v %v", err, w.out.lines)
+	}
+
+	// A patch run: same phases, its own plan (and a staging of artifacts).
+	if err := lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Patch(lifecycle.PatchOptions{Kind: patches.KindInstall})); err != nil {
+		t.Fatalf("patch install: %v\n%v", err, w.out.lines)
+	}
+	if !w.out.said("Installed ") {
+		t.Fatalf("patch install said %v", w.out.lines)
+	}
+	st, err := lifecycle.PatchStatus(ctx, w.inv, w.env, w.options())
+	if err != nil || st.Available() != 0 {
+		t.Fatalf("patch status after install: %d available, %v", st.Available(), err)
+	}
+	if err := lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Patch(lifecycle.PatchOptions{Kind: patches.KindRevert})); err != nil {
+		t.Fatalf("patch revert: %v", err)
+	}
+	if st, err := lifecycle.PatchStatus(ctx, w.inv, w.env, w.options()); err != nil || st.Available() == 0 {
+		t.Fatalf("patch status after revert: %v", err)
+	}
+}
+
+// A new run is refused while one is unfinished, naming the command that
+// finishes it; resuming with the wrong kind of job is refused too.
+func TestLifecycleUnfinishedRunRefusesANewOne(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	o := w.options()
+	o.Skip = []string{"execute", "result"} // plan and journal nothing: start a run by hand below
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatal(err)
+	}
+	runs := rollout.Runs{Dir: w.inv.State()}
+	j, _, err := runs.Start("r1", []string{"sentinel", "upgrade"}, "dev", &rollout.Plan{From: "3.4.1", To: "3.4.2"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j.Close()
+	err = lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Patch(lifecycle.PatchOptions{Kind: patches.KindInstall}))
+	var ue *lifecycle.UsageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "sentinel upgrade --resume") {
+		t.Fatalf("a patch run beside an unfinished upgrade: %v", err)
+	}
+	resume := w.options()
+	resume.Resume = true
+	err = lifecycle.Do(ctx, w.inv, w.env, resume, lifecycle.Patch(lifecycle.PatchOptions{Kind: patches.KindInstall}))
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "is an upgrade, not a patch run") {
+		t.Fatalf("patch --resume of an upgrade: %v", err)
+	}
+}
+
+// Phases are named; a name that is none is refused before anything runs.
+func TestRunnerRefusesUnknownPhase(t *testing.T) {
+	ran := false
+	r := &lifecycle.Runner{Phases: []lifecycle.Phase{{Name: "a", Do: func(*lifecycle.Run, context.Context) error { ran = true; return nil }}}, Skip: []string{"b"}}
+	err := r.Run(context.Background(), &lifecycle.Run{})
+	if err == nil || ran || !strings.Contains(err.Error(), `no phase "b"`) {
+		t.Fatalf("unknown phase: %v, ran %v", err, ran)
+	}
+	r.Skip = []string{"a"}
+	if err := r.Run(context.Background(), &lifecycle.Run{}); err != nil || ran {
+		t.Fatalf("skipped phase ran: %v %v", err, ran)
+	}
+	names := lifecycle.Phases()
+	var got []string
+	for _, p := range names {
+		got = append(got, p.Name)
+	}
+	if want := "lock source self-update nodes plan preflight stage confirm execute result"; strings.Join(got, " ") != want {
+		t.Fatalf("phases %q, want %q", got, want)
+	}
+}
