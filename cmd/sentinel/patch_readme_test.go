@@ -26,22 +26,22 @@ func keys(v any, prefix string, out map[string]bool) {
 	}
 }
 
-// The README documents the JSON of `sentinel patch status --output json`:
+// The reference (docs/reference.md) documents the JSON of `sentinel patch status --output json`:
 // its example has exactly the keys the command prints.
 func TestPatchStatusJSONDocumented(t *testing.T) {
-	data, err := os.ReadFile("../../README.md")
+	data, err := os.ReadFile("../../docs/reference.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, rest, ok := strings.Cut(string(data), "`sentinel patch status --output json` prints one document:")
 	if !ok {
-		t.Fatal("README has no section on the JSON of patch status")
+		t.Fatal("docs/reference.md has no section on the JSON of patch status")
 	}
 	_, rest, _ = strings.Cut(rest, "```json\n")
 	doc, _, _ := strings.Cut(rest, "```")
 	var documented any
 	if err := json.Unmarshal([]byte(doc), &documented); err != nil {
-		t.Fatalf("README's example is not JSON: %v\n%s", err, doc)
+		t.Fatalf("docs/reference.md's example is not JSON: %v\n%s", err, doc)
 	}
 	full := patches.Status{Release: "3.4.2", Patches: []patches.PatchStatus{{ID: 1, Name: "n", Description: "d", Severity: "low", Roles: []string{"r"},
 		Components:  []patches.ComponentLevel{{Name: "c", Version: "v", Restart: true}},
@@ -62,6 +62,6 @@ func TestPatchStatusJSONDocumented(t *testing.T) {
 			sort.Strings(l)
 			return l
 		}
-		t.Errorf("README documents keys %v\nthe command prints %v", list(got), list(want))
+		t.Errorf("docs/reference.md documents keys %v\nthe command prints %v", list(got), list(want))
 	}
 }
