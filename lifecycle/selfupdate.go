@@ -60,7 +60,7 @@ func (r *Run) selfUpdate(ctx context.Context) error {
 	if r.Inventory.TrustRoot() == "" {
 		// The builds document's sha256 is all that vouches for the new
 		// executable: without signatures it vouches for nothing.
-		return fail(usagef("self-update needs signed channel metadata: set trust.root in %s (README: Signed channels), or pass --no-self-update", r.Inventory.Path()))
+		return fail(usagef("self-update needs signed channel metadata: set trust.root in %s (docs/operator.md: Signed channels), or pass --no-self-update", r.Inventory.Path()))
 	}
 	ch, err := r.Channel(ctx)
 	if err != nil {

@@ -118,7 +118,7 @@ func Executable() (string, error) {
 		return "", fmt.Errorf("cannot find the running sentinel executable: %w", err)
 	}
 	if strings.HasSuffix(exe, " (deleted)") {
-		return "", fmt.Errorf("the running sentinel executable %s was deleted: put a sentinel binary back (README: Recovering a run whose binary went missing)", strings.TrimSuffix(exe, " (deleted)"))
+		return "", fmt.Errorf("the running sentinel executable %s was deleted: put a sentinel binary back (docs/operator.md: Recovering a run whose binary went missing)", strings.TrimSuffix(exe, " (deleted)"))
 	}
 	p, err := filepath.EvalSymlinks(exe)
 	if err != nil {

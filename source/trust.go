@@ -47,7 +47,7 @@ func (t *Trust) channelOptions() ([]release.ChannelOption, error) {
 	inv := t.Inventory
 	anchorPath := inv.TrustRoot()
 	if anchorPath == "" {
-		t.warn("channel metadata is not verified: set trust.root in %s to the channel's root.json, obtained from its publisher (README: Signed channels)", inv.Path())
+		t.warn("channel metadata is not verified: set trust.root in %s to the channel's root.json, obtained from its publisher (docs/operator.md: Signed channels)", inv.Path())
 		return nil, nil
 	}
 	anchor, err := os.ReadFile(anchorPath)

@@ -69,7 +69,7 @@ nodes it is still to be installed on (nodes of those roles that lack it).
 With --all, patches installed everywhere too. A node whose node.json and
 files disagree about a patch is reported, with what to run.
 
---output json prints one document; its shape is in the README (Patches).`,
+--output json prints one document; its shape is in docs/reference.md (sentinel patch).`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
 			inv, err := run.inventory()
