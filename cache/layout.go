@@ -9,6 +9,14 @@ const (
 	healthPath    = "/healthz"
 )
 
+// Routes describes what the daemon serves, for its help.
+const Routes = "  GET/HEAD " + artifactsPath + `<hex>   verified artifacts (Range, ETag, sendfile)
+  GET      ` + channelPath + `<path>           the channel documents the cache holds
+  POST     /prefetch                 fill the cache (bearer token; used by --download-only)
+  GET      /metrics                  Prometheus metrics
+  GET      ` + healthPath + `
+`
+
 // ArtifactURL is where the daemon at base serves the artifact with this
 // sha256 (content-addressed: any release's artifact by its digest).
 func ArtifactURL(base, sha256Hex string) string {

@@ -120,13 +120,7 @@ func newCacheServeCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the cache daemon: serve artifacts by digest and the channel documents",
-		Long: `Serve the cache directory over HTTP:
-  GET/HEAD /artifacts/sha256/<hex>   verified artifacts (Range, ETag, sendfile)
-  GET      /channel/<path>           the channel documents the cache holds
-  POST     /prefetch                 fill the cache (bearer token; used by --download-only)
-  GET      /metrics                  Prometheus metrics
-  GET      /healthz
-With --upstream, a missing artifact is pulled through from the upstream;
+		Long: "Serve the cache directory over HTTP:\n" + cache.Routes + `With --upstream, a missing artifact is pulled through from the upstream;
 without it (the default) the daemon works air-gapped. It prints
 "listening on ADDR" once it accepts connections and stops gracefully on
 SIGTERM or SIGINT.`,
