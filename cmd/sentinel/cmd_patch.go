@@ -12,13 +12,16 @@ import (
 	"github.com/sentinel-paas/sentinel/ui"
 )
 
+// patchFlags are the flags of every `sentinel patch` verb.
+type patchFlags struct {
+	run          runFlags
+	p            lifecycle.PatchOptions
+	downloadOnly bool
+	stopping     <-chan struct{}
+}
+
 func newPatchCmd(stopping <-chan struct{}) *cobra.Command {
-	var (
-		run                     runFlags
-		p                       lifecycle.PatchOptions
-		all, downloadOnly       bool
-		installed, notInstalled bool
-	)
+	pf := &patchFlags{stopping: stopping}
 	cmd := &cobra.Command{
 		Use:   "patch",
 		Short: "List, install and revert the patches of the cluster's release",
@@ -36,74 +39,7 @@ with the rest of its patch on that node, to what ran before.
 node.json on each node records the installed patches. An upgrade to a later
 release supersedes them: after it, status lists the new release's patches.`,
 	}
-	run.addCommon(cmd.PersistentFlags())
-	// runJob carries out a patch run of kind.
-	runJob := func(kind string, reinstall bool) func(*cobra.Command, []string) error {
-		return func(c *cobra.Command, args []string) error {
-			p.Kind, p.Names, p.Reinstall = kind, args, reinstall
-			if run.o.Resume && (len(args) > 0 || len(p.Nodes) > 0 || p.Local || p.NoRestart || run.o.DryRun) {
-				return usagef("--resume finishes the unfinished patch run as it was planned: it takes no NAME, --node, --local, --no-restart or --dry-run (only --cache-ip, to change where the artifacts left to fetch come from)")
-			}
-			for _, n := range args {
-				if n == "" {
-					return usagef("empty patch name")
-				}
-			}
-			if downloadOnly && run.o.Resume {
-				return usagef("--download-only needs --cache-ip (and no --resume): it fills the cache node, from which a later `sentinel patch install --cache-ip IP` runs")
-			}
-			job := lifecycle.Patch(p)
-			if downloadOnly {
-				job = lifecycle.PatchDownloadOnly(p)
-			}
-			return run.do(c, stopping, job)
-		}
-	}
-
-	status := &cobra.Command{
-		Use:   "status",
-		Short: "List the patches some node still needs (all of them with --all), with their nodes",
-		Long: `For the core node's release, list each patch some node still needs: its id,
-description, the roles it affects, the nodes it is installed on and the
-nodes it is still to be installed on (nodes of those roles that lack it).
-With --all, patches installed everywhere too. A node whose node.json and
-files disagree about a patch is reported, with what to run.
-
---output json prints one document; its shape is in docs/reference.md (sentinel patch).`,
-		Args: cobra.NoArgs,
-		RunE: func(c *cobra.Command, _ []string) error {
-			inv, err := run.inventory()
-			if err != nil {
-				return err
-			}
-			st, err := lifecycle.PatchStatus(c.Context(), inv, runEnv(c, run.output, stopping), run.options())
-			if err != nil {
-				return err
-			}
-			if run.output == ui.JSON {
-				enc := json.NewEncoder(c.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(st)
-			}
-			ui.PrintPatchStatus(c.OutOrStdout(), st, all)
-			return nil
-		},
-	}
-	status.Flags().BoolVar(&all, "all", false, "list every patch of the release, installed ones too")
-	status.Flags().StringVar(&run.o.CacheAddr, "cache-ip", "", "read the patch catalog from the cache node's daemon (IP[:PORT]) instead of the upstream")
-
-	addRunFlags := func(c *cobra.Command, resume bool) {
-		f := c.Flags()
-		run.add(c, false)
-		f.StringSliceVar(&p.Nodes, "node", nil, "only these nodes (NAME[,NAME...])")
-		f.BoolVar(&p.Local, "local", false, "only the node this command runs on ($SENTINEL_NODE, else the node named as this host, else the one with this machine's address)")
-		f.BoolVar(&p.NoRestart, "no-restart", false, "switch the patched files in but restart nothing: the running processes keep the old version until they are restarted")
-		f.BoolVar(&run.o.DryRun, "dry-run", false, "print the plan and change nothing")
-		f.DurationVar(&p.DrainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
-		if resume {
-			f.BoolVar(&run.o.Resume, "resume", false, "finish the unfinished patch run instead of starting a new one")
-		}
-	}
+	pf.run.addCommon(cmd.PersistentFlags())
 	install := &cobra.Command{
 		Use:   "install [NAME...]",
 		Short: "Install every pending patch, or the named ones, on the nodes of their roles",
@@ -131,19 +67,17 @@ Installing a patch that is already installed is a no-op that says so.`,
   sentinel patch install --resume
   sentinel patch install --download-only --cache-ip 10.0.0.1   # fill the cache node now...
   sentinel patch install --cache-ip 10.0.0.1 --yes             # ...install from it later, even offline`,
-		RunE: runJob(patches.KindInstall, false),
+		RunE: pf.runJob(patches.KindInstall, false),
 	}
-	addRunFlags(install, true)
-	install.Flags().BoolVar(&downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with the patches' artifacts and documents; change no node")
-
+	pf.addRunFlags(install, true)
+	install.Flags().BoolVar(&pf.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with the patches' artifacts and documents; change no node")
 	reinstall := &cobra.Command{
 		Use:   "reinstall NAME",
 		Short: "Install a patch again, also where node.json records it (files damaged or replaced by hand)",
 		Args:  cobra.ExactArgs(1),
-		RunE:  runJob(patches.KindInstall, true),
+		RunE:  pf.runJob(patches.KindInstall, true),
 	}
-	addRunFlags(reinstall, false)
-
+	pf.addRunFlags(reinstall, false)
 	revert := &cobra.Command{
 		Use:   "revert [NAME...]",
 		Short: "Return the components of the named patches (all installed ones without NAME) to the release's versions",
@@ -153,11 +87,89 @@ goes back to the version it had without the patch (the release's own, or
 the level of another patch the node keeps), stopped, switched, started and
 checked like an install; then node.json forgets the patch. Journaled and
 resumable: 'sentinel patch revert --resume'.`,
-		RunE: runJob(patches.KindRevert, false),
+		RunE: pf.runJob(patches.KindRevert, false),
 	}
-	addRunFlags(revert, true)
+	pf.addRunFlags(revert, true)
+	cmd.AddCommand(pf.statusCmd(), install, reinstall, revert, pf.markCmd())
+	return cmd
+}
 
-	mark := &cobra.Command{
+func (pf *patchFlags) addRunFlags(c *cobra.Command, resume bool) {
+	f := c.Flags()
+	pf.run.add(c, false)
+	f.StringSliceVar(&pf.p.Nodes, "node", nil, "only these nodes (NAME[,NAME...])")
+	f.BoolVar(&pf.p.Local, "local", false, "only the node this command runs on ($SENTINEL_NODE, else the node named as this host, else the one with this machine's address)")
+	f.BoolVar(&pf.p.NoRestart, "no-restart", false, "switch the patched files in but restart nothing: the running processes keep the old version until they are restarted")
+	f.BoolVar(&pf.run.o.DryRun, "dry-run", false, "print the plan and change nothing")
+	f.DurationVar(&pf.p.DrainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
+	if resume {
+		f.BoolVar(&pf.run.o.Resume, "resume", false, "finish the unfinished patch run instead of starting a new one")
+	}
+}
+
+// runJob carries out a patch run of kind.
+func (pf *patchFlags) runJob(kind string, reinstall bool) func(*cobra.Command, []string) error {
+	return func(c *cobra.Command, args []string) error {
+		p, run := &pf.p, &pf.run
+		p.Kind, p.Names, p.Reinstall = kind, args, reinstall
+		if run.o.Resume && (len(args) > 0 || len(p.Nodes) > 0 || p.Local || p.NoRestart || run.o.DryRun) {
+			return usagef("--resume finishes the unfinished patch run as it was planned: it takes no NAME, --node, --local, --no-restart or --dry-run (only --cache-ip, to change where the artifacts left to fetch come from)")
+		}
+		for _, n := range args {
+			if n == "" {
+				return usagef("empty patch name")
+			}
+		}
+		if pf.downloadOnly && run.o.Resume {
+			return usagef("--download-only needs --cache-ip (and no --resume): it fills the cache node, from which a later `sentinel patch install --cache-ip IP` runs")
+		}
+		job := lifecycle.Patch(*p)
+		if pf.downloadOnly {
+			job = lifecycle.PatchDownloadOnly(*p)
+		}
+		return run.do(c, pf.stopping, job)
+	}
+}
+
+func (pf *patchFlags) statusCmd() *cobra.Command {
+	var all bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "List the patches some node still needs (all of them with --all), with their nodes",
+		Long: `For the core node's release, list each patch some node still needs: its id,
+description, the roles it affects, the nodes it is installed on and the
+nodes it is still to be installed on (nodes of those roles that lack it).
+With --all, patches installed everywhere too. A node whose node.json and
+files disagree about a patch is reported, with what to run.
+
+--output json prints one document; its shape is in docs/reference.md (sentinel patch).`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			inv, err := pf.run.inventory()
+			if err != nil {
+				return err
+			}
+			st, err := lifecycle.PatchStatus(c.Context(), inv, runEnv(c, pf.run.output, pf.stopping), pf.run.options())
+			if err != nil {
+				return err
+			}
+			if pf.run.output == ui.JSON {
+				enc := json.NewEncoder(c.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(st)
+			}
+			ui.PrintPatchStatus(c.OutOrStdout(), st, all)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&all, "all", false, "list every patch of the release, installed ones too")
+	cmd.Flags().StringVar(&pf.run.o.CacheAddr, "cache-ip", "", "read the patch catalog from the cache node's daemon (IP[:PORT]) instead of the upstream")
+	return cmd
+}
+
+func (pf *patchFlags) markCmd() *cobra.Command {
+	var installed, notInstalled bool
+	cmd := &cobra.Command{
 		Use:   "mark --installed|--not-installed NAME",
 		Short: "Record in node.json that a patch is (or is not) installed, changing no file: for nodes fixed by hand",
 		Long: `Change only what node.json says: add the patch to the record of every node of
@@ -169,15 +181,15 @@ it with --not-installed. No component is touched and nothing restarts.
 			if installed == notInstalled {
 				return usagef("say what to record: --installed or --not-installed")
 			}
-			inv, err := run.inventory()
+			inv, err := pf.run.inventory()
 			if err != nil {
 				return err
 			}
-			marked, err := lifecycle.PatchMark(c.Context(), inv, runEnv(c, run.output, stopping), run.options(), p, args[0], installed)
+			marked, err := lifecycle.PatchMark(c.Context(), inv, runEnv(c, pf.run.output, pf.stopping), pf.run.options(), pf.p, args[0], installed)
 			if err != nil {
 				return err
 			}
-			if run.output == ui.JSON {
+			if pf.run.output == ui.JSON {
 				return json.NewEncoder(c.OutOrStdout()).Encode(map[string]any{"patch": args[0], "installed": installed, "nodes": marked})
 			}
 			for _, m := range marked {
@@ -186,12 +198,10 @@ it with --not-installed. No component is touched and nothing restarts.
 			return nil
 		},
 	}
-	mark.Flags().BoolVar(&installed, "installed", false, "record the patch as installed")
-	mark.Flags().BoolVar(&notInstalled, "not-installed", false, "record the patch as not installed")
-	mark.Flags().BoolVar(&notInstalled, "notinstalled", false, "same as --not-installed (the product's spelling)")
-	mark.Flags().StringSliceVar(&p.Nodes, "node", nil, "only these nodes (NAME[,NAME...])")
-	mark.Flags().BoolVar(&p.Local, "local", false, "only the node this command runs on")
-
-	cmd.AddCommand(status, install, reinstall, revert, mark)
+	cmd.Flags().BoolVar(&installed, "installed", false, "record the patch as installed")
+	cmd.Flags().BoolVar(&notInstalled, "not-installed", false, "record the patch as not installed")
+	cmd.Flags().BoolVar(&notInstalled, "notinstalled", false, "same as --not-installed (the product's spelling)")
+	cmd.Flags().StringSliceVar(&pf.p.Nodes, "node", nil, "only these nodes (NAME[,NAME...])")
+	cmd.Flags().BoolVar(&pf.p.Local, "local", false, "only the node this command runs on")
 	return cmd
 }

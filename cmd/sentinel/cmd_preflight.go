@@ -39,43 +39,7 @@ cache_disk_gib, node_memory_mib, core_memory_mib). 'sentinel upgrade' runs
 the same checks first. Exit code 3 when a check fails;
 --ignore-preflight-errors NAME,... turns named failures into warnings.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if downloadOnly && run.o.CacheAddr == "" {
-				return usagef("--download-only needs --cache-ip")
-			}
-			if downloadOnly && u.SkipDownload {
-				return usagef("--download-only and --skip-download contradict each other")
-			}
-			if len(args) == 1 {
-				u.Target = args[0]
-			}
-			ignore, err := parseIgnore(run.ignore)
-			if err != nil {
-				return err
-			}
-			inv, err := run.inventory()
-			if err != nil {
-				return err
-			}
-			o := run.options()
-			o.Ignore = ignore
-			rep, err := lifecycle.Preflight(cmd.Context(), inv, runEnv(cmd, run.output, nil), o, u, downloadOnly)
-			if err != nil {
-				return err
-			}
-			if run.output == ui.JSON {
-				err = ui.PrintPreflightJSON(cmd.OutOrStdout(), rep)
-			} else {
-				ui.PrintPreflight(cmd.OutOrStdout(), rep, true)
-			}
-			if err != nil {
-				return err
-			}
-			if err := rep.Err(); err != nil {
-				return &lifecycle.PreflightError{Err: err}
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, args []string) error { return runPreflight(cmd, &run, u, downloadOnly, args) },
 	}
 	f := cmd.Flags()
 	run.addCommon(f)
@@ -85,4 +49,44 @@ the same checks first. Exit code 3 when a check fails;
 	f.BoolVar(&u.SkipDownload, "skip-download", false, "check for a run from the node caches only")
 	f.StringVar(&run.ignore, "ignore-preflight-errors", "", "checks whose failures are only warnings: NAME,... or all ("+strings.Join(preflight.Names(), ", ")+")")
 	return cmd
+}
+
+// runPreflight checks every node and shows each check's result: exit 3
+// when one failed.
+func runPreflight(cmd *cobra.Command, run *runFlags, u lifecycle.UpgradeOptions, downloadOnly bool, args []string) error {
+	if downloadOnly && run.o.CacheAddr == "" {
+		return usagef("--download-only needs --cache-ip")
+	}
+	if downloadOnly && u.SkipDownload {
+		return usagef("--download-only and --skip-download contradict each other")
+	}
+	if len(args) == 1 {
+		u.Target = args[0]
+	}
+	ignore, err := parseIgnore(run.ignore)
+	if err != nil {
+		return err
+	}
+	inv, err := run.inventory()
+	if err != nil {
+		return err
+	}
+	o := run.options()
+	o.Ignore = ignore
+	rep, err := lifecycle.Preflight(cmd.Context(), inv, runEnv(cmd, run.output, nil), o, u, downloadOnly)
+	if err != nil {
+		return err
+	}
+	if run.output == ui.JSON {
+		err = ui.PrintPreflightJSON(cmd.OutOrStdout(), rep)
+	} else {
+		ui.PrintPreflight(cmd.OutOrStdout(), rep, true)
+	}
+	if err != nil {
+		return err
+	}
+	if err := rep.Err(); err != nil {
+		return &lifecycle.PreflightError{Err: err}
+	}
+	return nil
 }

@@ -39,44 +39,48 @@ a run still going (its process holds the run lock).`,
 		Example: `  sentinel recover                   # finish the unfinished run
   sentinel recover --dry-run         # only say what it would run`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			inv, err := loadInventory(clusterFile)
-			if err != nil {
-				return err
-			}
-			abs, err := filepath.Abs(inv.Path())
-			if err != nil {
-				return err
-			}
-			rec, err := lifecycle.FindRecovery(inv, kindOf)
-			if err != nil {
-				return err
-			}
-			exe, err := selfupdate.Executable()
-			if err != nil {
-				return err
-			}
-			argv := append([]string{os.Args[0]}, resumeArgs(rec.Kind, rec.Argv, abs)...)
-			stderr := cmd.ErrOrStderr()
-			fmt.Fprintf(stderr, "sentinel: run %s (%s) did not finish: it stopped at %s\n", rec.Run.ID, lifecycle.RunSummary(rec.Run), rec.Run.Where())
-			fmt.Fprintf(stderr, "sentinel: its last command, from %s: %s\n", rec.From, lifecycle.CommandLine(rec.Argv))
-			if bs := rec.Run.Binaries(); len(bs) > 0 && bs[len(bs)-1].Version != version {
-				fmt.Fprintf(stderr, "sentinel: it ran with sentinel %s; this is sentinel %s (%s)\n", bs[len(bs)-1].Version, version, exe)
-			}
-			if dryRun {
-				fmt.Fprintln(cmd.OutOrStdout(), lifecycle.CommandLine(argv))
-				return nil
-			}
-			fmt.Fprintf(stderr, "sentinel: recovering with: %s\n", lifecycle.CommandLine(argv))
-			if err := syscall.Exec(exe, argv, os.Environ()); err != nil {
-				return fmt.Errorf("running %s: %w", exe, err)
-			}
-			return nil
-		},
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRecover(cmd, clusterFile, dryRun) },
 	}
 	cmd.Flags().StringVar(&clusterFile, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the command that would finish the run, and run nothing")
 	return cmd
+}
+
+// runRecover finds the unfinished run and the command to go on from, and
+// runs its resume command in place of itself.
+func runRecover(cmd *cobra.Command, clusterFile string, dryRun bool) error {
+	inv, err := loadInventory(clusterFile)
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(inv.Path())
+	if err != nil {
+		return err
+	}
+	rec, err := lifecycle.FindRecovery(inv, kindOf)
+	if err != nil {
+		return err
+	}
+	exe, err := selfupdate.Executable()
+	if err != nil {
+		return err
+	}
+	argv := append([]string{os.Args[0]}, resumeArgs(rec.Kind, rec.Argv, abs)...)
+	stderr := cmd.ErrOrStderr()
+	fmt.Fprintf(stderr, "sentinel: run %s (%s) did not finish: it stopped at %s\n", rec.Run.ID, lifecycle.RunSummary(rec.Run), rec.Run.Where())
+	fmt.Fprintf(stderr, "sentinel: its last command, from %s: %s\n", rec.From, lifecycle.CommandLine(rec.Argv))
+	if bs := rec.Run.Binaries(); len(bs) > 0 && bs[len(bs)-1].Version != version {
+		fmt.Fprintf(stderr, "sentinel: it ran with sentinel %s; this is sentinel %s (%s)\n", bs[len(bs)-1].Version, version, exe)
+	}
+	if dryRun {
+		fmt.Fprintln(cmd.OutOrStdout(), lifecycle.CommandLine(argv))
+		return nil
+	}
+	fmt.Fprintf(stderr, "sentinel: recovering with: %s\n", lifecycle.CommandLine(argv))
+	if err := syscall.Exec(exe, argv, os.Environ()); err != nil {
+		return fmt.Errorf("running %s: %w", exe, err)
+	}
+	return nil
 }
 
 // parseLogged finds the command a logged command line ran, with its flags

@@ -1,15 +1,9 @@
 package main
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"net/http"
-	"net/url"
 	"os"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -19,6 +13,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/source"
 	"github.com/sentinel-paas/sentinel/trust"
 )
 
@@ -297,16 +292,8 @@ func channelDocuments(dir string) ([]string, error) {
 	return docs, nil
 }
 
-type verifyOptions struct {
-	root         string
-	stateDir     string
-	channelID    string
-	allowExpired bool
-	skipArtifact bool
-}
-
 func newReleaseVerifyCmd() *cobra.Command {
-	var o verifyOptions
+	var o source.ChannelCheck
 	cmd := &cobra.Command{
 		Use:   "verify --root ROOT CHANNEL_DIR_OR_URL",
 		Short: "Verify a channel as a node would: roots, index, manifests and artifacts; exit 2 on a refusal",
@@ -318,196 +305,15 @@ kept in STATE_DIR/trust/CHANNEL_ID/ as on a node, so that a later run
 refuses older metadata (a rollback).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runReleaseVerify(cmd.Context(), o, args[0], cmd.OutOrStdout(), cmd.ErrOrStderr())
+			o.Say = func(format string, args ...any) { fmt.Fprintf(cmd.OutOrStdout(), format, args...) }
+			o.Warn = func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format, args...) }
+			return o.Run(cmd.Context(), args[0])
 		},
 	}
-	cmd.Flags().StringVar(&o.root, "root", "", "trust anchor: the channel's root.json as obtained from its publisher")
-	cmd.Flags().StringVar(&o.stateDir, "state-dir", "", "keep trusted state here (default: none, each run starts from --root)")
-	cmd.Flags().StringVar(&o.channelID, "channel-id", "default", "name of the channel's trusted state under --state-dir")
-	cmd.Flags().BoolVar(&o.allowExpired, "allow-expired-metadata", false, "accept expired documents (each one is reported): for air-gapped mirrors only")
-	cmd.Flags().BoolVar(&o.skipArtifact, "metadata-only", false, "do not read the artifacts")
+	cmd.Flags().StringVar(&o.Root, "root", "", "trust anchor: the channel's root.json as obtained from its publisher")
+	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", "keep trusted state here (default: none, each run starts from --root)")
+	cmd.Flags().StringVar(&o.ChannelID, "channel-id", "default", "name of the channel's trusted state under --state-dir")
+	cmd.Flags().BoolVar(&o.AllowExpired, "allow-expired-metadata", false, "accept expired documents (each one is reported): for air-gapped mirrors only")
+	cmd.Flags().BoolVar(&o.MetadataOnly, "metadata-only", false, "do not read the artifacts")
 	return cmd
-}
-
-// channelSource reads documents by their path relative to the channel.
-type channelSource struct {
-	base *url.URL // ends with "/"
-	http *http.Client
-}
-
-func openChannelSource(arg string) (*channelSource, error) {
-	u, err := url.Parse(arg)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
-		abs, err := filepath.Abs(arg)
-		if err != nil {
-			return nil, usagef("%v", err)
-		}
-		if st, err := os.Stat(abs); err != nil || !st.IsDir() {
-			return nil, usagef("%s is not a channel directory (nor an http://, https:// or file:// URL)", arg)
-		}
-		u = &url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
-	}
-	if strings.HasSuffix(u.Path, "/index.json") {
-		u.Path = strings.TrimSuffix(u.Path, "index.json")
-	} else if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = release.ProxyFromEnvironment
-	return &channelSource{base: u, http: &http.Client{Transport: t, Timeout: 10 * time.Minute}}, nil
-}
-
-// open returns the document at ref, relative to the channel or to from;
-// found is false when the channel has no such file.
-func (s *channelSource) open(ctx context.Context, from *url.URL, ref string) (rc io.ReadCloser, u *url.URL, found bool, err error) {
-	u, err = from.Parse(ref)
-	if err != nil {
-		return nil, nil, false, err
-	}
-	if u.Scheme == "file" {
-		f, err := os.Open(u.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, u, false, nil
-		}
-		return f, u, err == nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, u, false, err
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return nil, u, false, err
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return resp.Body, u, true, nil
-	case http.StatusNotFound:
-		resp.Body.Close()
-		return nil, u, false, nil
-	}
-	resp.Body.Close()
-	return nil, u, false, fmt.Errorf("%s: HTTP %s", u, resp.Status)
-}
-
-// read returns at most one byte more than any document may have, so that
-// the verifier, not a read error, refuses an oversized one.
-func (s *channelSource) read(ctx context.Context, ref string) ([]byte, bool, error) {
-	rc, _, found, err := s.open(ctx, s.base, ref)
-	if err != nil || !found {
-		return nil, found, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, trust.MaxDocumentBytes+1))
-	return data, true, err
-}
-
-func runReleaseVerify(ctx context.Context, o verifyOptions, channel string, out, errw io.Writer) error {
-	if o.root == "" {
-		return usagef("verify needs --root FILE: the channel's root.json as obtained from its publisher")
-	}
-	anchor, err := os.ReadFile(o.root)
-	if err != nil {
-		return usagef("trust anchor: %v", err)
-	}
-	src, err := openChannelSource(channel)
-	if err != nil {
-		return err
-	}
-	var store *trust.Store
-	if o.stateDir != "" {
-		if store, err = trust.OpenStore(o.stateDir, o.channelID); err != nil {
-			return usagef("%v", err)
-		}
-	}
-	v, err := trust.NewVerifier(store, anchor, trust.Options{AllowExpired: o.allowExpired})
-	if err != nil {
-		return err
-	}
-	from := v.Root().Version
-	if err := v.UpdateRoots(func(name string) ([]byte, bool, error) { return src.read(ctx, name) }); err != nil {
-		fmt.Fprintf(out, "REFUSED %s\n", err)
-		return err
-	}
-	fmt.Fprintf(out, "ok root.json version %d (trusted: version %d), threshold %d of %d keys, expires %s\n",
-		v.Root().Version, from, v.Root().Threshold, len(v.Root().Keys), v.Root().Expires.Format(time.RFC3339))
-
-	var refused []error
-	check := func(name string) []byte {
-		doc, found, err := src.read(ctx, name)
-		if err == nil && !found {
-			err = fmt.Errorf("%s: not found in the channel", name)
-		}
-		var sig []byte
-		if err == nil {
-			sig, _, err = src.read(ctx, trust.SigName(name))
-		}
-		var meta *trust.Meta
-		if err == nil {
-			meta, err = v.Verify(name, doc, sig)
-		}
-		if err != nil {
-			fmt.Fprintf(out, "REFUSED %s\n", err)
-			refused = append(refused, err)
-			return nil
-		}
-		fmt.Fprintf(out, "ok %s version %d expires %s\n", name, meta.Version, meta.Expires.Format(time.RFC3339))
-		if meta.Expired {
-			fmt.Fprintf(errw, "warning: %s expired %s; accepted only because of --allow-expired-metadata\n", name, meta.Expires.Format(time.RFC3339))
-		}
-		if meta.RootExpired {
-			fmt.Fprintf(errw, "warning: the trusted root expired %s; %s accepted only because of --allow-expired-metadata\n", v.Root().Expires.Format(time.RFC3339), name)
-		}
-		return doc
-	}
-
-	doc := check("index.json")
-	if doc == nil {
-		return refused[0]
-	}
-	ix, err := release.ParseIndex("index.json", doc)
-	if err != nil {
-		return err
-	}
-	for _, r := range ix.Releases {
-		ref := path.Clean(r.Manifest)
-		if doc := check(ref); doc != nil && !o.skipArtifact {
-			m, err := release.ParseManifest(ref, doc)
-			if err != nil {
-				return err
-			}
-			mu, _ := src.base.Parse(ref)
-			for _, c := range m.Components {
-				if err := checkArtifact(ctx, src, mu, c.Artifact, out); err != nil {
-					refused = append(refused, err)
-				}
-			}
-		}
-	}
-	if len(refused) > 0 {
-		return fmt.Errorf("%d refusal(s), the first: %w", len(refused), refused[0])
-	}
-	// Only a channel that verified entirely raises the versions trusted.
-	return v.Commit()
-}
-
-func checkArtifact(ctx context.Context, src *channelSource, manifest *url.URL, a release.Artifact, out io.Writer) error {
-	rc, u, found, err := src.open(ctx, manifest, a.URL)
-	name := a.URL
-	if u != nil {
-		name = strings.TrimPrefix(u.String(), src.base.String())
-	}
-	if err == nil && !found {
-		err = fmt.Errorf("%s: not found in the channel", name)
-	}
-	if err == nil {
-		err = trust.CheckArtifact(name, rc, a.Size, a.SHA256)
-		rc.Close()
-	}
-	if err != nil {
-		fmt.Fprintf(out, "REFUSED %s\n", err)
-		return err
-	}
-	fmt.Fprintf(out, "ok %s %d bytes sha256 %s\n", name, a.Size, a.SHA256)
-	return nil
 }

@@ -15,12 +15,8 @@ import (
 const keptOnResume = "sentinel/kept-on-resume"
 
 func newUpgradeCmd(stopping <-chan struct{}) *cobra.Command {
-	var (
-		run          runFlags
-		u            lifecycle.UpgradeOptions
-		downloadOnly bool
-		nodeRetries  int
-	)
+	uf := &upgradeFlags{}
+	run, u := &uf.run, &uf.u
 	cmd := &cobra.Command{
 		Use:   "upgrade [VERSION]",
 		Short: "Upgrade every node of the cluster to a release (the latest when VERSION is omitted)",
@@ -47,45 +43,11 @@ output.`,
   sentinel upgrade 3.4.2 --cache-ip 10.0.0.1 --yes            # ...upgrade from it later, even offline`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if len(args) == 1 {
-				u.Target = args[0]
-				if _, err := release.ParseVersion(u.Target); err != nil {
-					return usagef("%q is not a release version (expected something like 3.4.2): %v", u.Target, err)
-				}
+			job, err := uf.job(cmd, args)
+			if err != nil {
+				return err
 			}
-			f := cmd.Flags()
-			switch {
-			case f.Changed("max-in-flight") && run.o.MaxInFlight < 1:
-				return usagef("--max-in-flight must be 1 or more, not %d", run.o.MaxInFlight)
-			case !f.Changed("max-in-flight"):
-				run.o.MaxInFlight = 0 // as planned (a resumed run keeps its own)
-			}
-			if nodeRetries < 0 {
-				return usagef("--node-retries must be 0 or more, not %d", nodeRetries)
-			}
-			run.o.UnreachableRetries = nodeRetries
-			if nodeRetries == 0 {
-				run.o.UnreachableRetries = -1 // none
-			}
-			for _, n := range u.Only {
-				if strings.TrimSpace(n) == "" {
-					return usagef("--node takes node names from the cluster file; an empty one names none")
-				}
-			}
-			if run.o.Resume && (u.Target != "" || u.Force || run.o.DryRun || downloadOnly || u.SkipDownload || len(u.RoleOrder) > 0 || len(u.Only) > 0) {
-				return usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --skip-download, --role-order or --node (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from, and --skip-drain)")
-			}
-			if run.o.NoCache && (!run.o.Resume || run.o.CacheAddr != "") {
-				return usagef("--no-cache goes with --resume, without --cache-ip: it takes the artifacts left to fetch from the upstream")
-			}
-			if downloadOnly && u.SkipDownload {
-				return usagef("--download-only and --skip-download contradict each other")
-			}
-			job := lifecycle.Upgrade(u)
-			if downloadOnly {
-				job = lifecycle.DownloadOnly(u)
-			}
-			return run.do(cmd, stopping, job)
+			return uf.run.do(cmd, stopping, job)
 		},
 	}
 	f := cmd.Flags()
@@ -93,10 +55,10 @@ output.`,
 	f.BoolVar(&u.Force, "force", false, "reinstall the target release on nodes already on it")
 	f.BoolVar(&run.o.Resume, "resume", false, "finish the unfinished run instead of starting a new one")
 	f.BoolVar(&run.o.DryRun, "dry-run", false, "print the plan (nodes, components, versions, steps) and change nothing")
-	f.BoolVar(&downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node")
+	f.BoolVar(&uf.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node")
 	f.BoolVar(&u.SkipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing or damaged")
 	f.BoolVar(&run.o.SkipDrain, "skip-drain", false, "do not wait for DEAs to move their apps away before upgrading them (their apps stop meanwhile); also with --resume")
-	f.IntVar(&nodeRetries, "node-retries", 4, "how many times a step is tried again, waiting 1s, 2s, 4s..., when its node cannot be reached, before the run stops (resumable)")
+	f.IntVar(&uf.nodeRetries, "node-retries", 4, "how many times a step is tried again, waiting 1s, 2s, 4s..., when its node cannot be reached, before the run stops (resumable)")
 	f.DurationVar(&u.DrainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
 	f.StringSliceVar(&u.RoleOrder, "role-order", nil, "order of roles, e.g. router,dea,controller (default dea,controller,router,base,primary); the core node is always last")
 	f.StringSliceVar(&u.Only, "node", nil, "upgrade only these nodes (NAME[,NAME...]); the others are left as they are")
@@ -107,4 +69,52 @@ output.`,
 		_ = f.SetAnnotation(name, keptOnResume, []string{"upgrade"})
 	}
 	return cmd
+}
+
+// upgradeFlags are upgrade's flags.
+type upgradeFlags struct {
+	run          runFlags
+	u            lifecycle.UpgradeOptions
+	downloadOnly bool
+	nodeRetries  int
+}
+
+// job checks the flags together and says what the run is.
+func (uf *upgradeFlags) job(cmd *cobra.Command, args []string) (*lifecycle.Job, error) {
+	run, u := &uf.run, &uf.u
+	if len(args) == 1 {
+		u.Target = args[0]
+		if _, err := release.ParseVersion(u.Target); err != nil {
+			return nil, usagef("%q is not a release version (expected something like 3.4.2): %v", u.Target, err)
+		}
+	}
+	switch f := cmd.Flags(); {
+	case f.Changed("max-in-flight") && run.o.MaxInFlight < 1:
+		return nil, usagef("--max-in-flight must be 1 or more, not %d", run.o.MaxInFlight)
+	case !f.Changed("max-in-flight"):
+		run.o.MaxInFlight = 0 // as planned (a resumed run keeps its own)
+	}
+	if uf.nodeRetries < 0 {
+		return nil, usagef("--node-retries must be 0 or more, not %d", uf.nodeRetries)
+	}
+	run.o.UnreachableRetries = uf.nodeRetries
+	if uf.nodeRetries == 0 {
+		run.o.UnreachableRetries = -1 // none
+	}
+	for _, n := range u.Only {
+		if strings.TrimSpace(n) == "" {
+			return nil, usagef("--node takes node names from the cluster file; an empty one names none")
+		}
+	}
+	switch {
+	case run.o.Resume && (u.Target != "" || u.Force || run.o.DryRun || uf.downloadOnly || u.SkipDownload || len(u.RoleOrder) > 0 || len(u.Only) > 0):
+		return nil, usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --skip-download, --role-order or --node (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from, and --skip-drain)")
+	case run.o.NoCache && (!run.o.Resume || run.o.CacheAddr != ""):
+		return nil, usagef("--no-cache goes with --resume, without --cache-ip: it takes the artifacts left to fetch from the upstream")
+	case uf.downloadOnly && u.SkipDownload:
+		return nil, usagef("--download-only and --skip-download contradict each other")
+	case uf.downloadOnly:
+		return lifecycle.DownloadOnly(*u), nil
+	}
+	return lifecycle.Upgrade(*u), nil
 }
