@@ -3,7 +3,6 @@ package lifecycle
 import (
 	"context"
 	"encoding/base64"
-	"fmt"
 	"os"
 	"slices"
 	"sort"
@@ -239,4 +238,3 @@ func (p *prefetchPrinter) event(ev cache.PrefetchEvent) {
 
 func sizeText(n int64) string { return steps.SizeText(n) }
 
-var _ = fmt.Sprintf

@@ -2,7 +2,6 @@ package lifecycle
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -105,4 +104,3 @@ func nothingToRecover(inv *cluster.Inventory, last *rollout.Run, logged []Logged
 	return usagef("nothing to recover: %s", state)
 }
 
-var _ = slices.Contains[[]string]
