@@ -237,4 +237,3 @@ func (p *prefetchPrinter) event(ev cache.PrefetchEvent) {
 }
 
 func sizeText(n int64) string { return steps.SizeText(n) }
-

@@ -103,4 +103,3 @@ func nothingToRecover(inv *cluster.Inventory, last *rollout.Run, logged []Logged
 	}
 	return usagef("nothing to recover: %s", state)
 }
-
