@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/lifecycle"
@@ -92,6 +95,7 @@ func (p *recorder) said(sub string) bool {
 }
 
 type world struct {
+	lab *fixtures.Lab
 	inv *cluster.Inventory
 	env lifecycle.Env
 	out *recorder
@@ -106,11 +110,16 @@ func newWorld(t *testing.T) *world {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return worldOf(t, lab)
+}
+
+func worldOf(t *testing.T, lab *fixtures.Lab) *world {
+	t.Helper()
 	inv, err := cluster.LoadInventory(lab.ClusterFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &world{inv: inv, out: &recorder{}}
+	w := &world{lab: lab, inv: inv, out: &recorder{}}
 	var mu sync.Mutex
 	w.env = lifecycle.Env{Printer: w.out, Dial: func(inv *cluster.Inventory) (map[string]cluster.Transport, error) {
 		tr := map[string]cluster.Transport{}
@@ -241,5 +250,67 @@ func TestRunnerRefusesUnknownPhase(t *testing.T) {
 	}
 	if want := "lock source self-update nodes plan preflight stage confirm execute result"; strings.Join(got, " ") != want {
 		t.Fatalf("phases %q, want %q", got, want)
+	}
+}
+
+// Download-only goes through the same lifecycle: it fills a cache daemon
+// (in process, on loopback) and changes no node; then an upgrade runs from
+// that cache with the upstream's files gone.
+func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lab, err := fixtures.CreateLab(ctx, fixtures.LabOptions{Dir: t.TempDir(), Nodes: 1, Release: "3.4.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := fixtures.ServeUpstream(lab.UpstreamDir, "127.0.0.1:0") // the daemon fetches over HTTP
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	if err := lab.SetUpstream(up.URL, 0); err != nil {
+		t.Fatal(err)
+	}
+	w := worldOf(t, lab)
+	dir := t.TempDir()
+	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan net.Addr, 1)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, "127.0.0.1:0", func(a net.Addr) { addr <- a }) }()
+	var cacheAddr string
+	select {
+	case a := <-addr:
+		cacheAddr = a.String()
+	case err := <-served:
+		t.Fatal(err)
+	}
+	t.Setenv("SENTINEL_CACHE_TOKEN", "t0k3n")
+
+	o := w.options()
+	o.CacheAddr = cacheAddr
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.DownloadOnly(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatalf("download-only: %v\n%v", err, w.out.lines)
+	}
+	if got := w.release(t); got != "3.4.1" || !w.out.said("The cache holds everything for 3.4.2") {
+		t.Fatalf("download-only changed the node (%s) or said %v", got, w.out.lines)
+	}
+	for _, op := range w.ops {
+		if !strings.HasSuffix(op, " facts") && !strings.HasSuffix(op, " probe") {
+			t.Fatalf("download-only ran %q on a node", op)
+		}
+	}
+
+	// The upstream goes away: the upgrade reads everything from the cache.
+	if err := up.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatalf("upgrade from the cache: %v\n%v", err, w.out.lines)
+	}
+	if got := w.release(t); got != "3.4.2" {
+		t.Fatalf("after the upgrade from the cache the node is on %s", got)
 	}
 }
