@@ -192,7 +192,7 @@ func (r *Run) takeLock(context.Context) error {
 func (r *Run) chooseSource(context.Context) error {
 	inv := r.Inventory
 	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill,
-		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun || r.Resume, Warn: r.warn}}
+		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn}}
 	cacheURL := ""
 	if r.CacheAddr != "" {
 		var err error

@@ -117,8 +117,11 @@ func (s Source) Explain(err error) error {
 		return err
 	}
 	what := "release " + path.Base(path.Dir(fe.URL))
-	if strings.HasSuffix(fe.URL, "/index.json") {
+	switch {
+	case strings.HasSuffix(fe.URL, "/index.json"):
 		what = "any channel documents"
+	case strings.HasSuffix(fe.URL, "/patches.json"):
+		what = "the patches of " + what
 	}
 	return &CacheMissError{Cache: s.Cache, What: what, Fill: s.Fill, Err: err}
 }
