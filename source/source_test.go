@@ -1,0 +1,69 @@
+package source
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/release"
+)
+
+func TestCacheURL(t *testing.T) {
+	for _, tc := range []struct{ addr, want, err string }{
+		{"10.0.0.1", "http://10.0.0.1:9077", ""},
+		{"10.0.0.1:8080", "http://10.0.0.1:8080", ""},
+		{"[fd00::1]:8080", "http://[fd00::1]:8080", ""},
+		{"10.0.0.1:0", "", "is not a port"},
+		{"10.0.0.1:x", "", "is not a port"},
+		{"10.0.0.1/x", "", "is not IP[:PORT]"},
+		{"", "", "is not IP[:PORT]"},
+	} {
+		got, err := CacheURL(tc.addr, 9077)
+		var ae *AddressError
+		switch {
+		case tc.err == "" && (err != nil || got != tc.want):
+			t.Errorf("CacheURL(%q) = %q, %v; want %q", tc.addr, got, err, tc.want)
+		case tc.err != "" && (!errors.As(err, &ae) || !strings.Contains(err.Error(), tc.err)):
+			t.Errorf("CacheURL(%q): error %v, want one saying %q", tc.addr, err, tc.err)
+		}
+	}
+}
+
+// The cache daemon's layout is applied here, and only to a cache source.
+func TestSourceURLs(t *testing.T) {
+	a := release.Artifact{URL: "https://up.invalid/artifacts/aok.tgz", SHA256: strings.Repeat("ab", 32)}
+	up := Source{Upstream: "https://up.invalid/index.json"}
+	if up.IndexURL() != up.Upstream || up.ArtifactURL(a) != a.URL || up.FromCache() {
+		t.Errorf("upstream: %s %s", up.IndexURL(), up.ArtifactURL(a))
+	}
+	c := Source{Upstream: up.Upstream, Cache: "http://10.0.0.1:9077"}
+	if c.IndexURL() != "http://10.0.0.1:9077/channel/index.json" || c.ArtifactURL(a) != "http://10.0.0.1:9077/artifacts/sha256/"+a.SHA256 {
+		t.Errorf("cache: %s %s", c.IndexURL(), c.ArtifactURL(a))
+	}
+	if c.HTTPClient().Transport.(*http.Transport).Proxy != nil {
+		t.Error("the cache daemon is reached through a proxy")
+	}
+	if url, direct := (Fetch{CacheURL: c.Cache}).ArtifactURL(a); !direct || url != c.ArtifactURL(a) {
+		t.Errorf("fetch from the cache: %s direct=%v", url, direct)
+	}
+}
+
+// A document the cache daemon lacks says what to run to fill it.
+func TestExplainCacheMiss(t *testing.T) {
+	c := Source{Cache: "http://10.0.0.1:9077", Fill: "sentinel upgrade 3.4.2 --download-only --cache-ip HOST"}
+	for url, what := range map[string]string{
+		"http://10.0.0.1:9077/channel/index.json":                  "any channel documents",
+		"http://10.0.0.1:9077/channel/releases/3.4.2/manifest.json": "release 3.4.2",
+		"http://10.0.0.1:9077/channel/releases/3.4.2/patches.json":  "the patches of release 3.4.2",
+	} {
+		err := c.Explain(&release.FetchError{URL: url, Status: http.StatusNotFound, Err: errors.New("404")})
+		var miss *CacheMissError
+		if !errors.As(err, &miss) || miss.What != what || !strings.Contains(err.Error(), c.Fill) {
+			t.Errorf("%s: %v", url, err)
+		}
+	}
+	if err := (Source{}).Explain(&release.FetchError{Status: 404}); errors.As(err, new(*CacheMissError)) {
+		t.Error("a miss at the upstream blamed the cache node")
+	}
+}
