@@ -11,11 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/durable"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -120,12 +120,14 @@ func (a *Agent) lock() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+	ok, err := durable.TryLock(f, true)
+	if !ok && err == nil {
 		// Another agent works on this node (a stale one from a killed run
 		// finishes its hook first). Say so, then wait.
 		a.logf("waiting for another sentinel agent on this node to finish (lock %s)", p)
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-	} else if err != nil {
+		err = durable.Lock(f, true)
+	}
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("locking %s: %w", p, err)
 	}
@@ -235,10 +237,10 @@ func (a *Agent) backup(req Request) (Result, error) {
 	if err := syncDirs(tmp); err != nil {
 		return Result{}, err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := durable.Rename(tmp, dst); err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: true, Note: "saved " + a.Layout.EtcDir() + " to " + dst}, cluster.SyncDir(filepath.Dir(dst))
+	return Result{Changed: true, Note: "saved " + a.Layout.EtcDir() + " to " + dst}, nil
 }
 
 func (a *Agent) install(req Request) (Result, error) {
@@ -288,14 +290,14 @@ func (a *Agent) install(req Request) (Result, error) {
 		os.RemoveAll(tmp)
 		return Result{}, err
 	}
-	if err := cluster.WriteFileAtomic(filepath.Join(tmp, installedMarker), []byte(req.Artifact.SHA256+"\n"), 0o444); err != nil {
+	if err := durable.WriteFile(filepath.Join(tmp, installedMarker), []byte(req.Artifact.SHA256+"\n"), 0o444); err != nil {
 		os.RemoveAll(tmp)
 		return Result{}, err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := durable.Rename(tmp, dir); err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: true, Note: "unpacked into " + dir}, cluster.SyncDir(a.Layout.ReleasesDir(req.Component))
+	return Result{Changed: true, Note: "unpacked into " + dir}, nil
 }
 
 func (a *Agent) env(req Request, version string) hookEnv {
@@ -323,7 +325,7 @@ func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
 	// mark: the component itself knows.
 	if st, _ := a.statusOnRetry(ctx, req, req.Version); st.Schema == req.Version {
 		return Result{Note: "schema already at " + req.Version + " (status hook): migrate hook not run again"},
-			cluster.WriteFileAtomic(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+			durable.WriteFile(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "migrate", a.env(req, req.Version), req.Hooks.Migrate.Timeout.Or(release.DefaultHookTimeout))
 	if err != nil {
@@ -334,7 +336,7 @@ func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
 	}
 	// Durable before the step is recorded done: a crash after this point
 	// finds the mark and does not migrate twice.
-	return Result{Changed: true}, cluster.WriteFileAtomic(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+	return Result{Changed: true}, durable.WriteFile(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 }
 
 func (a *Agent) switchTo(req Request) (Result, error) {
@@ -347,7 +349,7 @@ func (a *Agent) switchTo(req Request) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		return Result{Changed: true, Note: "removed current link"}, cluster.SyncDir(a.Layout.ComponentDir(req.Component))
+		return Result{Changed: true, Note: "removed current link"}, durable.SyncDir(a.Layout.ComponentDir(req.Component))
 	}
 	target := filepath.Join("releases", req.Version)
 	// Any release directory will do, installed by sentinel or not: rolling
@@ -365,10 +367,10 @@ func (a *Agent) switchTo(req Request) (Result, error) {
 		return Result{}, err
 	}
 	// rename(2) replaces the link atomically: readers see old or new.
-	if err := os.Rename(tmp, a.Layout.Current(req.Component)); err != nil {
+	if err := durable.Rename(tmp, a.Layout.Current(req.Component)); err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: true, Note: "current -> " + target}, cluster.SyncDir(a.Layout.ComponentDir(req.Component))
+	return Result{Changed: true, Note: "current -> " + target}, nil
 }
 
 // requireCurrent refuses to start or check a release other than the one
@@ -563,31 +565,10 @@ func copyTree(src, dst string) error {
 			}
 			return os.Symlink(t, to)
 		case d.Type().IsRegular():
-			return copyFile(p, to, info.Mode().Perm())
+			return durable.CopyFile(p, to, info.Mode().Perm())
 		}
 		return nil // sockets and devices are not configuration
 	})
-}
-
-func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // syncDirs fsyncs every directory under root, so a tree copied file by file
@@ -597,7 +578,7 @@ func syncDirs(root string) error {
 		if err != nil || !d.IsDir() {
 			return err
 		}
-		return cluster.SyncDir(p)
+		return durable.SyncDir(p)
 	})
 }
 
