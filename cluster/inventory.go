@@ -1,5 +1,6 @@
-// Package cluster knows the machines of a cluster: the inventory file, what
-// a node records about itself, and the transports that reach a node.
+// Package cluster knows the machines of a cluster: the inventory file and
+// the transports that reach a node. What a node records about itself
+// (node.json) is the agent's business: steps.Record.
 package cluster
 
 import (

@@ -65,8 +65,6 @@ func TestLoadInventory(t *testing.T) {
 	}
 }
 
-// node.json is replaced atomically: no temp file is left and the content
-// round-trips.
 // trust.root is relative to the cluster file's directory.
 func TestInventoryTrust(t *testing.T) {
 	p := writeInventory(t, goodInventory)
@@ -81,25 +79,5 @@ func TestInventoryTrust(t *testing.T) {
 	}
 	if want := filepath.Join(filepath.Dir(p), "keys", "root.json"); inv.TrustRoot() != want || inv.TrustChannelID() != "stable" {
 		t.Errorf("root %q (want %q), id %q", inv.TrustRoot(), want, inv.TrustChannelID())
-	}
-}
-
-func TestWriteRecordAtomic(t *testing.T) {
-	root := t.TempDir()
-	if _, err := ReadRecord(root); err == nil || !strings.Contains(err.Error(), "never installed by sentinel") {
-		t.Errorf("missing record: %v", err)
-	}
-	for _, rel := range []string{"3.4.1", "3.4.2"} {
-		if err := WriteRecord(root, &Record{Release: rel, Components: map[string]string{"nats": rel}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r, err := ReadRecord(root)
-	if err != nil || r.Release != "3.4.2" || r.Components["nats"] != "3.4.2" {
-		t.Fatalf("record = %+v, %v", r, err)
-	}
-	entries, _ := os.ReadDir(filepath.Dir(RecordPath(root)))
-	if len(entries) != 1 {
-		t.Errorf("left behind: %v", entries)
 	}
 }

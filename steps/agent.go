@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cache"
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/durable"
 	"github.com/sentinel-paas/sentinel/release"
 )
@@ -147,7 +146,7 @@ func (a *Agent) logf(format string, args ...any) {
 
 func (a *Agent) facts() (*Facts, error) {
 	f := &Facts{Node: a.Node, Root: a.Layout.Root, Current: map[string]string{}}
-	rec, err := cluster.ReadRecord(a.Layout.Root)
+	rec, err := ReadRecord(a.Layout.Root)
 	if err != nil {
 		f.RecordError = err.Error()
 	} else {
@@ -436,9 +435,9 @@ func (a *Agent) health(ctx context.Context, req Request) (Result, error) {
 }
 
 func (a *Agent) commit(req Request) (Result, error) {
-	rec, err := cluster.ReadRecord(a.Layout.Root)
+	rec, err := ReadRecord(a.Layout.Root)
 	if err != nil {
-		rec = &cluster.Record{}
+		rec = &Record{}
 	}
 	// A release supersedes the patches of the one before it. A commit of
 	// the same release (upgrade --force) puts the components it lists back
@@ -449,7 +448,7 @@ func (a *Agent) commit(req Request) (Result, error) {
 	if rec.Release == req.Release && sameVersions(rec.Components, req.Components) && (keepPatches || len(rec.Patches) == 0) {
 		return Result{Note: "node.json already records " + req.Release}, nil
 	}
-	next := &cluster.Record{Release: req.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
+	next := &Record{Release: req.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
 	for c, v := range rec.Components {
 		next.Components[c] = v
 	}
@@ -459,7 +458,7 @@ func (a *Agent) commit(req Request) (Result, error) {
 	if keepPatches {
 		next.Patches = rec.Patches
 	}
-	if err := cluster.WriteRecord(a.Layout.Root, next); err != nil {
+	if err := WriteRecord(a.Layout.Root, next); err != nil {
 		return Result{}, err
 	}
 	return Result{Changed: true, Note: "node.json records " + req.Release}, nil

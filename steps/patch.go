@@ -5,8 +5,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/sentinel-paas/sentinel/cluster"
 )
 
 // recordPatch makes node.json say whether a patch is installed, and which
@@ -18,7 +16,7 @@ func (a *Agent) recordPatch(req Request) (Result, error) {
 	if req.Patch == "" {
 		return Result{}, fmt.Errorf("record-patch: no patch named in the request")
 	}
-	rec, err := cluster.ReadRecord(a.Layout.Root)
+	rec, err := ReadRecord(a.Layout.Root)
 	if err != nil {
 		return Result{}, err
 	}
@@ -29,7 +27,7 @@ func (a *Agent) recordPatch(req Request) (Result, error) {
 	if has == req.PatchInstalled && sameVersions(rec.Components, req.Components) {
 		return Result{Note: fmt.Sprintf("node.json already records patch %s as %s", req.Patch, installedWord(req.PatchInstalled))}, nil
 	}
-	next := &cluster.Record{Release: rec.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
+	next := &Record{Release: rec.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
 	for c, v := range rec.Components {
 		next.Components[c] = v
 	}
@@ -48,7 +46,7 @@ func (a *Agent) recordPatch(req Request) (Result, error) {
 	if req.PatchInstalled {
 		next.Patches = append(next.Patches, req.Patch)
 	}
-	if err := cluster.WriteRecord(a.Layout.Root, next); err != nil {
+	if err := WriteRecord(a.Layout.Root, next); err != nil {
 		return Result{}, err
 	}
 	note := fmt.Sprintf("node.json records patch %s as %s", req.Patch, installedWord(req.PatchInstalled))

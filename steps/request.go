@@ -1,7 +1,6 @@
 package steps
 
 import (
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -100,7 +99,7 @@ type Result struct {
 type Facts struct {
 	Node        string            `json:"node"`
 	Root        string            `json:"root"`
-	Record      *cluster.Record   `json:"record,omitempty"`
+	Record      *Record           `json:"record,omitempty"`
 	RecordError string            `json:"record_error,omitempty"`
 	Current     map[string]string `json:"current"` // component -> version its current link points at
 	Cached      []string          `json:"cached"`  // digests in the node cache

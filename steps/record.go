@@ -1,4 +1,4 @@
-package cluster
+package steps
 
 import (
 	"encoding/json"
