@@ -31,14 +31,55 @@ type Agent struct {
 const maxUnpackedBytes = 32 << 30
 
 // Do runs one operation. Only one changing operation runs on a node at a
-// time: a second agent waits for the first. Facts only reads, and takes no
-// lock so that looking at a node never writes to it.
+// time: a second agent waits for the first.
 func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) {
-	switch op {
-	case OpFacts:
+	for _, o := range operations {
+		if o.name != op {
+			continue
+		}
+		if !o.unlocked {
+			unlock, err := a.lock()
+			if err != nil {
+				return Result{}, err
+			}
+			defer unlock()
+		}
+		return o.run(a, ctx, req)
+	}
+	return Result{}, fmt.Errorf("unknown operation %q (known: %s)", op, strings.Join(Ops, ", "))
+}
+
+// operation is one thing the agent does on request.
+type operation struct {
+	name string
+	// unlocked: the operation only reads, and takes no lock, so that
+	// looking at a node never writes to it and never waits behind a hung
+	// step.
+	unlocked bool
+	run      func(a *Agent, ctx context.Context, req Request) (Result, error)
+}
+
+// operations is every operation the agent accepts: Ops lists their names.
+var operations = []operation{
+	{name: OpFacts, unlocked: true, run: func(a *Agent, _ context.Context, _ Request) (Result, error) {
 		f, err := a.facts()
 		return Result{Facts: f}, err
-	case OpProbe: // reads only; and a probe must not wait behind a hung step
+	}},
+	{name: OpFetch, run: (*Agent).fetch},
+	{name: OpBackup, run: (*Agent).backup},
+	{name: OpInstall, run: (*Agent).install},
+	{name: OpStop, run: (*Agent).stop},
+	{name: OpMigrate, run: (*Agent).migrate},
+	{name: OpSwitch, run: (*Agent).switchTo},
+	{name: OpStart, run: (*Agent).start},
+	{name: OpHealth, run: (*Agent).health},
+	{name: OpCommit, run: (*Agent).commit},
+	{name: OpRestart, run: (*Agent).restart},
+	{name: OpPrune, run: (*Agent).prune},
+	{name: OpPruneCache, run: (*Agent).pruneCache},
+	{name: OpCheckCache, run: (*Agent).checkCache},
+	// A probe reads only; and it must not wait behind a hung step.
+	{name: OpProbe, unlocked: true, run: func(a *Agent, ctx context.Context, req Request) (Result, error) {
 		if err := os.MkdirAll(a.Layout.TmpDir(), 0o755); err != nil {
 			return Result{}, err
 		}
@@ -48,66 +89,53 @@ func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) 
 		}
 		p, err := a.probe(ctx, pr)
 		return Result{Probe: p}, err
+	}},
+	{name: OpRetire, run: (*Agent).retire},
+	{name: OpUnretire, run: (*Agent).unretire},
+	{name: OpRecordPatch, run: (*Agent).recordPatch},
+}
+
+func opNames() []string {
+	names := make([]string, len(operations))
+	for i, o := range operations {
+		names[i] = o.name
 	}
-	unlock, err := a.lock()
+	return names
+}
+
+// checkCache verifies, changing nothing, that the node cache holds the
+// artifacts req.Keep lists, intact.
+func (a *Agent) checkCache(ctx context.Context, req Request) (Result, error) {
+	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	var res Result
+	for _, d := range req.Keep {
+		switch {
+		case !store.Has(d):
+			res.Missing = append(res.Missing, d)
+		case !intact(ctx, store, d):
+			res.Damaged = append(res.Damaged, d)
+		}
+	}
+	return res, nil
+}
+
+// prune drops the node-cache artifacts that req.Keep does not list.
+func (a *Agent) prune(_ context.Context, req Request) (Result, error) {
+	return pruned((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
+}
+
+// pruneCache drops, from the cache node's store, what no release from
+// req.KeepFrom on needs. It is the clean-up after a finished upgrade: a
+// failure is reported, never a reason to leave the run open.
+func (a *Agent) pruneCache(_ context.Context, req Request) (Result, error) {
+	if !filepath.IsAbs(req.CacheDir) || !filepath.IsAbs(req.ChannelDir) {
+		return Result{Note: fmt.Sprintf("cache not pruned: cache_dir %q and channel dir %q must be absolute paths", req.CacheDir, req.ChannelDir)}, nil
+	}
+	res, err := pruned((&cache.Store{Dir: req.CacheDir}).Prune(req.ChannelDir, req.KeepFrom, false, false))
 	if err != nil {
-		return Result{}, err
+		return Result{Note: fmt.Sprintf("cache not pruned: %v; run `sentinel cache prune --dir %s --keep-from %s` later", err, req.CacheDir, req.KeepFrom)}, nil
 	}
-	defer unlock()
-	switch op {
-	case OpFetch:
-		return a.fetch(ctx, req)
-	case OpBackup:
-		return a.backup(req)
-	case OpInstall:
-		return a.install(req)
-	case OpStop:
-		return a.stop(ctx, req)
-	case OpMigrate:
-		return a.migrate(ctx, req)
-	case OpSwitch:
-		return a.switchTo(req)
-	case OpStart:
-		return a.start(ctx, req)
-	case OpHealth:
-		return a.health(ctx, req)
-	case OpCommit:
-		return a.commit(req)
-	case OpRestart:
-		return a.restart(ctx, req)
-	case OpRetire:
-		return a.retire(ctx, req)
-	case OpUnretire:
-		return a.unretire(ctx)
-	case OpRecordPatch:
-		return a.recordPatch(req)
-	case OpCheckCache:
-		store := &cache.Store{Dir: a.Layout.CacheDir()}
-		var res Result
-		for _, d := range req.Keep {
-			switch {
-			case !store.Has(d):
-				res.Missing = append(res.Missing, d)
-			case !intact(ctx, store, d):
-				res.Damaged = append(res.Damaged, d)
-			}
-		}
-		return res, nil
-	case OpPrune:
-		return prune((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
-	case OpPruneCache:
-		// Clean-up after a finished upgrade: a failure is reported, never
-		// a reason to leave the run open.
-		if !filepath.IsAbs(req.CacheDir) || !filepath.IsAbs(req.ChannelDir) {
-			return Result{Note: fmt.Sprintf("cache not pruned: cache_dir %q and channel dir %q must be absolute paths", req.CacheDir, req.ChannelDir)}, nil
-		}
-		res, err := prune((&cache.Store{Dir: req.CacheDir}).Prune(req.ChannelDir, req.KeepFrom, false, false))
-		if err != nil {
-			return Result{Note: fmt.Sprintf("cache not pruned: %v; run `sentinel cache prune --dir %s --keep-from %s` later", err, req.CacheDir, req.KeepFrom)}, nil
-		}
-		return res, nil
-	}
-	return Result{}, fmt.Errorf("unknown operation %q (known: %s)", op, strings.Join(Ops, ", "))
+	return res, nil
 }
 
 func (a *Agent) lock() (func(), error) {
@@ -221,7 +249,7 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	return Result{Changed: true, Note: fmt.Sprintf("%s downloaded and verified", SizeText(req.Artifact.Size))}, nil
 }
 
-func (a *Agent) backup(req Request) (Result, error) {
+func (a *Agent) backup(_ context.Context, req Request) (Result, error) {
 	dst := a.Layout.BackupDir(req.BackupID)
 	if _, err := os.Stat(dst); err == nil {
 		return Result{Note: "backup exists: " + dst}, nil
@@ -242,7 +270,7 @@ func (a *Agent) backup(req Request) (Result, error) {
 	return Result{Changed: true, Note: "saved " + a.Layout.EtcDir() + " to " + dst}, nil
 }
 
-func (a *Agent) install(req Request) (Result, error) {
+func (a *Agent) install(_ context.Context, req Request) (Result, error) {
 	dir := a.Layout.ReleaseDir(req.Component, req.Version)
 	if marker, err := os.ReadFile(filepath.Join(dir, installedMarker)); err == nil {
 		if strings.TrimSpace(string(marker)) == req.Artifact.SHA256 {
@@ -338,7 +366,7 @@ func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
 	return Result{Changed: true}, durable.WriteFile(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 }
 
-func (a *Agent) switchTo(req Request) (Result, error) {
+func (a *Agent) switchTo(_ context.Context, req Request) (Result, error) {
 	if req.Version == "" {
 		// Rolling back a component the release added: it had no current.
 		err := os.Remove(a.Layout.Current(req.Component))
@@ -434,7 +462,7 @@ func (a *Agent) health(ctx context.Context, req Request) (Result, error) {
 	return Result{}, err
 }
 
-func (a *Agent) commit(req Request) (Result, error) {
+func (a *Agent) commit(_ context.Context, req Request) (Result, error) {
 	rec, err := ReadRecord(a.Layout.Root)
 	if err != nil {
 		rec = &Record{}
@@ -581,7 +609,7 @@ func syncDirs(root string) error {
 	})
 }
 
-func prune(removed []cache.Entry, err error) (Result, error) {
+func pruned(removed []cache.Entry, err error) (Result, error) {
 	var bytes int64
 	for _, e := range removed {
 		bytes += e.Size

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,7 +13,7 @@ import (
 // step of a patch on a node (after the files are switched in) and of its
 // revert: with the journal it keeps the record and the files in agreement
 // across a crash. Running it again changes nothing.
-func (a *Agent) recordPatch(req Request) (Result, error) {
+func (a *Agent) recordPatch(_ context.Context, req Request) (Result, error) {
 	if req.Patch == "" {
 		return Result{}, fmt.Errorf("record-patch: no patch named in the request")
 	}
