@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sentinel-paas/sentinel/preflight"
 )
 
 const goodInventory = `name: lab
@@ -79,5 +81,28 @@ func TestInventoryTrust(t *testing.T) {
 	}
 	if want := filepath.Join(filepath.Dir(p), "keys", "root.json"); inv.TrustRoot() != want || inv.TrustChannelID() != "stable" {
 		t.Errorf("root %q (want %q), id %q", inv.TrustRoot(), want, inv.TrustChannelID())
+	}
+}
+
+// The product's figures, unless the cluster file changes some of them.
+func TestThresholds(t *testing.T) {
+	tests := []struct {
+		name, preflight string
+		want            preflight.Thresholds
+	}{
+		{"documented figures", "", preflight.Thresholds{NodeDisk: 7 << 30, CacheDisk: 10 << 30, NodeMemory: 512 << 20, CoreMemory: 1 << 30}},
+		{"some changed", "preflight:\n  node_disk_gib: 2.5\n  core_memory_mib: 2048\n",
+			preflight.Thresholds{NodeDisk: 5 << 29, CacheDisk: 10 << 30, NodeMemory: 512 << 20, CoreMemory: 2 << 30}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inv, err := LoadInventory(writeInventory(t, goodInventory+tt.preflight))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inv.Thresholds(); got != tt.want {
+				t.Errorf("thresholds %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

@@ -43,7 +43,8 @@ func TestThresholds(t *testing.T) {
 		{[]string{"primary"}, true, CacheNodeDiskBytes, CoreMemoryBytes},
 	}
 	for _, tt := range tests {
-		if d, m := DiskNeed(tt.cache), MemoryNeed(tt.roles, tt.cache); d != tt.disk || m != tt.memry {
+		th := DefaultThresholds()
+		if d, m := th.DiskNeed(tt.cache), th.MemoryNeed(tt.roles, tt.cache); d != tt.disk || m != tt.memry {
 			t.Errorf("roles %v cache %v: disk %s memory %s, want %s and %s", tt.roles, tt.cache,
 				FormatBytes(d), FormatBytes(m), FormatBytes(tt.disk), FormatBytes(tt.memry))
 		}
