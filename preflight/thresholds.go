@@ -51,13 +51,15 @@ func (t Thresholds) MemoryNeed(roles []string, cacheNode bool) uint64 {
 }
 
 // FormatBytes writes n for people: "6.9 GiB", "512.0 MiB", "3.5 KiB", "12 B".
-func FormatBytes(n uint64) string {
+// It takes the unsigned counts of preflight's facts and the signed sizes
+// of artifacts and caches alike.
+func FormatBytes[N ~int64 | ~uint64](n N) string {
 	switch {
-	case n >= GiB:
+	case n >= N(GiB):
 		return fmt.Sprintf("%.1f GiB", float64(n)/float64(GiB))
-	case n >= MiB:
+	case n >= N(MiB):
 		return fmt.Sprintf("%.1f MiB", float64(n)/float64(MiB))
-	case n >= KiB:
+	case n >= N(KiB):
 		return fmt.Sprintf("%.1f KiB", float64(n)/float64(KiB))
 	}
 	return fmt.Sprintf("%d B", n)

@@ -31,6 +31,22 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
+// Sizes of artifacts and caches are int64.
+func TestFormatBytesSigned(t *testing.T) {
+	for n, want := range map[int64]string{
+		-5:                     "-5 B",
+		0:                      "0 B",
+		1536:                   "1.5 KiB",
+		3 << 30:                "3.0 GiB",
+		9223372036854775807:    "8589934592.0 GiB",
+		int64(NodeMemoryBytes): "512.0 MiB",
+	} {
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(int64(%d)) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 func TestThresholds(t *testing.T) {
 	tests := []struct {
 		roles       []string

@@ -15,6 +15,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/durable"
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -246,7 +247,7 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	if !got {
 		return Result{Note: "already in the node cache"}, nil
 	}
-	return Result{Changed: true, Note: fmt.Sprintf("%s downloaded and verified", SizeText(req.Artifact.Size))}, nil
+	return Result{Changed: true, Note: fmt.Sprintf("%s downloaded and verified", preflight.FormatBytes(req.Artifact.Size))}, nil
 }
 
 func (a *Agent) backup(_ context.Context, req Request) (Result, error) {
@@ -614,18 +615,5 @@ func pruned(removed []cache.Entry, err error) (Result, error) {
 	for _, e := range removed {
 		bytes += e.Size
 	}
-	return Result{Changed: len(removed) > 0, Note: fmt.Sprintf("removed %d artifacts (%s) no longer needed", len(removed), SizeText(bytes))}, err
-}
-
-// SizeText renders a byte count for people: "1.5 GiB".
-func SizeText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
+	return Result{Changed: len(removed) > 0, Note: fmt.Sprintf("removed %d artifacts (%s) no longer needed", len(removed), preflight.FormatBytes(bytes))}, err
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/patches"
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
@@ -659,7 +660,7 @@ func orNone(v string) string {
 	return v
 }
 
-func humanBytes(n int64) string { return steps.SizeText(n) }
+func humanBytes(n int64) string { return preflight.FormatBytes(n) }
 
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
