@@ -2,11 +2,9 @@ package cache
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,6 +26,8 @@ import (
 
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 // Limits of the cache daemon.
@@ -904,9 +904,8 @@ wait:
 }
 
 // writeChannelFile writes one metadata file under ChannelDir atomically
-// (temporary file, fsync, rename, fsync of its directory), never leaving
-// the directory: os.Root refuses any path, symbolic links included, that
-// would.
+// (durable.WriteFileIn), never leaving the directory: os.Root refuses any
+// path, symbolic links included, that would.
 func (s *Server) writeChannelFile(m metaFile) error {
 	if err := os.MkdirAll(s.cfg.ChannelDir, 0o755); err != nil {
 		return err
@@ -916,39 +915,7 @@ func (s *Server) writeChannelFile(m metaFile) error {
 		return err
 	}
 	defer root.Close()
-	dir := path.Dir(m.path)
-	if dir != "." {
-		if err := root.MkdirAll(dir, 0o755); err != nil {
-			return err
-		}
-	}
-	var rnd [8]byte
-	rand.Read(rnd[:])
-	tmp := path.Join(dir, ".tmp-"+path.Base(m.path)+"-"+hex.EncodeToString(rnd[:]))
-	f, err := root.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(m.data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = root.Rename(tmp, m.path)
-	}
-	if err != nil {
-		root.Remove(tmp)
-		return err
-	}
-	d, err := root.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.WriteFileIn(root, m.path, m.data, 0o644)
 }
 
 // ---- metrics ----

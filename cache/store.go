@@ -276,12 +276,3 @@ func joinFlight(ctx context.Context, key string, stats TransferStats, run func(c
 	st.Shared = joined
 	return st, f.err
 }
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
-}

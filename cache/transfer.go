@@ -44,6 +44,8 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 const (
@@ -467,7 +469,7 @@ func (t *transfer) openPartial() error {
 		}
 		// Durably gone before the .part is rewritten: after a power cut
 		// the old state must not come back paired with new bytes.
-		if err := syncDir(t.partDir); err != nil {
+		if err := durable.SyncDir(t.partDir); err != nil {
 			return &diskError{op: "syncing", path: t.partDir, err: err}
 		}
 		t.h = sha256.New()
@@ -569,10 +571,7 @@ func (t *transfer) writeState(b []byte) error {
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(t.stateTmp, t.state)
-	}
-	if err == nil {
-		err = syncDir(t.partDir)
+		err = durable.Rename(t.stateTmp, t.state)
 	}
 	if err != nil {
 		return &diskError{op: "writing", path: t.state, err: err}
@@ -608,7 +607,7 @@ func (t *transfer) resetToZero() error {
 	}
 	// The old state must be gone for good before the .part holds other
 	// bytes at its offsets.
-	if err := syncDir(t.partDir); err != nil {
+	if err := durable.SyncDir(t.partDir); err != nil {
 		return &diskError{op: "syncing", path: t.partDir, err: err}
 	}
 	if t.f == nil {
@@ -660,10 +659,7 @@ func (t *transfer) finish() error {
 	if ferr != nil || serr != nil || mine.Dev != named.Dev || mine.Ino != named.Ino {
 		return fmt.Errorf("downloading %s: the partial file %s was removed or replaced during the download (by a prune?); nothing was stored: run the fetch again", t.url, t.part)
 	}
-	if err := os.Rename(t.part, t.dest); err != nil {
-		return fmt.Errorf("downloading %s: storing %s: %w", t.url, t.dest, err)
-	}
-	if err := syncDir(filepath.Dir(t.dest)); err != nil {
+	if err := durable.Rename(t.part, t.dest); err != nil {
 		return fmt.Errorf("downloading %s: storing %s: %w", t.url, t.dest, err)
 	}
 	os.Remove(t.state)
@@ -807,8 +803,8 @@ func lockFile(ctx context.Context, path string) (func(), error) {
 		if err != nil {
 			return nil, err
 		}
-		if err := flockCtx(ctx, f); err != nil {
-			return nil, err // flockCtx disposed of f
+		if err := lockWait(ctx, f); err != nil {
+			return nil, err // lockWait closed f
 		}
 		var held, now syscall.Stat_t
 		if err := syscall.Fstat(int(f.Fd()), &held); err != nil {
@@ -832,11 +828,8 @@ func tryLockFile(path string) (unlock func(), ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+	if ok, err := durable.TryLock(f, true); !ok {
 		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, false, nil
-		}
 		return nil, false, err
 	}
 	var held, now syscall.Stat_t
@@ -853,51 +846,17 @@ func tryLockFile(path string) (unlock func(), ok bool, err error) {
 // testHookLockWait, if set, is called when lockFile is about to wait.
 var testHookLockWait func()
 
-func flockCtx(ctx context.Context, f *os.File) error {
-	if err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB); err == nil {
+// lockWait takes the exclusive lock on f, waiting while ctx allows. On an
+// error f is closed.
+func lockWait(ctx context.Context, f *os.File) error {
+	if ok, err := durable.TryLock(f, true); ok {
 		return nil
-	} else if !errors.Is(err, syscall.EWOULDBLOCK) {
+	} else if err != nil {
 		f.Close()
 		return err
 	}
 	if testHookLockWait != nil {
 		testHookLockWait()
 	}
-	done := make(chan error, 1)
-	go func() { done <- flock(f, syscall.LOCK_EX) }()
-	select {
-	case err := <-done:
-		if err != nil {
-			f.Close()
-		}
-		return err
-	case <-ctx.Done():
-		// The blocked flock keeps f: close it (releasing the lock) once
-		// the call returns.
-		go func() {
-			<-done
-			f.Close()
-		}()
-		return context.Cause(ctx)
-	}
-}
-
-func flock(f *os.File, how int) error {
-	rc, err := f.SyscallConn()
-	if err != nil {
-		return err
-	}
-	var ferr error
-	err = rc.Control(func(fd uintptr) {
-		for {
-			ferr = syscall.Flock(int(fd), how)
-			if ferr != syscall.EINTR {
-				return
-			}
-		}
-	})
-	if err != nil {
-		return err
-	}
-	return ferr
+	return durable.LockContext(ctx, f)
 }

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 // Entry is one verified artifact of the store.
@@ -91,7 +93,7 @@ func (s *Store) Remove(digest string) error {
 	if err := os.Remove(s.Path(digest)); err != nil {
 		return err
 	}
-	return fsyncDir(filepath.Join(s.Dir, "sha256"))
+	return durable.SyncDir(filepath.Join(s.Dir, "sha256"))
 }
 
 // Verify re-hashes every stored artifact. A file whose sha256 differs from
@@ -223,10 +225,10 @@ func (s *Store) quarantine(digest string, fi os.FileInfo) (string, error) {
 		}
 		return "", err
 	}
-	if err := fsyncDir(filepath.Join(s.Dir, "sha256")); err != nil {
+	if err := durable.SyncDir(filepath.Join(s.Dir, "sha256")); err != nil {
 		return dst, err
 	}
-	return dst, fsyncDir(qdir)
+	return dst, durable.SyncDir(qdir)
 }
 
 // hashCtxReader stops reading once ctx is done, so hashing a large file can be
@@ -247,13 +249,4 @@ func (c hashCtxReader) Read(p []byte) (int, error) {
 // element: the store holds regular files only.
 func openNoFollow(path string) (*os.File, error) {
 	return os.OpenFile(path, os.O_RDONLY|syscall.O_NOFOLLOW, 0)
-}
-
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

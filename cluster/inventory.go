@@ -1,5 +1,6 @@
-// Package cluster knows the machines of a cluster: the inventory file, what
-// a node records about itself, and the transports that reach a node.
+// Package cluster knows the machines of a cluster: the inventory file and
+// the transports that reach a node. What a node records about itself
+// (node.json) is the agent's business: steps.Record.
 package cluster
 
 import (
@@ -12,6 +13,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -114,23 +116,21 @@ type PreflightThresholds struct {
 	CoreMemoryMiB float64 `yaml:"core_memory_mib,omitempty"` // default 1024 (core and cache nodes)
 }
 
-// Thresholds in bytes.
-type Thresholds struct{ NodeDisk, CacheDisk, NodeMemory, CoreMemory uint64 }
-
 // Thresholds are the free disk and memory preflight asks of each node: the
-// product's figures unless the cluster file says otherwise.
-func (inv *Inventory) Thresholds() Thresholds {
-	t := Thresholds{NodeDisk: 7 << 30, CacheDisk: 10 << 30, NodeMemory: 512 << 20, CoreMemory: 1 << 30}
+// product's figures (preflight.DefaultThresholds) unless the cluster file
+// says otherwise.
+func (inv *Inventory) Thresholds() preflight.Thresholds {
+	t := preflight.DefaultThresholds()
 	if p := inv.Preflight; p != nil {
 		set := func(dst *uint64, v float64, unit uint64) {
 			if v > 0 {
 				*dst = uint64(v * float64(unit))
 			}
 		}
-		set(&t.NodeDisk, p.NodeDiskGiB, 1<<30)
-		set(&t.CacheDisk, p.CacheDiskGiB, 1<<30)
-		set(&t.NodeMemory, p.NodeMemoryMiB, 1<<20)
-		set(&t.CoreMemory, p.CoreMemoryMiB, 1<<20)
+		set(&t.NodeDisk, p.NodeDiskGiB, preflight.GiB)
+		set(&t.CacheDisk, p.CacheDiskGiB, preflight.GiB)
+		set(&t.NodeMemory, p.NodeMemoryMiB, preflight.MiB)
+		set(&t.CoreMemory, p.CoreMemoryMiB, preflight.MiB)
 	}
 	return t
 }

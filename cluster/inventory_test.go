@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sentinel-paas/sentinel/preflight"
 )
 
 const goodInventory = `name: lab
@@ -65,8 +67,6 @@ func TestLoadInventory(t *testing.T) {
 	}
 }
 
-// node.json is replaced atomically: no temp file is left and the content
-// round-trips.
 // trust.root is relative to the cluster file's directory.
 func TestInventoryTrust(t *testing.T) {
 	p := writeInventory(t, goodInventory)
@@ -84,22 +84,25 @@ func TestInventoryTrust(t *testing.T) {
 	}
 }
 
-func TestWriteRecordAtomic(t *testing.T) {
-	root := t.TempDir()
-	if _, err := ReadRecord(root); err == nil || !strings.Contains(err.Error(), "never installed by sentinel") {
-		t.Errorf("missing record: %v", err)
+// The product's figures, unless the cluster file changes some of them.
+func TestThresholds(t *testing.T) {
+	tests := []struct {
+		name, preflight string
+		want            preflight.Thresholds
+	}{
+		{"documented figures", "", preflight.Thresholds{NodeDisk: 7 << 30, CacheDisk: 10 << 30, NodeMemory: 512 << 20, CoreMemory: 1 << 30}},
+		{"some changed", "preflight:\n  node_disk_gib: 2.5\n  core_memory_mib: 2048\n",
+			preflight.Thresholds{NodeDisk: 5 << 29, CacheDisk: 10 << 30, NodeMemory: 512 << 20, CoreMemory: 2 << 30}},
 	}
-	for _, rel := range []string{"3.4.1", "3.4.2"} {
-		if err := WriteRecord(root, &Record{Release: rel, Components: map[string]string{"nats": rel}}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	r, err := ReadRecord(root)
-	if err != nil || r.Release != "3.4.2" || r.Components["nats"] != "3.4.2" {
-		t.Fatalf("record = %+v, %v", r, err)
-	}
-	entries, _ := os.ReadDir(filepath.Dir(RecordPath(root)))
-	if len(entries) != 1 {
-		t.Errorf("left behind: %v", entries)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			inv, err := LoadInventory(writeInventory(t, goodInventory+tt.preflight))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inv.Thresholds(); got != tt.want {
+				t.Errorf("thresholds %+v, want %+v", got, tt.want)
+			}
+		})
 	}
 }

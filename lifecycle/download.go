@@ -11,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/source"
@@ -107,12 +108,12 @@ func DownloadOnly(u UpgradeOptions) *Job {
 	}
 	job.NothingToDo, job.Question = nil, nil
 	job.DryRun = func(r *Run) error {
-		r.Printer.Textf("Would fill the cache %s with %d artifacts (%s) and %d documents for %s -> %s.\n", r.FillCache, len(f.req.Artifacts), sizeText(f.total), len(f.req.Metadata), r.Plan.From, r.Plan.To)
+		r.Printer.Textf("Would fill the cache %s with %d artifacts (%s) and %d documents for %s -> %s.\n", r.FillCache, len(f.req.Artifacts), preflight.FormatBytes(f.total), len(f.req.Metadata), r.Plan.From, r.Plan.To)
 		return errDone
 	}
 	job.Execute = func(ctx context.Context, r *Run) error {
 		if !r.Printer.JSON() {
-			r.Printer.Textf("Filling the cache %s: %d artifacts (%s) and %d documents for %s -> %s\n", r.FillCache, len(f.req.Artifacts), sizeText(f.total), len(f.req.Metadata), r.Plan.From, r.Plan.To)
+			r.Printer.Textf("Filling the cache %s: %d artifacts (%s) and %d documents for %s -> %s\n", r.FillCache, len(f.req.Artifacts), preflight.FormatBytes(f.total), len(f.req.Metadata), r.Plan.From, r.Plan.To)
 		}
 		res, err := r.prefetch(ctx, f)
 		if err == nil && !r.Printer.JSON() {
@@ -235,5 +236,3 @@ func (p *prefetchPrinter) event(ev cache.PrefetchEvent) {
 		p.progress.Logf("cache", "%s FAILED: %s", what, ev.Error)
 	}
 }
-
-func sizeText(n int64) string { return steps.SizeText(n) }

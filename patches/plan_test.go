@@ -34,8 +34,8 @@ func fixture() (*release.Catalog, *release.Manifest, *cluster.Inventory) {
 
 func facts(aok string, patches ...string) map[string]*steps.Facts {
 	return map[string]*steps.Facts{
-		"core":     {Record: &cluster.Record{Release: "3.4.2", Patches: patches}, Current: map[string]string{"aok": aok}},
-		"router-1": {Record: &cluster.Record{Release: "3.4.2"}, Current: map[string]string{"router": "3.4.2"}},
+		"core":     {Record: &steps.Record{Release: "3.4.2", Patches: patches}, Current: map[string]string{"aok": aok}},
+		"router-1": {Record: &steps.Record{Release: "3.4.2"}, Current: map[string]string{"router": "3.4.2"}},
 	}
 }
 

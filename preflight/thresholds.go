@@ -24,31 +24,42 @@ const (
 	NodeMemoryBytes    = 512 * MiB // free memory on every other node
 )
 
+// Thresholds are the free disk and memory preflight asks of the nodes, in
+// bytes. The cluster file can change them (cluster.Inventory.Thresholds).
+type Thresholds struct{ NodeDisk, CacheDisk, NodeMemory, CoreMemory uint64 }
+
+// DefaultThresholds are the product's documented minimums.
+func DefaultThresholds() Thresholds {
+	return Thresholds{NodeDisk: DefaultDiskBytes, CacheDisk: CacheNodeDiskBytes, NodeMemory: NodeMemoryBytes, CoreMemory: CoreMemoryBytes}
+}
+
 // DiskNeed is the free disk a node needs.
-func DiskNeed(cacheNode bool) uint64 {
+func (t Thresholds) DiskNeed(cacheNode bool) uint64 {
 	if cacheNode {
-		return CacheNodeDiskBytes
+		return t.CacheDisk
 	}
-	return DefaultDiskBytes
+	return t.NodeDisk
 }
 
 // MemoryNeed is the free memory a node needs: more on the core node (the
 // one with the primary role) and on the cache node.
-func MemoryNeed(roles []string, cacheNode bool) uint64 {
+func (t Thresholds) MemoryNeed(roles []string, cacheNode bool) uint64 {
 	if cacheNode || slices.Contains(roles, release.RolePrimary) {
-		return CoreMemoryBytes
+		return t.CoreMemory
 	}
-	return NodeMemoryBytes
+	return t.NodeMemory
 }
 
 // FormatBytes writes n for people: "6.9 GiB", "512.0 MiB", "3.5 KiB", "12 B".
-func FormatBytes(n uint64) string {
+// It takes the unsigned counts of preflight's facts and the signed sizes
+// of artifacts and caches alike.
+func FormatBytes[N ~int64 | ~uint64](n N) string {
 	switch {
-	case n >= GiB:
+	case n >= N(GiB):
 		return fmt.Sprintf("%.1f GiB", float64(n)/float64(GiB))
-	case n >= MiB:
+	case n >= N(MiB):
 		return fmt.Sprintf("%.1f MiB", float64(n)/float64(MiB))
-	case n >= KiB:
+	case n >= N(KiB):
 		return fmt.Sprintf("%.1f KiB", float64(n)/float64(KiB))
 	}
 	return fmt.Sprintf("%d B", n)
@@ -65,8 +76,8 @@ func figures(have, need uint64) (string, string) {
 }
 
 // DiskCheck compares a node's DiskFacts with the space it needs
-// (DiskNeed). CacheDir says the path is the cache node's cache_dir, which
-// the cluster file can move.
+// (Thresholds.DiskNeed). CacheDir says the path is the cache node's
+// cache_dir, which the cluster file can move.
 type DiskCheck struct {
 	Facts    DiskFacts
 	Need     uint64
@@ -96,7 +107,8 @@ func (c DiskCheck) Check(context.Context) (warnings, errs []error) {
 }
 
 // MemoryCheck compares a node's MemoryFacts with the memory it needs
-// (MemoryNeed). Roles are the node's roles, named in the advice.
+// (Thresholds.MemoryNeed). Roles are the node's roles, named in the
+// advice.
 type MemoryCheck struct {
 	Facts MemoryFacts
 	Need  uint64

@@ -31,6 +31,22 @@ func TestFormatBytes(t *testing.T) {
 	}
 }
 
+// Sizes of artifacts and caches are int64.
+func TestFormatBytesSigned(t *testing.T) {
+	for n, want := range map[int64]string{
+		-5:                     "-5 B",
+		0:                      "0 B",
+		1536:                   "1.5 KiB",
+		3 << 30:                "3.0 GiB",
+		9223372036854775807:    "8589934592.0 GiB",
+		int64(NodeMemoryBytes): "512.0 MiB",
+	} {
+		if got := FormatBytes(n); got != want {
+			t.Errorf("FormatBytes(int64(%d)) = %q, want %q", n, got, want)
+		}
+	}
+}
+
 func TestThresholds(t *testing.T) {
 	tests := []struct {
 		roles       []string
@@ -43,7 +59,8 @@ func TestThresholds(t *testing.T) {
 		{[]string{"primary"}, true, CacheNodeDiskBytes, CoreMemoryBytes},
 	}
 	for _, tt := range tests {
-		if d, m := DiskNeed(tt.cache), MemoryNeed(tt.roles, tt.cache); d != tt.disk || m != tt.memry {
+		th := DefaultThresholds()
+		if d, m := th.DiskNeed(tt.cache), th.MemoryNeed(tt.roles, tt.cache); d != tt.disk || m != tt.memry {
 			t.Errorf("roles %v cache %v: disk %s memory %s, want %s and %s", tt.roles, tt.cache,
 				FormatBytes(d), FormatBytes(m), FormatBytes(tt.disk), FormatBytes(tt.memry))
 		}

@@ -26,6 +26,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 const (
@@ -121,7 +123,7 @@ func Create(path string) (*Journal, error) {
 	if err := f.Sync(); err != nil {
 		return fail(fmt.Errorf("create journal %s: fsync: %w", path, err))
 	}
-	if err := syncDir(filepath.Dir(path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return fail(fmt.Errorf("create journal %s: %w", path, err))
 	}
 	return &Journal{path: path, f: f, size: headerLen, crashAfter: crashAfter}, nil
@@ -378,27 +380,11 @@ func saveTorn(path string, offset int64, tail []byte) (string, error) {
 			werr = cerr
 		}
 		if werr == nil {
-			werr = syncDir(filepath.Dir(name))
+			werr = durable.SyncDir(filepath.Dir(name))
 		}
 		if werr != nil {
 			return "", fmt.Errorf("journal %s: save torn tail from byte %d to %s: %w", path, offset, name, werr)
 		}
 		return name, nil
 	}
-}
-
-// syncDir makes a create or rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("fsync directory: %w", err)
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("fsync directory %s: %w", dir, err)
-	}
-	return nil
 }

@@ -8,8 +8,9 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 // Lock is the run lock: an exclusive flock on a file. The kernel drops it
@@ -50,9 +51,9 @@ func AcquireLock(path string, cmdline string) (*Lock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("acquire lock: %w", err)
 	}
-	if err := flockPatiently(f); err != nil {
+	if ok, err := lockPatiently(f); !ok {
 		defer f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if err == nil {
 			return nil, &LockedError{Path: path, Holder: readHolder(f)}
 		}
 		return nil, fmt.Errorf("acquire lock %s: flock: %w", path, err)
@@ -76,7 +77,7 @@ func (l *Lock) Release() error {
 	}
 	f := l.f
 	l.f = nil
-	uerr := flock(f, syscall.LOCK_UN)
+	uerr := durable.Unlock(f)
 	// Close releases the flock even if LOCK_UN failed.
 	cerr := f.Close()
 	if uerr != nil {
@@ -86,15 +87,6 @@ func (l *Lock) Release() error {
 		return fmt.Errorf("release lock %s: %w", l.path, cerr)
 	}
 	return nil
-}
-
-func flock(f *os.File, how int) error {
-	for {
-		err := syscall.Flock(int(f.Fd()), how)
-		if err != syscall.EINTR {
-			return err
-		}
-	}
 }
 
 func writeHolder(f *os.File, holder string) error {
@@ -117,15 +109,16 @@ func readHolder(f *os.File) string {
 	return strings.TrimSpace(string(b))
 }
 
-// flockPatiently takes the exclusive lock, trying again for a second when
+// lockPatiently takes the exclusive lock, trying again for a second when
 // it is held: LockHeld (`sentinel status`, perhaps with --watch) holds a
 // shared lock for an instant, and a run starting then must not be refused.
-func flockPatiently(f *os.File) error {
+// It returns false and no error when the lock stays held.
+func lockPatiently(f *os.File) (bool, error) {
 	deadline := time.Now().Add(time.Second)
 	for {
-		err := flock(f, syscall.LOCK_EX|syscall.LOCK_NB)
-		if !errors.Is(err, syscall.EWOULDBLOCK) || time.Now().After(deadline) {
-			return err
+		ok, err := durable.TryLock(f, true)
+		if ok || err != nil || time.Now().After(deadline) {
+			return ok, err
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -143,12 +136,12 @@ func LockHeld(path string) (bool, string, error) {
 		return false, "", err
 	}
 	defer f.Close()
-	err = flock(f, syscall.LOCK_SH|syscall.LOCK_NB)
-	if errors.Is(err, syscall.EWOULDBLOCK) {
-		return true, readHolder(f), nil
-	}
+	ok, err := durable.TryLock(f, false)
 	if err != nil {
 		return false, "", err
+	}
+	if !ok {
+		return true, readHolder(f), nil
 	}
 	return false, "", nil // Close drops the shared lock at once
 }

@@ -177,7 +177,7 @@ func TestRecheckMultiHopCrashAfterSwitch(t *testing.T) {
 		}
 	}
 	x.Transports = map[string]cluster.Transport{"n1": factsNode{&steps.Facts{
-		Current: map[string]string{"c": "3.4.3"}, Record: &cluster.Record{Release: "3.4.2"}}}}
+		Current: map[string]string{"c": "3.4.3"}, Record: &steps.Record{Release: "3.4.2"}}}}
 	resets, _, err := x.Recheck(context.Background(), run)
 	if err != nil {
 		t.Fatal(err)
@@ -199,7 +199,7 @@ func TestRecheckMultiHopSnapshot(t *testing.T) {
 		x.record(run, recStepDone, stepOutcome{Node: "n1", Step: s.ID})
 	}
 	x.Transports = map[string]cluster.Transport{"n1": factsNode{&steps.Facts{
-		Current: map[string]string{"c": "3.4.1"}, Record: &cluster.Record{Release: "3.4.1"}}}}
+		Current: map[string]string{"c": "3.4.1"}, Record: &steps.Record{Release: "3.4.1"}}}}
 	if _, _, err := x.Recheck(context.Background(), run); err != nil {
 		t.Fatal(err)
 	}

@@ -61,10 +61,7 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 			continue
 		}
 		isCache := name == cacheNode
-		need := th.NodeDisk
-		if isCache {
-			need = th.CacheDisk
-		}
+		need := th.DiskNeed(isCache)
 		if p.DiskErr != "" {
 			checks[name] = append(checks[name], failing(preflight.NameDiskSpace, errors.New("measuring free disk: "+p.DiskErr)))
 		}
@@ -75,11 +72,7 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 		if p.MemoryErr != "" {
 			checks[name] = append(checks[name], failing(preflight.NameMemory, errors.New("measuring free memory: "+p.MemoryErr)))
 		} else {
-			mem := th.NodeMemory
-			if isCache || n.HasRole(release.RolePrimary) {
-				mem = th.CoreMemory
-			}
-			checks[name] = append(checks[name], preflight.MemoryCheck{Facts: p.Memory, Need: mem, Roles: n.Roles})
+			checks[name] = append(checks[name], preflight.MemoryCheck{Facts: p.Memory, Need: th.MemoryNeed(n.Roles, isCache), Roles: n.Roles})
 		}
 		if len(p.Reach) > 0 {
 			checks[name] = append(checks[name], preflight.ReachCheck{Facts: p.Reach})

@@ -63,7 +63,7 @@ func TestRecheckRedoesWhatANodeLost(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			x.Transports = map[string]cluster.Transport{"n1": factsNode{&steps.Facts{Current: c.current, Record: &cluster.Record{Release: "3.4.1"}}}}
+			x.Transports = map[string]cluster.Transport{"n1": factsNode{&steps.Facts{Current: c.current, Record: &steps.Record{Release: "3.4.1"}}}}
 			resets, unreached, err := x.Recheck(context.Background(), run)
 			if err != nil || len(unreached) > 0 {
 				t.Fatalf("Recheck: %v, unreached %v", err, unreached)

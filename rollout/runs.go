@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/durable"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/steps"
 )
@@ -57,10 +58,7 @@ func (r Runs) Start(id string, command []string, binaryVersion string, plan *Pla
 		err = cerr
 	}
 	if err == nil {
-		err = os.Rename(tmp, final)
-	}
-	if err == nil {
-		err = cluster.SyncDir(r.journalDir())
+		err = durable.Rename(tmp, final)
 	}
 	if err != nil {
 		os.Remove(tmp)

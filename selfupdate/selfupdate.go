@@ -39,7 +39,7 @@ import (
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cache"
-	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/durable"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -216,12 +216,12 @@ func (u *Updater) Replace(ctx context.Context, from string, b release.SentinelBu
 	}
 	if err := os.Link(u.Path, old); err != nil {
 		// A file system without hard links: keep a copy instead.
-		if err := copyFile(u.Path, old, fi.Mode().Perm()); err != nil {
+		if err := durable.CopyFileOverwrite(u.Path, old, fi.Mode().Perm()); err != nil {
 			os.Remove(newPath)
 			return fmt.Errorf("keeping the running build as %s: %w", old, err)
 		}
 	}
-	if err := cluster.SyncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		os.Remove(newPath)
 		return fmt.Errorf("fsync of %s: %w", dir, err)
 	}
@@ -229,7 +229,7 @@ func (u *Updater) Replace(ctx context.Context, from string, b release.SentinelBu
 		os.Remove(newPath)
 		return fmt.Errorf("putting sentinel %s in place of %s: %w", b.Version, u.Path, err)
 	}
-	if err := cluster.SyncDir(dir); err != nil {
+	if err := durable.SyncDir(dir); err != nil {
 		return u.rollback(b, fmt.Errorf("fsync of %s after the rename: %w", dir, err), "")
 	}
 	if os.Getenv(CrashAtEnv) == CrashRenamed {
@@ -247,7 +247,7 @@ func (u *Updater) rollback(b release.SentinelBuild, cause error, out string) err
 	if err := os.Rename(u.OldPath(), u.Path); err != nil {
 		return fmt.Errorf("sentinel %s failed after taking the place of %s (%v), and putting the previous build back failed too: %w; copy %s to %s by hand", b.Version, u.Path, cause, err, u.OldPath(), u.Path)
 	}
-	if err := cluster.SyncDir(filepath.Dir(u.Path)); err != nil {
+	if err := durable.SyncDir(filepath.Dir(u.Path)); err != nil {
 		return fmt.Errorf("fsync of %s after putting the previous build back: %w", filepath.Dir(u.Path), err)
 	}
 	return &CheckError{Version: b.Version, Path: u.Path, Output: out, Err: cause, RolledBack: true}
@@ -301,26 +301,6 @@ func copyVerified(src, dst string, mode os.FileMode, a release.Artifact) error {
 	if err == nil {
 		err = out.Chmod(mode) // umask may have narrowed it
 	}
-	if err == nil {
-		err = out.Sync()
-	}
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
 	if err == nil {
 		err = out.Sync()
 	}

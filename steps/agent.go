@@ -11,11 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cache"
-	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/durable"
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -32,14 +32,55 @@ type Agent struct {
 const maxUnpackedBytes = 32 << 30
 
 // Do runs one operation. Only one changing operation runs on a node at a
-// time: a second agent waits for the first. Facts only reads, and takes no
-// lock so that looking at a node never writes to it.
+// time: a second agent waits for the first.
 func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) {
-	switch op {
-	case OpFacts:
+	for _, o := range operations {
+		if o.name != op {
+			continue
+		}
+		if !o.unlocked {
+			unlock, err := a.lock()
+			if err != nil {
+				return Result{}, err
+			}
+			defer unlock()
+		}
+		return o.run(a, ctx, req)
+	}
+	return Result{}, fmt.Errorf("unknown operation %q (known: %s)", op, strings.Join(Ops, ", "))
+}
+
+// operation is one thing the agent does on request.
+type operation struct {
+	name string
+	// unlocked: the operation only reads, and takes no lock, so that
+	// looking at a node never writes to it and never waits behind a hung
+	// step.
+	unlocked bool
+	run      func(a *Agent, ctx context.Context, req Request) (Result, error)
+}
+
+// operations is every operation the agent accepts: Ops lists their names.
+var operations = []operation{
+	{name: OpFacts, unlocked: true, run: func(a *Agent, _ context.Context, _ Request) (Result, error) {
 		f, err := a.facts()
 		return Result{Facts: f}, err
-	case OpProbe: // reads only; and a probe must not wait behind a hung step
+	}},
+	{name: OpFetch, run: (*Agent).fetch},
+	{name: OpBackup, run: (*Agent).backup},
+	{name: OpInstall, run: (*Agent).install},
+	{name: OpStop, run: (*Agent).stop},
+	{name: OpMigrate, run: (*Agent).migrate},
+	{name: OpSwitch, run: (*Agent).switchTo},
+	{name: OpStart, run: (*Agent).start},
+	{name: OpHealth, run: (*Agent).health},
+	{name: OpCommit, run: (*Agent).commit},
+	{name: OpRestart, run: (*Agent).restart},
+	{name: OpPrune, run: (*Agent).prune},
+	{name: OpPruneCache, run: (*Agent).pruneCache},
+	{name: OpCheckCache, run: (*Agent).checkCache},
+	// A probe reads only; and it must not wait behind a hung step.
+	{name: OpProbe, unlocked: true, run: func(a *Agent, ctx context.Context, req Request) (Result, error) {
 		if err := os.MkdirAll(a.Layout.TmpDir(), 0o755); err != nil {
 			return Result{}, err
 		}
@@ -49,66 +90,53 @@ func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) 
 		}
 		p, err := a.probe(ctx, pr)
 		return Result{Probe: p}, err
+	}},
+	{name: OpRetire, run: (*Agent).retire},
+	{name: OpUnretire, run: (*Agent).unretire},
+	{name: OpRecordPatch, run: (*Agent).recordPatch},
+}
+
+func opNames() []string {
+	names := make([]string, len(operations))
+	for i, o := range operations {
+		names[i] = o.name
 	}
-	unlock, err := a.lock()
+	return names
+}
+
+// checkCache verifies, changing nothing, that the node cache holds the
+// artifacts req.Keep lists, intact.
+func (a *Agent) checkCache(ctx context.Context, req Request) (Result, error) {
+	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	var res Result
+	for _, d := range req.Keep {
+		switch {
+		case !store.Has(d):
+			res.Missing = append(res.Missing, d)
+		case !intact(ctx, store, d):
+			res.Damaged = append(res.Damaged, d)
+		}
+	}
+	return res, nil
+}
+
+// prune drops the node-cache artifacts that req.Keep does not list.
+func (a *Agent) prune(_ context.Context, req Request) (Result, error) {
+	return pruned((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
+}
+
+// pruneCache drops, from the cache node's store, what no release from
+// req.KeepFrom on needs. It is the clean-up after a finished upgrade: a
+// failure is reported, never a reason to leave the run open.
+func (a *Agent) pruneCache(_ context.Context, req Request) (Result, error) {
+	if !filepath.IsAbs(req.CacheDir) || !filepath.IsAbs(req.ChannelDir) {
+		return Result{Note: fmt.Sprintf("cache not pruned: cache_dir %q and channel dir %q must be absolute paths", req.CacheDir, req.ChannelDir)}, nil
+	}
+	res, err := pruned((&cache.Store{Dir: req.CacheDir}).Prune(req.ChannelDir, req.KeepFrom, false, false))
 	if err != nil {
-		return Result{}, err
+		return Result{Note: fmt.Sprintf("cache not pruned: %v; run `sentinel cache prune --dir %s --keep-from %s` later", err, req.CacheDir, req.KeepFrom)}, nil
 	}
-	defer unlock()
-	switch op {
-	case OpFetch:
-		return a.fetch(ctx, req)
-	case OpBackup:
-		return a.backup(req)
-	case OpInstall:
-		return a.install(req)
-	case OpStop:
-		return a.stop(ctx, req)
-	case OpMigrate:
-		return a.migrate(ctx, req)
-	case OpSwitch:
-		return a.switchTo(req)
-	case OpStart:
-		return a.start(ctx, req)
-	case OpHealth:
-		return a.health(ctx, req)
-	case OpCommit:
-		return a.commit(req)
-	case OpRestart:
-		return a.restart(ctx, req)
-	case OpRetire:
-		return a.retire(ctx, req)
-	case OpUnretire:
-		return a.unretire(ctx)
-	case OpRecordPatch:
-		return a.recordPatch(req)
-	case OpCheckCache:
-		store := &cache.Store{Dir: a.Layout.CacheDir()}
-		var res Result
-		for _, d := range req.Keep {
-			switch {
-			case !store.Has(d):
-				res.Missing = append(res.Missing, d)
-			case !intact(ctx, store, d):
-				res.Damaged = append(res.Damaged, d)
-			}
-		}
-		return res, nil
-	case OpPrune:
-		return prune((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
-	case OpPruneCache:
-		// Clean-up after a finished upgrade: a failure is reported, never
-		// a reason to leave the run open.
-		if !filepath.IsAbs(req.CacheDir) || !filepath.IsAbs(req.ChannelDir) {
-			return Result{Note: fmt.Sprintf("cache not pruned: cache_dir %q and channel dir %q must be absolute paths", req.CacheDir, req.ChannelDir)}, nil
-		}
-		res, err := prune((&cache.Store{Dir: req.CacheDir}).Prune(req.ChannelDir, req.KeepFrom, false, false))
-		if err != nil {
-			return Result{Note: fmt.Sprintf("cache not pruned: %v; run `sentinel cache prune --dir %s --keep-from %s` later", err, req.CacheDir, req.KeepFrom)}, nil
-		}
-		return res, nil
-	}
-	return Result{}, fmt.Errorf("unknown operation %q (known: %s)", op, strings.Join(Ops, ", "))
+	return res, nil
 }
 
 func (a *Agent) lock() (func(), error) {
@@ -120,12 +148,14 @@ func (a *Agent) lock() (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); errors.Is(err, syscall.EWOULDBLOCK) {
+	ok, err := durable.TryLock(f, true)
+	if !ok && err == nil {
 		// Another agent works on this node (a stale one from a killed run
 		// finishes its hook first). Say so, then wait.
 		a.logf("waiting for another sentinel agent on this node to finish (lock %s)", p)
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX)
-	} else if err != nil {
+		err = durable.Lock(f, true)
+	}
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("locking %s: %w", p, err)
 	}
@@ -145,7 +175,7 @@ func (a *Agent) logf(format string, args ...any) {
 
 func (a *Agent) facts() (*Facts, error) {
 	f := &Facts{Node: a.Node, Root: a.Layout.Root, Current: map[string]string{}}
-	rec, err := cluster.ReadRecord(a.Layout.Root)
+	rec, err := ReadRecord(a.Layout.Root)
 	if err != nil {
 		f.RecordError = err.Error()
 	} else {
@@ -217,10 +247,10 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	if !got {
 		return Result{Note: "already in the node cache"}, nil
 	}
-	return Result{Changed: true, Note: fmt.Sprintf("%s downloaded and verified", SizeText(req.Artifact.Size))}, nil
+	return Result{Changed: true, Note: fmt.Sprintf("%s downloaded and verified", preflight.FormatBytes(req.Artifact.Size))}, nil
 }
 
-func (a *Agent) backup(req Request) (Result, error) {
+func (a *Agent) backup(_ context.Context, req Request) (Result, error) {
 	dst := a.Layout.BackupDir(req.BackupID)
 	if _, err := os.Stat(dst); err == nil {
 		return Result{Note: "backup exists: " + dst}, nil
@@ -235,13 +265,13 @@ func (a *Agent) backup(req Request) (Result, error) {
 	if err := syncDirs(tmp); err != nil {
 		return Result{}, err
 	}
-	if err := os.Rename(tmp, dst); err != nil {
+	if err := durable.Rename(tmp, dst); err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: true, Note: "saved " + a.Layout.EtcDir() + " to " + dst}, cluster.SyncDir(filepath.Dir(dst))
+	return Result{Changed: true, Note: "saved " + a.Layout.EtcDir() + " to " + dst}, nil
 }
 
-func (a *Agent) install(req Request) (Result, error) {
+func (a *Agent) install(_ context.Context, req Request) (Result, error) {
 	dir := a.Layout.ReleaseDir(req.Component, req.Version)
 	if marker, err := os.ReadFile(filepath.Join(dir, installedMarker)); err == nil {
 		if strings.TrimSpace(string(marker)) == req.Artifact.SHA256 {
@@ -288,14 +318,14 @@ func (a *Agent) install(req Request) (Result, error) {
 		os.RemoveAll(tmp)
 		return Result{}, err
 	}
-	if err := cluster.WriteFileAtomic(filepath.Join(tmp, installedMarker), []byte(req.Artifact.SHA256+"\n"), 0o444); err != nil {
+	if err := durable.WriteFile(filepath.Join(tmp, installedMarker), []byte(req.Artifact.SHA256+"\n"), 0o444); err != nil {
 		os.RemoveAll(tmp)
 		return Result{}, err
 	}
-	if err := os.Rename(tmp, dir); err != nil {
+	if err := durable.Rename(tmp, dir); err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: true, Note: "unpacked into " + dir}, cluster.SyncDir(a.Layout.ReleasesDir(req.Component))
+	return Result{Changed: true, Note: "unpacked into " + dir}, nil
 }
 
 func (a *Agent) env(req Request, version string) hookEnv {
@@ -323,7 +353,7 @@ func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
 	// mark: the component itself knows.
 	if st, _ := a.statusOnRetry(ctx, req, req.Version); st.Schema == req.Version {
 		return Result{Note: "schema already at " + req.Version + " (status hook): migrate hook not run again"},
-			cluster.WriteFileAtomic(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+			durable.WriteFile(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "migrate", a.env(req, req.Version), req.Hooks.Migrate.Timeout.Or(release.DefaultHookTimeout))
 	if err != nil {
@@ -334,10 +364,10 @@ func (a *Agent) migrate(ctx context.Context, req Request) (Result, error) {
 	}
 	// Durable before the step is recorded done: a crash after this point
 	// finds the mark and does not migrate twice.
-	return Result{Changed: true}, cluster.WriteFileAtomic(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
+	return Result{Changed: true}, durable.WriteFile(done, []byte(time.Now().UTC().Format(time.RFC3339)+"\n"), 0o644)
 }
 
-func (a *Agent) switchTo(req Request) (Result, error) {
+func (a *Agent) switchTo(_ context.Context, req Request) (Result, error) {
 	if req.Version == "" {
 		// Rolling back a component the release added: it had no current.
 		err := os.Remove(a.Layout.Current(req.Component))
@@ -347,7 +377,7 @@ func (a *Agent) switchTo(req Request) (Result, error) {
 		if err != nil {
 			return Result{}, err
 		}
-		return Result{Changed: true, Note: "removed current link"}, cluster.SyncDir(a.Layout.ComponentDir(req.Component))
+		return Result{Changed: true, Note: "removed current link"}, durable.SyncDir(a.Layout.ComponentDir(req.Component))
 	}
 	target := filepath.Join("releases", req.Version)
 	// Any release directory will do, installed by sentinel or not: rolling
@@ -365,10 +395,10 @@ func (a *Agent) switchTo(req Request) (Result, error) {
 		return Result{}, err
 	}
 	// rename(2) replaces the link atomically: readers see old or new.
-	if err := os.Rename(tmp, a.Layout.Current(req.Component)); err != nil {
+	if err := durable.Rename(tmp, a.Layout.Current(req.Component)); err != nil {
 		return Result{}, err
 	}
-	return Result{Changed: true, Note: "current -> " + target}, cluster.SyncDir(a.Layout.ComponentDir(req.Component))
+	return Result{Changed: true, Note: "current -> " + target}, nil
 }
 
 // requireCurrent refuses to start or check a release other than the one
@@ -433,10 +463,10 @@ func (a *Agent) health(ctx context.Context, req Request) (Result, error) {
 	return Result{}, err
 }
 
-func (a *Agent) commit(req Request) (Result, error) {
-	rec, err := cluster.ReadRecord(a.Layout.Root)
+func (a *Agent) commit(_ context.Context, req Request) (Result, error) {
+	rec, err := ReadRecord(a.Layout.Root)
 	if err != nil {
-		rec = &cluster.Record{}
+		rec = &Record{}
 	}
 	// A release supersedes the patches of the one before it. A commit of
 	// the same release (upgrade --force) puts the components it lists back
@@ -447,7 +477,7 @@ func (a *Agent) commit(req Request) (Result, error) {
 	if rec.Release == req.Release && sameVersions(rec.Components, req.Components) && (keepPatches || len(rec.Patches) == 0) {
 		return Result{Note: "node.json already records " + req.Release}, nil
 	}
-	next := &cluster.Record{Release: req.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
+	next := &Record{Release: req.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
 	for c, v := range rec.Components {
 		next.Components[c] = v
 	}
@@ -457,7 +487,7 @@ func (a *Agent) commit(req Request) (Result, error) {
 	if keepPatches {
 		next.Patches = rec.Patches
 	}
-	if err := cluster.WriteRecord(a.Layout.Root, next); err != nil {
+	if err := WriteRecord(a.Layout.Root, next); err != nil {
 		return Result{}, err
 	}
 	return Result{Changed: true, Note: "node.json records " + req.Release}, nil
@@ -563,31 +593,10 @@ func copyTree(src, dst string) error {
 			}
 			return os.Symlink(t, to)
 		case d.Type().IsRegular():
-			return copyFile(p, to, info.Mode().Perm())
+			return durable.CopyFile(p, to, info.Mode().Perm())
 		}
 		return nil // sockets and devices are not configuration
 	})
-}
-
-func copyFile(src, dst string, mode fs.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // syncDirs fsyncs every directory under root, so a tree copied file by file
@@ -597,27 +606,14 @@ func syncDirs(root string) error {
 		if err != nil || !d.IsDir() {
 			return err
 		}
-		return cluster.SyncDir(p)
+		return durable.SyncDir(p)
 	})
 }
 
-func prune(removed []cache.Entry, err error) (Result, error) {
+func pruned(removed []cache.Entry, err error) (Result, error) {
 	var bytes int64
 	for _, e := range removed {
 		bytes += e.Size
 	}
-	return Result{Changed: len(removed) > 0, Note: fmt.Sprintf("removed %d artifacts (%s) no longer needed", len(removed), SizeText(bytes))}, err
-}
-
-// SizeText renders a byte count for people: "1.5 GiB".
-func SizeText(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d B", n)
+	return Result{Changed: len(removed) > 0, Note: fmt.Sprintf("removed %d artifacts (%s) no longer needed", len(removed), preflight.FormatBytes(bytes))}, err
 }

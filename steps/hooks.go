@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 // HookError is a hook that failed, timed out or could not run.
@@ -99,7 +99,7 @@ func (a *Agent) runHookTo(ctx context.Context, dir, name string, env hookEnv, ti
 	cmd := newCmd()
 	untrack := func() {}
 	if track {
-		if err := cluster.WriteFileAtomic(a.Layout.HookMarker(), []byte(mark+"\n"+path+"\n"), 0o644); err != nil {
+		if err := durable.WriteFile(a.Layout.HookMarker(), []byte(mark+"\n"+path+"\n"), 0o644); err != nil {
 			return true, fail("cannot record the running hook: "+err.Error(), "")
 		}
 		untrack = func() { os.Remove(a.Layout.HookMarker()) }

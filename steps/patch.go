@@ -1,12 +1,11 @@
 package steps
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/sentinel-paas/sentinel/cluster"
 )
 
 // recordPatch makes node.json say whether a patch is installed, and which
@@ -14,11 +13,11 @@ import (
 // step of a patch on a node (after the files are switched in) and of its
 // revert: with the journal it keeps the record and the files in agreement
 // across a crash. Running it again changes nothing.
-func (a *Agent) recordPatch(req Request) (Result, error) {
+func (a *Agent) recordPatch(_ context.Context, req Request) (Result, error) {
 	if req.Patch == "" {
 		return Result{}, fmt.Errorf("record-patch: no patch named in the request")
 	}
-	rec, err := cluster.ReadRecord(a.Layout.Root)
+	rec, err := ReadRecord(a.Layout.Root)
 	if err != nil {
 		return Result{}, err
 	}
@@ -29,7 +28,7 @@ func (a *Agent) recordPatch(req Request) (Result, error) {
 	if has == req.PatchInstalled && sameVersions(rec.Components, req.Components) {
 		return Result{Note: fmt.Sprintf("node.json already records patch %s as %s", req.Patch, installedWord(req.PatchInstalled))}, nil
 	}
-	next := &cluster.Record{Release: rec.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
+	next := &Record{Release: rec.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
 	for c, v := range rec.Components {
 		next.Components[c] = v
 	}
@@ -48,7 +47,7 @@ func (a *Agent) recordPatch(req Request) (Result, error) {
 	if req.PatchInstalled {
 		next.Patches = append(next.Patches, req.Patch)
 	}
-	if err := cluster.WriteRecord(a.Layout.Root, next); err != nil {
+	if err := WriteRecord(a.Layout.Root, next); err != nil {
 		return Result{}, err
 	}
 	note := fmt.Sprintf("node.json records patch %s as %s", req.Patch, installedWord(req.PatchInstalled))

@@ -4,14 +4,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
-
-	"github.com/sentinel-paas/sentinel/cluster"
 )
 
 func TestRecordPatch(t *testing.T) {
 	root := t.TempDir()
 	a := &Agent{Node: "n", Layout: Layout{Root: root}}
-	if err := cluster.WriteRecord(root, &cluster.Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2", "nats": "3.4.2"}}); err != nil {
+	if err := WriteRecord(root, &Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2", "nats": "3.4.2"}}); err != nil {
 		t.Fatal(err)
 	}
 	add := Request{Patch: "fix", PatchInstalled: true, Release: "3.4.2", Components: map[string]string{"aok": "3.4.2-p1"}}
@@ -19,7 +17,7 @@ func TestRecordPatch(t *testing.T) {
 	if err != nil || !res.Changed {
 		t.Fatalf("add: %+v %v", res, err)
 	}
-	rec, _ := cluster.ReadRecord(root)
+	rec, _ := ReadRecord(root)
 	if !slices.Equal(rec.Patches, []string{"fix"}) || rec.Components["aok"] != "3.4.2-p1" || rec.Components["nats"] != "3.4.2" {
 		t.Fatalf("record after add: %+v", rec)
 	}
@@ -31,7 +29,7 @@ func TestRecordPatch(t *testing.T) {
 	if _, err := a.Do(t.Context(), OpRecordPatch, Request{Patch: "fix", Release: "3.4.2"}); err != nil {
 		t.Fatal(err)
 	}
-	rec, _ = cluster.ReadRecord(root)
+	rec, _ = ReadRecord(root)
 	if len(rec.Patches) != 0 || rec.Components["aok"] != "3.4.2-p1" {
 		t.Fatalf("record after mark: %+v", rec)
 	}
@@ -59,11 +57,11 @@ func TestCommitSupersedesPatches(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			root := t.TempDir()
 			a := &Agent{Node: "n", Layout: Layout{Root: root}}
-			cluster.WriteRecord(root, &cluster.Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2-p1", "nats": "3.4.2"}, Patches: []string{"fix"}})
+			WriteRecord(root, &Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2-p1", "nats": "3.4.2"}, Patches: []string{"fix"}})
 			if _, err := a.Do(t.Context(), OpCommit, Request{Release: c.release, Components: c.components}); err != nil {
 				t.Fatal(err)
 			}
-			rec, _ := cluster.ReadRecord(root)
+			rec, _ := ReadRecord(root)
 			if got := len(rec.Patches) == 1; got != c.keep {
 				t.Errorf("patches after commit: %v", rec.Patches)
 			}
@@ -76,12 +74,12 @@ func TestCommitSupersedesPatches(t *testing.T) {
 // commit drops the patch whose files the reinstall just replaced.
 func TestForceCommitDropsMarkedPatch(t *testing.T) {
 	root := t.TempDir()
-	cluster.WriteRecord(root, &cluster.Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2"}, Patches: []string{"aok-fix"}})
+	WriteRecord(root, &Record{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2"}, Patches: []string{"aok-fix"}})
 	a := &Agent{Node: "n", Layout: Layout{Root: root}}
 	if _, err := a.Do(t.Context(), OpCommit, Request{Release: "3.4.2", Components: map[string]string{"aok": "3.4.2"}}); err != nil {
 		t.Fatal(err)
 	}
-	rec, _ := cluster.ReadRecord(root)
+	rec, _ := ReadRecord(root)
 	if len(rec.Patches) != 0 || rec.Release != "3.4.2" || rec.Components["aok"] != "3.4.2" {
 		t.Errorf("after a --force reinstall of 3.4.2 node.json says %+v, want no patches", rec)
 	}

@@ -18,10 +18,6 @@ import (
 	"github.com/sentinel-paas/sentinel/release"
 )
 
-// OpProbe measures, changing nothing, what preflight needs to know about a
-// node: free disk, free memory, reachability, DEA capacity, customisations.
-const OpProbe = "probe"
-
 // ProbeRequest says what to measure.
 type ProbeRequest struct {
 	CacheDir string   `json:"cache_dir,omitempty"` // on the cache node: its cache_dir

@@ -1,7 +1,6 @@
 package steps
 
 import (
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -26,13 +25,22 @@ const (
 	// OpCheckCache verifies, changing nothing, that the node cache holds
 	// the listed artifacts intact (--skip-download).
 	OpCheckCache = "check-cache"
+	// OpProbe measures, changing nothing, what preflight needs to know
+	// about a node: free disk, free memory, reachability, DEA capacity,
+	// customisations (see probe.go).
+	OpProbe = "probe"
+	// OpRetire runs the DEA's drain hook until it is drained, or its
+	// deadline; OpUnretire lets it take instances again (see retire.go).
+	OpRetire   = "retire"
+	OpUnretire = "unretire"
 	// OpRecordPatch adds a patch to, or removes it from, node.json, with
 	// the component versions it leaves in place (see patch.go).
 	OpRecordPatch = "record-patch"
 )
 
-// Ops lists every operation the agent accepts.
-var Ops = []string{OpFacts, OpFetch, OpBackup, OpInstall, OpStop, OpMigrate, OpSwitch, OpStart, OpHealth, OpCommit, OpRestart, OpPrune, OpPruneCache, OpCheckCache, OpProbe, OpRetire, OpUnretire, OpRecordPatch}
+// Ops lists every operation the agent accepts, in the order of the
+// agent's table of operations (agent.go).
+var Ops = opNames()
 
 // Request is the JSON document an agent operation reads on stdin. Each
 // operation uses the fields it needs.
@@ -100,7 +108,7 @@ type Result struct {
 type Facts struct {
 	Node        string            `json:"node"`
 	Root        string            `json:"root"`
-	Record      *cluster.Record   `json:"record,omitempty"`
+	Record      *Record           `json:"record,omitempty"`
 	RecordError string            `json:"record_error,omitempty"`
 	Current     map[string]string `json:"current"` // component -> version its current link points at
 	Cached      []string          `json:"cached"`  // digests in the node cache

@@ -14,11 +14,8 @@ import (
 // other DEAs. dea_ng's drain hook follows the contract of BOSH drain
 // scripts: it exits 0 and prints an integer N; N >= 0: wait N seconds and
 // the DEA is drained; N < 0: wait -N seconds and call it again; a non-zero
-// exit fails. The contract has no overall limit; sentinel adds one.
-const (
-	OpRetire   = "retire"   // run the drain hook until the DEA is drained, or its deadline
-	OpUnretire = "unretire" // let the DEA take instances again
-)
+// exit fails. The contract has no overall limit; sentinel adds one
+// (OpRetire, OpUnretire).
 
 // DefaultDrainDeadline bounds a DEA's drain unless the run says otherwise.
 const DefaultDrainDeadline = 10 * time.Minute
@@ -114,7 +111,7 @@ func (a *Agent) drainOnce(ctx context.Context, dir string, env hookEnv) (*int, e
 	return &n, nil
 }
 
-func (a *Agent) unretire(ctx context.Context) (Result, error) {
+func (a *Agent) unretire(ctx context.Context, _ Request) (Result, error) {
 	cur, err := a.currentVersion("dea_ng")
 	if err != nil || cur == "" {
 		return Result{Note: "no dea_ng here"}, err

@@ -12,6 +12,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 // PublicKey is one ed25519 key a root trusts, with its id.
@@ -78,10 +80,9 @@ func GenerateKey(path string, random io.Reader) (*PrivateKey, error) {
 	if err := f.Close(); err != nil {
 		return nil, err
 	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		d.Sync()
-		d.Close()
-	}
+	// Best effort: the key is written, and an error now would send the
+	// operator to a new name while this one holds a good key.
+	_ = durable.SyncDir(filepath.Dir(path))
 	return NewPrivateKey(priv), nil
 }
 

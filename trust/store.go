@@ -8,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 // Store is the trusted state of one channel on one machine: the root it
@@ -60,52 +62,20 @@ func (s *Store) load() ([]byte, map[string]int64, error) {
 	return root, versions, nil
 }
 
-// save writes root (when not nil), then versions, each atomically.
+// save writes root (when not nil), then versions, each atomically,
+// creating the store's directory if needed.
 func (s *Store) save(root []byte, versions map[string]int64) error {
-	if err := os.MkdirAll(s.dir, 0o755); err != nil {
-		return err
-	}
 	if root != nil {
-		if err := writeFileAtomic(filepath.Join(s.dir, "root.json"), root); err != nil {
-			return err
+		if err := durable.WriteFile(filepath.Join(s.dir, "root.json"), root, 0o644); err != nil {
+			return fmt.Errorf("saving the trusted state: %w", err)
 		}
 	}
 	data, err := json.MarshalIndent(versions, "", "  ")
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.dir, "versions.json"), append(data, '\n'))
-}
-
-// writeFileAtomic is cluster.WriteFileAtomic, which trust cannot import:
-// cluster imports release, and release is to import trust.
-func writeFileAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
+	if err := durable.WriteFile(filepath.Join(s.dir, "versions.json"), append(data, '\n'), 0o644); err != nil {
+		return fmt.Errorf("saving the trusted state: %w", err)
 	}
-	defer os.Remove(f.Name()) // a no-op after the rename
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(f.Name(), 0o644)
-	}
-	if err == nil {
-		err = os.Rename(f.Name(), path)
-	}
-	if err != nil {
-		return fmt.Errorf("writing trusted state %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/sentinel-paas/sentinel/patches"
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
 )
@@ -56,7 +57,7 @@ func PrintPlan(w io.Writer, format string, plan *rollout.Plan) error {
 				}
 				comps, byKey = nil, map[string]*comp{}
 				if s.Op == steps.OpBackup && fetch > 0 {
-					fmt.Fprintf(w, "  fetch and verify %d artifacts (%s)\n", fetch, Bytes(bytes))
+					fmt.Fprintf(w, "  fetch and verify %d artifacts (%s)\n", fetch, preflight.FormatBytes(bytes))
 					fetch = 0
 				}
 				fmt.Fprintf(w, "  %s\n", describe(s))
@@ -150,8 +151,6 @@ func orNone(v string) string {
 	}
 	return v
 }
-
-func Bytes(n int64) string { return steps.SizeText(n) }
 
 func Indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")

@@ -10,6 +10,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
 )
@@ -44,9 +45,9 @@ func (p *textProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgr
 
 // describeTransfer: "45.0 MiB of 100.0 MiB, 12.3 MiB/s, ETA 4s, 1 retry".
 func describeTransfer(tp steps.FetchProgress) string {
-	out := fmt.Sprintf("%s of %s", Bytes(tp.Done), Bytes(tp.Total))
+	out := fmt.Sprintf("%s of %s", preflight.FormatBytes(tp.Done), preflight.FormatBytes(tp.Total))
 	if tp.Rate > 0 {
-		out += fmt.Sprintf(", %s/s, ETA %s", Bytes(int64(tp.Rate)), (time.Duration(float64(tp.Total-tp.Done)/tp.Rate) * time.Second).Round(time.Second))
+		out += fmt.Sprintf(", %s/s, ETA %s", preflight.FormatBytes(int64(tp.Rate)), (time.Duration(float64(tp.Total-tp.Done)/tp.Rate) * time.Second).Round(time.Second))
 	}
 	switch tp.Retries {
 	case 0:

@@ -17,7 +17,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
-	"github.com/sentinel-paas/sentinel/ui"
+	"github.com/sentinel-paas/sentinel/preflight"
 )
 
 func newCacheCmd() *cobra.Command {
@@ -202,11 +202,11 @@ func newCacheLsCmd() *cobra.Command {
 				if used == "" {
 					used = "(no release in the cache's channel)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Digest, ui.Bytes(e.Size), used)
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Digest, preflight.FormatBytes(e.Size), used)
 				total += e.Size
 			}
 			tw.Flush()
-			fmt.Fprintf(cmd.OutOrStdout(), "%d artifacts, %s\n", len(entries), ui.Bytes(total))
+			fmt.Fprintf(cmd.OutOrStdout(), "%d artifacts, %s\n", len(entries), preflight.FormatBytes(total))
 			return nil
 		},
 	}
@@ -283,9 +283,9 @@ does this by itself, with --keep-from set to the new release.`,
 			}
 			for _, e := range removed {
 				freed += e.Size
-				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", verb, e.Digest, ui.Bytes(e.Size))
+				fmt.Fprintf(cmd.OutOrStdout(), "%s %s (%s)\n", verb, e.Digest, preflight.FormatBytes(e.Size))
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s %d artifacts, %s\n", verb, len(removed), ui.Bytes(freed))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s %d artifacts, %s\n", verb, len(removed), preflight.FormatBytes(freed))
 			return err
 		},
 	}

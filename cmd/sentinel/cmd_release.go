@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/durable"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/source"
 	"github.com/sentinel-paas/sentinel/trust"
@@ -152,7 +152,7 @@ func (f *rootFlags) load(now time.Time) ([]*trust.PrivateKey, time.Time, error) 
 // and as root.json for people reading the channel.
 func writeRoot(out io.Writer, dir string, r *trust.Root) error {
 	for _, name := range []string{trust.RootName(r.Version), "root.json"} {
-		if err := cluster.WriteFileAtomic(filepath.Join(dir, name), r.Bytes(), 0o644); err != nil {
+		if err := durable.WriteFile(filepath.Join(dir, name), r.Bytes(), 0o644); err != nil {
 			return err
 		}
 	}
@@ -253,7 +253,7 @@ self-update) is signed along with the index when it exists.`,
 				if err != nil {
 					return usagef("%v", err)
 				}
-				if err := cluster.WriteFileAtomic(filepath.Join(dir, filepath.FromSlash(trust.SigName(name))), sig, 0o644); err != nil {
+				if err := durable.WriteFile(filepath.Join(dir, filepath.FromSlash(trust.SigName(name))), sig, 0o644); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "signed %s version %d expires %s\n", name, version, exp.UTC().Format(time.RFC3339))

@@ -27,6 +27,7 @@ import (
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // sentinelBin is the sentinel binary built once for the end-to-end tests:
@@ -150,7 +151,7 @@ func nodeState(t testing.TB, root string) map[string]string {
 			st["schema/"+c.Name()] = strings.TrimSpace(string(schema))
 		}
 	}
-	rec, err := cluster.ReadRecord(root)
+	rec, err := steps.ReadRecord(root)
 	if err != nil {
 		t.Fatal(err)
 	}

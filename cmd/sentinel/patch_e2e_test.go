@@ -13,10 +13,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/patches"
 	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // The five-node lab: core (primary,controller,router), dea-1, dea-2,
@@ -82,9 +82,9 @@ func wantLevel(t *testing.T, root, c, current, running string) {
 	}
 }
 
-func recordOf(t *testing.T, root string) *cluster.Record {
+func recordOf(t *testing.T, root string) *steps.Record {
 	t.Helper()
-	rec, err := cluster.ReadRecord(root)
+	rec, err := steps.ReadRecord(root)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -670,12 +670,12 @@ func TestUpgradeThenPatchesFromCacheWithoutUpstream(t *testing.T) {
 func TestPatchSkipsNodeOnAnotherRelease(t *testing.T) {
 	lab := newPatchLab(t)
 	router := lab.root("router-3")
-	rec, err := cluster.ReadRecord(router)
+	rec, err := steps.ReadRecord(router)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec.Release = "3.4.1"
-	if err := cluster.WriteRecord(router, rec); err != nil {
+	if err := steps.WriteRecord(router, rec); err != nil {
 		t.Fatal(err)
 	}
 	before := digests(t, lab)

@@ -20,6 +20,7 @@ import (
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 type app struct {
@@ -393,7 +394,7 @@ func TestResumeRechecksNodes(t *testing.T) {
 
 func componentsOf(t *testing.T, root string) []string {
 	t.Helper()
-	rec, err := cluster.ReadRecord(root)
+	rec, err := steps.ReadRecord(root)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,11 +19,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/selfupdate"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // Two numbered builds of sentinel, built once for the self-update tests
@@ -150,7 +150,7 @@ func (l *testLab) binaries() []string {
 func (l *testLab) wantUpgraded(v string) {
 	l.t.Helper()
 	for _, n := range l.Nodes {
-		rec, err := cluster.ReadRecord(n.Root)
+		rec, err := steps.ReadRecord(n.Root)
 		if err != nil || rec.Release != v {
 			l.t.Fatalf("node %s: release %+v (%v), want %s", n.Name, rec, err, v)
 		}

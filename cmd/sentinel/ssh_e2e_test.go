@@ -25,6 +25,7 @@ import (
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // sshLab is a lab on 3.4.1 whose every node, the core included, is reached
@@ -112,7 +113,7 @@ func fileSHA256(t *testing.T, p string) [32]byte {
 func checkAllOn(t *testing.T, lab *testLab, v string) {
 	t.Helper()
 	for _, n := range lab.Nodes {
-		rec, err := cluster.ReadRecord(n.Root)
+		rec, err := steps.ReadRecord(n.Root)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -252,7 +253,7 @@ func TestNodeLossOverSSH(t *testing.T) {
 	}
 	for _, name := range []string{"services-4", "core"} {
 		n, _ := lab.Node(name)
-		if rec, _ := cluster.ReadRecord(n.Root); rec == nil || rec.Release != "3.4.1" {
+		if rec, _ := steps.ReadRecord(n.Root); rec == nil || rec.Release != "3.4.1" {
 			t.Errorf("node %s was upgraded past the lost router-3: %+v", name, rec)
 		}
 	}

@@ -11,8 +11,8 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // The micro cloud goes 3.4.1 -> 3.4.2, status shows every component on
@@ -61,7 +61,7 @@ func TestUpgradeMicroCloud(t *testing.T) {
 	}
 
 	lab.mustSucceed("upgrade", "3.4.3", "--yes")
-	rec, err := cluster.ReadRecord(core.Root)
+	rec, err := steps.ReadRecord(core.Root)
 	if err != nil || rec.Release != "3.4.3" {
 		t.Fatalf("after upgrade to 3.4.3 node.json = %+v, %v", rec, err)
 	}
@@ -107,7 +107,7 @@ func TestHealthFailureRollsBack(t *testing.T) {
 	if err := fixtures.InjectFault(core.Root, fourth, "health", "fail", "3.4.2"); err != nil {
 		t.Fatal(err)
 	}
-	recBefore, _ := os.ReadFile(cluster.RecordPath(core.Root))
+	recBefore, _ := os.ReadFile(steps.RecordPath(core.Root))
 
 	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
 	if r.code != 1 {
@@ -131,7 +131,7 @@ func TestHealthFailureRollsBack(t *testing.T) {
 			t.Errorf("%s not rolled back: current %s, running %s", c.Name, link, running)
 		}
 	}
-	if recAfter, _ := os.ReadFile(cluster.RecordPath(core.Root)); string(recAfter) != string(recBefore) {
+	if recAfter, _ := os.ReadFile(steps.RecordPath(core.Root)); string(recAfter) != string(recBefore) {
 		t.Errorf("node.json changed by a failed run:\n%s", recAfter)
 	}
 	// Health of every rolled-back component passes: run the real hook.

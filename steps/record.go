@@ -1,4 +1,4 @@
-package cluster
+package steps
 
 import (
 	"encoding/json"
@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 // Record is what a node says about itself in <root>/etc/sentinel/node.json:
@@ -44,49 +46,5 @@ func WriteRecord(root string, r *Record) error {
 	if err != nil {
 		return err
 	}
-	return WriteFileAtomic(RecordPath(root), append(data, '\n'), 0o644)
-}
-
-// WriteFileAtomic writes data to path so that a crash leaves either the old
-// or the new content: temp file, fsync, rename, fsync the directory.
-func WriteFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // no-op after the rename
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return SyncDir(dir)
-}
-
-// SyncDir makes a rename or create in dir durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return durable.WriteFile(RecordPath(root), append(data, '\n'), 0o644)
 }
