@@ -40,7 +40,12 @@ node.json on each node records the installed patches. An upgrade to a later
 release supersedes them: after it, status lists the new release's patches.`,
 	}
 	pf.run.addCommon(cmd.PersistentFlags())
-	install := &cobra.Command{
+	cmd.AddCommand(pf.statusCmd(), pf.installCmd(), pf.reinstallCmd(), pf.revertCmd(), pf.markCmd())
+	return cmd
+}
+
+func (pf *patchFlags) installCmd() *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "install [NAME...]",
 		Short: "Install every pending patch, or the named ones, on the nodes of their roles",
 		Long: `Install the named patches (all pending ones without NAME) on every node of
@@ -69,16 +74,24 @@ Installing a patch that is already installed is a no-op that says so.`,
   sentinel patch install --cache-ip 10.0.0.1 --yes             # ...install from it later, even offline`,
 		RunE: pf.runJob(patches.KindInstall, false),
 	}
-	pf.addRunFlags(install, true)
-	install.Flags().BoolVar(&pf.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with the patches' artifacts and documents; change no node")
-	reinstall := &cobra.Command{
+	pf.addRunFlags(cmd, true)
+	cmd.Flags().BoolVar(&pf.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with the patches' artifacts and documents; change no node")
+	return cmd
+}
+
+func (pf *patchFlags) reinstallCmd() *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "reinstall NAME",
 		Short: "Install a patch again, also where node.json records it (files damaged or replaced by hand)",
 		Args:  cobra.ExactArgs(1),
 		RunE:  pf.runJob(patches.KindInstall, true),
 	}
-	pf.addRunFlags(reinstall, false)
-	revert := &cobra.Command{
+	pf.addRunFlags(cmd, false)
+	return cmd
+}
+
+func (pf *patchFlags) revertCmd() *cobra.Command {
+	cmd := &cobra.Command{
 		Use:   "revert [NAME...]",
 		Short: "Return the components of the named patches (all installed ones without NAME) to the release's versions",
 		Long: `Revert the named patches (every installed patch without NAME) on every node
@@ -89,8 +102,7 @@ checked like an install; then node.json forgets the patch. Journaled and
 resumable: 'sentinel patch revert --resume'.`,
 		RunE: pf.runJob(patches.KindRevert, false),
 	}
-	pf.addRunFlags(revert, true)
-	cmd.AddCommand(pf.statusCmd(), install, reinstall, revert, pf.markCmd())
+	pf.addRunFlags(cmd, true)
 	return cmd
 }
 
