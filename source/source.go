@@ -113,7 +113,14 @@ func (s Source) Explain(err error) error {
 			err, s.Cache, s.Fill)
 	}
 	var fe *release.FetchError
-	if !errors.As(err, &fe) || fe.Status != http.StatusNotFound {
+	if !errors.As(err, &fe) {
+		return err
+	}
+	if fe.Status == 0 && fe.Err != nil {
+		// Not the upstream's fault: the cluster's own cache daemon did not answer.
+		return fmt.Errorf("the cache node %s does not answer (%v): is `sentinel cache serve` running there, and is --cache-ip right?", s.Cache, fe.Err)
+	}
+	if fe.Status != http.StatusNotFound {
 		return err
 	}
 	what := "release " + path.Base(path.Dir(fe.URL))

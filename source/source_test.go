@@ -63,6 +63,10 @@ func TestExplainCacheMiss(t *testing.T) {
 			t.Errorf("%s: %v", url, err)
 		}
 	}
+	down := c.Explain(&release.FetchError{URL: "http://10.0.0.1:9077/channel/index.json", Err: errors.New("connection refused")})
+	if !strings.Contains(down.Error(), "the cache node http://10.0.0.1:9077 does not answer") || strings.Contains(down.Error(), "upstream") {
+		t.Errorf("an unreachable cache node: %v", down)
+	}
 	if err := (Source{}).Explain(&release.FetchError{Status: 404}); errors.As(err, new(*CacheMissError)) {
 		t.Error("a miss at the upstream blamed the cache node")
 	}
