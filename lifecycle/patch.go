@@ -35,13 +35,6 @@ type PatchOptions struct {
 	DrainTimeout time.Duration
 }
 
-func patchVerb(kind string) string {
-	if kind == patches.KindRevert {
-		return "revert"
-	}
-	return "install"
-}
-
 // patchRead is the core node's release and its patch catalog.
 type patchRead struct {
 	channel  *release.Channel
@@ -125,7 +118,7 @@ func localNode(inv *cluster.Inventory) (string, error) {
 
 // Patch installs (or reinstalls, or reverts) patches as a journaled run.
 func Patch(p PatchOptions) *Job {
-	verb := patchVerb(p.Kind)
+	verb := patches.Verb(p.Kind)
 	var catalog *release.Catalog
 	return &Job{
 		Kind:   p.Kind,
@@ -162,12 +155,12 @@ func Patch(p PatchOptions) *Job {
 		Stage: func(ctx context.Context, r *Run) error { return prefetchPatches(ctx, r, catalog) },
 		Question: func(r *Run) (string, string) {
 			return strings.ToUpper(verb[:1]) + verb[1:] + " these patches? [y/N] ",
-				fmt.Sprintf("no terminal to ask for confirmation: pass --yes to %s %s on %s", verb, strings.Join(r.Plan.Patches, ", "), strings.Join(workingNodes(r.Plan), ", "))
+				fmt.Sprintf("no terminal to ask for confirmation: pass --yes to %s %s on %s", verb, strings.Join(r.Plan.Patches, ", "), strings.Join(r.Plan.WorkingNodes(), ", "))
 		},
 		Started: func(r *Run) {
 			if !r.Printer.JSON() {
 				r.Printer.Textf("Run %s: %s %s on %s (release %s)\n", r.ID, map[string]string{"install": "installing", "revert": "reverting"}[verb],
-					strings.Join(r.Plan.Patches, ", "), strings.Join(workingNodes(r.Plan), ", "), r.Plan.To)
+					strings.Join(r.Plan.Patches, ", "), strings.Join(r.Plan.WorkingNodes(), ", "), r.Plan.To)
 			}
 		},
 		Finished: func(r *Run, err error) error {
@@ -175,8 +168,8 @@ func Patch(p PatchOptions) *Job {
 			if err != nil || r.Printer.JSON() {
 				return err
 			}
-			done := map[string]string{"install": "Installed", "revert": "Reverted"}[patchVerb(r.Plan.Kind)]
-			r.Printer.Textf("%s %s on %s. `sentinel patch status` shows every patch.\n", done, strings.Join(r.Plan.Patches, ", "), strings.Join(workingNodes(r.Plan), ", "))
+			done := map[string]string{"install": "Installed", "revert": "Reverted"}[patches.Verb(r.Plan.Kind)]
+			r.Printer.Textf("%s %s on %s. `sentinel patch status` shows every patch.\n", done, strings.Join(r.Plan.Patches, ", "), strings.Join(r.Plan.WorkingNodes(), ", "))
 			if restartsNothing(r.Plan) {
 				r.Printer.Textf("Nothing was restarted (--no-restart): the running processes keep the old version until they are restarted.\n")
 			}
@@ -196,13 +189,13 @@ func Patch(p PatchOptions) *Job {
 		Unfinished: func(last *rollout.Run) string {
 			how := "sentinel upgrade --resume"
 			if patches.IsPatchRun(last.Plan) {
-				how = "sentinel patch " + patchVerb(last.Plan.Kind) + " --resume"
+				how = "sentinel patch " + patches.Verb(last.Plan.Kind) + " --resume"
 			}
 			return "Finish it first with `" + how + "`"
 		},
 		Done: func(last *rollout.Run) string { return strings.Join(last.Plan.Patches, ", ") + " done" },
 		Summary: func(plan *rollout.Plan) string {
-			return "patch " + patchVerb(plan.Kind) + " of " + strings.Join(plan.Patches, ", ")
+			return "patch " + patches.Verb(plan.Kind) + " of " + strings.Join(plan.Patches, ", ")
 		},
 		ResumeSource: func(source.Fetch) string { return "" },
 	}
@@ -302,16 +295,6 @@ func (e *PatchArtifactError) Error() string {
 	return fmt.Sprintf("node %s: %s: %s; nothing was installed (fix the channel's patch catalog or artifact, then run again)", e.Node, e.Field, msg)
 }
 func (e *PatchArtifactError) Unwrap() error { return e.Err }
-
-func workingNodes(plan *rollout.Plan) []string {
-	var out []string
-	for _, np := range plan.Nodes {
-		if np.Skip == "" {
-			out = append(out, np.Node)
-		}
-	}
-	return out
-}
 
 func nothingToDo(plan *rollout.Plan, verb string) string {
 	var b strings.Builder
@@ -438,19 +421,11 @@ func markTargets(r *Run, pr *patchRead, only []string, name string) ([]cluster.N
 // is not a run (status, mark, preflight).
 func query(ctx context.Context, inv *cluster.Inventory, env Env, o Options, job *Job, do func(context.Context, *Run) error) error {
 	o.DryRun = true // changes no trusted version
-	r := &Run{Options: o, Env: env, Job: job, Inventory: inv, Runs: rollout.Runs{Dir: inv.State()}}
-	var closeLog func()
-	var err error
-	if r.Log, closeLog, err = OpenLog(inv); err != nil {
+	r, done, err := open(inv, env, o, job)
+	if err != nil {
 		return err
 	}
-	defer closeLog()
-	r.Log.Info(LogCommandMarker + CommandLine(o.Command))
-	defer func() {
-		if r.lock != nil {
-			r.lock.Release()
-		}
-	}()
+	defer done()
 	if err := r.chooseSource(ctx); err != nil {
 		return err
 	}

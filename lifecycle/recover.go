@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/patches"
 	"github.com/sentinel-paas/sentinel/rollout"
 )
 
@@ -27,7 +28,7 @@ type KindOf func(argv []string) (kind string, resume bool)
 // or "patch revert".
 func RunKind(r *rollout.Run) string {
 	if r.Plan != nil && r.Plan.Kind != "" {
-		return "patch " + patchVerb(r.Plan.Kind)
+		return "patch " + patches.Verb(r.Plan.Kind)
 	}
 	return "upgrade"
 }
@@ -38,7 +39,7 @@ func RunSummary(r *rollout.Run) string {
 		return "unknown plan"
 	}
 	if r.Plan.Kind != "" {
-		return fmt.Sprintf("patch %s of %s", patchVerb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
+		return fmt.Sprintf("patch %s of %s", patches.Verb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
 	}
 	return fmt.Sprintf("upgrade %s -> %s", r.Plan.From, r.Plan.To)
 }

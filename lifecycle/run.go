@@ -124,18 +124,29 @@ type Run struct {
 // Do carries out a job through its phases. inv is the cluster file,
 // loaded. The returned error is the run's; what the run did was shown
 // through env.Printer.
-func Do(ctx context.Context, inv *cluster.Inventory, env Env, o Options, job *Job) (err error) {
-	r := &Run{Options: o, Env: env, Job: job, Inventory: inv, Runs: rollout.Runs{Dir: inv.State()}}
-	if err := r.validate(); err != nil {
+func Do(ctx context.Context, inv *cluster.Inventory, env Env, o Options, job *Job) error {
+	if err := (&Run{Options: o, Job: job}).validate(); err != nil {
 		return err
 	}
+	r, done, err := open(inv, env, o, job)
+	if err != nil {
+		return err
+	}
+	defer done()
+	runner := &Runner{Phases: Phases(), Skip: o.Skip}
+	return runner.Run(ctx, r)
+}
+
+// open starts a run's state and its log, whose first line is the command
+// line; done releases what the run held.
+func open(inv *cluster.Inventory, env Env, o Options, job *Job) (r *Run, done func(), err error) {
+	r = &Run{Options: o, Env: env, Job: job, Inventory: inv, Runs: rollout.Runs{Dir: inv.State()}}
 	var closeLog func()
 	if r.Log, closeLog, err = OpenLog(inv); err != nil {
-		return err
+		return nil, nil, err
 	}
-	defer closeLog()
 	r.Log.Info(LogCommandMarker + CommandLine(o.Command))
-	defer func() {
+	return r, func() {
 		if r.lock != nil {
 			r.lock.Release()
 		}
@@ -143,9 +154,8 @@ func Do(ctx context.Context, inv *cluster.Inventory, env Env, o Options, job *Jo
 			r.Journal.Close()
 		}
 		r.Printer.Close()
-	}()
-	runner := &Runner{Phases: Phases(), Skip: o.Skip}
-	return runner.Run(ctx, r)
+		closeLog()
+	}, nil
 }
 
 func (r *Run) validate() error {

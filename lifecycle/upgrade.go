@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sentinel-paas/sentinel/patches"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/source"
@@ -56,7 +57,7 @@ func Upgrade(u UpgradeOptions) *Job {
 				return err
 			}
 			if r.Plan.Kind != "" { // `upgrade --resume` finishes a patch run too
-				r.Printer.Textf("Patch %s of %s finished. `sentinel patch status` shows every node.\n", patchVerb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
+				r.Printer.Textf("Patch %s of %s finished. `sentinel patch status` shows every node.\n", patches.Verb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
 				return nil
 			}
 			r.Printer.Textf("Cluster upgraded to %s. `sentinel status` shows every node.\n", r.Plan.To)

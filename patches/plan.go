@@ -331,3 +331,11 @@ func ArtifactField(cat *release.Catalog, digest string) string {
 	}
 	return "artifact sha256 " + digest
 }
+
+// Verb is what a patch run of kind does: "install" or "revert".
+func Verb(kind string) string {
+	if kind == KindRevert {
+		return "revert"
+	}
+	return "install"
+}

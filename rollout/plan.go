@@ -338,6 +338,17 @@ func FetchRequest(f source.Fetch, req steps.Request) steps.Request {
 	return req
 }
 
+// WorkingNodes names the nodes that have something to do, in plan order.
+func (p *Plan) WorkingNodes() []string {
+	var out []string
+	for _, np := range p.Nodes {
+		if np.Skip == "" {
+			out = append(out, np.Node)
+		}
+	}
+	return out
+}
+
 // Artifacts lists every artifact the plan fetches, once each, in plan order.
 func (p *Plan) Artifacts() []release.Artifact {
 	seen := map[string]bool{}

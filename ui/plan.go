@@ -156,23 +156,6 @@ func Indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
 }
 
-func PatchVerb(kind string) string {
-	if kind == patches.KindRevert {
-		return "revert"
-	}
-	return "install"
-}
-
-func WorkingNodes(plan *rollout.Plan) []string {
-	var out []string
-	for _, np := range plan.Nodes {
-		if np.Skip == "" {
-			out = append(out, np.Node)
-		}
-	}
-	return out
-}
-
 func PrintNothingToDo(w io.Writer, plan *rollout.Plan, verb string) {
 	var already []string
 	for _, np := range plan.Nodes {
@@ -197,7 +180,7 @@ func PrintPatchPlan(w io.Writer, format string, plan *rollout.Plan) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(plan)
 	}
-	fmt.Fprintf(w, "Plan: patch %s of %s (artifacts from %s)\n", PatchVerb(plan.Kind), strings.Join(plan.Patches, ", "), plan.Source)
+	fmt.Fprintf(w, "Plan: patch %s of %s (artifacts from %s)\n", patches.Verb(plan.Kind), strings.Join(plan.Patches, ", "), plan.Source)
 	for _, np := range plan.Nodes {
 		fmt.Fprintf(w, "\nnode %s [%s] on %s\n", np.Node, strings.Join(np.Roles, ","), np.From)
 		if np.Skip != "" {
