@@ -194,6 +194,15 @@ func TestLifecycleUpgradeAndPatchInProcess(t *testing.T) {
 	if err != nil || st.Available() != 0 {
 		t.Fatalf("patch status after install: %d available, %v", st.Available(), err)
 	}
+	// Reinstall: the same run again where node.json records the patch.
+	name := st.Patches[0].Name
+	before := len(w.out.steps)
+	if err := lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Patch(lifecycle.PatchOptions{Kind: patches.KindInstall, Names: []string{name}, Reinstall: true})); err != nil {
+		t.Fatalf("patch reinstall: %v", err)
+	}
+	if len(w.out.steps) == before {
+		t.Fatalf("reinstalling %s ran no step", name)
+	}
 	if err := lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Patch(lifecycle.PatchOptions{Kind: patches.KindRevert})); err != nil {
 		t.Fatalf("patch revert: %v", err)
 	}
