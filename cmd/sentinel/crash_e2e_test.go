@@ -7,48 +7,10 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/resume"
-	"github.com/sentinel-paas/sentinel/rollout"
 )
-
-// journalPath is the lab's most recent run journal.
-func (l *testLab) journalPath() string {
-	l.t.Helper()
-	inv := l.inventory()
-	p, err := rollout.Runs{Dir: inv.State()}.LatestPath()
-	if err != nil || p == "" {
-		l.t.Fatalf("no journal in %s: %v", inv.State(), err)
-	}
-	return p
-}
-
-// crashAt runs an upgrade that SIGKILLs itself right after journal record k.
-func (l *testLab) crashAt(k int, args ...string) {
-	l.t.Helper()
-	r := l.sentinel([]string{fmt.Sprintf("%s=%d", resume.CrashAfterRecordEnv, k)}, args...)
-	if r.signal != syscall.SIGKILL {
-		l.t.Fatalf("upgrade with crash after record %d: exit %d signal %v, want SIGKILL\n%s", k, r.code, r.signal, r.stderr)
-	}
-	if k == 1 {
-		// The first record is made durable in a temporary file before the
-		// journal takes its name: a crash then leaves no run at all.
-		if p, _ := (rollout.Runs{Dir: l.inventory().State()}).LatestPath(); p != "" {
-			l.t.Fatalf("a crash before the first record was durable left a journal %s", p)
-		}
-		return
-	}
-	// A step's success is written with the record after it: a crash "at"
-	// such a record comes once that next one is on disk.
-	rep, err := resume.Read(l.journalPath())
-	n := len(rep.Records)
-	if err != nil || !(n == k || n == k+1 && rep.Records[k-1].Type == "step-done") {
-		l.t.Fatalf("after a crash at record %d the journal holds %d records (%v)", k, n, err)
-	}
-}
 
 // Crash anywhere: for every record k of a full run, an upgrade killed with
 // SIGKILL right after writing record k is finished by --resume, and the node
@@ -180,13 +142,4 @@ func TestTornJournal(t *testing.T) {
 			t.Error("the node changed although the journal is corrupt")
 		}
 	})
-}
-
-func (l *testLab) inventory() *cluster.Inventory {
-	l.t.Helper()
-	inv, err := loadInventory(l.ClusterFile)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return inv
 }
