@@ -15,7 +15,30 @@ import (
 // Crash anywhere: for every record k of a full run, an upgrade killed with
 // SIGKILL right after writing record k is finished by --resume, and the node
 // ends exactly as after an uninterrupted run.
+//
+// The sweep of about two hundred records is split in two, each record taken
+// once: this test takes the sampled ones (every tenth, from the first, and
+// the last; -short takes the same), TestCrashAnywhereResumesEveryRecord
+// all the others. `make test` runs this one, `make test-e2e` the other, and
+// CI runs both: together they are the whole sweep, as before the split.
 func TestCrashAnywhereResumes(t *testing.T) {
+	crashAnywhere(t, func(k, total int) bool { return crashSampled(k, total) })
+}
+
+// The rest of the crash-anywhere sweep: every record that
+// TestCrashAnywhereResumes does not take.
+func TestCrashAnywhereResumesEveryRecord(t *testing.T) {
+	longScenario(t)
+	crashAnywhere(t, func(k, total int) bool { return !crashSampled(k, total) })
+}
+
+// crashSampled: record k of total is in the sample of the upgrade's crash
+// sweep that `make test` takes.
+func crashSampled(k, total int) bool { return k%10 == 1 || k == total }
+
+// crashAnywhere runs the crash-anywhere check for each record k of a full
+// upgrade that take(k, total) selects, in parallel subtests.
+func crashAnywhere(t *testing.T, take func(k, total int) bool) {
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)
@@ -28,7 +51,7 @@ func TestCrashAnywhereResumes(t *testing.T) {
 		t.Fatalf("a full run wrote only %d journal records", total)
 	}
 	for k := 1; k <= total; k++ {
-		if testing.Short() && k%10 != 1 && k != total {
+		if !take(k, total) {
 			continue
 		}
 		t.Run(fmt.Sprintf("record-%03d", k), func(t *testing.T) {

@@ -111,10 +111,12 @@ func checkSchedule(t *testing.T, lab *testLab, spans []nodeSpan, maxInFlight int
 // at a time: every node ends on 3.4.2, the schedule keeps every redundant
 // role up and the core last, DEAs are retired strictly one at a time, and
 // no app with two or more instances ever had none running.
+//
+// A long scenario (twenty sshds, twelve DEA retirements): make test-e2e
+// runs it. TestUpgradeOverSSHFromCache checks the same rules on the
+// five-node cluster in make test.
 func TestTwentyNodeExampleOverSSH(t *testing.T) {
-	if testing.Short() {
-		t.Skip("long (twenty sshds, twelve DEA retirements): runs without -short, as make test and CI do")
-	}
+	longScenario(t)
 	lab, sshds := sshLabWith(t, fixtures.LabOptions{Layout: "twenty", Release: "3.4.1"})
 	if len(lab.Nodes) != 20 {
 		t.Fatalf("the twenty-node layout has %d nodes", len(lab.Nodes))
