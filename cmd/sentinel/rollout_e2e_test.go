@@ -113,8 +113,10 @@ func checkSchedule(t *testing.T, lab *testLab, spans []nodeSpan, maxInFlight int
 // no app with two or more instances ever had none running.
 //
 // A long scenario (twenty sshds, twelve DEA retirements): make test-e2e
-// runs it. TestUpgradeOverSSHFromCache checks the same rules on the
-// five-node cluster in make test.
+// runs it. make test keeps its parts: the five-node cluster over SSH from
+// the cache with DEAs retired one at a time and no app down
+// (TestUpgradeOverSSHFromCache), and the schedule's rules on this very
+// layout at several --max-in-flight (rollout's schedule_test.go).
 func TestTwentyNodeExampleOverSSH(t *testing.T) {
 	longScenario(t)
 	lab, sshds := sshLabWith(t, fixtures.LabOptions{Layout: "twenty", Release: "3.4.1"})
