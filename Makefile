@@ -3,16 +3,30 @@ GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: build test test-deps fuzz demo bench lint clean
+.PHONY: build test test-e2e test-deps fuzz demo bench lint clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
 
-# The end-to-end tests spawn hundreds of short-lived processes; -parallel 4
-# keeps both cores busy while others wait on their children.
+# Unit tests and the end-to-end tests of the core contracts. The
+# end-to-end tests spawn hundreds of short-lived processes; -parallel 4
+# keeps both cores busy while others wait on their children. The long
+# scenarios skip here ("long scenario: run by make test-e2e").
 test: test-deps
 	$(GO) vet ./...
 	$(GO) test -timeout 25m -parallel 4 ./...
+
+# The long end-to-end scenarios: every test that calls longScenario(t),
+# found in the sources so that a new one cannot be forgotten here, run with
+# SENTINEL_E2E=long and nothing else (make test ran the others). CI runs
+# both targets.
+E2E_AWK   = /^func Test/ { name = $$2; sub(/\(.*/, "", name) } /longScenario\(t\)/ { print name }
+E2E_DIRS  = $(shell grep -rl --include='*_test.go' 'longScenario(t)' . | xargs -r -n1 dirname | sort -u)
+E2E_TESTS = $(shell awk '$(E2E_AWK)' $(addsuffix /*_test.go,$(E2E_DIRS)) | sort -u | paste -sd'|' -)
+test-e2e: test-deps
+	@test -n "$(E2E_TESTS)" || { echo "test-e2e: no test calls longScenario(t)"; exit 1; }
+	@echo "test-e2e: $(E2E_TESTS)"
+	SENTINEL_E2E=long $(GO) test -timeout 25m -parallel 4 -run '^($(E2E_TESTS))$$' $(E2E_DIRS)
 
 # Every fuzz target in the repo, found in the sources so that a new one
 # cannot be forgotten here, each for FUZZTIME. A failing input is written

@@ -106,3 +106,58 @@ func TestThresholds(t *testing.T) {
 		})
 	}
 }
+
+// An ssh node of the cluster file dials as the SSH transport with its
+// fields; a malformed one is refused naming the field.
+func TestDialSSHAndInventory(t *testing.T) {
+	inv, err := LoadInventory(writeInventory(t, `name: lab
+channel: http://127.0.0.1:1/index.json
+nodes:
+  - name: core
+    address: 10.0.0.1
+    roles: [primary]
+    root: /s
+    transport: ssh
+    user: deploy
+    port: 2222
+    key_file: /k/id
+    known_hosts: /k/known_hosts
+    sudo: true
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := inv.Nodes[0]
+	tr, err := Dial(n, "/bin/true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, ok := tr.(*SSH)
+	if !ok {
+		t.Fatalf("Dial = %T, want *SSH", tr)
+	}
+	if s.addr != "10.0.0.1:2222" || s.user != "deploy" || s.knownHosts != "/k/known_hosts" || s.remoteBinary != DefaultRemoteBinary || !n.Sudo || n.KeyFile != "/k/id" {
+		t.Errorf("transport = %+v", s)
+	}
+	if got := s.command(s.remoteBinary, "node", "facts", "--root", "/s x"); got != "sudo -n -- /usr/local/bin/sentinel node facts --root '/s x'" {
+		t.Errorf("command = %q", got)
+	}
+
+	for _, bad := range []struct{ fields, want string }{
+		{`address: ""`, "field nodes[0].address: node core uses the ssh transport and has no address"},
+		{"address: 10.0.0.1\n    remote_binary: bin/sentinel", "field nodes[0].remote_binary"},
+		{"address: 10.0.0.1\n    port: 70000", "field nodes[0].port"},
+	} {
+		_, err := LoadInventory(writeInventory(t, `name: lab
+channel: http://127.0.0.1:1/index.json
+nodes:
+  - name: core
+    roles: [primary]
+    root: /s
+    transport: ssh
+`+"    "+bad.fields+"\n"))
+		if err == nil || !strings.Contains(err.Error(), bad.want) {
+			t.Errorf("%s: %v, want an error saying %q", bad.fields, err, bad.want)
+		}
+	}
+}

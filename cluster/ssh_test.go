@@ -1,4 +1,4 @@
-package cluster
+package cluster_test
 
 import (
 	"bufio"
@@ -21,6 +21,8 @@ import (
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
+
+	"github.com/sentinel-paas/sentinel/cluster"
 )
 
 // factsResult is the part of the agent's facts result the tests read (the
@@ -38,7 +40,7 @@ type logRecorder struct {
 	logs []string
 }
 
-func (r *logRecorder) on(ev Event) {
+func (r *logRecorder) on(ev cluster.Event) {
 	if ev.Kind == "log" {
 		r.mu.Lock()
 		r.logs = append(r.logs, ev.Message)
@@ -73,9 +75,9 @@ func fileDigest(t *testing.T, p string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-func dialSSH(t *testing.T, n Node) *SSH {
+func dialSSH(t *testing.T, n cluster.Node) *cluster.SSH {
 	t.Helper()
-	s, err := DialSSH(n, sentinelBinary(t))
+	s, err := cluster.DialSSH(n, sentinelBinary(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +85,7 @@ func dialSSH(t *testing.T, n Node) *SSH {
 	return s
 }
 
-func callFacts(t *testing.T, s *SSH, on func(Event)) factsResult {
+func callFacts(t *testing.T, s *cluster.SSH, on func(cluster.Event)) factsResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
@@ -99,7 +101,7 @@ func callFacts(t *testing.T, s *SSH, on func(Event)) factsResult {
 func TestSSHPushesAgentByDigest(t *testing.T) {
 	d := startSSHD(t)
 	root := t.TempDir()
-	n := d.Node(t, root)
+	n := d.node(t, root)
 	local := sentinelBinary(t)
 	var rec logRecorder
 
@@ -159,7 +161,7 @@ func TestSSHPushesAgentByDigest(t *testing.T) {
 	if err := os.Remove(d.Remote); err != nil {
 		t.Fatal(err)
 	}
-	var ue *UnreachableError
+	var ue *cluster.UnreachableError
 	if err := s3.Call(t.Context(), "facts", struct{}{}, nil, nil); !errors.As(err, &ue) {
 		t.Fatalf("binary removed: %v (%T), want *UnreachableError", err, err)
 	}
@@ -172,7 +174,7 @@ func TestSSHPushesAgentByDigest(t *testing.T) {
 // EnsureAgent alone pushes; an agent error comes back as *AgentError.
 func TestSSHEnsureAgentAndAgentError(t *testing.T) {
 	d := startSSHD(t)
-	s := dialSSH(t, d.Node(t, t.TempDir()))
+	s := dialSSH(t, d.node(t, t.TempDir()))
 	var rec logRecorder
 	if err := s.EnsureAgent(t.Context(), rec.on); err != nil {
 		t.Fatal(err)
@@ -181,7 +183,7 @@ func TestSSHEnsureAgentAndAgentError(t *testing.T) {
 		t.Errorf("EnsureAgent: logs %q, want one push", logs)
 	}
 	err := s.Call(t.Context(), "no-such-op", struct{}{}, nil, nil)
-	var ae *AgentError
+	var ae *cluster.AgentError
 	if !errors.As(err, &ae) || !strings.Contains(ae.Message, "unknown operation") {
 		t.Fatalf("unknown op: %v (%T), want *AgentError", err, err)
 	}
@@ -192,9 +194,9 @@ func TestSSHReusesConnection(t *testing.T) {
 	d := startSSHD(t)
 	proxy, accepted := countingProxy(t, d.Addr)
 	host, port, _ := net.SplitHostPort(proxy)
-	n := d.Node(t, t.TempDir())
+	n := d.node(t, t.TempDir())
 	n.Port, _ = strconv.Atoi(port)
-	n.KnownHosts = d.KnownHosts(t, proxy)
+	n.KnownHosts = d.knownHosts(t, proxy)
 	s := dialSSH(t, n)
 	for i := 0; i < 20; i++ {
 		callFacts(t, s, nil)
@@ -208,7 +210,7 @@ func TestSSHReusesConnection(t *testing.T) {
 
 	// The node's sshd drops the connection between two calls: the next
 	// call connects again and works.
-	sessions := d.Sessions()
+	sessions := d.sshdSessions()
 	if len(sessions) == 0 {
 		t.Fatal("no sshd session process found")
 	}
@@ -226,12 +228,12 @@ func TestSSHReusesConnection(t *testing.T) {
 // A node whose sshd is gone is unreachable, at once.
 func TestSSHNodeDown(t *testing.T) {
 	d := startSSHD(t)
-	s := dialSSH(t, d.Node(t, t.TempDir()))
+	s := dialSSH(t, d.node(t, t.TempDir()))
 	callFacts(t, s, nil)
 	d.Stop()
 	start := time.Now()
 	err := s.Call(t.Context(), "facts", struct{}{}, nil, nil)
-	var ue *UnreachableError
+	var ue *cluster.UnreachableError
 	if !errors.As(err, &ue) {
 		t.Fatalf("call to a stopped node: %v (%T), want *UnreachableError", err, err)
 	}
@@ -247,18 +249,18 @@ func TestSSHNodeLostMidCall(t *testing.T) {
 	d := startSSHD(t)
 	root := t.TempDir()
 	holdAgentLock(t, root)
-	s := dialSSH(t, d.Node(t, root))
+	s := dialSSH(t, d.node(t, root))
 	killed := false
-	err := s.Call(t.Context(), "backup", map[string]string{"backup_id": "x"}, nil, func(ev Event) {
+	err := s.Call(t.Context(), "backup", map[string]string{"backup_id": "x"}, nil, func(ev cluster.Event) {
 		if strings.Contains(ev.Message, "waiting for another sentinel agent") && !killed {
 			killed = true
-			signalAll(d.Sessions(), syscall.SIGKILL)
+			signalAll(d.sshdSessions(), syscall.SIGKILL)
 		}
 	})
 	if !killed {
 		t.Fatalf("the agent never waited for the lock: %v", err)
 	}
-	var ue *UnreachableError
+	var ue *cluster.UnreachableError
 	if !errors.As(err, &ue) {
 		t.Fatalf("call through a killed connection: %v (%T), want *UnreachableError", err, err)
 	}
@@ -272,15 +274,15 @@ func TestSSHNodeFrozenMidCall(t *testing.T) {
 	d := startSSHD(t)
 	root := t.TempDir()
 	holdAgentLock(t, root)
-	s := dialSSH(t, d.Node(t, root))
-	s.keepAlive = 100 * time.Millisecond // 15 s in production
+	s := dialSSH(t, d.node(t, root))
+	s.SetKeepAlive(100 * time.Millisecond) // 15 s in production
 	var frozen []int
 	t.Cleanup(func() { signalAll(frozen, syscall.SIGCONT) })
 	start := time.Now()
 	var froze time.Time
-	err := s.Call(t.Context(), "backup", map[string]string{"backup_id": "x"}, nil, func(ev Event) {
+	err := s.Call(t.Context(), "backup", map[string]string{"backup_id": "x"}, nil, func(ev cluster.Event) {
 		if strings.Contains(ev.Message, "waiting for another sentinel agent") && frozen == nil {
-			frozen = d.Sessions()
+			frozen = d.sshdSessions()
 			froze = time.Now()
 			signalAll(frozen, syscall.SIGSTOP)
 		}
@@ -288,7 +290,7 @@ func TestSSHNodeFrozenMidCall(t *testing.T) {
 	if frozen == nil {
 		t.Fatalf("the agent never waited for the lock: %v", err)
 	}
-	var ue *UnreachableError
+	var ue *cluster.UnreachableError
 	if !errors.As(err, &ue) {
 		t.Fatalf("call on a frozen node: %v (%T), want *UnreachableError", err, err)
 	}
@@ -306,9 +308,9 @@ func TestSSHCancelKillsRemoteAgent(t *testing.T) {
 	_, port, _ := net.SplitHostPort(proxy)
 	root := t.TempDir()
 	holdAgentLock(t, root)
-	n := d.Node(t, root)
+	n := d.node(t, root)
 	n.Port, _ = strconv.Atoi(port)
-	n.KnownHosts = d.KnownHosts(t, proxy)
+	n.KnownHosts = d.knownHosts(t, proxy)
 	s := dialSSH(t, n)
 	cancelCall(t, s, root)
 	callFacts(t, s, nil)
@@ -319,12 +321,12 @@ func TestSSHCancelKillsRemoteAgent(t *testing.T) {
 
 // cancelCall starts an operation that waits for the agent lock, cancels it
 // once the agent says it waits, and checks that no agent of root is left.
-func cancelCall(t *testing.T, s *SSH, root string) {
+func cancelCall(t *testing.T, s *cluster.SSH, root string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
 	var running []int
-	err := s.Call(ctx, "backup", map[string]string{"backup_id": "x"}, nil, func(ev Event) {
+	err := s.Call(ctx, "backup", map[string]string{"backup_id": "x"}, nil, func(ev cluster.Event) {
 		if strings.Contains(ev.Message, "waiting for another sentinel agent") && running == nil {
 			running = processesWithArg(root)
 			cancel()
@@ -333,7 +335,7 @@ func cancelCall(t *testing.T, s *SSH, root string) {
 	if running == nil {
 		t.Fatalf("the agent never waited for the lock (or was not found in /proc): %v", err)
 	}
-	var ue *UnreachableError
+	var ue *cluster.UnreachableError
 	if !errors.As(err, &ue) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled call: %v (%T), want *UnreachableError wrapping context.Canceled", err, err)
 	}
@@ -345,7 +347,7 @@ func cancelCall(t *testing.T, s *SSH, root string) {
 // Host keys are checked against known_hosts, with no way around it.
 func TestSSHHostKeyErrors(t *testing.T) {
 	d := startSSHD(t)
-	n := d.Node(t, t.TempDir())
+	n := d.node(t, t.TempDir())
 	_, other, err := ed25519.GenerateKey(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -377,11 +379,11 @@ func TestSSHHostKeyErrors(t *testing.T) {
 			s := dialSSH(t, n)
 			err := s.Call(t.Context(), "facts", struct{}{}, nil, nil)
 			t.Log(err)
-			var he *HostKeyError
+			var he *cluster.HostKeyError
 			if !errors.As(err, &he) {
 				t.Fatalf("got %v (%T), want *HostKeyError", err, err)
 			}
-			var ue *UnreachableError
+			var ue *cluster.UnreachableError
 			if errors.As(err, &ue) {
 				t.Errorf("a host key error must not be retryable: %v", err)
 			}
@@ -406,19 +408,19 @@ func TestSSHHostKeyAlgorithms(t *testing.T) {
 	d := startSSHD(t, "rsa", "ecdsa", "ed25519")
 	for typ := range d.HostKeys {
 		t.Run(typ, func(t *testing.T) {
-			n := d.Node(t, t.TempDir())
-			n.KnownHosts = d.KnownHosts(t, "", typ)
+			n := d.node(t, t.TempDir())
+			n.KnownHosts = d.knownHosts(t, "", typ)
 			callFacts(t, dialSSH(t, n), nil)
 		})
 	}
 
 	// Without HostKeyAlgorithms, x/crypto asks for ECDSA or RSA before
 	// Ed25519 and a known host fails: the above is not vacuous.
-	kh, err := knownhosts.New(d.KnownHosts(t, "", "ssh-ed25519"))
+	kh, err := knownhosts.New(d.knownHosts(t, "", "ssh-ed25519"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer := loadTestKey(t, d.ClientKey)
+	signer := loadTestKey(t, d.KeyFile)
 	c, err := ssh.Dial("tcp", d.Addr, &ssh.ClientConfig{User: "root", Auth: []ssh.AuthMethod{ssh.PublicKeys(signer)}, HostKeyCallback: kh})
 	if err == nil {
 		c.Close()
@@ -446,16 +448,16 @@ func loadTestKey(t *testing.T, p string) ssh.Signer {
 // and with what.
 func TestSSHAuthFailure(t *testing.T) {
 	d := startSSHD(t)
-	n := d.Node(t, t.TempDir())
+	n := d.node(t, t.TempDir())
 	n.KeyFile = filepath.Join(t.TempDir(), "stranger")
-	keygen(t, "ed25519", n.KeyFile)
+	keygen(t, n.KeyFile)
 	err := dialSSH(t, n).Call(t.Context(), "facts", struct{}{}, nil, nil)
 	if err == nil {
 		t.Fatal("logged in with a key the node does not know")
 	}
 	t.Log(err)
-	var ue *UnreachableError
-	var he *HostKeyError
+	var ue *cluster.UnreachableError
+	var he *cluster.HostKeyError
 	if errors.As(err, &ue) || errors.As(err, &he) {
 		t.Errorf("auth failure is %T, want a plain permanent error", err)
 	}
@@ -492,10 +494,10 @@ func TestSSHAgentAndDefaultKeys(t *testing.T) {
 		t.Fatalf("ssh-agent: %q, %v", line, err)
 	}
 	t.Setenv("SSH_AUTH_SOCK", sock)
-	if out, err := exec.Command("ssh-add", d.ClientKey).CombinedOutput(); err != nil {
+	if out, err := exec.Command("ssh-add", d.KeyFile).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-add: %v\n%s", err, out)
 	}
-	n := d.Node(t, t.TempDir())
+	n := d.node(t, t.TempDir())
 	n.KeyFile = ""
 	callFacts(t, dialSSH(t, n), nil)
 
@@ -509,7 +511,7 @@ func TestSSHAgentAndDefaultKeys(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(home, ".ssh"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	key, err := os.ReadFile(d.ClientKey)
+	key, err := os.ReadFile(d.KeyFile)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -524,10 +526,10 @@ func TestSSHSudo(t *testing.T) {
 	}
 	d := startSSHD(t)
 	root := t.TempDir()
-	n := d.Node(t, root)
+	n := d.node(t, root)
 	n.Sudo = true
 	s := dialSSH(t, n)
-	if got := s.command("a b", "c"); got != "sudo -n -- 'a b' c" {
+	if got := s.Command("a b", "c"); got != "sudo -n -- 'a b' c" {
 		t.Errorf("command = %q", got)
 	}
 	var rec logRecorder
@@ -539,57 +541,4 @@ func TestSSHSudo(t *testing.T) {
 	}
 	holdAgentLock(t, root)
 	cancelCall(t, s, root)
-}
-
-func TestDialSSHAndInventory(t *testing.T) {
-	inv, err := LoadInventory(writeInventory(t, `name: lab
-channel: http://127.0.0.1:1/index.json
-nodes:
-  - name: core
-    address: 10.0.0.1
-    roles: [primary]
-    root: /s
-    transport: ssh
-    user: deploy
-    port: 2222
-    key_file: /k/id
-    known_hosts: /k/known_hosts
-    sudo: true
-`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	n := inv.Nodes[0]
-	tr, err := Dial(n, "/bin/true")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, ok := tr.(*SSH)
-	if !ok {
-		t.Fatalf("Dial = %T, want *SSH", tr)
-	}
-	if s.addr != "10.0.0.1:2222" || s.user != "deploy" || s.knownHosts != "/k/known_hosts" || s.remoteBinary != DefaultRemoteBinary || !n.Sudo || n.KeyFile != "/k/id" {
-		t.Errorf("transport = %+v", s)
-	}
-	if got := s.command(s.remoteBinary, "node", "facts", "--root", "/s x"); got != "sudo -n -- /usr/local/bin/sentinel node facts --root '/s x'" {
-		t.Errorf("command = %q", got)
-	}
-
-	for _, bad := range []struct{ fields, want string }{
-		{`address: ""`, "field nodes[0].address: node core uses the ssh transport and has no address"},
-		{"address: 10.0.0.1\n    remote_binary: bin/sentinel", "field nodes[0].remote_binary"},
-		{"address: 10.0.0.1\n    port: 70000", "field nodes[0].port"},
-	} {
-		_, err := LoadInventory(writeInventory(t, `name: lab
-channel: http://127.0.0.1:1/index.json
-nodes:
-  - name: core
-    roles: [primary]
-    root: /s
-    transport: ssh
-`+"    "+bad.fields+"\n"))
-		if err == nil || !strings.Contains(err.Error(), bad.want) {
-			t.Errorf("%s: %v, want an error saying %q", bad.fields, err, bad.want)
-		}
-	}
 }

@@ -7,53 +7,38 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"syscall"
 	"testing"
 
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/resume"
-	"github.com/sentinel-paas/sentinel/rollout"
 )
-
-// journalPath is the lab's most recent run journal.
-func (l *testLab) journalPath() string {
-	l.t.Helper()
-	inv := l.inventory()
-	p, err := rollout.Runs{Dir: inv.State()}.LatestPath()
-	if err != nil || p == "" {
-		l.t.Fatalf("no journal in %s: %v", inv.State(), err)
-	}
-	return p
-}
-
-// crashAt runs an upgrade that SIGKILLs itself right after journal record k.
-func (l *testLab) crashAt(k int, args ...string) {
-	l.t.Helper()
-	r := l.sentinel([]string{fmt.Sprintf("%s=%d", resume.CrashAfterRecordEnv, k)}, args...)
-	if r.signal != syscall.SIGKILL {
-		l.t.Fatalf("upgrade with crash after record %d: exit %d signal %v, want SIGKILL\n%s", k, r.code, r.signal, r.stderr)
-	}
-	if k == 1 {
-		// The first record is made durable in a temporary file before the
-		// journal takes its name: a crash then leaves no run at all.
-		if p, _ := (rollout.Runs{Dir: l.inventory().State()}).LatestPath(); p != "" {
-			l.t.Fatalf("a crash before the first record was durable left a journal %s", p)
-		}
-		return
-	}
-	// A step's success is written with the record after it: a crash "at"
-	// such a record comes once that next one is on disk.
-	rep, err := resume.Read(l.journalPath())
-	n := len(rep.Records)
-	if err != nil || !(n == k || n == k+1 && rep.Records[k-1].Type == "step-done") {
-		l.t.Fatalf("after a crash at record %d the journal holds %d records (%v)", k, n, err)
-	}
-}
 
 // Crash anywhere: for every record k of a full run, an upgrade killed with
 // SIGKILL right after writing record k is finished by --resume, and the node
 // ends exactly as after an uninterrupted run.
+//
+// The sweep of about two hundred records is split in two, each record taken
+// once: this test takes the sampled ones (every tenth, from the first, and
+// the last; -short takes the same), TestCrashAnywhereResumesEveryRecord
+// all the others. `make test` runs this one, `make test-e2e` the other, and
+// CI runs both: together they are the whole sweep, as before the split.
 func TestCrashAnywhereResumes(t *testing.T) {
+	crashAnywhere(t, func(k, total int) bool { return crashSampled(k, total) })
+}
+
+// The rest of the crash-anywhere sweep: every record that
+// TestCrashAnywhereResumes does not take.
+func TestCrashAnywhereResumesEveryRecord(t *testing.T) {
+	longScenario(t)
+	crashAnywhere(t, func(k, total int) bool { return !crashSampled(k, total) })
+}
+
+// crashSampled: record k of total is in the sample of the upgrade's crash
+// sweep that `make test` takes.
+func crashSampled(k, total int) bool { return k%10 == 1 || k == total }
+
+// crashAnywhere runs the crash-anywhere check for each record k of a full
+// upgrade that take(k, total) selects, in parallel subtests.
+func crashAnywhere(t *testing.T, take func(k, total int) bool) {
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)
@@ -66,7 +51,7 @@ func TestCrashAnywhereResumes(t *testing.T) {
 		t.Fatalf("a full run wrote only %d journal records", total)
 	}
 	for k := 1; k <= total; k++ {
-		if testing.Short() && k%10 != 1 && k != total {
+		if !take(k, total) {
 			continue
 		}
 		t.Run(fmt.Sprintf("record-%03d", k), func(t *testing.T) {
@@ -180,13 +165,4 @@ func TestTornJournal(t *testing.T) {
 			t.Error("the node changed although the journal is corrupt")
 		}
 	})
-}
-
-func (l *testLab) inventory() *cluster.Inventory {
-	l.t.Helper()
-	inv, err := loadInventory(l.ClusterFile)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return inv
 }

@@ -1,7 +1,21 @@
 package main
 
+// The end-to-end harness: what the scenarios of the *_e2e_test.go files
+// share. Each feature file keeps only its own scenarios and the helpers no
+// other file uses; harness_parts_test.go starts the real parts beside
+// sentinel (sshd, tinyproxy, the DEA controller).
+//
+//   - the sentinel binary, built once, and longScenario, which keeps the
+//     long scenarios for `make test-e2e`;
+//   - the lab: a fresh one per test, its journal, its channel's signatures;
+//   - running sentinel against a lab: to the end, killed after journal
+//     record k, or in the background;
+//   - what a node holds, for comparing runs;
+//   - the cache node's daemon and the upstream's cut.
+
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -18,7 +32,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -27,7 +40,10 @@ import (
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
+	"github.com/sentinel-paas/sentinel/trust"
 )
 
 // sentinelBin is the sentinel binary built once for the end-to-end tests:
@@ -51,13 +67,23 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// upstream is one channel served over loopback for the whole test binary;
-// each lab gets its own copy of nothing but node roots.
-var (
-	upstreamOnce sync.Once
-	upstreamURL  string
-	upstreamErr  error
-)
+// e2eEnv selects the long scenarios: `make test-e2e` sets it to "long".
+const e2eEnv = "SENTINEL_E2E"
+
+// longScenario marks a test as a long end-to-end scenario (twenty nodes,
+// every record of a crash sweep, ...): `make test-e2e` runs it, with
+// SENTINEL_E2E=long, and CI runs both targets; `make test` and a plain
+// `go test` skip it. The Makefile finds these tests by this call, so a
+// test needs nothing else to be one.
+func longScenario(t *testing.T) {
+	t.Helper()
+	if os.Getenv(e2eEnv) != "long" {
+		t.Skip("long scenario: run by make test-e2e")
+	}
+}
+
+// ----------------------------------------------------------------------------
+// The lab
 
 type testLab struct {
 	*fixtures.Lab
@@ -92,6 +118,7 @@ func newLabWith(t testing.TB, opt fixtures.LabOptions) *testLab {
 	return &testLab{Lab: lab, t: t, upstream: up}
 }
 
+// core is the lab's core node.
 func (l *testLab) core() cluster.Node {
 	n, ok := l.Node("core")
 	if !ok {
@@ -99,6 +126,71 @@ func (l *testLab) core() cluster.Node {
 	}
 	return n
 }
+
+// manifest reads a release manifest of the lab's channel.
+func (l *testLab) manifest(version string) *release.Manifest {
+	l.t.Helper()
+	p := filepath.Join(l.UpstreamDir, "releases", version, "manifest.json")
+	data, err := os.ReadFile(p)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	m, err := release.ParseManifest(p, data)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return m
+}
+
+// journalPath is the lab's most recent run journal.
+func (l *testLab) journalPath() string {
+	l.t.Helper()
+	inv := l.inventory()
+	p, err := rollout.Runs{Dir: inv.State()}.LatestPath()
+	if err != nil || p == "" {
+		l.t.Fatalf("no journal in %s: %v", inv.State(), err)
+	}
+	return p
+}
+
+// inventory loads the lab's cluster file as sentinel does.
+func (l *testLab) inventory() *cluster.Inventory {
+	l.t.Helper()
+	inv, err := loadInventory(l.ClusterFile)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return inv
+}
+
+// The lab's channel is signed at fixtures.LabMetadataVersion, valid a year.
+var labExpiry = time.Now().Add(365 * 24 * time.Hour)
+
+// sign writes DOC.sig for docs under dir (the lab's upstream when ""), as
+// the lab's publisher, or with keys when given.
+func (l *testLab) sign(dir string, version int64, expires time.Time, keys []*trust.PrivateKey, docs ...string) {
+	l.t.Helper()
+	pub, err := l.Publisher()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	if dir == "" {
+		dir = l.UpstreamDir
+	}
+	if err := pub.Sign(dir, version, expires, keys, docs...); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+// resign re-signs docs of the lab's upstream as its publisher would after
+// editing them: same version, a valid expiry.
+func (l *testLab) resign(docs ...string) {
+	l.t.Helper()
+	l.sign("", fixtures.LabMetadataVersion, labExpiry, nil, docs...)
+}
+
+// ----------------------------------------------------------------------------
+// Running sentinel
 
 type result struct {
 	stdout, stderr string
@@ -122,6 +214,116 @@ func (l *testLab) mustSucceed(args ...string) result {
 	}
 	return r
 }
+
+// background is a sentinel process the test runs alongside others.
+type background struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	stdout *bufio.Reader
+}
+
+// startSentinel starts sentinel against the lab, killed when the test ends.
+func startSentinel(t testing.TB, lab *testLab, args ...string) *background {
+	t.Helper()
+	cmd := exec.Command(sentinelBin, args...)
+	cmd.Env = append(os.Environ(), "SENTINEL_CLUSTER="+lab.ClusterFile)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b := &background{t: t, cmd: cmd, stdout: bufio.NewReader(out)}
+	t.Cleanup(b.kill)
+	return b
+}
+
+// waitForLine reads the process's output until a line contains s: the
+// process itself says when it got there.
+func waitForLine(t testing.TB, r *bufio.Reader, s string) {
+	t.Helper()
+	for {
+		line, err := r.ReadString('\n')
+		if strings.Contains(line, s) {
+			return
+		}
+		if err != nil {
+			t.Fatalf("output ended before a line with %q: %v", s, err)
+		}
+	}
+}
+
+func (b *background) kill() {
+	if b.cmd.ProcessState == nil {
+		_ = b.cmd.Process.Kill()
+		_ = b.cmd.Wait()
+	}
+}
+
+// crashAt runs sentinel (an upgrade, a patch run) so that it SIGKILLs
+// itself right after journal record k, and checks where it stopped.
+func (l *testLab) crashAt(k int, args ...string) {
+	l.t.Helper()
+	r := l.sentinel([]string{fmt.Sprintf("%s=%d", resume.CrashAfterRecordEnv, k)}, args...)
+	if r.signal != syscall.SIGKILL {
+		l.t.Fatalf("upgrade with crash after record %d: exit %d signal %v, want SIGKILL\n%s", k, r.code, r.signal, r.stderr)
+	}
+	if k == 1 {
+		// The first record is made durable in a temporary file before the
+		// journal takes its name: a crash then leaves no run at all.
+		if p, _ := (rollout.Runs{Dir: l.inventory().State()}).LatestPath(); p != "" {
+			l.t.Fatalf("a crash before the first record was durable left a journal %s", p)
+		}
+		return
+	}
+	// A step's success is written with the record after it: a crash "at"
+	// such a record comes once that next one is on disk.
+	rep, err := resume.Read(l.journalPath())
+	n := len(rep.Records)
+	if err != nil || !(n == k || n == k+1 && rep.Records[k-1].Type == "step-done") {
+		l.t.Fatalf("after a crash at record %d the journal holds %d records (%v)", k, n, err)
+	}
+}
+
+// run runs the given sentinel executable against the lab with extra
+// environment.
+func (l *testLab) run(bin string, env []string, args ...string) result {
+	l.t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(append(os.Environ(), "SENTINEL_CLUSTER="+l.ClusterFile), env...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		ws := ee.Sys().(syscall.WaitStatus)
+		if ws.Signaled() {
+			r.signal, r.code = ws.Signal(), -1
+		} else {
+			r.code = ws.ExitStatus()
+		}
+	default:
+		l.t.Fatalf("running %s %v: %v", bin, args, err)
+	}
+	return r
+}
+
+// mustRun is run, and fails the test unless bin exits 0.
+func (l *testLab) mustRun(bin string, env []string, args ...string) result {
+	l.t.Helper()
+	r := l.run(bin, env, args...)
+	if r.code != 0 {
+		l.t.Fatalf("%s %v: exit %d (signal %v)\nstdout:\n%s\nstderr:\n%s", bin, args, r.code, r.signal, r.stdout, r.stderr)
+	}
+	return r
+}
+
+// ----------------------------------------------------------------------------
+// What a node holds
 
 // nodeState is everything about a node that an upgrade must get right:
 // where each current link points, what node.json records (less its time),
@@ -212,65 +414,61 @@ func nodeDigest(t testing.TB, root string) string {
 	return strings.Join(parts, "/")
 }
 
-// background is a sentinel process the test runs alongside others.
-type background struct {
-	t      testing.TB
-	cmd    *exec.Cmd
-	stdout *bufio.Reader
-}
-
-func startSentinel(t testing.TB, lab *testLab, args ...string) *background {
+// fileSum is the sha256 of the file at p, in hex.
+func fileSum(t *testing.T, p string) string {
 	t.Helper()
-	cmd := exec.Command(sentinelBin, args...)
-	cmd.Env = append(os.Environ(), "SENTINEL_CLUSTER="+lab.ClusterFile)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	b := &background{t: t, cmd: cmd, stdout: bufio.NewReader(out)}
-	t.Cleanup(b.kill)
-	return b
-}
-
-// waitForLine reads the process's output until a line contains s: the
-// process itself says when it got there.
-func waitForLine(t testing.TB, r *bufio.Reader, s string) {
-	t.Helper()
-	for {
-		line, err := r.ReadString('\n')
-		if strings.Contains(line, s) {
-			return
-		}
-		if err != nil {
-			t.Fatalf("output ended before a line with %q: %v", s, err)
-		}
-	}
-}
-
-func (b *background) kill() {
-	if b.cmd.ProcessState == nil {
-		_ = b.cmd.Process.Kill()
-		_ = b.cmd.Wait()
-	}
-}
-
-// manifest reads a release manifest of the lab's channel.
-func (l *testLab) manifest(version string) *release.Manifest {
-	l.t.Helper()
-	p := filepath.Join(l.UpstreamDir, "releases", version, "manifest.json")
 	data, err := os.ReadFile(p)
 	if err != nil {
-		l.t.Fatal(err)
+		t.Fatal(err)
 	}
-	m, err := release.ParseManifest(p, data)
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	return m
+	s := sha256.Sum256(data)
+	return hex.EncodeToString(s[:])
 }
+
+// everyComponentOn asserts that each component's current link points at
+// version and that it runs that version.
+func everyComponentOn(t *testing.T, root, version string) {
+	t.Helper()
+	for _, c := range fixtures.Components() {
+		if _, err := os.Stat(filepath.Join(root, "code", c.Name)); err != nil {
+			continue // not one of this node's roles
+		}
+		link, _ := os.Readlink(filepath.Join(root, "code", c.Name, "current"))
+		running, _ := fixtures.RunningVersion(root, c.Name)
+		if link != "releases/"+version || running != version {
+			t.Errorf("%s: current %s, running %q; want %s", c.Name, link, running, version)
+		}
+	}
+}
+
+// checkAllOn: every node records release v and runs every installed
+// component on it.
+func checkAllOn(t *testing.T, lab *testLab, v string) {
+	t.Helper()
+	for _, n := range lab.Nodes {
+		rec, err := steps.ReadRecord(n.Root)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rec.Release != v {
+			t.Errorf("node %s records release %s, want %s", n.Name, rec.Release, v)
+		}
+		t.Run(n.Name, func(t *testing.T) { everyComponentOn(t, n.Root, v) })
+	}
+}
+
+// mustRead reads the file at p, or fails the test.
+func mustRead(t testing.TB, p string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// ----------------------------------------------------------------------------
+// The cache node and the upstream
 
 // startCache makes the core node the cache node and runs the real
 // `sentinel cache serve` for it, as an operator would.

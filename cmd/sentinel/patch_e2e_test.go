@@ -321,10 +321,38 @@ func consistent(t *testing.T, lab *testLab, partial bool) {
 }
 
 // Must-show 4: SIGKILL after a journal record of `patch install` (every
-// third), then
-// --resume: the cluster ends as after an uninterrupted run, and no node
-// records a patch whose files are not in place, or the reverse.
+// third), then --resume: the cluster ends as after an uninterrupted run, and
+// no node records a patch whose files are not in place, or the reverse.
+//
+// Every third record, not every one: the upgrade's crash sweep takes every
+// one, through the same executor. Those every-third records are split in
+// two, each taken once: this test takes every ninth, from the first, and
+// the last (-short: every thirtieth and the last), in `make test`;
+// TestPatchCrashAnywhereResumesEveryThird takes the others, in `make
+// test-e2e`. CI runs both: together they are the sweep as before the split.
 func TestPatchCrashAnywhereResumes(t *testing.T) {
+	patchCrashAnywhere(t, func(k, total int) bool {
+		if testing.Short() {
+			return k%30 == 1 || k == total
+		}
+		return patchCrashSampled(k, total)
+	})
+}
+
+// The rest of the patch crash sweep: the every-third records that
+// TestPatchCrashAnywhereResumes does not take.
+func TestPatchCrashAnywhereResumesEveryThird(t *testing.T) {
+	longScenario(t)
+	patchCrashAnywhere(t, func(k, total int) bool { return k%3 == 1 && !patchCrashSampled(k, total) })
+}
+
+// patchCrashSampled: record k of total is in the sample of the patch crash
+// sweep that `make test` takes.
+func patchCrashSampled(k, total int) bool { return k%9 == 1 || k == total }
+
+// patchCrashAnywhere runs the crash-anywhere check of `patch install` for
+// each record k of a full run that take(k, total) selects.
+func patchCrashAnywhere(t *testing.T, take func(k, total int) bool) {
 	ref := newPatchLab(t)
 	ref.mustSucceed("patch", "install", "--yes")
 	want := map[string]map[string]string{}
@@ -340,10 +368,7 @@ func TestPatchCrashAnywhereResumes(t *testing.T) {
 		t.Fatalf("a full patch run wrote only %d journal records", total)
 	}
 	for k := 1; k <= total; k++ {
-		// Every third record (every tenth with -short): the upgrade's
-		// crash test takes every one, through the same executor; this
-		// keeps make test within CI's time.
-		if (k%3 != 1 || testing.Short() && k%10 != 1) && k != total {
+		if !take(k, total) {
 			continue
 		}
 		t.Run(fmt.Sprintf("record-%03d", k), func(t *testing.T) {

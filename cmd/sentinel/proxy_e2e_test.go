@@ -1,77 +1,9 @@
 package main
 
 import (
-	"fmt"
-	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
-	"time"
 )
-
-// tinyproxy is Debian's tinyproxy, run in the foreground on loopback.
-type tinyproxy struct {
-	addr string
-	log  string
-	cmd  *exec.Cmd
-}
-
-func startTinyproxy(t *testing.T) *tinyproxy {
-	t.Helper()
-	bin, err := exec.LookPath("tinyproxy")
-	if err != nil {
-		t.Skip("tinyproxy is not installed (scripts/install-test-deps.sh installs it; CI runs it)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	_, port, _ := net.SplitHostPort(addr)
-	dir := t.TempDir()
-	p := &tinyproxy{addr: addr, log: filepath.Join(dir, "tinyproxy.log")}
-	conf := fmt.Sprintf("Port %s\nListen 127.0.0.1\nTimeout 60\nLogFile %q\nLogLevel Info\nMaxClients 100\n", port, p.log)
-	if err := os.WriteFile(filepath.Join(dir, "tinyproxy.conf"), []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p.cmd = exec.Command(bin, "-d", "-c", filepath.Join(dir, "tinyproxy.conf"))
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(p.stop)
-	// Ready when it accepts connections; bounded, not a fixed sleep.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return p
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("tinyproxy did not listen on %s: %v", addr, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func (p *tinyproxy) stop() {
-	if p.cmd.ProcessState == nil {
-		p.cmd.Process.Signal(syscall.SIGTERM)
-		p.cmd.Wait()
-	}
-}
-
-func (p *tinyproxy) logText(t *testing.T) string {
-	data, err := os.ReadFile(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
-}
 
 // Through tinyproxy with http_proxy set, download-only works and the proxy
 // carried the traffic; with the proxy stopped, the error names the proxy

@@ -13,22 +13,6 @@ import (
 	"github.com/sentinel-paas/sentinel/resume"
 )
 
-// everyComponentOn asserts that each component's current link points at
-// version and that it runs that version.
-func everyComponentOn(t *testing.T, root, version string) {
-	t.Helper()
-	for _, c := range fixtures.Components() {
-		if _, err := os.Stat(filepath.Join(root, "code", c.Name)); err != nil {
-			continue // not one of this node's roles
-		}
-		link, _ := os.Readlink(filepath.Join(root, "code", c.Name, "current"))
-		running, _ := fixtures.RunningVersion(root, c.Name)
-		if link != "releases/"+version || running != version {
-			t.Errorf("%s: current %s, running %q; want %s", c.Name, link, running, version)
-		}
-	}
-}
-
 // A first Ctrl-C during a rollback does not stop it half-way: the rollback
 // is what makes the node whole again.
 func TestInterruptDoesNotStopRollback(t *testing.T) {

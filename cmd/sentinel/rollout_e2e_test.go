@@ -23,67 +23,6 @@ import (
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
-type app struct {
-	name      string
-	instances int
-	mb        int64
-}
-
-// withDEAController points every DEA of the lab at a fixture DEA
-// controller that gives each memoryMB and runs apps.
-func withDEAController(t *testing.T, lab *testLab, memoryMB int64, apps []app) *fixtures.DEAController {
-	t.Helper()
-	deas := map[string]int64{}
-	for _, n := range lab.Nodes {
-		if n.HasRole(release.RoleDEA) {
-			deas[n.Name] = memoryMB
-		}
-	}
-	ctl, err := fixtures.StartDEAController("127.0.0.1:0", deas)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ctl.Close() })
-	for name := range deas {
-		n, _ := lab.Node(name)
-		if err := fixtures.UseDEAController(n.Root, ctl.URL()); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, a := range apps {
-		if err := ctl.Deploy(a.name, a.instances, a.mb); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return ctl
-}
-
-// checkRetiredOneAtATime: the controller saw each DEA retired, then
-// unretired, before the next one was retired.
-func checkRetiredOneAtATime(t *testing.T, ctl *fixtures.DEAController, deas int) {
-	t.Helper()
-	retiring := ""
-	seen := 0
-	for _, e := range ctl.Events() {
-		switch e.Kind {
-		case fixtures.DEAEventRetire:
-			if retiring != "" {
-				t.Errorf("DEA %s retired while %s was retired", e.DEA, retiring)
-			}
-			retiring = e.DEA
-			seen++
-		case fixtures.DEAEventUnretire:
-			if e.DEA != retiring {
-				t.Errorf("DEA %s unretired while %q was the one retired", e.DEA, retiring)
-			}
-			retiring = ""
-		}
-	}
-	if seen != deas {
-		t.Errorf("%d retirements, want one per DEA (%d)", seen, deas)
-	}
-}
-
 // nodeSpan is when the journal shows a node's steps running.
 type nodeSpan struct {
 	node       string
@@ -175,10 +114,14 @@ func checkSchedule(t *testing.T, lab *testLab, spans []nodeSpan, maxInFlight int
 // at a time: every node ends on 3.4.2, the schedule keeps every redundant
 // role up and the core last, DEAs are retired strictly one at a time, and
 // no app with two or more instances ever had none running.
+//
+// A long scenario (twenty sshds, twelve DEA retirements): make test-e2e
+// runs it. make test keeps its parts: the five-node cluster over SSH from
+// the cache with DEAs retired one at a time and no app down
+// (TestUpgradeOverSSHFromCache), and the schedule's rules on this very
+// layout at several --max-in-flight (rollout's schedule_test.go).
 func TestTwentyNodeExampleOverSSH(t *testing.T) {
-	if testing.Short() {
-		t.Skip("long (twenty sshds, twelve DEA retirements): runs without -short, as make test and CI do")
-	}
+	longScenario(t)
 	lab, sshds := sshLabWith(t, fixtures.LabOptions{Layout: "twenty", Release: "3.4.1"})
 	if len(lab.Nodes) != 20 {
 		t.Fatalf("the twenty-node layout has %d nodes", len(lab.Nodes))

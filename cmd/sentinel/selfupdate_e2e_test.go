@@ -5,8 +5,6 @@ import (
 
 	"bufio"
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -71,16 +69,6 @@ func installed(t *testing.T, src string) string {
 	return p
 }
 
-func fileSum(t *testing.T, p string) string {
-	t.Helper()
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := sha256.Sum256(data)
-	return hex.EncodeToString(s[:])
-}
-
 func publish(t *testing.T, lab *testLab, builds ...fixtures.SentinelBuildFile) {
 	t.Helper()
 	for i := range builds {
@@ -89,41 +77,6 @@ func publish(t *testing.T, lab *testLab, builds ...fixtures.SentinelBuildFile) {
 	if err := lab.PublishSentinelBuilds(builds...); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// run runs the given sentinel executable against the lab with extra
-// environment.
-func (l *testLab) run(bin string, env []string, args ...string) result {
-	l.t.Helper()
-	cmd := exec.Command(bin, args...)
-	cmd.Env = append(append(os.Environ(), "SENTINEL_CLUSTER="+l.ClusterFile), env...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	r := result{stdout: out.String(), stderr: errb.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		ws := ee.Sys().(syscall.WaitStatus)
-		if ws.Signaled() {
-			r.signal, r.code = ws.Signal(), -1
-		} else {
-			r.code = ws.ExitStatus()
-		}
-	default:
-		l.t.Fatalf("running %s %v: %v", bin, args, err)
-	}
-	return r
-}
-
-func (l *testLab) mustRun(bin string, env []string, args ...string) result {
-	l.t.Helper()
-	r := l.run(bin, env, args...)
-	if r.code != 0 {
-		l.t.Fatalf("%s %v: exit %d (signal %v)\nstdout:\n%s\nstderr:\n%s", bin, args, r.code, r.signal, r.stdout, r.stderr)
-	}
-	return r
 }
 
 // binaries is which sentinel builds the lab's last run journal says ran

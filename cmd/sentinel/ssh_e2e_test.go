@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,65 +20,16 @@ import (
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/knownhosts"
 
-	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
-// sshLab is a lab on 3.4.1 whose every node, the core included, is reached
-// over SSH: a real OpenSSH sshd per node on the node's loopback address.
-// The sshds are stopped when the test ends.
-func sshLab(t *testing.T, nodes int) (*testLab, map[string]*fixtures.SSHD) {
-	t.Helper()
-	return sshLabWith(t, fixtures.LabOptions{Nodes: nodes, Release: "3.4.1"})
-}
-
-// sshLabWith is sshLab with every lab option.
-func sshLabWith(t *testing.T, opt fixtures.LabOptions) (*testLab, map[string]*fixtures.SSHD) {
-	t.Helper()
-	if err := fixtures.CheckSSHD(); err != nil {
-		t.Skip(err)
-	}
-	lab := newLabWith(t, opt)
-	sshds := map[string]*fixtures.SSHD{}
-	for _, n := range lab.Nodes {
-		s, err := lab.ServeSSH(n.Name)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sshds[n.Name] = s
-		t.Cleanup(func() {
-			_ = s.Stop()
-			if t.Failed() {
-				t.Logf("sshd of %s (%s) log:\n%s", n.Name, s.Addr, s.Log())
-			}
-		})
-	}
-	for _, n := range lab.Nodes {
-		if n.Transport != cluster.TransportSSH {
-			t.Fatalf("node %s still uses the %s transport", n.Name, n.Transport)
-		}
-	}
-	return lab, sshds
-}
-
-// checkReachedOverSSH fails unless every node's sshd let the orchestrator
-// in: the run went over SSH, not around it.
-func checkReachedOverSSH(t *testing.T, sshds map[string]*fixtures.SSHD) {
-	t.Helper()
-	for name, s := range sshds {
-		if !strings.Contains(s.Log(), "Accepted publickey for root") {
-			t.Errorf("node %s: its sshd logged no login", name)
-		}
-	}
-}
-
 // checkPushed: each node got this build of sentinel at its remote_binary.
 func checkPushed(t *testing.T, lab *testLab) {
 	t.Helper()
-	want := fileSHA256(t, sentinelBin)
+	want := fileSum(t, sentinelBin)
 	for _, n := range lab.Nodes {
 		p := filepath.Join(n.Root, "bin", "sentinel")
 		if n.RemoteBinary != p {
@@ -93,34 +43,9 @@ func checkPushed(t *testing.T, lab *testLab) {
 		if info.Mode()&0o111 == 0 {
 			t.Errorf("node %s: %s is not executable (%v)", n.Name, p, info.Mode())
 		}
-		if got := fileSHA256(t, p); got != want {
-			t.Errorf("node %s: %s is another build (sha256 %x, want %x)", n.Name, p, got, want)
+		if got := fileSum(t, p); got != want {
+			t.Errorf("node %s: %s is another build (sha256 %s, want %s)", n.Name, p, got, want)
 		}
-	}
-}
-
-func fileSHA256(t *testing.T, p string) [32]byte {
-	t.Helper()
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return sha256.Sum256(data)
-}
-
-// checkAllOn: every node records release v and runs every installed
-// component on it.
-func checkAllOn(t *testing.T, lab *testLab, v string) {
-	t.Helper()
-	for _, n := range lab.Nodes {
-		rec, err := steps.ReadRecord(n.Root)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if rec.Release != v {
-			t.Errorf("node %s records release %s, want %s", n.Name, rec.Release, v)
-		}
-		t.Run(n.Name, func(t *testing.T) { everyComponentOn(t, n.Root, v) })
 	}
 }
 
@@ -337,7 +262,7 @@ func TestUnknownHostKeyRefused(t *testing.T) {
 	unchanged("a changed host key")
 
 	// With the lab's own known_hosts the same dry-run goes through.
-	useKnownHosts(readFileString(t, s.KnownHosts))
+	useKnownHosts(string(mustRead(t, s.KnownHosts)))
 	lab.mustSucceed("upgrade", "3.4.2", "--dry-run")
 	unchanged("dry-run")
 }
@@ -351,13 +276,4 @@ func processAlive(pid int) bool {
 	st := string(stat)
 	f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
 	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
-}
-
-func readFileString(t *testing.T, p string) string {
-	t.Helper()
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(data)
 }

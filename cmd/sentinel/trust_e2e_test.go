@@ -18,32 +18,6 @@ import (
 	"github.com/sentinel-paas/sentinel/trust"
 )
 
-// The lab's channel is signed at fixtures.LabMetadataVersion, valid a year.
-var labExpiry = time.Now().Add(365 * 24 * time.Hour)
-
-// sign writes DOC.sig for docs under dir (the lab's upstream when ""), as
-// the lab's publisher, or with keys when given.
-func (l *testLab) sign(dir string, version int64, expires time.Time, keys []*trust.PrivateKey, docs ...string) {
-	l.t.Helper()
-	pub, err := l.Publisher()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	if dir == "" {
-		dir = l.UpstreamDir
-	}
-	if err := pub.Sign(dir, version, expires, keys, docs...); err != nil {
-		l.t.Fatal(err)
-	}
-}
-
-// resign re-signs docs of the lab's upstream as its publisher would after
-// editing them: same version, a valid expiry.
-func (l *testLab) resign(docs ...string) {
-	l.t.Helper()
-	l.sign("", fixtures.LabMetadataVersion, labExpiry, nil, docs...)
-}
-
 // strangerKey is a key no root lists: an attacker's.
 func strangerKey(t testing.TB) *trust.PrivateKey {
 	t.Helper()
@@ -396,15 +370,6 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 	if n := tw.hits.Load(); n != 0 {
 		t.Errorf("the upstream got %d requests", n)
 	}
-}
-
-func mustRead(t testing.TB, p string) []byte {
-	t.Helper()
-	data, err := os.ReadFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return data
 }
 
 // Must-show 3, at the channel: a new root signed by the old keys is
