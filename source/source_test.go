@@ -53,7 +53,7 @@ func TestSourceURLs(t *testing.T) {
 func TestExplainCacheMiss(t *testing.T) {
 	c := Source{Cache: "http://10.0.0.1:9077", Fill: "sentinel upgrade 3.4.2 --download-only --cache-ip HOST"}
 	for url, what := range map[string]string{
-		"http://10.0.0.1:9077/channel/index.json":                  "any channel documents",
+		"http://10.0.0.1:9077/channel/index.json":                   "any channel documents",
 		"http://10.0.0.1:9077/channel/releases/3.4.2/manifest.json": "release 3.4.2",
 		"http://10.0.0.1:9077/channel/releases/3.4.2/patches.json":  "the patches of release 3.4.2",
 	} {
