@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -146,9 +147,27 @@ const TransportSSH = "ssh"
 
 var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
 
+// MaxInventoryBytes bounds a cluster file: the docs' largest cluster takes
+// a few KiB, and a file far larger is a mistake, not a cluster.
+const MaxInventoryBytes = 4 << 20
+
+// readBounded reads a file of at most max bytes.
+func readBounded(path string, max int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(data)) > max {
+		err = fmt.Errorf("larger than %d MiB: that is no cluster file (check --cluster)", max>>20)
+	}
+	return data, err
+}
+
 // LoadInventory reads and validates a cluster file.
 func LoadInventory(path string) (*Inventory, error) {
-	data, err := os.ReadFile(path)
+	data, err := readBounded(path, MaxInventoryBytes)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, &InventoryError{Path: path, Err: fmt.Errorf("file does not exist (pass --cluster FILE or set SENTINEL_CLUSTER; `sentinel-lab up` writes one)")}

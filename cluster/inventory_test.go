@@ -1,6 +1,8 @@
 package cluster
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -159,5 +161,20 @@ nodes:
 		if err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("%s: %v, want an error saying %q", bad.fields, err, bad.want)
 		}
+	}
+}
+
+// A cluster file far larger than any cluster is refused before it is
+// parsed, so a wrong path cannot fill the memory.
+func TestOversizedClusterFileRefused(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "cluster.yaml")
+	data := append([]byte("name: big\n# "), bytes.Repeat([]byte("x"), MaxInventoryBytes)...)
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := LoadInventory(p)
+	var ie *InventoryError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "larger than 4 MiB") {
+		t.Fatalf("a %d-byte cluster file: %v", len(data), err)
 	}
 }

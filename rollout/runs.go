@@ -58,6 +58,12 @@ func (r Runs) Start(id string, command []string, binaryVersion string, plan *Pla
 		err = cerr
 	}
 	if err == nil {
+		// What the journal cannot read back never becomes a run: one bad
+		// value would otherwise block every later command.
+		if rerr := readsBack(tmp); rerr != nil {
+			os.Remove(tmp)
+			return nil, nil, &UsageError{Msg: fmt.Sprintf("the run's plan would not read back from its journal (%v): nothing was changed; check the values given on the command line", rerr)}
+		}
 		err = durable.Rename(tmp, final)
 	}
 	if err != nil {
@@ -74,6 +80,16 @@ func (r Runs) Start(id string, command []string, binaryVersion string, plan *Pla
 		return nil, nil, err
 	}
 	return j, run, nil
+}
+
+// readsBack replays a journal as a resume would.
+func readsBack(path string) error {
+	rep, err := resume.Read(path)
+	if err != nil {
+		return err
+	}
+	_, err = ReplayRun(rep.Records)
+	return err
 }
 
 // LockHeld reports whether a run holds the cluster's run lock, and who.

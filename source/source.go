@@ -155,8 +155,9 @@ type AddressError struct{ Msg string }
 
 func (e *AddressError) Error() string { return e.Msg }
 
-// CacheURL turns IP[:PORT] (or HOST[:PORT], [IPv6]:PORT) into the cache
-// daemon's base URL.
+// CacheURL turns IP[:PORT] ([IPv6]:PORT) into the cache daemon's base URL.
+// A host name is refused before any lookup: the docs address the cache
+// node by IP, and a typo must not become a DNS query.
 func CacheURL(addr string, defaultPort int) (string, error) {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -165,8 +166,8 @@ func CacheURL(addr string, defaultPort int) (string, error) {
 	if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
 		return "", &AddressError{Msg: fmt.Sprintf("--cache-ip %q: %q is not a port", addr, port)}
 	}
-	if host == "" || strings.ContainsAny(host, "/ ?#@") {
-		return "", &AddressError{Msg: fmt.Sprintf("--cache-ip %q is not IP[:PORT]", addr)}
+	if net.ParseIP(host) == nil {
+		return "", &AddressError{Msg: fmt.Sprintf("--cache-ip %q is not IP[:PORT]: give the cache node's IP address, with its port if not %d", addr, defaultPort)}
 	}
 	return "http://" + net.JoinHostPort(host, port), nil
 }

@@ -18,6 +18,8 @@ func TestCacheURL(t *testing.T) {
 		{"10.0.0.1:x", "", "is not a port"},
 		{"10.0.0.1/x", "", "is not IP[:PORT]"},
 		{"", "", "is not IP[:PORT]"},
+		{"cache.example.invalid:9077", "", "is not IP[:PORT]"}, // a name: refused, never looked up
+		{"cache.example.invalid", "", "is not IP[:PORT]"},
 	} {
 		got, err := CacheURL(tc.addr, 9077)
 		var ae *AddressError

@@ -132,6 +132,9 @@ func (pf *patchFlags) runJob(kind string, reinstall bool) func(*cobra.Command, [
 				return usagef("empty patch name")
 			}
 		}
+		if err := checkDuration("drain-timeout", p.DrainTimeout, maxDrainTimeout); err != nil {
+			return err
+		}
 		if pf.downloadOnly && run.o.Resume {
 			return usagef("--download-only needs --cache-ip (and no --resume): it fills the cache node, from which a later `sentinel patch install --cache-ip IP` runs")
 		}

@@ -34,8 +34,8 @@ is running, and stops once it is not.`,
 			if cmd.Flags().Changed("interval") && !watch {
 				return usagef("--interval goes with --watch")
 			}
-			if watch && interval <= 0 {
-				return usagef("--interval must be positive, not %s", interval)
+			if err := checkDuration("interval", interval, time.Hour); watch && err != nil {
+				return err
 			}
 			if err := checkOutput(output); err != nil {
 				return err

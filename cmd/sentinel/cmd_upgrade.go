@@ -94,6 +94,9 @@ func (uf *upgradeFlags) job(cmd *cobra.Command, args []string) (*lifecycle.Job, 
 	case !f.Changed("max-in-flight"):
 		run.o.MaxInFlight = 0 // as planned (a resumed run keeps its own)
 	}
+	if err := checkDuration("drain-timeout", u.DrainTimeout, maxDrainTimeout); err != nil {
+		return nil, err
+	}
 	if uf.nodeRetries < 0 {
 		return nil, usagef("--node-retries must be 0 or more, not %d", uf.nodeRetries)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -74,6 +75,22 @@ func runEnv(cmd *cobra.Command, output string, stopping <-chan struct{}) lifecyc
 		Stopping:   stopping,
 		Journaling: journaling.Store,
 	}
+}
+
+// maxDrainTimeout bounds --drain-timeout: a longer drain is a typo, and a
+// maintenance window does not wait a day for one DEA.
+const maxDrainTimeout = 24 * time.Hour
+
+// checkDuration refuses a duration flag that is not positive or longer
+// than max, before anything is read or written.
+func checkDuration(flag string, d, max time.Duration) error {
+	switch {
+	case d <= 0:
+		return usagef("--%s must be positive, not %s", flag, d)
+	case d > max:
+		return usagef("--%s %s is longer than %s, which sentinel takes for a mistake", flag, d, max)
+	}
+	return nil
 }
 
 func checkOutput(output string) error {

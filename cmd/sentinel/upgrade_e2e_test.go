@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/sentinel-paas/sentinel/lifecycle"
+	"github.com/sentinel-paas/sentinel/rollout"
 
 	"encoding/json"
 	"os"
@@ -219,6 +220,14 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"download-only without cache", lab, nil, []string{"upgrade", "--download-only"}, "--download-only needs --cache-ip"},
 		{"bad cache address", lab, nil, []string{"upgrade", "--cache-ip", "10.0.0.1:http", "--yes"}, "is not a port"},
 		{"download-only and skip-download", lab, nil, []string{"upgrade", "--download-only", "--skip-download", "--cache-ip", "127.0.0.1"}, "contradict"},
+		// Values refused where they enter, by the rules that read them
+		// back: none of them may reach a journal.
+		{"negative drain timeout", lab, nil, []string{"upgrade", "3.4.3", "--drain-timeout", "-5m", "--yes"}, "--drain-timeout must be positive"},
+		{"zero drain timeout", lab, nil, []string{"upgrade", "3.4.3", "--drain-timeout", "0s", "--yes"}, "--drain-timeout must be positive"},
+		{"absurd drain timeout", lab, nil, []string{"upgrade", "3.4.3", "--drain-timeout", "100000h", "--yes"}, "longer than 24h0m0s"},
+		{"negative patch drain timeout", lab, nil, []string{"patch", "install", "--drain-timeout", "-1s", "--yes"}, "--drain-timeout must be positive"},
+		{"zero watch interval", lab, nil, []string{"status", "--watch", "--interval", "0s"}, "--interval must be positive"},
+		{"cache host name", lab, nil, []string{"upgrade", "3.4.3", "--cache-ip", "cache.example.invalid:9077", "--yes"}, "is not IP[:PORT]"}, // refused before any lookup
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -236,6 +245,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 	}
 	if nodeDigest(t, core.Root) != before {
 		t.Error("a refused command changed the node")
+	}
+	if last, _, err := (rollout.Runs{Dir: lab.inventory().State()}).Latest(); last != nil || err != nil {
+		t.Errorf("a refused command left a journal: %+v %v", last, err)
 	}
 	if nodeDigest(t, malformed.core().Root) != malformedBefore {
 		t.Error("a malformed manifest changed the node")
