@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -62,9 +64,29 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building sentinel for the end-to-end tests:", err)
 		os.Exit(1)
 	}
+	// The go command above inherits GOTOOLCHAIN (the Makefile exports it)
+	// and go test puts its own toolchain first on PATH: the binary under
+	// test is built by the toolchain running these tests, or they stop.
+	if err := sameToolchain(sentinelBin); err != nil {
+		fmt.Fprintln(os.Stderr, "building sentinel for the end-to-end tests:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// sameToolchain says whether the binary at path was built by the Go
+// version running this test.
+func sameToolchain(path string) error {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if info.GoVersion != runtime.Version() {
+		return fmt.Errorf("%s built by %s, the tests run on %s: set GOTOOLCHAIN as the Makefile does", path, info.GoVersion, runtime.Version())
+	}
+	return nil
 }
 
 // e2eEnv selects the long scenarios: `make test-e2e` sets it to "long".
