@@ -8,12 +8,22 @@ export GOTOOLCHAIN ?= go1.27.3
 
 GO      ?= go
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X main.version=$(VERSION)
+BIN     ?= bin
+
+# The release build's flags, here and nowhere else (the tests run `make
+# build BIN=...` rather than copy them): static (no cgo, so the binary that
+# sentinel copies to every node runs on an old distribution's libc, or
+# with none); -trimpath, no build id and no VCS stamp, so two builds of one
+# commit are the same bytes wherever the tree is; stripped; the version
+# stamped from git describe. No build tags: crash injection (-tags
+# crashtest) is for test builds only.
+BUILD_ENV   = CGO_ENABLED=0
+BUILD_FLAGS = -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X main.version=$(VERSION)"
 
 .PHONY: build test test-e2e test-deps fuzz demo bench lint clean
 
 build:
-	$(GO) build -ldflags "$(LDFLAGS)" -o bin/ ./cmd/...
+	$(BUILD_ENV) $(GO) build $(BUILD_FLAGS) -o $(BIN)/ ./cmd/...
 
 # Unit tests and the end-to-end tests of the core contracts. The
 # end-to-end tests spawn hundreds of short-lived processes; -parallel 4
