@@ -20,7 +20,12 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+
+	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/selfupdate"
 )
 
 // releaseTestVersion is stamped into the release builds of these tests,
@@ -260,5 +265,36 @@ func TestReleaseBuildRunsInEmptyChroot(t *testing.T) {
 	}
 	if len(entries) != 2 {
 		t.Errorf("the root holds %d entries, want only sentinel and proc", len(entries))
+	}
+}
+
+// TestReleaseBuildIgnoresCrashInjection: the crash-injection variables,
+// which the test builds obey (-tags crashtest), do nothing to the binary
+// `make build` produces: an upgrade with SENTINEL_CRASH_AFTER_RECORD=1 runs
+// to the end, and a self-update with SENTINEL_CRASH_AT=self-update-renamed
+// finishes. The test build, with the same variable, is killed (the
+// control: the variable is right).
+func TestReleaseBuildIgnoresCrashInjection(t *testing.T) {
+	bin := installed(t, releaseBuild(t))
+	lab := newLab(t, 1, "3.4.1")
+	crashFirst := []string{fmt.Sprintf("%s=1", resume.CrashAfterRecordEnv)}
+
+	r := lab.run(bin, crashFirst, "upgrade", "3.4.2", "--yes")
+	if r.code != 0 {
+		t.Fatalf("release build with %s: exit %d (signal %v), want a run to the end\n%s", crashFirst[0], r.code, r.signal, r.stderr)
+	}
+	lab.wantUpgraded("3.4.2")
+
+	if r := lab.run(sentinelBin, crashFirst, "upgrade", "3.4.3", "--yes"); r.signal != syscall.SIGKILL {
+		t.Fatalf("test build with %s: exit %d (signal %v), want SIGKILL", crashFirst[0], r.code, r.signal)
+	}
+
+	publish(t, lab, fixtures.SentinelBuildFile{Path: numberedBuild(t, "0.2.0"), Version: "0.2.0"})
+	r = lab.run(bin, []string{selfupdate.CrashAtEnv + "=" + selfupdate.CrashRenamed}, "upgrade", "--update-self")
+	if r.code != 0 {
+		t.Fatalf("release build's self-update with %s=%s: exit %d (signal %v), want it done\n%s", selfupdate.CrashAtEnv, selfupdate.CrashRenamed, r.code, r.signal, r.stderr)
+	}
+	if v := lab.mustRun(bin, nil, "version").stdout; !strings.HasPrefix(v, "sentinel 0.2.0 ") {
+		t.Errorf("after the self-update the installed sentinel says %q", v)
 	}
 }
