@@ -8,7 +8,6 @@
 //	partial/<hex>.state      its checkpoint: JSON, replaced atomically (see transfer.go)
 //	partial/<hex>.state.tmp  space kept for the next checkpoint
 //	partial/<hex>.lock       flock held by the process downloading <hex>
-//	partial/<hex>.getter/    go-getter's scratch copy of a git::/hg:: source
 //
 // A partial download is resumed by the next Fetch of the same digest from
 // the same URL; from another URL it starts over.
@@ -169,8 +168,8 @@ func (s *Store) Fetch(ctx context.Context, rawURL, digest string, size int64) (b
 }
 
 // FetchStats makes sure the artifact with digest is in the store,
-// downloading it from rawURL (http, https, file, or git::/hg:: through
-// go-getter) if needed, resuming a download an earlier call left behind.
+// downloading it from rawURL (http, https or file; anything else is an
+// *UnsupportedSourceError) if needed, resuming a download an earlier call left behind.
 //
 // Concurrent calls for the same store directory and digest in this process
 // share one transfer (the first caller's source and options are used);
@@ -189,7 +188,7 @@ func (s *Store) FetchStats(ctx context.Context, rawURL, digest string, size int6
 	if s.Has(digest) {
 		return stats, nil
 	}
-	src, err := s.source(rawURL, digest)
+	src, err := s.source(rawURL)
 	if err != nil {
 		return stats, err
 	}

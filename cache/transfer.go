@@ -1,7 +1,7 @@
 package cache
 
 // The transfer engine: one download of one digest, under the per-digest
-// flock, shared by every source (http, file, go-getter).
+// flock, shared by every source (http, file).
 //
 // Invariants:
 //   - Dir/partial/<hex>.part is opened write-only: its bytes are never read
@@ -231,9 +231,6 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 	// fires, the request's context is cancelled, which aborts a blocked
 	// read or a wait for the response.
 	wd := time.AfterFunc(stall, func() { cancel(stalled) })
-	if !t.src.watchOpen() {
-		wd.Stop()
-	}
 	defer wd.Stop()
 	isStall := func(err error) error {
 		if ctx.Err() == nil && context.Cause(actx) == stalled {
@@ -255,9 +252,6 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 	}
 	defer o.body.Close()
 	t.via = o.via
-	if !t.src.watchOpen() {
-		wd.Reset(stall)
-	}
 	if o.start != t.offset {
 		// 200 to a ranged request: the server ignored the range, or the
 		// If-Range validator no longer matches (the file changed). Use

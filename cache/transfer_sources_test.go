@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -113,56 +112,37 @@ func TestTransferFileSource(t *testing.T) {
 	})
 }
 
-// TestTransferGoGetterGit: a git:: source is cloned by go-getter and its
-// file streamed through the same engine.
-func TestTransferGoGetterGit(t *testing.T) {
-	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("git is not installed")
-	}
-	repo := t.TempDir()
-	data := testData(300<<10, 4)
-	digest := sha256Hex(data)
-	if err := os.WriteFile(filepath.Join(repo, "artifact.tgz"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	for _, args := range [][]string{
-		{"init", "-q", "-b", "main"},
-		{"add", "artifact.tgz"},
-		{"-c", "user.name=sentinel", "-c", "user.email=sentinel@example.test", "commit", "-q", "-m", "artifact"},
+// TestTransferForcedSourcesRefused: go-getter's forced sources (git::,
+// hg::, s3::, ...) were dropped with go-getter; each is refused before any
+// attempt, by a typed error that says so and what to do instead.
+func TestTransferForcedSourcesRefused(t *testing.T) {
+	digest := sha256Hex([]byte("x"))
+	for _, tc := range []struct{ url, kind string }{
+		{"git::https://example.test/repo.git/artifact.tgz?ref=v1", "git::"},
+		{"git::file:///srv/repo/artifact.tgz", "git::"},
+		{"hg::https://example.test/repo/artifact.tgz", "hg::"},
+		{"s3::https://bucket.s3.amazonaws.com/x", "s3::"},
+		{"ftp://example.test/x", "ftp://"},
 	} {
-		cmd := exec.Command("git", args...)
-		cmd.Dir = repo
-		cmd.Env = append(os.Environ(), "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			t.Fatalf("git %v: %v: %s", args, err, out)
+		s := testStore(t.TempDir())
+		st, err := s.FetchStats(context.Background(), tc.url, digest, 1)
+		var us *UnsupportedSourceError
+		if !errors.As(err, &us) || us.Kind != tc.kind || us.URL != tc.url {
+			t.Errorf("%s: got %v, want an UnsupportedSourceError for %s", tc.url, err, tc.kind)
+			continue
 		}
-	}
-	s := testStore(t.TempDir())
-	u := "git::file://" + repo + "/artifact.tgz?ref=main"
-	st, err := s.FetchStats(context.Background(), u, digest, int64(len(data)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	verifyStored(t, s, digest)
-	if !st.Downloaded || st.Attempts != 1 || st.BytesReceived != int64(len(data)) {
-		t.Errorf("%+v", st)
-	}
-	if _, err := os.Stat(filepath.Join(s.Dir, "partial", digest+".getter")); err == nil {
-		t.Error("go-getter scratch directory left behind")
-	}
-
-	// A digest mismatch is caught the same way.
-	s2 := testStore(t.TempDir())
-	_, err = s2.FetchStats(context.Background(), u, sha256Hex([]byte("other")), int64(len(data)))
-	var dm *DigestMismatchError
-	if !errors.As(err, &dm) {
-		t.Errorf("got %v, want a digest mismatch", err)
-	}
-	assertNothingStored(t, s2)
-
-	// A missing file in the repository: one attempt, a clear error.
-	st, err = testStore(t.TempDir()).FetchStats(context.Background(), "git::file://"+repo+"/missing.tgz", digest, 1)
-	if err == nil || st.Attempts != 1 || !strings.Contains(err.Error(), "go-getter") {
-		t.Errorf("%v, %+v", err, st)
+		if st.Attempts != 0 {
+			t.Errorf("%s: %d attempts, want none", tc.url, st.Attempts)
+		}
+		msg := err.Error()
+		for _, want := range []string{tc.url, "not supported", "https"} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("%s: %q does not say %q", tc.url, msg, want)
+			}
+		}
+		if (tc.kind == "git::" || tc.kind == "hg::") && !strings.Contains(msg, "go-getter") {
+			t.Errorf("%s: %q does not say go-getter was removed", tc.url, msg)
+		}
+		assertNothingStored(t, s)
 	}
 }

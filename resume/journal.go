@@ -24,9 +24,9 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
+	"github.com/sentinel-paas/sentinel/crashhook"
 	"github.com/sentinel-paas/sentinel/durable"
 )
 
@@ -39,7 +39,8 @@ const (
 	// a bad frame instead of a huge allocation.
 	maxRecordLen = 16 << 20
 
-	// CrashAfterRecordEnv names the test hook described on Journal.Append.
+	// CrashAfterRecordEnv names the test hook described on Journal.Append
+	// (obeyed only in builds with -tags crashtest).
 	CrashAfterRecordEnv = "SENTINEL_CRASH_AFTER_RECORD"
 )
 
@@ -210,7 +211,9 @@ func Read(path string) (Replay, error) {
 //
 // Crash injection for tests: when SENTINEL_CRASH_AFTER_RECORD was set to k > 0
 // at Create/Open, the process SIGKILLs itself right after record k is durable,
-// so tests can crash the real binary at an exact point.
+// so tests can crash the real binary at an exact point. Only in builds with
+// crash injection (-tags crashtest, see package crashhook); `make build`'s
+// binary ignores the variable.
 func (j *Journal) Append(typ string, data any) (Record, error) {
 	return j.append(typ, data, true)
 }
@@ -268,7 +271,7 @@ func (j *Journal) append(typ string, data any, sync bool) (Record, error) {
 	// The crash hook fires once record k is durable: a deferred record k
 	// becomes so with the next write.
 	if j.crashAfter != 0 && rec.Seq >= j.crashAfter {
-		crashNow()
+		crashhook.Kill()
 	}
 	return rec, nil
 }
@@ -313,7 +316,12 @@ func (j *Journal) Close() error {
 	return nil
 }
 
+// crashAfterFromEnv reads the crash hook's variable; in a build without
+// crash injection (see package crashhook) it is ignored.
 func crashAfterFromEnv() (uint64, error) {
+	if !crashhook.Enabled {
+		return 0, nil
+	}
 	v := os.Getenv(CrashAfterRecordEnv)
 	if v == "" {
 		return 0, nil
@@ -324,14 +332,6 @@ func crashAfterFromEnv() (uint64, error) {
 		return 0, fmt.Errorf("%s=%q: want a record number > 0", CrashAfterRecordEnv, v)
 	}
 	return k, nil
-}
-
-func crashNow() {
-	syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	// SIGKILL to self is delivered before kill(2) returns to user space; this
-	// only guards against that ever not holding.
-	time.Sleep(time.Minute)
-	panic("resume: SIGKILL to self was not delivered")
 }
 
 func readAll(path string, f *os.File) ([]byte, error) {

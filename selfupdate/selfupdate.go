@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/crashhook"
 	"github.com/sentinel-paas/sentinel/durable"
 	"github.com/sentinel-paas/sentinel/release"
 )
@@ -51,6 +52,7 @@ const (
 	// CrashAtEnv is a test hook: set to CrashRenamed, the process SIGKILLs
 	// itself right after the new build took the executable's name (and
 	// the directory was fsynced), before its check and the re-execution.
+	// Obeyed only in builds with -tags crashtest (see package crashhook).
 	CrashAtEnv   = "SENTINEL_CRASH_AT"
 	CrashRenamed = "self-update-renamed"
 	// CheckTimeout bounds a build's health check.
@@ -232,9 +234,8 @@ func (u *Updater) Replace(ctx context.Context, from string, b release.SentinelBu
 	if err := durable.SyncDir(dir); err != nil {
 		return u.rollback(b, fmt.Errorf("fsync of %s after the rename: %w", dir, err), "")
 	}
-	if os.Getenv(CrashAtEnv) == CrashRenamed {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // the signal is on its way
+	if crashhook.Enabled && os.Getenv(CrashAtEnv) == CrashRenamed {
+		crashhook.Kill()
 	}
 	if out, err := Check(ctx, u.Path, b.Version); err != nil {
 		return u.rollback(b, err, out)

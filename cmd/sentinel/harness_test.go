@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"debug/buildinfo"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,6 +30,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -50,21 +52,47 @@ import (
 // they run it as a user would, as a subprocess.
 var sentinelBin string
 
+// testBuildTags are the build tags of every sentinel these tests build to
+// run: crashtest turns crash injection on (package crashhook), which the
+// crash sweeps need. `make build`'s binary has no tags (build_test.go
+// checks that it ignores the crash variables).
+const testBuildTags = "crashtest"
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sentinel-e2e-bin-")
 	if err != nil {
 		panic(err)
 	}
 	sentinelBin = filepath.Join(dir, "sentinel")
-	build := exec.Command("go", "build", "-o", sentinelBin, ".")
+	build := exec.Command("go", "build", "-tags", testBuildTags, "-o", sentinelBin, ".")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
 	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building sentinel for the end-to-end tests:", err)
+		os.Exit(1)
+	}
+	// The go command above inherits GOTOOLCHAIN (the Makefile exports it)
+	// and go test puts its own toolchain first on PATH: the binary under
+	// test is built by the toolchain running these tests, or they stop.
+	if err := sameToolchain(sentinelBin); err != nil {
 		fmt.Fprintln(os.Stderr, "building sentinel for the end-to-end tests:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// sameToolchain says whether the binary at path was built by the Go
+// version running this test.
+func sameToolchain(path string) error {
+	info, err := buildinfo.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	if info.GoVersion != runtime.Version() {
+		return fmt.Errorf("%s built by %s, the tests run on %s: set GOTOOLCHAIN as the Makefile does", path, info.GoVersion, runtime.Version())
+	}
+	return nil
 }
 
 // e2eEnv selects the long scenarios: `make test-e2e` sets it to "long".

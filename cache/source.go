@@ -8,14 +8,11 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	getter "github.com/hashicorp/go-getter/v2"
 
 	"github.com/sentinel-paas/sentinel/release"
 )
@@ -32,10 +29,6 @@ type source interface {
 	// Errors are *statusError, *restartError, *permanentError or
 	// transport errors, classified by the engine.
 	open(ctx context.Context, offset int64, validator string) (*opened, error)
-	// watchOpen reports whether a silent open counts as a stall (true for
-	// network sources; false for go-getter, which does its whole download
-	// inside open).
-	watchOpen() bool
 }
 
 type opened struct {
@@ -70,19 +63,30 @@ type permanentError struct{ err error }
 func (e *permanentError) Error() string { return e.err.Error() }
 func (e *permanentError) Unwrap() error { return e.err }
 
+// forcedRE matches go-getter's forced sources ("git::https://...").
 var forcedRE = regexp.MustCompile(`^([A-Za-z0-9]+)::(.+)$`)
 
+// UnsupportedSourceError: an artifact URL names a kind of source sentinel
+// does not fetch. It is refused before anything is downloaded, and never
+// retried.
+type UnsupportedSourceError struct {
+	URL  string
+	Kind string // "git::", "hg::", "s3::", "ftp", ...
+}
+
+func (e *UnsupportedSourceError) Error() string {
+	msg := fmt.Sprintf("artifact URL %s: %s sources are not supported: sentinel fetches http://, https:// and file:// URLs", e.URL, e.Kind)
+	if e.Kind == "git::" || e.Kind == "hg::" {
+		// Earlier builds fetched these: say why they no longer do.
+		msg += " (go-getter, which fetched git:: and hg:: sources, was removed: it brought vulnerable decompressors into every sentinel binary)"
+	}
+	return msg + "; publish the artifact in the channel, served over https or read from file://"
+}
+
 // source picks the source for rawURL.
-func (s *Store) source(rawURL, digest string) (source, error) {
+func (s *Store) source(rawURL string) (source, error) {
 	if m := forcedRE.FindStringSubmatch(rawURL); m != nil {
-		switch m[1] {
-		case "git", "hg":
-			return &getterSource{src: rawURL, work: filepath.Join(s.Dir, "partial", digest+".getter")}, nil
-		case "s3", "gcs":
-			return nil, fmt.Errorf("artifact URL %s: %s:: sources need go-getter's separate %s module, which sentinel does not include: serve the artifact over http(s) or file://", rawURL, m[1], m[1])
-		default:
-			return nil, fmt.Errorf("artifact URL %s: unknown source type %q (known: git::, hg::)", rawURL, m[1])
-		}
+		return nil, &UnsupportedSourceError{URL: rawURL, Kind: m[1] + "::"}
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -106,8 +110,10 @@ func (s *Store) source(rawURL, digest string) (source, error) {
 			return nil, fmt.Errorf("bad artifact URL %q: no path", rawURL)
 		}
 		return &fileSource{path: u.Path}, nil
+	case "":
+		return nil, fmt.Errorf("bad artifact URL %q: no scheme (http, https or file)", rawURL)
 	default:
-		return nil, errors.New("artifact URL scheme must be http, https or file (or git::, hg::): " + rawURL)
+		return nil, &UnsupportedSourceError{URL: rawURL, Kind: u.Scheme + "://"}
 	}
 }
 
@@ -132,8 +138,6 @@ type httpSource struct {
 	url    string
 	client *http.Client
 }
-
-func (h *httpSource) watchOpen() bool { return true }
 
 func (h *httpSource) open(ctx context.Context, offset int64, validator string) (*opened, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, h.url, nil)
@@ -282,8 +286,6 @@ func drain(body io.ReadCloser) {
 // so a resume notices a replaced file.
 type fileSource struct{ path string }
 
-func (f *fileSource) watchOpen() bool { return true }
-
 func (f *fileSource) open(ctx context.Context, offset int64, validator string) (*opened, error) {
 	fh, err := os.Open(f.path)
 	if err != nil {
@@ -328,72 +330,3 @@ func (r *ctxReader) Read(p []byte) (int, error) {
 }
 
 func (r *ctxReader) Close() error { return r.f.Close() }
-
-// getterSource fetches git:: and hg:: sources with go-getter v2 into a
-// scratch directory beside the partial file, then streams that copy
-// through the engine like any other body: the same hashing, size checks,
-// verification and promotion. go-getter cannot resume, so every attempt
-// starts from zero, and its failures are not retried (a git error does not
-// say whether it is transient).
-//
-// The file is the last element of the path: git::https://host/repo.git/artifact.tgz?ref=v1
-// clones https://host/repo.git at v1 and takes artifact.tgz from its top level.
-type getterSource struct {
-	src  string
-	work string // scratch directory, removed when the body is closed
-}
-
-func (g *getterSource) watchOpen() bool { return false }
-
-func (g *getterSource) open(ctx context.Context, offset int64, validator string) (*opened, error) {
-	if err := os.RemoveAll(g.work); err != nil {
-		return nil, &permanentError{err}
-	}
-	if err := os.MkdirAll(g.work, 0o755); err != nil {
-		return nil, &permanentError{err}
-	}
-	client := &getter.Client{
-		Getters: []getter.Getter{new(getter.GitGetter), new(getter.HgGetter)},
-		// No unpacking of "?archive=": the digest is of the file as served.
-		Decompressors:   map[string]getter.Decompressor{},
-		DisableSymlinks: true,
-	}
-	dst := filepath.Join(g.work, "artifact")
-	_, err := client.Get(ctx, &getter.Request{
-		Src:             g.src,
-		Dst:             dst,
-		GetMode:         getter.ModeFile,
-		Copy:            true,
-		DisableSymlinks: true,
-	})
-	if err != nil {
-		os.RemoveAll(g.work)
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, &permanentError{fmt.Errorf("go-getter: %w", err)}
-	}
-	fh, err := os.Open(dst)
-	if err != nil {
-		os.RemoveAll(g.work)
-		return nil, &permanentError{err}
-	}
-	st, err := fh.Stat()
-	if err != nil {
-		fh.Close()
-		os.RemoveAll(g.work)
-		return nil, &permanentError{err}
-	}
-	return &opened{body: &scratchBody{ctxReader{ctx: ctx, f: fh}, g.work}, total: st.Size(), exact: true}, nil
-}
-
-type scratchBody struct {
-	ctxReader
-	dir string
-}
-
-func (b *scratchBody) Close() error {
-	err := b.f.Close()
-	os.RemoveAll(b.dir)
-	return err
-}
