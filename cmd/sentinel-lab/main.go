@@ -30,7 +30,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), downCmd(), serveCmd(), faultCmd(), upstreamCmd(), nodeCmd())
+	root.AddCommand(upCmd(), downCmd(), serveCmd(), faultCmd(), upstreamCmd(), nodeCmd(), appCmd(), routerCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sentinel-lab: "+err.Error())
 		os.Exit(2)
