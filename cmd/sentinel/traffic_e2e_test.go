@@ -125,3 +125,62 @@ func TestLiveTrafficWithoutDrainFails(t *testing.T) {
 		t.Errorf("without draining, no redundant app saw a failed request:\n%s", rep)
 	}
 }
+
+// twentyNodeApps run on the twenty-node layout's twelve DEAs: four
+// redundant apps and a single-instance one.
+var twentyNodeApps = []fixtures.LiveApp{
+	{Name: "shop", Instances: 3, MemoryMB: 512},
+	{Name: "blog", Instances: 2, MemoryMB: 256},
+	{Name: "api", Instances: 4, MemoryMB: 256},
+	{Name: "docs", Instances: 2, MemoryMB: 128},
+	{Name: "cron", Instances: 1, MemoryMB: 128},
+}
+
+// Must-show 1 of "zero downtime, proven with live traffic": the docs'
+// twenty-node cluster (three routers behind nginx, twelve DEAs) upgraded
+// with requests to every app throughout: no request to an app with two or
+// more instances fails; the report (requests, failures, longest gap,
+// latency) is logged.
+//
+// A long scenario (twelve DEA retirements with live instances moved):
+// make test-e2e runs it. make test keeps TestLiveTrafficNoFailedRequests,
+// the same on the seven-node layout (two routers, three DEAs).
+func TestLiveTrafficTwentyNodes(t *testing.T) {
+	longScenario(t)
+	lab, lv := liveLab(t, "twenty", 2048, twentyNodeApps)
+	tr := startTraffic(t, lv)
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	rep := tr.Stop()
+	checkNoFailures(t, rep, twentyNodeApps, "3.4.2")
+	if err := lv.Controller.CheckAvailability(); err != nil {
+		t.Errorf("the controller's timeline: %v", err)
+	}
+	checkRetiredOneAtATime(t, lv.Controller, 12)
+	checkAllOn(t, lab, "3.4.2")
+}
+
+// Must-show 3: the same, four nodes at a time, and the orchestrator killed
+// with SIGKILL in the middle (once the fourth DEA has been retired), then
+// resumed: still no failed request to a redundant app.
+//
+// A long scenario, as TestLiveTrafficTwentyNodes.
+func TestLiveTrafficTwentyNodesKilledAndResumed(t *testing.T) {
+	longScenario(t)
+	lab, lv := liveLab(t, "twenty", 2048, twentyNodeApps)
+	tr := startTraffic(t, lv)
+	run := startSentinel(t, lab, "upgrade", "3.4.2", "--yes", "--max-in-flight", "4")
+	waitForLine(t, run.stdout, "[dea-4] retire")
+	run.kill()
+	if st := run.cmd.ProcessState; st == nil || st.Success() {
+		t.Fatalf("the run was not killed: %v", st)
+	}
+	mid := tr.Snapshot()
+	lab.mustSucceed("upgrade", "--resume")
+	rep := tr.Stop()
+	t.Logf("killed at %s, %d requests sent by then", mid.End.Format("15:04:05.000"), mid.Requests())
+	checkNoFailures(t, rep, twentyNodeApps, "3.4.2")
+	if err := lv.Controller.CheckAvailability(); err != nil {
+		t.Errorf("the controller's timeline: %v", err)
+	}
+	checkAllOn(t, lab, "3.4.2")
+}
