@@ -2,18 +2,25 @@
 # The main job on the local lab, the way the product's docs advise running it
 # in production: check every node, fill the cache node while the cluster
 # runs, then upgrade from the cache with no internet, here through a crash
-# and a resume.
+# and a resume; all the while the apps serve real requests through the load
+# balancer and the routers, and at the end we count what their users saw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PATH="$PWD/bin:$PATH"
 
 LAB=$(mktemp -d "${TMPDIR:-/tmp}/sentinel-demo.XXXXXX")
-trap 'sentinel-lab down --dir "$LAB"' EXIT
+TRAFFIC=
+stop_traffic() { if [ -n "$TRAFFIC" ]; then kill -INT "$TRAFFIC" 2>/dev/null; wait "$TRAFFIC" || true; TRAFFIC=; fi; }
+trap 'stop_traffic; sentinel-lab down --dir "$LAB"' EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "bring up the docs' five-node cluster (core; data services; three DEAs) on 3.4.1, the core node also the cache node"
-eval "$(sentinel-lab up --dir "$LAB" --layout five --release 3.4.1 | tee /dev/stderr)"
+step "bring up the docs' cluster with a load balancer and two routers (core and router-2; data services; three DEAs) on 3.4.1, the core node also the cache node; its apps live: instances are processes on the DEAs, the routers proxies, nginx in front of them"
+eval "$(sentinel-lab up --dir "$LAB" --layout seven --release 3.4.1 --live | tee /dev/stderr)"
+
+step "traffic: a request to every app every 10 ms through the load balancer, from now until the end"
+sentinel-lab traffic --dir "$LAB" >"$LAB/traffic.txt" 2>&1 &
+TRAFFIC=$!
 
 step "sentinel preflight 3.4.2: every node checked, nothing changes"
 sentinel preflight 3.4.2
@@ -75,3 +82,8 @@ sentinel status | sed -n 1,10p
 
 step "the command line of every run is logged for manual recovery"
 grep -h 'Running with command' "$LAB"/nodes/core/logs/sentinel-cli.log
+
+step "what the apps' users saw during all of the above (shop, blog, api: two or more instances; cron: deliberately one)"
+stop_traffic
+cat "$LAB/traffic.txt"
+if grep -q '^FAILED' "$LAB/traffic.txt"; then exit 1; fi

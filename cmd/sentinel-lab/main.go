@@ -30,7 +30,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(upCmd(), downCmd(), serveCmd(), faultCmd(), upstreamCmd(), nodeCmd())
+	root.AddCommand(upCmd(), downCmd(), serveCmd(), faultCmd(), upstreamCmd(), nodeCmd(), appCmd(), routerCmd(), liveCmd(), trafficCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "sentinel-lab: "+err.Error())
 		os.Exit(2)
@@ -40,7 +40,7 @@ func main() {
 func upCmd() *cobra.Command {
 	var dir, rel, sentinel, layout string
 	var nodes, payloadMiB int
-	var withCache, withSSH bool
+	var withCache, withSSH, live bool
 	cmd := &cobra.Command{
 		Use:   "up",
 		Short: "Create a lab: generate releases, start the upstream, install the nodes at a release",
@@ -97,15 +97,24 @@ file reaches the nodes over SSH.`,
 				fmt.Printf("# cache node %s: `sentinel cache serve` on %s (pid %d), cache_dir %s\n", lab.Cache.Node, addr, lab.CachePID, lab.Cache.Dir)
 				fmt.Printf("export SENTINEL_CACHE_IP=%s\n", addr)
 			}
+			if live {
+				if err := startLive(lab); err != nil {
+					return err
+				}
+				for _, a := range lab.Live.Apps {
+					fmt.Printf("# app %s: %d instance(s), http://%s.apps.lab through the load balancer %s\n", a.Name, a.Instances, a.Name, lab.Live.URL)
+				}
+			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "directory to create the lab in (required)")
 	cmd.Flags().IntVar(&nodes, "nodes", 1, "number of nodes (1 is a micro cloud with every role)")
-	cmd.Flags().StringVar(&layout, "layout", "", "one of the docs' example clusters instead of --nodes: five (core, data services, three DEAs) or twenty (core, controller, load balancer, two routers, three data-services nodes, twelve DEAs)")
+	cmd.Flags().StringVar(&layout, "layout", "", "one of the docs' example clusters instead of --nodes: five (core, data services, three DEAs), seven (five with a load balancer and a second router) or twenty (core, controller, load balancer, two routers, three data-services nodes, twelve DEAs)")
 	cmd.Flags().StringVar(&rel, "release", "3.4.1", "release the nodes start on")
 	cmd.Flags().BoolVar(&withCache, "cache", true, "make the core node the cache node and start its daemon")
 	cmd.Flags().BoolVar(&withSSH, "ssh", false, "reach every node over SSH: an sshd per node on its loopback address (needs root)")
+	cmd.Flags().BoolVar(&live, "live", false, "apps that really serve: instances as processes on the DEAs, a proxy on every router node, nginx in front of the routers (needs /usr/sbin/nginx); see 'sentinel-lab traffic'")
 	cmd.Flags().IntVar(&payloadMiB, "artifact-mib", 0, "make every artifact about this many MiB (default: 16 KiB), to watch transfers")
 	cmd.Flags().StringVar(&sentinel, "sentinel", "", "the sentinel binary that runs the cache daemon (default: next to sentinel-lab, else $PATH)")
 	_ = cmd.MarkFlagRequired("dir")
@@ -217,6 +226,9 @@ func downCmd() *cobra.Command {
 			lab, err := fixtures.LoadLab(dir)
 			if err != nil {
 				return err
+			}
+			if err := stopLive(lab); err != nil {
+				return fmt.Errorf("stopping the live lab: %w", err)
 			}
 			if err := stopOurs(lab.UpstreamPID, "serve", lab.Dir); err != nil {
 				return fmt.Errorf("stopping the upstream: %w", err)

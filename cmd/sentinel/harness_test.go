@@ -58,17 +58,24 @@ var sentinelBin string
 // checks that it ignores the crash variables).
 const testBuildTags = "crashtest"
 
+// labBin is sentinel-lab, built beside it: the live lab's app instances and
+// routers run it.
+var labBin string
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sentinel-e2e-bin-")
 	if err != nil {
 		panic(err)
 	}
 	sentinelBin = filepath.Join(dir, "sentinel")
-	build := exec.Command("go", "build", "-tags", testBuildTags, "-o", sentinelBin, ".")
-	build.Stdout, build.Stderr = os.Stdout, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building sentinel for the end-to-end tests:", err)
-		os.Exit(1)
+	labBin = filepath.Join(dir, "sentinel-lab")
+	for bin, pkg := range map[string]string{sentinelBin: ".", labBin: "../sentinel-lab"} {
+		build := exec.Command("go", "build", "-tags", testBuildTags, "-o", bin, pkg)
+		build.Stdout, build.Stderr = os.Stdout, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintf(os.Stderr, "building %s for the end-to-end tests: %v\n", filepath.Base(bin), err)
+			os.Exit(1)
+		}
 	}
 	// The go command above inherits GOTOOLCHAIN (the Makefile exports it)
 	// and go test puts its own toolchain first on PATH: the binary under
