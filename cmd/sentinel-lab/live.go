@@ -201,7 +201,7 @@ instances saw a failed request.`,
 			for _, a := range lab.Live.Apps {
 				got, _ := rep.App(a.Name)
 				if a.Instances < 2 {
-					fmt.Printf("single-instance app %s: %d of %d requests failed (the docs promise no zero downtime for it)\n", a.Name, got.Failures, got.Requests)
+					fmt.Printf("single-instance app %s: %d of %d requests failed (the docs do not promise it zero downtime)\n", a.Name, got.Failures, got.Requests)
 					continue
 				}
 				if got.Failures > 0 {
