@@ -5,6 +5,16 @@
 # installed when everything is there; without root it only says what is
 # missing (the tests that need it then skip and say why).
 set -euo pipefail
+
+# Plain go commands (a hand-run `go vet`, an editor, a pre-commit hook) use
+# the Go that go.mod names, as the Makefile does: where the installed Go's
+# go.env says GOTOOLCHAIN=local, the user's go env says which to fetch.
+want="go$(sed -n 's/^go //p' "$(dirname "$0")/../go.mod")"
+if command -v go >/dev/null && [ "$(cd / && env -u GOTOOLCHAIN go env GOTOOLCHAIN)" = local ]; then
+  go env -w GOTOOLCHAIN="$want"
+  echo "install-test-deps: plain go commands now use $want (go env -w GOTOOLCHAIN=$want)" >&2
+fi
+
 need=()
 for pkg in tinyproxy openssh-server openssh-client sudo nginx-light curl openssl; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
