@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -18,6 +19,9 @@ type Client struct {
 	BaseURL string // http://IP:PORT
 	Token   string
 	HTTP    *http.Client // nil: no proxy (the cache node is on the cluster's LAN)
+	// PlainHTTP: the cluster file accepts plain HTTP to the daemon, and so
+	// sending the token in clear. Without it an http:// BaseURL gets no token.
+	PlainHTTP bool
 }
 
 // PrefetchError is a prefetch that the daemon refused or that failed.
@@ -31,6 +35,9 @@ func (e *PrefetchError) Error() string { return fmt.Sprintf("cache daemon %s: %s
 // Prefetch asks the daemon to fetch the artifacts (verified) and store the
 // metadata documents, reporting each event it streams back.
 func (c *Client) Prefetch(ctx context.Context, req PrefetchRequest, onEvent func(PrefetchEvent)) (PrefetchResult, error) {
+	if !strings.HasPrefix(c.BaseURL, "https://") && !c.PlainHTTP {
+		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: "the prefetch token is only sent over TLS: set cache.tls_fingerprint or cache.ca_file in the cluster file (or, knowing the token then crosses the network in clear, cache.plain_http: true)"}
+	}
 	url := strings.TrimRight(c.BaseURL, "/") + "/prefetch"
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -49,6 +56,10 @@ func (c *Client) Prefetch(ctx context.Context, req PrefetchRequest, onEvent func
 	resp, err := client.Do(hreq)
 	if err != nil && ctx.Err() != nil {
 		return PrefetchResult{}, fmt.Errorf("prefetch interrupted: %w; run the same command again to continue (finished downloads are kept, partial ones resume)", ctx.Err())
+	}
+	var ce *CertError
+	if errors.As(err, &ce) {
+		return PrefetchResult{}, ce // the token was not sent
 	}
 	if err != nil {
 		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: fmt.Sprintf("cannot reach it: %v (is `sentinel cache serve` running on the cache node, and is --cache-ip right?)", err)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -69,6 +70,8 @@ type ServerConfig struct {
 	// ShutdownTimeout bounds how long Serve waits for in-flight requests and
 	// downloads once its context is done. 0: DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
+	// TLS, when set, makes Serve speak https only.
+	TLS *tls.Config
 }
 
 // Server is the cache daemon: an http.Handler over a Store and a channel
@@ -951,6 +954,9 @@ func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) e
 	if err != nil {
 		s.Close(context.Background())
 		return fmt.Errorf("cache server: %w", err)
+	}
+	if s.cfg.TLS != nil {
+		ln = tls.NewListener(ln, s.cfg.TLS)
 	}
 	hs := &http.Server{
 		Handler:           s.Handler(),

@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 )
@@ -107,6 +108,14 @@ type CacheNode struct {
 	// TokenFile holds the bearer token of the daemon's prefetch API
 	// ($SENTINEL_CACHE_TOKEN overrides it).
 	TokenFile string `yaml:"token_file,omitempty"`
+	// How the orchestrator and the nodes verify the daemon (exactly one):
+	// the sha256 fingerprint of its certificate, printed when the
+	// certificate was made; a CA file (PEM, relative to the cluster file)
+	// that signed a certificate for the daemon's IP address; or plain_http:
+	// true, no TLS at all (the token and artifacts in clear).
+	TLSFingerprint string `yaml:"tls_fingerprint,omitempty"`
+	CAFile         string `yaml:"ca_file,omitempty"`
+	PlainHTTP      bool   `yaml:"plain_http,omitempty"`
 }
 
 // PreflightThresholds override the free disk and memory each node needs.
@@ -251,6 +260,9 @@ func (inv *Inventory) validate() error {
 		if c.Port < 0 || c.Port > 65535 {
 			return fmt.Errorf("field cache.port: %d is not a port", c.Port)
 		}
+		if err := c.validateTLS(); err != nil {
+			return err
+		}
 	}
 	if t := inv.Trust; t != nil {
 		if t.Root == "" {
@@ -261,6 +273,54 @@ func (inv *Inventory) validate() error {
 		}
 	}
 	return nil
+}
+
+func (c *CacheNode) validateTLS() error {
+	set := 0
+	for _, on := range []bool{c.TLSFingerprint != "", c.CAFile != "", c.PlainHTTP} {
+		if on {
+			set++
+		}
+	}
+	if set > 1 {
+		return fmt.Errorf("field cache: tls_fingerprint, ca_file and plain_http are alternatives: keep one")
+	}
+	if c.TLSFingerprint != "" {
+		if _, err := cache.ParseFingerprint(c.TLSFingerprint); err != nil {
+			return fmt.Errorf("field cache.tls_fingerprint: %w", err)
+		}
+	}
+	return nil
+}
+
+// CachePeer says how to verify the cache daemon, reading the CA file if
+// the cluster file names one. A cluster file that says nothing about it
+// is refused: the daemon is reached over TLS unless plain_http asks
+// otherwise, and a certificate that nothing vouches for is not accepted.
+func (inv *Inventory) CachePeer() (cache.Peer, error) {
+	c := inv.Cache
+	switch {
+	case c != nil && c.TLSFingerprint != "":
+		fp, err := cache.ParseFingerprint(c.TLSFingerprint)
+		return cache.Peer{Fingerprint: fp}, err
+	case c != nil && c.CAFile != "":
+		p := c.CAFile
+		if !filepath.IsAbs(p) {
+			p = filepath.Join(filepath.Dir(inv.path), p)
+		}
+		pem, err := readBounded(p, 1<<20)
+		if err != nil {
+			return cache.Peer{}, &InventoryError{Path: inv.path, Err: fmt.Errorf("field cache.ca_file: %w", err)}
+		}
+		peer := cache.Peer{CAPEM: pem, CAFile: p}
+		if _, err := cache.ClientTLS(peer); err != nil {
+			return cache.Peer{}, &InventoryError{Path: inv.path, Err: fmt.Errorf("field cache.ca_file: %w", err)}
+		}
+		return peer, nil
+	case c != nil && c.PlainHTTP:
+		return cache.Peer{}, nil
+	}
+	return cache.Peer{}, &InventoryError{Path: inv.path, Err: fmt.Errorf("field cache: nothing says how to verify the cache daemon: set cache.tls_fingerprint to the fingerprint that the package's postinst or `sentinel cache cert` printed on the cache node, or cache.ca_file to the CA that signed its certificate (or, to accept plain HTTP with the token in clear, cache.plain_http: true)")}
 }
 
 var channelID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

@@ -60,7 +60,11 @@ func (r *Run) prefetch(ctx context.Context, f *fill) (cache.PrefetchResult, erro
 		return cache.PrefetchResult{}, err
 	}
 	r.Log.Info("download-only", zap.String("cache", r.FillCache), zap.Int("artifacts", len(f.req.Artifacts)), zap.Int64("bytes", f.total))
-	client := &cache.Client{BaseURL: r.FillCache, Token: token}
+	hc, err := r.Source.Peer.HTTPClient()
+	if err != nil {
+		return cache.PrefetchResult{}, err
+	}
+	client := &cache.Client{BaseURL: r.FillCache, Token: token, HTTP: hc, PlainHTTP: !r.Source.Peer.TLS()}
 	res, err := client.Prefetch(ctx, f.req, (&prefetchPrinter{progress: &loggedProgress{next: r.Printer, log: r.Log}, names: f.names}).event)
 	r.Printer.Close() // flush the bars before the summary
 	if err != nil {

@@ -245,6 +245,7 @@ func PatchDownloadOnly(p PatchOptions) *Job {
 // installed. The run's fetch steps then find them in place.
 func prefetchPatches(ctx context.Context, r *Run, catalog *release.Catalog) error {
 	src := r.Plan.DefaultSource()
+	src.CachePeer = r.Source.Peer
 	var mu sync.Mutex
 	var problems []error
 	g, gctx := errgroup.WithContext(ctx)

@@ -199,7 +199,7 @@ func (r *Run) takeLock(context.Context) error {
 
 // chooseSource: --cache-ip, else (for a resume) where the run was planned
 // to take its artifacts from, unless --no-cache; else the upstream.
-func (r *Run) chooseSource(context.Context) error {
+func (r *Run) chooseSource(ctx context.Context) error {
 	inv := r.Inventory
 	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill,
 		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn}}
@@ -211,6 +211,19 @@ func (r *Run) chooseSource(context.Context) error {
 		}
 	} else if r.Resume && !r.NoCache && r.Last != nil && !r.Last.Finished() {
 		cacheURL, r.offline = r.Last.Plan.CacheURL, r.Last.Plan.Offline
+	}
+	if cacheURL != "" {
+		peer, err := inv.CachePeer()
+		if err != nil {
+			return err
+		}
+		if !peer.TLS() {
+			r.warn(fmt.Sprintf("the cache daemon %s is reached over plain HTTP (cache.plain_http in %s): anyone on the network can read the prefetch token and pose as the cache node; pin its certificate with cache.tls_fingerprint instead", strings.TrimPrefix(cacheURL, "http://"), inv.Path()))
+		}
+		r.Source.Peer, cacheURL = peer, source.CacheBase(cacheURL, peer)
+		if err := source.CheckPeer(ctx, cacheURL, peer); err != nil {
+			return err
+		}
 	}
 	if r.Job.DownloadOnly {
 		r.FillCache = cacheURL // the metadata comes from the upstream: the cache may not hold it yet
@@ -358,6 +371,10 @@ func (r *Run) executor() *rollout.Executor {
 		case r.NoCache:
 			exec.Source = source.Fetch{}
 		}
+	}
+	if exec.Source.CacheURL != "" {
+		exec.Source.CacheURL = source.CacheBase(exec.Source.CacheURL, r.Source.Peer)
+		exec.Source.CachePeer = r.Source.Peer
 	}
 	return exec
 }

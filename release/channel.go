@@ -2,6 +2,7 @@ package release
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -50,6 +51,12 @@ type ChannelOption func(*channelConfig)
 // WithoutProxy reads the channel directly, whatever http_proxy says: for
 // a cache daemon on the cluster's own network.
 func WithoutProxy() ChannelOption { return func(c *channelConfig) { c.transport.Proxy = nil } }
+
+// WithTLS verifies https peers with tc: for a cache daemon whose
+// certificate the cluster file pins.
+func WithTLS(tc *tls.Config) ChannelOption {
+	return func(c *channelConfig) { c.transport.TLSClientConfig = tc }
+}
 
 // WithTrust verifies every document the channel reads with v before it is
 // parsed: first the channel's root rotations (N.root.json from the trusted

@@ -335,6 +335,10 @@ func FetchRequest(f source.Fetch, req steps.Request) steps.Request {
 		return req
 	}
 	req.Artifact.URL, req.Direct = f.ArtifactURL(req.Artifact)
+	if req.Direct && f.CachePeer.TLS() {
+		p := f.CachePeer
+		req.CachePeer = &p
+	}
 	return req
 }
 

@@ -15,6 +15,7 @@ import (
 	"path"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/release"
@@ -25,9 +26,11 @@ import (
 type Source struct {
 	// Upstream is the channel's index URL, from the cluster file.
 	Upstream string
-	// Cache is the cache daemon's base URL (http://IP:PORT); "" reads the
-	// upstream.
+	// Cache is the cache daemon's base URL (https://IP:PORT, or http://
+	// where the cluster file asks for plain HTTP); "" reads the upstream.
 	Cache string
+	// Peer verifies the cache daemon (see cluster.Inventory.CachePeer).
+	Peer cache.Peer
 	// Trust verifies every document read; nil reads them unverified.
 	Trust *Trust
 	// Fill is the command that fills the cache node with what this run
@@ -59,6 +62,12 @@ func (s Source) ArtifactURL(a release.Artifact) string {
 // upstream, directly for the cache daemon, which is on the cluster's own
 // network.
 func (s Source) HTTPClient() *http.Client {
+	if s.Cache != "" {
+		if c, err := s.Peer.HTTPClient(); err == nil {
+			return c
+		}
+		// Unreachable: Open refused the run first with the same error.
+	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.Proxy = release.ProxyFromEnvironment
 	if s.Cache != "" {
@@ -82,6 +91,13 @@ func (s Source) Open(ctx context.Context) (*release.Channel, error) {
 	var opts []release.ChannelOption
 	if s.Cache != "" {
 		opts = append(opts, release.WithoutProxy()) // the cache node is on the cluster's network
+		tc, err := cache.ClientTLS(s.Peer)
+		if err != nil {
+			return nil, &ConfigError{Msg: fmt.Sprintf("cache: %v", err)}
+		}
+		if tc != nil {
+			opts = append(opts, release.WithTLS(tc))
+		}
 	}
 	trustOpts, err := s.Trust.channelOptions()
 	if err != nil {
@@ -106,6 +122,9 @@ func (s Source) Accept(ch *release.Channel) error { return s.Trust.accept(ch) }
 func (s Source) Explain(err error) error {
 	if s.Cache == "" || err == nil {
 		return err
+	}
+	if ce := s.Peer.Refusal(strings.TrimPrefix(strings.TrimPrefix(s.Cache, "https://"), "http://"), err); ce != nil {
+		return ce
 	}
 	var te *trust.Error
 	if errors.As(err, &te) && s.Fill != "" {
@@ -172,12 +191,57 @@ func CacheURL(addr string, defaultPort int) (string, error) {
 	return "http://" + net.JoinHostPort(host, port), nil
 }
 
+// CacheBase gives the cache daemon's base URL the scheme the cluster file
+// asks for: https when it pins a certificate or a CA, http only when it
+// says plain_http. A resumed run's journaled URL goes through it too, so
+// the cluster file of today decides.
+func CacheBase(u string, p cache.Peer) string {
+	if rest, ok := strings.CutPrefix(u, "http://"); ok {
+		u = rest
+	} else {
+		u = strings.TrimPrefix(u, "https://")
+	}
+	return p.Scheme() + "://" + u
+}
+
+// CheckPeer refuses, before anything else reaches it, a cache daemon whose
+// certificate is not the one the cluster file pins (a *cache.CertError).
+// A daemon that does not answer is left to the reads that follow, which
+// say so in their own terms.
+func CheckPeer(ctx context.Context, base string, p cache.Peer) error {
+	if !p.TLS() {
+		return nil
+	}
+	c, err := p.HTTPClient()
+	if err != nil {
+		return &ConfigError{Msg: fmt.Sprintf("cache: %v", err)}
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cache.HealthURL(base), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	var ce *cache.CertError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	if err == nil {
+		resp.Body.Close()
+	}
+	return nil
+}
+
 // Fetch is where fetch steps take artifacts from. It is applied when a
 // step runs, not when it is planned, so a resumed run may take what is
 // left from elsewhere.
 type Fetch struct {
 	CacheURL string // the cache daemon: every artifact by digest, no proxy
 	Offline  bool   // only what the node caches hold
+	// CachePeer verifies the daemon; it travels in each fetch request, and
+	// the node's agent checks the daemon's certificate itself.
+	CachePeer cache.Peer
 }
 
 func (f Fetch) String() string {

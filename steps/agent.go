@@ -217,6 +217,13 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	store := &cache.Store{Dir: a.Layout.CacheDir()}
 	if req.Direct {
 		store.HTTP = cache.DirectHTTP
+		if req.CachePeer != nil {
+			c, err := req.CachePeer.HTTPClient()
+			if err != nil {
+				return Result{}, fmt.Errorf("the cache daemon's certificate settings sent by the orchestrator: %w", err)
+			}
+			store.HTTP = c
+		}
 	}
 	if a.Progress != nil {
 		store.Progress = func(p cache.TransferProgress) {

@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -55,7 +56,10 @@ type Request struct {
 	Offline bool `json:"offline,omitempty"`
 	// Direct fetch: the URL is the cluster's cache daemon, reached without
 	// any proxy.
-	Direct     bool              `json:"direct,omitempty"`
+	Direct bool `json:"direct,omitempty"`
+	// CachePeer: how this node verifies the cache daemon's certificate
+	// (from the cluster file, sent by the orchestrator with each fetch).
+	CachePeer  *cache.Peer       `json:"cache_peer,omitempty"`
 	BackupID   string            `json:"backup_id,omitempty"`
 	Release    string            `json:"release,omitempty"`
 	Components map[string]string `json:"components,omitempty"`

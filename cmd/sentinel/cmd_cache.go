@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -41,6 +42,9 @@ type cacheConfig struct {
 	ChannelDir string `yaml:"channel_dir"`
 	Upstream   string `yaml:"upstream"`
 	TokenFile  string `yaml:"token_file"`
+	// Flags only: the certificate and key the daemon serves https with.
+	TLSCert string `yaml:"-"`
+	TLSKey  string `yaml:"-"`
 }
 
 func (c *cacheConfig) load(path string) error {
@@ -136,6 +140,9 @@ SIGTERM or SIGINT.`,
 	cmd.Flags().StringVar(&c.Listen, "listen", fmt.Sprintf(":%d", cluster.DefaultCachePort), "address to listen on")
 	cmd.Flags().StringVar(&c.Upstream, "upstream", "", "channel base URL to pull missing artifacts from (off by default: air-gapped)")
 	cmd.Flags().StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token of the prefetch API (without it, prefetch is disabled)")
+	cmd.Flags().StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate to serve https with (with --tls-key; its IP addresses are the ones clients use)")
+	cmd.Flags().StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
+	cmd.MarkFlagsRequiredTogether("tls-cert", "tls-key")
 	return cmd
 }
 
@@ -151,10 +158,19 @@ func runCacheServe(ctx context.Context, c cacheConfig, stdout, stderr io.Writer)
 			return usagef("the token file %s is empty", c.TokenFile)
 		}
 	}
+	var tc *tls.Config
+	if c.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return usagef("loading --tls-cert and --tls-key: %v", err)
+		}
+		tc = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
 	if err := os.MkdirAll(c.channelDir(), 0o755); err != nil {
 		return err
 	}
 	srv, err := cache.NewServer(cache.ServerConfig{
+		TLS:        tc,
 		Store:      &cache.Store{Dir: c.CacheDir},
 		ChannelDir: c.channelDir(),
 		Upstream:   c.Upstream,

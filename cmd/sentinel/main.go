@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/lifecycle"
 	"github.com/sentinel-paas/sentinel/release"
@@ -75,7 +76,7 @@ func badInput(err error) bool {
 		new(*cluster.InventoryError), new(*resume.LockedError),
 		new(*trust.Error),          // a refused signature, expiry or version
 		new(*cluster.HostKeyError), // known_hosts must be fixed: no retry helps
-		new(*source.AddressError), new(*source.CacheMissError), new(*source.ConfigError),
+		new(*source.AddressError), new(*cache.CertError), new(*source.CacheMissError), new(*source.ConfigError),
 	} {
 		if errors.As(err, target) {
 			return true
