@@ -141,7 +141,7 @@ func (s *SSH) script(ctx context.Context, c *sshConn, op, script string, stdin i
 	var exit *ssh.ExitError
 	if errors.As(err, &exit) {
 		hint := ""
-		if strings.Contains(stderr, "Permission denied") && !s.Node.Sudo {
+		if strings.Contains(stderr, "Permission denied") && !s.Node.UsesSudo() {
 			hint = fmt.Sprintf(" (set sudo: true for the node, or remote_binary to a path %s can write)", s.user)
 		}
 		return fmt.Errorf("node %s: checking or pushing the sentinel binary %s on %s: %v: %s%s", s.Node.Name, s.remoteBinary, s.addr, err, truncate(strings.TrimSpace(stderr), 500), hint)

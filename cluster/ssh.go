@@ -66,6 +66,11 @@ func (n Node) SSHUser() string {
 	return "root"
 }
 
+// UsesSudo says whether the agent runs through `sudo -n`: when the
+// cluster file says sudo: true, and always for a login user other than
+// root, since the agent needs root on the node.
+func (n Node) UsesSudo() bool { return n.Sudo || n.SSHUser() != "root" }
+
 // KnownHostsFile is the known_hosts file the node's host key is checked
 // against.
 func (n Node) KnownHostsFile() string {
@@ -283,6 +288,22 @@ func (s *SSH) conn(ctx context.Context, op string, on func(Event)) (*sshConn, er
 		return nil, &UnreachableError{Node: s.Node.Name, Op: op, Err: ctx.Err()}
 	}
 	defer func() { <-s.sem }()
+	c, err := s.connected(ctx, op)
+	if err != nil {
+		return nil, err
+	}
+	if !c.ensured {
+		if err := s.ensureAgent(ctx, c, op, on); err != nil {
+			return nil, err
+		}
+		c.ensured = true
+	}
+	return c, nil
+}
+
+// connected returns the live connection, dialling if there is none; the
+// caller holds s.sem.
+func (s *SSH) connected(ctx context.Context, op string) (*sshConn, error) {
 	if s.closed {
 		return nil, fmt.Errorf("node %s: %s: the SSH transport was closed", s.Node.Name, op)
 	}
@@ -297,15 +318,53 @@ func (s *SSH) conn(ctx context.Context, op string, on func(Event)) (*sshConn, er
 		}
 		s.cur = c
 	}
-	c := s.cur
-	if !c.ensured {
-		if err := s.ensureAgent(ctx, c, op, on); err != nil {
-			return nil, err
-		}
-		c.ensured = true
-	}
-	return c, nil
+	return s.cur, nil
 }
+
+// CheckSudo makes sure, before anything runs on the node, that the login
+// user may run the agent as root without a password: `sudo -n true`. Not
+// asked of root. A refusal is a *SudoError saying what to add.
+func (s *SSH) CheckSudo(ctx context.Context) error {
+	if !s.Node.UsesSudo() {
+		return nil
+	}
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return &UnreachableError{Node: s.Node.Name, Op: "check-sudo", Err: ctx.Err()}
+	}
+	c, err := s.connected(ctx, "check-sudo")
+	<-s.sem
+	if err != nil {
+		return err
+	}
+	stderr, opened, err := s.run(ctx, c, "sudo -n true", strings.NewReader(""), nil, func(r io.Reader) { _, _ = io.Copy(io.Discard, r) })
+	var exit *ssh.ExitError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &exit):
+		return &SudoError{Node: s.Node.Name, Addr: s.addr, User: s.user, Stderr: truncate(strings.TrimSpace(stderr), 200)}
+	case !opened:
+		return s.unreachable("check-sudo", c, err)
+	}
+	return &UnreachableError{Node: s.Node.Name, Op: "check-sudo", Err: err}
+}
+
+// SudoError: the node's login user cannot run commands as root without a
+// password, so no agent can run there. Nothing was changed.
+type SudoError struct {
+	Node, Addr, User string
+	Stderr           string // what sudo said
+}
+
+func (e *SudoError) Error() string {
+	return fmt.Sprintf("node %s: user %s cannot run sentinel's agent as root without a password (`sudo -n true` on %s: %s): add the line %q to a file in /etc/sudoers.d/ on the node (e.g. /etc/sudoers.d/sentinel, mode 0440; check it with visudo -cf FILE), or log in as root",
+		e.Node, e.User, e.Addr, e.Stderr, SudoersLine(e.User))
+}
+
+// SudoersLine is the sudoers rule the product's docs give its admin user.
+func SudoersLine(user string) string { return user + " ALL = (root) NOPASSWD: ALL" }
 
 // recheck has the next call check the node's binary again.
 func (s *SSH) recheck(c *sshConn) {
@@ -570,7 +629,7 @@ func newSession(ctx context.Context, c *sshConn) (*ssh.Session, error) {
 // command is the shell command line that runs args, with sudo -n if the
 // node says so.
 func (s *SSH) command(args ...string) string {
-	if s.Node.Sudo {
+	if s.Node.UsesSudo() {
 		args = append([]string{"sudo", "-n", "--"}, args...)
 	}
 	q := make([]string, len(args))
@@ -591,12 +650,11 @@ func shellQuote(s string) string {
 
 // sudoError recognises sudo refusing to run without a password.
 func (s *SSH) sudoError(stderr string) error {
-	if !s.Node.Sudo {
+	if !s.Node.UsesSudo() {
 		return nil
 	}
 	if strings.Contains(stderr, "a password is required") || strings.Contains(stderr, "a terminal is required") {
-		return fmt.Errorf("node %s: sudo on %s asks user %s for a password (sudo -n: %s): configure passwordless sudo for %s on the node, e.g. a file /etc/sudoers.d/sentinel with the line %q (check it with visudo -cf), or log in as root and drop sudo: true",
-			s.Node.Name, s.addr, s.user, truncate(strings.TrimSpace(stderr), 200), s.user, s.user+" ALL=(root) NOPASSWD: ALL")
+		return &SudoError{Node: s.Node.Name, Addr: s.addr, User: s.user, Stderr: truncate(strings.TrimSpace(stderr), 200)}
 	}
 	return nil
 }

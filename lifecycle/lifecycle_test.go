@@ -2,6 +2,7 @@ package lifecycle_test
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -263,8 +264,9 @@ func TestRunnerRefusesUnknownPhase(t *testing.T) {
 }
 
 // Download-only goes through the same lifecycle: it fills a cache daemon
-// (in process, on loopback) and changes no node; then an upgrade runs from
-// that cache with the upstream's files gone.
+// (in process, on loopback, over TLS with the certificate the cluster file
+// pins) and changes no node; then an upgrade runs from that cache with the
+// upstream's files gone.
 func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -282,7 +284,13 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 	}
 	w := worldOf(t, lab)
 	dir := t.TempDir()
-	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n"})
+	cert, err := fixtures.NewTLSCert(fixtures.CertSpec{Subject: "cache", IPs: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.inv.Cache = &cluster.CacheNode{Node: w.inv.Core().Name, Dir: dir, TLSFingerprint: cert.Fingerprint}
+	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n",
+		TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS()}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/preflight"
@@ -256,10 +257,46 @@ func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
 	return ch, nil
 }
 
-func (r *Run) dial(context.Context) error {
+func (r *Run) dial(ctx context.Context) error {
 	var err error
-	r.Transports, err = r.Dial(r.Inventory)
-	return err
+	if r.Transports, err = r.Dial(r.Inventory); err != nil {
+		return err
+	}
+	return checkSudo(ctx, r.Inventory.Nodes, r.Transports)
+}
+
+// sudoChecker is a transport that logs in as a user who needs sudo.
+type sudoChecker interface {
+	CheckSudo(ctx context.Context) error
+}
+
+// checkSudo asks every node whose login user is not root whether it may
+// run the agent through `sudo -n`, before any agent runs: the nodes that
+// may not are named together, each with the sudoers line to add, as a
+// preflight failure. A node that does not answer is left to the phases
+// that follow, which say so in their own words.
+func checkSudo(ctx context.Context, nodes []cluster.Node, tr map[string]cluster.Transport) error {
+	errs := make([]error, len(nodes))
+	var g errgroup.Group
+	g.SetLimit(16)
+	for i, n := range nodes {
+		sc, ok := tr[n.Name].(sudoChecker)
+		if !ok {
+			continue
+		}
+		g.Go(func() error {
+			var se *cluster.SudoError
+			if err := sc.CheckSudo(ctx); errors.As(err, &se) {
+				errs[i] = se
+			}
+			return nil
+		})
+	}
+	_ = g.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return &PreflightError{Err: err}
+	}
+	return nil
 }
 
 // GatherFacts asks every node what it runs.

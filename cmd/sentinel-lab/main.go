@@ -138,8 +138,9 @@ func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
 		return "", err
 	}
 	core, _ := lab.Node(c.Node)
+	crt, key := lab.CacheTLSFiles()
 	line, pid, err := startDaemon(filepath.Join(lab.Dir, "cache.log"), sentinel, "cache", "serve", "--dir", c.Dir,
-		"--listen", core.Address+":0", "--token-file", c.TokenFile)
+		"--listen", core.Address+":0", "--token-file", c.TokenFile, "--tls-cert", crt, "--tls-key", key)
 	if err != nil {
 		return "", fmt.Errorf("the cache daemon did not start: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/fixtures"
 )
 
@@ -148,7 +149,11 @@ func TestCacheVerifyQuarantines(t *testing.T) {
 	if _, err := os.Stat(stored); !os.IsNotExist(err) {
 		t.Errorf("the damaged artifact is still in place: %v", err)
 	}
-	resp, err := http.Get("http://" + lab.cacheIP + "/artifacts/sha256/" + router)
+	pinned, err := cache.Peer{Fingerprint: lab.Cache.TLSFingerprint}.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := pinned.Get("https://" + lab.cacheIP + "/artifacts/sha256/" + router)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +208,7 @@ func TestResumeSwitchesToCache(t *testing.T) {
 	}
 	before := tw.hits.Load()
 	r := lab.sentinel(nil, "upgrade", "--resume", "--cache-ip", lab.cacheIP)
-	if r.code != 0 || !strings.Contains(r.stderr, "artifacts from http://"+lab.cacheIP) {
+	if r.code != 0 || !strings.Contains(r.stderr, "artifacts from https://"+lab.cacheIP) {
 		t.Fatalf("resume --cache-ip: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	if got := nodeState(t, lab.core().Root); !reflect.DeepEqual(got, want) {

@@ -31,13 +31,21 @@ func sshLab(t *testing.T, nodes int) (*testLab, map[string]*fixtures.SSHD) {
 // sshLabWith is sshLab with every lab option.
 func sshLabWith(t *testing.T, opt fixtures.LabOptions) (*testLab, map[string]*fixtures.SSHD) {
 	t.Helper()
+	return sshLabAs(t, opt, func(string) string { return "root" })
+}
+
+// sshLabAs is sshLabWith logging in to each node as userOf(node): root,
+// or a lab user (fixtures.EnsureLabUser), whom sentinel runs its agent as
+// root through `sudo -n`.
+func sshLabAs(t *testing.T, opt fixtures.LabOptions, userOf func(node string) string) (*testLab, map[string]*fixtures.SSHD) {
+	t.Helper()
 	if err := fixtures.CheckSSHD(); err != nil {
 		t.Skip(err)
 	}
 	lab := newLabWith(t, opt)
 	sshds := map[string]*fixtures.SSHD{}
 	for _, n := range lab.Nodes {
-		s, err := lab.ServeSSH(n.Name)
+		s, err := lab.ServeSSHAs(n.Name, userOf(n.Name))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,8 +70,8 @@ func sshLabWith(t *testing.T, opt fixtures.LabOptions) (*testLab, map[string]*fi
 func checkReachedOverSSH(t *testing.T, sshds map[string]*fixtures.SSHD) {
 	t.Helper()
 	for name, s := range sshds {
-		if !strings.Contains(s.Log(), "Accepted publickey for root") {
-			t.Errorf("node %s: its sshd logged no login", name)
+		if !strings.Contains(s.Log(), "Accepted publickey for "+s.User+" ") {
+			t.Errorf("node %s: its sshd logged no login as %s", name, s.User)
 		}
 	}
 }

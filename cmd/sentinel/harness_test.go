@@ -514,7 +514,8 @@ func (l *testLab) startCache(env []string, extraArgs ...string) {
 		l.t.Fatal(err)
 	}
 	core := l.core()
-	args := append([]string{"cache", "serve", "--dir", c.Dir, "--listen", core.Address + ":0", "--token-file", c.TokenFile}, extraArgs...)
+	crt, key := l.CacheTLSFiles()
+	args := append([]string{"cache", "serve", "--dir", c.Dir, "--listen", core.Address + ":0", "--token-file", c.TokenFile, "--tls-cert", crt, "--tls-key", key}, extraArgs...)
 	cmd := exec.Command(sentinelBin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr

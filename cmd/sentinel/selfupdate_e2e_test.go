@@ -438,7 +438,7 @@ func TestSelfUpdateFromCacheNode(t *testing.T) {
 	if fileSum(t, bin) != fileSum(t, newer) {
 		t.Fatalf("not updated from the cache node:\n%s", r.stderr)
 	}
-	if !strings.Contains(r.stderr, "fetching it from http://"+lab.cacheIP+"/artifacts/sha256/") {
+	if !strings.Contains(r.stderr, "fetching it from https://"+lab.cacheIP+"/artifacts/sha256/") {
 		t.Errorf("the build did not come from the cache node:\n%s", r.stderr)
 	}
 	if got := lab.binaries(); !equal(got, []string{"0.2.0"}) {

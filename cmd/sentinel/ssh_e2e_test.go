@@ -76,18 +76,27 @@ func firstStepOrder(t *testing.T, lab *testLab) []string {
 }
 
 // The docs' five-node cluster (core; data services; three DEAs running
-// apps) over SSH, its cache node filled while the upstream is still there:
-// with the upstream gone the upgrade runs from the cache, pushes this build
-// of sentinel to every node, and upgrades the nodes in role order, the core
-// node last, DEAs retired one at a time with no app down.
+// apps) over SSH as the product's docs set nodes up (the admin user
+// stackato, passwordless sudo), its cache node filled over TLS while the
+// upstream is still there. With the upstream gone, a cluster file that
+// pins another certificate than the cache node's is refused (exit 2,
+// nothing changed, no journal); with the right pin the upgrade runs from
+// the cache over TLS, pushes this build of sentinel to every node, and
+// upgrades the nodes in role order, the core node last, DEAs retired one
+// at a time with no app down.
 func TestUpgradeOverSSHFromCache(t *testing.T) {
-	lab, sshds := sshLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
+	if err := fixtures.EnsureLabUser(fixtures.SudoUser, true); err != nil {
+		t.Skip(err)
+	}
+	lab, sshds := sshLabAs(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"}, func(string) string { return fixtures.SudoUser })
 	lab.SetMaintenanceHook("true")
 	ctl := withDEAController(t, lab, 2048, []app{{"shop", 2, 512}, {"blog", 3, 256}, {"cron", 1, 128}})
 	lab.startCache(nil)
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
 	tw := lab.cutUpstream()
 	cacheHost := strings.Split(lab.cacheIP, ":")[0]
+
+	checkWrongPinRefused(t, lab, "upgrade", "3.4.2", "--cache-ip", cacheHost, "--yes")
 	out := lab.mustSucceed("upgrade", "3.4.2", "--cache-ip", cacheHost, "--yes")
 	if n := tw.hits.Load(); n != 0 {
 		t.Errorf("the upstream got %d requests during the upgrade from the cache", n)
@@ -276,4 +285,48 @@ func processAlive(pid int) bool {
 	st := string(stat)
 	f := strings.Fields(st[strings.LastIndexByte(st, ')')+1:])
 	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
+// checkWrongPinRefused runs sentinel with args while the cluster file pins
+// another certificate than the one the lab's cache daemon serves, wants
+// exit 2 with the message that names the host, both fingerprints and what
+// to do, and nothing changed: no node, no journal. It puts the right pin
+// back.
+func checkWrongPinRefused(t *testing.T, lab *testLab, args ...string) {
+	t.Helper()
+	other, err := fixtures.NewTLSCert(fixtures.CertSpec{Subject: "another cache", IPs: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := lab.Cache.TLSFingerprint
+	c := *lab.Cache
+	c.TLSFingerprint = other.Fingerprint
+	if err := lab.SetCacheDaemon(&c, c.Port, lab.CachePID); err != nil {
+		t.Fatal(err)
+	}
+	before := lab.nodeDigests()
+	r := lab.sentinel(nil, args...)
+	t.Logf("wrong pin: stderr:\n%s", r.stderr)
+	host := lab.cacheIP
+	for _, want := range []string{"the cache daemon at " + host + " was refused", "expected " + other.Fingerprint, "presented " + served,
+		`subject "CN=sentinel cache `, "valid ", "pin the new fingerprint", "sentinel cache cert"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the refusal does not say %q", want)
+		}
+	}
+	if r.code != 2 {
+		t.Errorf("exit %d, want 2", r.code)
+	}
+	for name, d := range lab.nodeDigests() {
+		if d != before[name] {
+			t.Errorf("node %s changed although the cache daemon was refused", name)
+		}
+	}
+	if p, err := (rollout.Runs{Dir: lab.inventory().State()}).LatestPath(); err != nil || p != "" {
+		t.Errorf("a journal was written (%q, %v)", p, err)
+	}
+	c.TLSFingerprint = served
+	if err := lab.SetCacheDaemon(&c, c.Port, lab.CachePID); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"maps"
@@ -237,13 +238,21 @@ func TestUnverifiedChannelIsWarnedAbout(t *testing.T) {
 
 // hostileCache serves a cache node's directory as a compromised cache node
 // would: whatever bytes lie there, unverified, under the channel and
-// artifact paths the real daemon uses. It counts artifact downloads.
-func hostileCache(t *testing.T, cacheDir string) (addr string, gets *atomic.Int64) {
+// artifact paths the real daemon uses, over TLS with the cache node's own
+// certificate and key (the attacker holds the node). It counts artifact
+// downloads.
+func hostileCache(t *testing.T, lab *testLab) (addr string, gets *atomic.Int64) {
 	t.Helper()
+	cacheDir := lab.Cache.Dir
+	cert, err := tls.LoadX509KeyPair(lab.CacheTLSFiles())
+	if err != nil {
+		t.Fatal(err)
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	ln = tls.NewListener(ln, &tls.Config{Certificates: []tls.Certificate{cert}})
 	gets = &atomic.Int64{}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch p := r.URL.Path; {
@@ -287,7 +296,7 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 	}
 	evilSHA, _ := lab.artifactOf("3.4.3", "router")
 	os.WriteFile(filepath.Join(lab.Cache.Dir, "sha256", evilSHA), evil, 0o644)
-	hostile, hostileGets := hostileCache(t, lab.Cache.Dir)
+	hostile, hostileGets := hostileCache(t, lab)
 	restore := saveFiles(t, cachedManifest, cachedManifest+".sig", stored)
 
 	cases := []struct {
@@ -312,7 +321,7 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 		}, regexp.MustCompile(`sentinel: releases/3\.4\.2/manifest\.json: unknown-key check failed`)},
 		{"the stored artifact replaced, of another size", hostile, func() {
 			os.WriteFile(stored, append(append([]byte(nil), evil...), 0), 0o644)
-		}, regexp.MustCompile(`sentinel: artifacts/router-3\.4\.2\.tar\.gz: length check failed: http://127\.0\.0\.1:\d+/artifacts/sha256/` + routerSHA + ` serves \d+ bytes, its manifest says \d+`)},
+		}, regexp.MustCompile(`sentinel: artifacts/router-3\.4\.2\.tar\.gz: length check failed: https://127\.0\.0\.1:\d+/artifacts/sha256/` + routerSHA + ` serves \d+ bytes, its manifest says \d+`)},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -325,7 +334,7 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 			if r.code != 2 || !tc.want.MatchString(r.stderr) {
 				t.Fatalf("exit %d, want 2 and %s:\n%s", r.code, tc.want, r.stderr)
 			}
-			if !strings.Contains(r.stderr, "read from the cache node http://"+tc.cache+": fill it again from the upstream") {
+			if !strings.Contains(r.stderr, "read from the cache node https://"+tc.cache+": fill it again from the upstream") {
 				t.Errorf("the refusal does not say what to do about the cache node:\n%s", r.stderr)
 			}
 			for name, d := range lab.nodeDigests() {
