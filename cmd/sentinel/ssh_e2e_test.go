@@ -330,3 +330,58 @@ func checkWrongPinRefused(t *testing.T, lab *testLab, args ...string) {
 		t.Fatal(err)
 	}
 }
+
+// Nodes reached as a user without passwordless sudo are named, each with
+// the sudoers line to add, before any agent runs there: preflight refuses
+// (exit 3), no node changed, no journal. Once the line is there, the same
+// command upgrades every node.
+func TestSudoMissingNamedBeforeAnythingChanges(t *testing.T) {
+	for _, u := range []struct {
+		name string
+		sudo bool
+	}{{fixtures.SudoUser, true}, {fixtures.NoSudoUser, false}} {
+		if err := fixtures.EnsureLabUser(u.name, u.sudo); err != nil {
+			t.Skip(err)
+		}
+	}
+	lacking := map[string]bool{"dea-2": true, "core": true}
+	lab, _ := sshLabAs(t, fixtures.LabOptions{Nodes: 3, Release: "3.4.1"}, func(n string) string {
+		if lacking[n] {
+			return fixtures.NoSudoUser
+		}
+		return fixtures.SudoUser
+	})
+	before := lab.nodeDigests()
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	t.Logf("stderr:\n%s", r.stderr)
+	if r.code != 3 {
+		t.Errorf("exit %d, want 3 (preflight)", r.code)
+	}
+	line := fmt.Sprintf("%q", fixtures.NoSudoUser+" ALL = (root) NOPASSWD: ALL")
+	for _, n := range lab.Nodes {
+		said := strings.Contains(r.stderr, "node "+n.Name+": user "+fixtures.NoSudoUser+" cannot run sentinel's agent as root without a password")
+		if said != lacking[n.Name] {
+			t.Errorf("node %s (lacks sudo: %v) named: %v", n.Name, lacking[n.Name], said)
+		}
+	}
+	for _, want := range []string{"preflight failed, nothing was changed", line, "/etc/sudoers.d/"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the refusal does not say %s", want)
+		}
+	}
+	for name, d := range lab.nodeDigests() {
+		if d != before[name] {
+			t.Errorf("node %s changed although preflight refused", name)
+		}
+	}
+	if p, err := (rollout.Runs{Dir: lab.inventory().State()}).LatestPath(); err != nil || p != "" {
+		t.Errorf("a journal was written (%q, %v)", p, err)
+	}
+
+	if err := fixtures.EnsureLabUser(fixtures.NoSudoUser, true); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = fixtures.EnsureLabUser(fixtures.NoSudoUser, false) })
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	checkAllOn(t, lab, "3.4.2")
+}
