@@ -46,7 +46,7 @@ const (
 func Names() []string {
 	return []string{
 		NameDiskSpace, NameMemory, NameReachability, NameReleaseVersion, NameArtifactsPresent,
-		NameDEACapacity, NameRunLock, NameMaintenanceMode, NameCustomizations, NameNodeReachable,
+		NameDEACapacity, NameRunLock, NameMaintenanceMode, NameCustomizations, NameNodeReachable, NameClockSkew,
 	}
 }
 

@@ -139,11 +139,11 @@ func TestCheckMessages(t *testing.T) {
 }
 
 func TestNames(t *testing.T) {
-	want := []string{"DiskSpace", "Memory", "Reachability", "ReleaseVersion", "ArtifactsPresent", "DEACapacity", "RunLock", "MaintenanceMode", "Customizations", "NodeReachable"}
+	want := []string{"DiskSpace", "Memory", "Reachability", "ReleaseVersion", "ArtifactsPresent", "DEACapacity", "RunLock", "MaintenanceMode", "Customizations", "NodeReachable", "ClockSkew"}
 	if !reflect.DeepEqual(Names(), want) {
 		t.Errorf("Names() = %v, want %v", Names(), want)
 	}
-	for _, c := range []Checker{DiskCheck{}, MemoryCheck{}, ReachCheck{}} {
+	for _, c := range []Checker{DiskCheck{}, MemoryCheck{}, ReachCheck{}, ClockCheck{}} {
 		if !strings.Contains(strings.Join(Names(), ","), c.Name()) {
 			t.Errorf("%T is called %q, not in Names()", c, c.Name())
 		}

@@ -42,7 +42,7 @@ type PreflightInput struct {
 // Preflight checks every node, all at once, before anything changes.
 func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 	cacheNode := in.cacheNode()
-	probes, probeErrs := probeAll(ctx, in, cacheNode)
+	probes, clocks, probeErrs := probeAll(ctx, in, cacheNode)
 	checks := map[string][]preflight.Checker{}
 	th := in.Inventory.Thresholds()
 	var cacheProblems map[string]error
@@ -77,6 +77,7 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 		if len(p.Reach) > 0 {
 			checks[name] = append(checks[name], preflight.ReachCheck{Facts: p.Reach})
 		}
+		checks[name] = append(checks[name], clocks[name])
 		if in.DownloadOnly {
 			continue
 		}
@@ -139,13 +140,14 @@ func failing(name string, err error) preflight.Checker {
 	return preflight.Func(name, func(context.Context) ([]error, []error) { return nil, []error{err} })
 }
 
-// probeAll asks every node for its facts at once.
-func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[string]*steps.ProbeFacts, map[string]error) {
+// probeAll asks every node for its facts, and then its clock, at once.
+func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[string]*steps.ProbeFacts, map[string]preflight.Checker, map[string]error) {
 	// A node that cannot answer in time is reported, not waited for.
 	ctx, cancel := context.WithTimeout(ctx, probeDeadline)
 	defer cancel()
 	var mu sync.Mutex
 	probes, errs := map[string]*steps.ProbeFacts{}, map[string]error{}
+	clocks := map[string]preflight.Checker{}
 	upstream := upstreamTargets(in.ChannelURL, in.Plan)
 	var g errgroup.Group
 	g.SetLimit(32)
@@ -171,21 +173,41 @@ func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[str
 		g.Go(func() error {
 			var res steps.Result
 			err := in.Transports[n.Name].Call(ctx, steps.OpProbe, steps.Request{Probe: req}, &res, nil)
-			mu.Lock()
-			defer mu.Unlock()
 			if err == nil && res.Probe == nil {
 				err = errors.New("the agent sent no probe")
 			}
+			var clock preflight.Checker
+			if err == nil {
+				clock = readClock(ctx, in.Transports[n.Name])
+			}
+			mu.Lock()
+			defer mu.Unlock()
 			if err != nil {
 				errs[n.Name] = err
 			} else {
-				probes[n.Name] = res.Probe
+				probes[n.Name], clocks[n.Name] = res.Probe, clock
 			}
 			return nil
 		})
 	}
 	_ = g.Wait()
-	return probes, errs
+	return probes, clocks, errs
+}
+
+// readClock compares the node's clock with ours, in a call of its own so
+// that the round trip, whose half bounds the error, is short.
+func readClock(ctx context.Context, tr cluster.Transport) preflight.Checker {
+	var res steps.Result
+	sent := time.Now()
+	err := tr.Call(ctx, steps.OpClock, steps.Request{}, &res, nil)
+	received := time.Now()
+	if err == nil && res.Clock == 0 {
+		err = errors.New("the agent sent no time")
+	}
+	if err != nil {
+		return failing(preflight.NameClockSkew, fmt.Errorf("reading the node's clock: %w", err))
+	}
+	return preflight.ClockCheck{Facts: preflight.ClockSkew(sent, received, time.Unix(0, res.Clock))}
 }
 
 // probeDeadline bounds the probe of one node (reachability targets run at

@@ -94,6 +94,10 @@ var operations = []operation{
 	{name: OpRetire, run: (*Agent).retire},
 	{name: OpUnretire, run: (*Agent).unretire},
 	{name: OpRecordPatch, run: (*Agent).recordPatch},
+	// Reads the clock only: no lock, nothing written.
+	{name: OpClock, unlocked: true, run: func(*Agent, context.Context, Request) (Result, error) {
+		return Result{Clock: clockNow().UnixNano()}, nil
+	}},
 }
 
 func opNames() []string {

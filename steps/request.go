@@ -34,6 +34,9 @@ const (
 	// deadline; OpUnretire lets it take instances again (see retire.go).
 	OpRetire   = "retire"
 	OpUnretire = "unretire"
+	// OpClock reads the node's clock, for preflight to compare with the
+	// orchestrator's (clock.go).
+	OpClock = "clock"
 	// OpRecordPatch adds a patch to, or removes it from, node.json, with
 	// the component versions it leaves in place (see patch.go).
 	OpRecordPatch = "record-patch"
@@ -106,6 +109,8 @@ type Result struct {
 	Damaged []string `json:"damaged,omitempty"`
 	// Probe: what preflight needs to know.
 	Probe *ProbeFacts `json:"probe,omitempty"`
+	// Clock: the node's time, in nanoseconds since the Unix epoch.
+	Clock int64 `json:"clock,omitempty"`
 }
 
 // Facts is what a node says about itself.

@@ -26,6 +26,7 @@ import (
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/selfupdate"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // releaseTestVersion is stamped into the release builds of these tests,
@@ -279,9 +280,10 @@ func TestReleaseBuildIgnoresCrashInjection(t *testing.T) {
 	lab := newLab(t, 1, "3.4.1")
 	crashFirst := []string{fmt.Sprintf("%s=1", resume.CrashAfterRecordEnv)}
 
-	r := lab.run(bin, crashFirst, "upgrade", "3.4.2", "--yes")
+	// The test builds' clock seam too: an hour of skew would fail preflight.
+	r := lab.run(bin, append(crashFirst, steps.ClockSkewEnv+"=1h"), "upgrade", "3.4.2", "--yes")
 	if r.code != 0 {
-		t.Fatalf("release build with %s: exit %d (signal %v), want a run to the end\n%s", crashFirst[0], r.code, r.signal, r.stderr)
+		t.Fatalf("release build with %s and %s=1h: exit %d (signal %v), want a run to the end\n%s", crashFirst[0], steps.ClockSkewEnv, r.code, r.signal, r.stderr)
 	}
 	lab.wantUpgraded("3.4.2")
 

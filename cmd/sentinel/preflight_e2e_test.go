@@ -10,12 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/preflight"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 const gib = 1 << 30
@@ -390,4 +393,60 @@ func TestSkipDownloadCannotBeIgnored(t *testing.T) {
 	if nodeDigest(t, lab.core().Root) != before {
 		t.Error("the node changed")
 	}
+}
+
+// A node whose clock is 10 minutes ahead is refused by preflight (exit 3,
+// nothing changed, no journal), naming the node, the skew and what to do;
+// one a minute behind is only warned about. With the first clock set
+// right, the upgrade runs. The clocks are the agents' own, shifted by the
+// test build's clock seam (steps.ClockSkewEnv) on those nodes alone.
+func TestPreflightClockSkew(t *testing.T) {
+	lab := newLab(t, 3, "3.4.1")
+	lab.SetMaintenanceHook("true")
+	skew := func(node, d string) {
+		t.Helper()
+		if err := lab.SetPrefix(node, []string{"env", steps.ClockSkewEnv + "=" + d}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	skew("dea-1", "10m")
+	skew("dea-2", "-1m")
+
+	rep, r := lab.preflightJSON("3.4.2")
+	if r.code != 3 || strings.Join(failures(rep), ",") != "dea-1/ClockSkew" {
+		t.Fatalf("preflight: exit %d, failures %v, want 3 and dea-1/ClockSkew\n%s", r.code, failures(rep), r.stderr)
+	}
+	said := map[string]string{}
+	for _, res := range rep.Results {
+		if res.Check == preflight.NameClockSkew {
+			said[res.Node] = res.Status + ": " + strings.Join(res.Messages, " ")
+		}
+	}
+	t.Logf("ClockSkew: %q", said)
+	for node, want := range map[string]*regexp.Regexp{
+		"dea-1": regexp.MustCompile(`^FAIL: the node's clock is 10m0s ahead of this machine's \(±\d+ms\), more than 5m0s: .*set the time right on the node or here \(NTP`),
+		"dea-2": regexp.MustCompile(`^WARN: the node's clock is 1m0s behind this machine's \(±\d+ms\), more than 30s: check NTP`),
+		"core":  regexp.MustCompile(`^PASS: $`),
+	} {
+		if !want.MatchString(said[node]) {
+			t.Errorf("node %s: %q, want %s", node, said[node], want)
+		}
+	}
+
+	before := lab.nodeDigests()
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes"); r.code != 3 || !strings.Contains(r.stdout+r.stderr, "ClockSkew") {
+		t.Fatalf("upgrade: exit %d, want 3 naming ClockSkew\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for name, d := range lab.nodeDigests() {
+		if d != before[name] {
+			t.Errorf("node %s changed although preflight refused", name)
+		}
+	}
+	if p, err := (rollout.Runs{Dir: lab.inventory().State()}).LatestPath(); err != nil || p != "" {
+		t.Errorf("a journal was written (%q, %v)", p, err)
+	}
+
+	skew("dea-1", "0s")
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	checkAllOn(t, lab, "3.4.2")
 }
