@@ -315,7 +315,7 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 		t.Fatalf("download-only changed the node (%s) or said %v", got, w.out.lines)
 	}
 	for _, op := range w.ops {
-		if !strings.HasSuffix(op, " facts") && !strings.HasSuffix(op, " probe") {
+		if !strings.HasSuffix(op, " facts") && !strings.HasSuffix(op, " probe") && !strings.HasSuffix(op, " clock") {
 			t.Fatalf("download-only ran %q on a node", op)
 		}
 	}
@@ -329,5 +329,56 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 	}
 	if got := w.release(t); got != "3.4.2" {
 		t.Fatalf("after the upgrade from the cache the node is on %s", got)
+	}
+}
+
+// Plain HTTP to the cache daemon only when the cluster file asks for it,
+// with a warning on every run; a cluster file that says nothing about how
+// to verify the daemon is refused before anything reaches it.
+func TestLifecyclePlainHTTPCacheOnlyWhenAsked(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	lab, err := fixtures.CreateLab(ctx, fixtures.LabOptions{Dir: t.TempDir(), Nodes: 1, Release: "3.4.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	up, err := fixtures.ServeUpstream(lab.UpstreamDir, "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer up.Close()
+	if err := lab.SetUpstream(up.URL, 0); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan net.Addr, 1)
+	go func() { _ = srv.Serve(ctx, "127.0.0.1:0", func(a net.Addr) { addr <- a }) }()
+	cacheAddr := (<-addr).String()
+	t.Setenv("SENTINEL_CACHE_TOKEN", "t0k3n")
+
+	w := worldOf(t, lab)
+	w.inv.Cache = &cluster.CacheNode{Node: w.inv.Core().Name, Dir: dir}
+	o := w.options()
+	o.CacheAddr = cacheAddr
+	err = lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.DownloadOnly(lifecycle.UpgradeOptions{Target: "3.4.2"}))
+	var ie *cluster.InventoryError
+	if !errors.As(err, &ie) || !strings.Contains(err.Error(), "nothing says how to verify the cache daemon") {
+		t.Fatalf("no TLS setting: %v, want the cluster file refused", err)
+	}
+
+	w.inv.Cache.PlainHTTP = true
+	for run := 0; run < 2; run++ {
+		w.out = &recorder{}
+		w.env.Printer = w.out
+		if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.DownloadOnly(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+			t.Fatalf("download-only over plain HTTP (plain_http: true): %v\n%v", err, w.out.lines)
+		}
+		if !w.out.said("warning: the cache daemon " + cacheAddr + " is reached over plain HTTP (cache.plain_http in ") {
+			t.Errorf("run %d: no warning about plain HTTP: %v", run+1, w.out.lines)
+		}
 	}
 }
