@@ -449,7 +449,7 @@ func Preflight(ctx context.Context, inv *cluster.Inventory, env Env, o Options, 
 			return err
 		}
 		in := rollout.PreflightInput{Inventory: inv, Transports: r.Transports, Plan: plan, ChannelURL: r.Source.IndexURL(),
-			DownloadOnly: downloadOnly, CacheURL: r.FillCache, Runs: r.Runs, Ignore: o.Ignore}
+			DownloadOnly: downloadOnly, CacheURL: r.FillCache, Runs: r.Runs, Ignore: o.Ignore, CachePeer: r.Source.Peer}
 		rep = rollout.Preflight(ctx, in)
 		return nil
 	})

@@ -345,7 +345,7 @@ func (r *Run) plan(ctx context.Context) error {
 
 func (r *Run) preflight(ctx context.Context) error {
 	in := rollout.PreflightInput{Inventory: r.Inventory, Transports: r.Transports, Plan: r.Plan, ChannelURL: r.Source.IndexURL(),
-		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore}
+		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore, CachePeer: r.Source.Peer}
 	if r.Job.DownloadOnly {
 		in.DownloadOnly, in.CacheURL = true, r.FillCache
 	}

@@ -33,6 +33,9 @@ type PreflightInput struct {
 	// CacheURL is the cache daemon --cache-ip names, for download-only
 	// (an upgrade's plan carries its own).
 	CacheURL string
+	// CachePeer verifies the cache daemon, from each node as its fetches
+	// will (see cluster.Inventory.CachePeer).
+	CachePeer cache.Peer
 	// LockHeldByUs: the caller holds the run lock for this run.
 	LockHeldByUs bool
 	Runs         Runs
@@ -167,6 +170,9 @@ func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[str
 		case in.Plan.CacheURL != "":
 			// Fetches from the cluster's cache daemon go direct: so does this.
 			req.ReachDirect = []string{cache.HealthURL(in.Plan.CacheURL)}
+			if in.CachePeer.TLS() {
+				req.CachePeer = &in.CachePeer
+			}
 		default:
 			req.Reach = upstream
 		}

@@ -24,6 +24,8 @@ import (
 // orchestrator sends in the fetch request: a daemon presenting another
 // certificate is refused (a *cache.CertError naming both fingerprints) and
 // nothing lands in the node cache; the pinned one serves the artifact.
+// The node's preflight probe verifies it the same way, so that preflight
+// refuses before any node changes.
 func TestAgentFetchVerifiesTheCacheDaemon(t *testing.T) {
 	served, err := fixtures.NewTLSCert(fixtures.CertSpec{Subject: "impostor", IPs: []string{"127.0.0.1"}})
 	if err != nil {
@@ -76,7 +78,13 @@ func TestAgentFetchVerifiesTheCacheDaemon(t *testing.T) {
 				if err != nil || !cached {
 					t.Fatalf("fetch from the pinned daemon: %v (cached: %v)", err, cached)
 				}
+				if said := probeCache(t, a, hs.URL, pinned.Fingerprint); said != "" {
+					t.Errorf("the node's preflight probe of the pinned daemon: %s", said)
+				}
 				return
+			}
+			if probeSaid := probeCache(t, a, hs.URL, pinned.Fingerprint); !strings.Contains(probeSaid, "expected "+pinned.Fingerprint) {
+				t.Errorf("the node's preflight probe of the cache daemon says %q, want the refusal", probeSaid)
 			}
 			var ce *cache.CertError
 			if !errors.As(err, &ce) || !strings.Contains(err.Error(), "expected "+pinned.Fingerprint) || !strings.Contains(err.Error(), "presented "+served.Fingerprint) {
@@ -87,4 +95,16 @@ func TestAgentFetchVerifiesTheCacheDaemon(t *testing.T) {
 			}
 		})
 	}
+}
+
+// probeCache runs the node's preflight probe of the cache daemon at base,
+// pinned to fp, and returns what it found wrong ("" for nothing).
+func probeCache(t *testing.T, a *steps.Agent, base, fp string) string {
+	t.Helper()
+	res, err := a.Do(t.Context(), steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{
+		ReachDirect: []string{cache.HealthURL(base)}, CachePeer: &cache.Peer{Fingerprint: fp}}})
+	if err != nil || len(res.Probe.Reach) != 1 {
+		t.Fatalf("probe: %v, %+v", err, res.Probe)
+	}
+	return res.Probe.Reach[0].Error
 }

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/sentinel-paas/sentinel/cache"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -25,7 +27,10 @@ type ProbeRequest struct {
 	// ReachDirect: URLs reached without any proxy, as fetches from the
 	// cluster's cache daemon are.
 	ReachDirect []string `json:"reach_direct,omitempty"`
-	Capacity    bool     `json:"capacity,omitempty"` // a DEA: run dea_ng's capacity hook
+	// CachePeer: the ReachDirect targets are the cache daemon, verified
+	// from this node as its fetches will verify it.
+	CachePeer *cache.Peer `json:"cache_peer,omitempty"`
+	Capacity  bool        `json:"capacity,omitempty"` // a DEA: run dea_ng's capacity hook
 }
 
 // ProbeFacts is what a node reports to preflight.
@@ -96,6 +101,11 @@ func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error
 		go func() {
 			defer wg.Done()
 			f.Reach[i] = preflight.Reach(ctx, u, proxy, reachTimeout)
+			if proxy == nil && f.Reach[i].OK && req.CachePeer != nil {
+				if err := verifyCache(ctx, u, *req.CachePeer); err != nil {
+					f.Reach[i].OK, f.Reach[i].Error = false, err.Error()
+				}
+			}
 		}()
 	}
 	wg.Wait()
@@ -104,6 +114,32 @@ func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error
 	}
 	f.Customized = a.customized()
 	return f, nil
+}
+
+// verifyCache asks the cache daemon at u for its health over TLS, verified
+// as peer says: a certificate this node would refuse in a fetch is refused
+// here, before anything changes.
+func verifyCache(ctx context.Context, u string, peer cache.Peer) error {
+	c, err := peer.HTTPClient()
+	if err != nil || c == nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.Do(req)
+	var ce *cache.CertError
+	if errors.As(err, &ce) {
+		return ce
+	}
+	if err != nil {
+		return fmt.Errorf("reaching the cache daemon at %s: %w", u, err)
+	}
+	resp.Body.Close()
+	return nil
 }
 
 // capacity runs the current dea_ng release's capacity hook.
