@@ -80,7 +80,9 @@ func firstStepOrder(t *testing.T, lab *testLab) []string {
 // stackato, passwordless sudo), its cache node filled over TLS while the
 // upstream is still there. With the upstream gone, a cluster file that
 // pins another certificate than the cache node's is refused (exit 2,
-// nothing changed, no journal); with the right pin the upgrade runs from
+// nothing changed, no journal; a fill too, before any request, the
+// token's included, reaches the daemon);
+// with the right pin the upgrade runs from
 // the cache over TLS, pushes this build of sentinel to every node, and
 // upgrades the nodes in role order, the core node last, DEAs retired one
 // at a time with no app down.
@@ -92,6 +94,10 @@ func TestUpgradeOverSSHFromCache(t *testing.T) {
 	lab.SetMaintenanceHook("true")
 	ctl := withDEAController(t, lab, 2048, []app{{"shop", 2, 512}, {"blog", 3, 256}, {"cron", 1, 128}})
 	lab.startCache(nil)
+	checkWrongPinRefused(t, lab, "upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	if _, err := os.Stat(filepath.Join(lab.Cache.ChannelDirectory(), "index.json")); err == nil {
+		t.Error("the refused fill reached the cache daemon: it stored the channel")
+	}
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
 	tw := lab.cutUpstream()
 	cacheHost := strings.Split(lab.cacheIP, ":")[0]
