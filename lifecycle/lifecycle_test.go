@@ -282,7 +282,7 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 	}
 	w := worldOf(t, lab)
 	dir := t.TempDir()
-	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n"})
+	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n", PlainHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -139,7 +139,7 @@ func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
 	}
 	core, _ := lab.Node(c.Node)
 	line, pid, err := startDaemon(filepath.Join(lab.Dir, "cache.log"), sentinel, "cache", "serve", "--dir", c.Dir,
-		"--listen", core.Address+":0", "--token-file", c.TokenFile)
+		"--listen", core.Address+":0", "--token-file", c.TokenFile, "--plain-http") // until the lab's nodes verify the daemon's certificate
 	if err != nil {
 		return "", fmt.Errorf("the cache daemon did not start: %w", err)
 	}

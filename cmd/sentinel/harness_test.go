@@ -514,7 +514,7 @@ func (l *testLab) startCache(env []string, extraArgs ...string) {
 		l.t.Fatal(err)
 	}
 	core := l.core()
-	args := append([]string{"cache", "serve", "--dir", c.Dir, "--listen", core.Address + ":0", "--token-file", c.TokenFile}, extraArgs...)
+	args := append([]string{"cache", "serve", "--dir", c.Dir, "--listen", core.Address + ":0", "--token-file", c.TokenFile, "--plain-http"}, extraArgs...)
 	cmd := exec.Command(sentinelBin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/lifecycle"
 	"github.com/sentinel-paas/sentinel/release"
@@ -70,7 +71,7 @@ func exitCode(err error) int {
 // metadata was refused before anything changed (exit 2).
 func badInput(err error) bool {
 	for _, target := range []any{
-		new(*usageError), new(*lifecycle.UsageError), new(*rollout.UsageError), new(*ui.ConfirmError),
+		new(*usageError), new(*lifecycle.UsageError), new(*rollout.UsageError), new(*ui.ConfirmError), new(*cache.ConfigError),
 		new(*release.MetadataError), new(*release.UnknownReleaseError), new(*release.NoPathError),
 		new(*cluster.InventoryError), new(*resume.LockedError),
 		new(*trust.Error),          // a refused signature, expiry or version
