@@ -519,7 +519,9 @@ func TestDaemonReloadsCertAndToken(t *testing.T) {
 	if got := peerFingerprint(t, d.addr); got != second.Fingerprint {
 		t.Errorf("after a broken file: serving %s, want the last good %s", got, second.Fingerprint)
 	}
-	d.log.wait(t, "about the broken file", func(m map[string]any) bool { return strings.Contains(fmt.Sprint(m["msg"]), "previous one stays in use") })
+	d.log.wait(t, "about the broken file", func(m map[string]any) bool {
+		return strings.Contains(fmt.Sprint(m["msg"]), "previous one stays in use")
+	})
 
 	// The token.
 	if code := prefetchStatus(t, d, "first"); code != 200 {
