@@ -82,6 +82,7 @@ func TestDebianPackage(t *testing.T) {
 		t.Errorf("/readyz after the fill: %+v", rep)
 	}
 	stop()
+	moveCacheDir(t, execStart, userName, client, addr)
 
 	stored := filepath.Join("/var/lib/sentinel-d", "sha256", digest)
 	run(t, "dpkg", "-r", "sentinel")
@@ -273,4 +274,41 @@ func fillOverTLS(t *testing.T, c *http.Client, addr string) string {
 		t.Fatalf("prefetch over TLS: %+v, %v", res, err)
 	}
 	return digest
+}
+
+// moveCacheDir follows the docs: cache_dir moved to another disk in the
+// packaged configuration, `sentinel cache dropin --owner sentinel-d`, the
+// daemon started again: it writes there (/readyz's store check passes; the
+// new cache holds no channel yet).
+func moveCacheDir(t *testing.T, execStart []string, userName string, client *http.Client, addr string) {
+	t.Helper()
+	moved, err := os.MkdirTemp("/mnt", "sentinel-cache-")
+	if err != nil {
+		t.Skipf("no /mnt to move cache_dir to: %v", err)
+	}
+	t.Cleanup(func() { os.RemoveAll(moved) })
+	const conf = "/etc/sentinel/sentinel-d.yaml"
+	data, err := os.ReadFile(conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	edited := strings.Replace(string(data), "cache_dir: /var/lib/sentinel-d", "cache_dir: "+moved, 1)
+	if edited == string(data) {
+		t.Fatalf("no cache_dir line to edit in %s", conf)
+	}
+	if err := os.WriteFile(conf, []byte(edited), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "sentinel", "cache", "dropin", "--config", conf, "--owner", userName)
+	dropIn, err := os.ReadFile(cache.DefaultDropInPath)
+	if err != nil || !strings.Contains(string(dropIn), "ReadWritePaths=\""+moved+"\"") {
+		t.Fatalf("the drop-in after the move: %v\n%s", err, dropIn)
+	}
+	checkUnitVerifies(t)
+	stop := startAsUnit(t, execStart, userName)
+	defer stop()
+	rep := readyz(t, client, addr, http.StatusServiceUnavailable)
+	if len(rep.Reasons) != 1 || rep.Reasons[0].Check != "channel" || !strings.Contains(rep.Reasons[0].Reason, moved) {
+		t.Errorf("/readyz with cache_dir moved: %+v", rep)
+	}
 }
