@@ -225,7 +225,7 @@ func (c *Config) checkTLS() error {
 		return &ConfigError{Field: "plain_http", Msg: "set together with tls_cert_file: say one or the other"}
 	case c.TLSCertFile == "" && !c.PlainHTTP:
 		return &ConfigError{Field: "tls_cert_file", Msg: "required: the daemon speaks TLS (make a certificate with `sentinel cache cert --ip ADDRESS --out-dir DIR`); " +
-			"to serve plain HTTP anyway, where the token and the nodes' traffic cross the network in clear, say plain_http: true"}
+			"to serve plain HTTP anyway, where the token and the nodes' traffic cross the network in clear, say plain_http: true (--plain-http)"}
 	}
 	return nil
 }
