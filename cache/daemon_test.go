@@ -558,6 +558,10 @@ func TestTokenOverPlainHTTPRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || len(events) != 1 || !strings.Contains(fmt.Sprint(events[0]["error"]), "only accepted over TLS") {
 		t.Errorf("token over plain HTTP: %d %v; want 403 saying TLS", resp.StatusCode, events)
 	}
+	cl := &Client{BaseURL: srv.base, Token: "t0k3n"}
+	if _, err := cl.Prefetch(context.Background(), PrefetchRequest{}, nil); err == nil || !strings.Contains(err.Error(), "only accepted over TLS") {
+		t.Errorf("the client's error for a token over plain HTTP: %v; want the daemon's reason", err)
+	}
 	plain := daemonStart(t, ServerConfig{Store: st, ChannelDir: filepath.Join(st.Dir, "channel"), Token: "t0k3n", PlainHTTP: true})
 	if resp, _ := daemonPrefetch(t, plain, "Bearer t0k3n", PrefetchRequest{}); resp.StatusCode != http.StatusOK {
 		t.Errorf("with PlainHTTP: %d", resp.StatusCode)

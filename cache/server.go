@@ -74,10 +74,11 @@ type ServerConfig struct {
 	// PlainHTTP: the daemon was told to serve without TLS. Only then does
 	// prefetch take a token over a plain connection, and /readyz warns.
 	PlainHTTP bool
-	// TLS, when set, is what Serve speaks. nil: plain HTTP, which Serve
-	// refuses unless PlainHTTP.
+	// TLS, when set, is what Serve speaks. nil: plain HTTP (a daemon's
+	// Config allows that only with plain_http).
 	TLS *tls.Config
-	// Limits of Serve (see Config). 0: the defaults.
+	// Timeouts of Serve (see Config); 0: the defaults. MaxConnsPerClient
+	// 0: no limit.
 	NoProgressTimeout, IdleTimeout, ReadHeaderTimeout time.Duration
 	MaxConnsPerClient                                 int
 	// MinFreeDisk: below this many free bytes /readyz says the disk is full.
@@ -99,6 +100,7 @@ type ServerConfig struct {
 //	POST     /prefetch                fill the cache (bearer token); JSON lines back
 //	GET      /metrics                 Prometheus text format
 //	GET      /healthz                 "ok"
+//	GET      /readyz                  200, or 503 with the reasons (readyz.go)
 //
 // Anything else under /artifacts/ is 400 (a malformed name) or 404: the
 // raw request path is matched, never cleaned, and the only artifact file
@@ -715,7 +717,7 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 	}
 	token := s.token()
 	if token == "" {
-		prefetchError(w, http.StatusForbidden, "prefetch is disabled: this cache was started without a token")
+		prefetchError(w, http.StatusForbidden, "prefetch is disabled: this cache daemon has no token (token_file in its configuration)")
 		return
 	}
 	if r.TLS == nil && !s.cfg.PlainHTTP {
