@@ -66,8 +66,12 @@ func TestDebianPackage(t *testing.T) {
 	if v := run(t, "sentinel", "--version"); !strings.Contains(v, debVersion) {
 		t.Errorf("sentinel --version: %q", v)
 	}
+	if _, err := os.Lstat("/etc/systemd/system/multi-user.target.wants/sentinel-d.service"); err != nil {
+		t.Errorf("sentinel-d.service not enabled by the install: %v", err)
+	}
 	checkManAndCompletion(t)
 	checkUnitVerifies(t)
+	checkReinstallKeepsCredentials(t, deb)
 
 	execStart, userName := unitExecStart(t)
 	client, addr := daemonClient(t, fingerprint)
@@ -95,7 +99,7 @@ func TestDebianPackage(t *testing.T) {
 		t.Error("dpkg -r left /usr/bin/sentinel")
 	}
 	run(t, "dpkg", "--purge", "sentinel")
-	for _, p := range []string{"/var/lib/sentinel-d", "/etc/sentinel", "/etc/systemd/system/sentinel-d.service.d"} {
+	for _, p := range []string{"/var/lib/sentinel-d", "/etc/sentinel", "/etc/systemd/system/sentinel-d.service.d", "/etc/systemd/system/multi-user.target.wants/sentinel-d.service"} {
 		if _, err := os.Stat(p); err == nil {
 			t.Errorf("dpkg --purge left %s", p)
 		}
@@ -310,5 +314,25 @@ func moveCacheDir(t *testing.T, execStart []string, userName string, client *htt
 	rep := readyz(t, client, addr, http.StatusServiceUnavailable)
 	if len(rep.Reasons) != 1 || rep.Reasons[0].Check != "channel" || !strings.Contains(rep.Reasons[0].Reason, moved) {
 		t.Errorf("/readyz with cache_dir moved: %+v", rep)
+	}
+}
+
+// checkReinstallKeepsCredentials installs the package again (postinst
+// configure with the old version, as an upgrade runs it): the token, the
+// certificate and the key stay as they were.
+func checkReinstallKeepsCredentials(t *testing.T, deb string) {
+	t.Helper()
+	files := []string{"/etc/sentinel/sentinel-d.token", "/etc/sentinel/tls/sentinel-d.crt", "/etc/sentinel/tls/sentinel-d.key"}
+	before := map[string]string{}
+	for _, f := range files {
+		before[f] = string(mustRead(t, f))
+	}
+	if out := run(t, "dpkg", "-i", deb); strings.Contains(out, "fingerprint") || strings.Contains(out, "made the prefetch token") {
+		t.Errorf("a reinstall made new credentials:\n%s", out)
+	}
+	for _, f := range files {
+		if string(mustRead(t, f)) != before[f] {
+			t.Errorf("a reinstall changed %s", f)
+		}
 	}
 }
