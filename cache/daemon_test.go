@@ -636,3 +636,36 @@ func TestWriteCertNeverOverwrites(t *testing.T) {
 		t.Errorf("key mode %v", fi.Mode())
 	}
 }
+
+// The drop-in names every directory the daemon writes, so they follow the
+// configuration when cache_dir moves; cache_dir is created.
+func TestSystemdDropIn(t *testing.T) {
+	dir := t.TempDir()
+	c := Config{CacheDir: filepath.Join(dir, "moved", "cache"), ChannelDir: filepath.Join(dir, "elsewhere", "channel"), LogFile: filepath.Join(dir, "log", "sentinel-d.log"), PlainHTTP: true}
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "sentinel-d.service.d", "50-paths.conf")
+	if err := InstallDropIn(c, "/etc/sentinel/sentinel-d.yaml", out, ""); err != nil {
+		t.Fatal(err)
+	}
+	text := string(mustReadFile(t, out))
+	for _, want := range []string{"[Service]\n", `ReadWritePaths="` + c.CacheDir + `"`, `ReadWritePaths="` + c.ChannelDir + `"`, `ReadWritePaths="` + filepath.Join(dir, "log") + `"`} {
+		if !strings.Contains(text, want) {
+			t.Errorf("drop-in lacks %q:\n%s", want, text)
+		}
+	}
+	if fi, err := os.Stat(c.CacheDir); err != nil || !fi.IsDir() {
+		t.Errorf("cache_dir not created: %v", err)
+	}
+	inside := Config{CacheDir: filepath.Join(dir, "c"), PlainHTTP: true}
+	inside.Check()
+	if text, _ := SystemdDropIn(inside, "f"); strings.Count(text, "ReadWritePaths=") != 1 {
+		t.Errorf("channel_dir under cache_dir listed twice:\n%s", text)
+	}
+	bad := Config{CacheDir: "/mnt/a\"b", PlainHTTP: true}
+	bad.Check()
+	if _, err := SystemdDropIn(bad, "f"); err == nil {
+		t.Error("a path with a quote was accepted")
+	}
+}

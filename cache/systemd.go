@@ -2,8 +2,13 @@ package cache
 
 import (
 	"fmt"
+	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
+
+	"github.com/sentinel-paas/sentinel/durable"
 )
 
 // DefaultDropInPath is where `sentinel cache dropin` writes the unit's
@@ -40,4 +45,31 @@ func SystemdDropIn(c Config, configPath string) (string, error) {
 func within(p, dir string) bool {
 	rel, err := filepath.Rel(dir, p)
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, "../")
+}
+
+// InstallDropIn creates cache_dir if missing (given to owner and owner's
+// group when owner is not ""), and writes SystemdDropIn to out.
+func InstallDropIn(c Config, configPath, out, owner string) error {
+	text, err := SystemdDropIn(c, configPath)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.CacheDir, 0o750); err != nil {
+		return fmt.Errorf("creating cache_dir: %w", err)
+	}
+	if owner != "" {
+		u, err := user.Lookup(owner)
+		if err != nil {
+			return &ConfigError{Msg: fmt.Sprintf("the owner %s: %v", owner, err)}
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(c.CacheDir, uid, gid); err != nil {
+			return fmt.Errorf("giving %s to %s: %w", c.CacheDir, owner, err)
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	return durable.WriteFile(out, []byte(text), 0o644)
 }

@@ -3,16 +3,11 @@ package main
 import (
 	"fmt"
 	"net"
-	"os"
-	"os/user"
-	"path/filepath"
-	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/sentinel-paas/sentinel/cache"
-	"github.com/sentinel-paas/sentinel/durable"
 )
 
 func newCacheCertCmd() *cobra.Command {
@@ -84,26 +79,15 @@ user. Then: systemctl daemon-reload; service sentinel-d restart.`,
 			if err != nil {
 				return err
 			}
-			text, err := cache.SystemdDropIn(c, config)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(c.CacheDir, 0o750); err != nil {
-				return fmt.Errorf("creating cache_dir: %w", err)
-			}
-			if owner != "" {
-				if err := chownTo(c.CacheDir, owner); err != nil {
+			if out == "-" {
+				text, err := cache.SystemdDropIn(c, config)
+				if err != nil {
 					return err
 				}
-			}
-			if out == "-" {
 				fmt.Fprint(cmd.OutOrStdout(), text)
 				return nil
 			}
-			if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
-				return err
-			}
-			if err := durable.WriteFile(out, []byte(text), 0o644); err != nil {
+			if err := cache.InstallDropIn(c, config, out, owner); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; now run: systemctl daemon-reload && systemctl restart sentinel-d\n", out)
@@ -114,17 +98,4 @@ user. Then: systemctl daemon-reload; service sentinel-d restart.`,
 	cmd.Flags().StringVar(&out, "out", cache.DefaultDropInPath, "the drop-in to write (- for standard output)")
 	cmd.Flags().StringVar(&owner, "owner", "", "give cache_dir to this user (and its group), e.g. sentinel-d")
 	return cmd
-}
-
-func chownTo(dir, name string) error {
-	u, err := user.Lookup(name)
-	if err != nil {
-		return usagef("--owner %s: %v", name, err)
-	}
-	uid, _ := strconv.Atoi(u.Uid)
-	gid, _ := strconv.Atoi(u.Gid)
-	if err := os.Chown(dir, uid, gid); err != nil {
-		return fmt.Errorf("giving %s to %s: %w", dir, name, err)
-	}
-	return nil
 }
