@@ -61,6 +61,9 @@ type Config struct {
 	// MinFreeDiskMiB: below this much free space under CacheDir, /readyz
 	// says the disk is full. 0: 1024.
 	MinFreeDiskMiB int64 `yaml:"min_free_disk_mib"`
+
+	// file is where LoadConfig read it, for errors found later.
+	file string
 }
 
 // Defaults of the daemon's configuration.
@@ -118,6 +121,7 @@ func LoadConfig(path string) (Config, error) {
 	if err := dec.Decode(&c); err != nil && err != io.EOF {
 		return c, yamlConfigError(path, err)
 	}
+	c.file = path
 	dir := filepath.Dir(path)
 	for _, p := range []*string{&c.CacheDir, &c.ChannelDir, &c.TLSCertFile, &c.TLSKeyFile, &c.TokenFile, &c.TrustRoot, &c.LogFile} {
 		if *p != "" && !filepath.IsAbs(*p) {
@@ -157,7 +161,7 @@ func configFields() []string {
 // names the field.
 func (c *Config) Check() error {
 	bad := func(field, format string, args ...any) error {
-		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+		return c.fieldError(field, fmt.Sprintf(format, args...))
 	}
 	if c.CacheDir == "" {
 		return bad("cache_dir", "required: the directory that holds the artifacts")
@@ -220,15 +224,21 @@ func (c *Config) checkTLS() error {
 		if c.TLSCertFile == "" {
 			field = "tls_cert_file"
 		}
-		return &ConfigError{Field: field, Msg: "tls_cert_file and tls_key_file go together"}
+		return c.fieldError(field, "tls_cert_file and tls_key_file go together")
 	case c.TLSCertFile != "" && c.PlainHTTP:
-		return &ConfigError{Field: "plain_http", Msg: "set together with tls_cert_file: say one or the other"}
+		return c.fieldError("plain_http", "set together with tls_cert_file: say one or the other")
 	case c.TLSCertFile == "" && !c.PlainHTTP:
-		return &ConfigError{Field: "tls_cert_file", Msg: "required: the daemon speaks TLS (make a certificate with `sentinel cache cert --ip ADDRESS --out-dir DIR`); " +
-			"to serve plain HTTP anyway, where the token and the nodes' traffic cross the network in clear, say plain_http: true (--plain-http)"}
+		return c.fieldError("tls_cert_file", "required: the daemon speaks TLS (make a certificate with `sentinel cache cert --ip ADDRESS --out-dir DIR`); "+
+			"to serve plain HTTP anyway, where the token and the nodes' traffic cross the network in clear, say plain_http: true (--plain-http)")
 	}
 	return nil
 }
 
 // TLS reports whether the daemon serves TLS.
 func (c *Config) TLS() bool { return c.TLSCertFile != "" }
+
+// fieldError is a ConfigError about one setting, naming the file the
+// configuration came from.
+func (c *Config) fieldError(field, msg string) error {
+	return &ConfigError{File: c.file, Field: field, Msg: msg}
+}

@@ -58,7 +58,7 @@ func DaemonLogger(c Config, w io.Writer) (*slog.Logger, io.Closer, error) {
 	if c.LogFile != "" {
 		f, err := os.OpenFile(c.LogFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o640)
 		if err != nil {
-			return nil, nil, &ConfigError{Field: "log_file", Msg: fmt.Sprintf("cannot write it: %v", errors.Unwrap(err))}
+			return nil, nil, c.fieldError("log_file", fmt.Sprintf("cannot write it: %v", errors.Unwrap(err)))
 		}
 		f.Close()
 		lj := &lumberjack.Logger{Filename: c.LogFile, MaxSize: 100, MaxBackups: 5}
@@ -77,10 +77,10 @@ func NewDaemon(c Config, logger *slog.Logger) (*Server, error) {
 	}
 	logf := func(format string, args ...any) { logger.Info(fmt.Sprintf(format, args...)) }
 	if err := checkCacheDir(c.CacheDir); err != nil {
-		return nil, err
+		return nil, c.fieldError("cache_dir", err.Error())
 	}
 	if err := os.MkdirAll(c.ChannelDir, 0o755); err != nil {
-		return nil, &ConfigError{Field: "channel_dir", Msg: err.Error()}
+		return nil, c.fieldError("channel_dir", err.Error())
 	}
 	store := &Store{Dir: c.CacheDir}
 	if c.Proxy != "" { // else the environment's, as curl reads it
@@ -99,7 +99,7 @@ func NewDaemon(c Config, logger *slog.Logger) (*Server, error) {
 	if c.TLS() {
 		var err error
 		if certs, err = loadCertFiles(c.TLSCertFile, c.TLSKeyFile, logf); err != nil {
-			return nil, &ConfigError{Field: "tls_cert_file", Msg: err.Error()}
+			return nil, c.fieldError("tls_cert_file", err.Error())
 		}
 		sc.TLS = certs.tlsConfig()
 	}
@@ -107,12 +107,12 @@ func NewDaemon(c Config, logger *slog.Logger) (*Server, error) {
 	if c.TokenFile != "" {
 		var err error
 		if tokens, err = loadTokenFile(c.TokenFile, logf); err != nil {
-			return nil, &ConfigError{Field: "token_file", Msg: err.Error()}
+			return nil, c.fieldError("token_file", err.Error())
 		}
 	}
 	s, err := NewServer(sc)
 	if err != nil {
-		return nil, &ConfigError{Msg: err.Error()}
+		return nil, c.fieldError("", err.Error())
 	}
 	s.certs, s.tokens = certs, tokens
 	return s, nil
@@ -124,11 +124,11 @@ func NewDaemon(c Config, logger *slog.Logger) (*Server, error) {
 func checkCacheDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil || !fi.IsDir() {
-		return &ConfigError{Field: "cache_dir", Msg: fmt.Sprintf("%s is not a directory: create it, owned by the user the daemon runs as", dir)}
+		return fmt.Errorf("%s is not a directory: create it, owned by the user the daemon runs as", dir)
 	}
 	if err := probeStore(dir); err != nil {
-		return &ConfigError{Field: "cache_dir", Msg: fmt.Sprintf("%s: %v. Make it owned by the daemon's user (uid %d); under systemd, also let the unit write it: "+
-			"`sudo sentinel cache dropin --config FILE && sudo systemctl daemon-reload`, then restart the service", dir, err, os.Getuid())}
+		return fmt.Errorf("%s: %v. Make it owned by the daemon's user (uid %d); under systemd, also let the unit write it: "+
+			"`sudo sentinel cache dropin --config FILE && sudo systemctl daemon-reload`, then restart the service", dir, err, os.Getuid())
 	}
 	return nil
 }
