@@ -99,7 +99,7 @@ func newCacheServeCmd() *cobra.Command {
 		Use:   "serve",
 		Short: "Run the cache daemon: serve artifacts by digest and the channel documents",
 		Long: "Serve the cache directory over HTTPS:\n" + cache.Routes +
-			"  GET      /readyz                   200 when ready, else 503 with the reasons (JSON; certificate and token ages)\n" + `Its configuration file (--config, /etc/sentinel/sentinel-d.yaml when
+			"  GET      /readyz                   200 when ready, else 503 with the reasons (JSON; certificate and token ages)\n\n" + `Its configuration file (--config, /etc/sentinel/sentinel-d.yaml when
 installed from the package) is the one source of truth for the daemon;
 without one, the flags below say the same things (and are refused with
 --config). TLS is required unless plain_http: true (--plain-http) says
