@@ -29,10 +29,42 @@ BUILD_FLAGS = -trimpath -buildvcs=false -ldflags "-s -w -buildid= -X main.versio
 VULNDB_VERSION = v0.0.0-20261105234957-e22db6528018
 VULNDB_DIR    ?= $(HOME)/.cache/sentinel/vulndb/$(VULNDB_VERSION)
 
-.PHONY: build test test-e2e test-deps fuzz demo bench lint vulndb clean
+.PHONY: build deb tarball test test-e2e test-deps fuzz demo bench lint vulndb clean
 
 build:
 	$(BUILD_ENV) $(GO) build $(BUILD_FLAGS) -o $(BIN)/ ./cmd/...
+
+# The Debian package: bin/sentinel_<version>-1_<arch>.deb, made by nfpm
+# (a Go tool pinned in go.mod) from make build's binary, the unit, the
+# conffile and the maintainer scripts in packaging/, and the man pages and
+# completions that a build with -tags gendocs writes from the command tree
+# (that build only, so cobra/doc stays out of the release binary). The
+# Debian version is make build's when it is a number (v0.4.1 -> 0.4.1),
+# else 0.0.0~git<describe>. File times are the commit's.
+DEB_VERSION ?= $(shell printf %s '$(VERSION)' | sed -e 's/^v\([0-9]\)/\1/' -e '/^[0-9]/!s/^/0.0.0~git/' -e 's/[^A-Za-z0-9.+~]/./g')
+DEB_ARCH    ?= $(shell $(GO) env GOARCH)
+DEB_ROOT     = $(BIN)/deb-root
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+deb: build
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)
+	cp $(BIN)/sentinel $(DEB_ROOT)/sentinel
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BUILD_ENV) $(GO) run -tags gendocs -ldflags "-X main.version=$(VERSION)" ./cmd/sentinel gendocs --out $(DEB_ROOT)
+	sed 's|@DEB_ROOT@|$(DEB_ROOT)|g' packaging/nfpm.yaml >$(DEB_ROOT)/nfpm.yaml
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH=$(DEB_ARCH) SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+		$(GO) tool nfpm package --config $(DEB_ROOT)/nfpm.yaml --packager deb --target $(BIN)/
+	rm -rf $(DEB_ROOT)
+
+# The same contents as a tarball, for a machine without dpkg (see
+# docs/operator.md, Install): bin/sentinel-<version>-linux-<arch>.tar.gz
+# holding sentinel/ with the binary, the unit, the example configuration,
+# man/man1 and completions. Reproducible like the binary.
+TARBALL = $(BIN)/sentinel-$(DEB_VERSION)-linux-$(DEB_ARCH).tar.gz
+tarball: build
+	rm -rf $(DEB_ROOT) && mkdir -p $(DEB_ROOT)/sentinel
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) $(BUILD_ENV) $(GO) run -tags gendocs -ldflags "-X main.version=$(VERSION)" ./cmd/sentinel gendocs --out $(DEB_ROOT)/sentinel
+	cp $(BIN)/sentinel packaging/sentinel-d.service packaging/sentinel-d.yaml $(DEB_ROOT)/sentinel/
+	tar --sort=name --mtime=@$(SOURCE_DATE_EPOCH) --owner=0 --group=0 --numeric-owner -C $(DEB_ROOT) -cf - sentinel | gzip -n9 >$(TARBALL)
+	rm -rf $(DEB_ROOT)
 
 # Unit tests and the end-to-end tests of the core contracts. The
 # end-to-end tests spawn hundreds of short-lived processes; -parallel 4

@@ -70,7 +70,12 @@ func (c *Client) Prefetch(ctx context.Context, req PrefetchRequest, onEvent func
 	case http.StatusUnauthorized:
 		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: "the prefetch token was refused: set the daemon's token in the cluster file's cache.token_file or $SENTINEL_CACHE_TOKEN"}
 	case http.StatusForbidden:
-		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: "prefetch is disabled on this daemon: start `sentinel cache serve` with --token-file"}
+		// The daemon says why: no token configured, or a token over plain HTTP.
+		var refusal struct{ Error string }
+		if json.NewDecoder(io.LimitReader(resp.Body, 4096)).Decode(&refusal) == nil && refusal.Error != "" {
+			return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: refusal.Error}
+		}
+		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: "prefetch is disabled on this daemon: give it a token_file in its configuration"}
 	default:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: fmt.Sprintf("HTTP %s: %s", resp.Status, strings.TrimSpace(string(msg)))}

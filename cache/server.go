@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -70,8 +70,21 @@ type ServerConfig struct {
 	// ShutdownTimeout bounds how long Serve waits for in-flight requests and
 	// downloads once its context is done. 0: DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
-	// TLS, when set, makes Serve speak https only.
+
+	// PlainHTTP: the daemon was told to serve without TLS. Only then does
+	// prefetch take a token over a plain connection, and /readyz warns.
+	PlainHTTP bool
+	// TLS, when set, is what Serve speaks. nil: plain HTTP (a daemon's
+	// Config allows that only with plain_http).
 	TLS *tls.Config
+	// Timeouts of Serve (see Config); 0: the defaults. MaxConnsPerClient
+	// 0: no limit.
+	NoProgressTimeout, IdleTimeout, ReadHeaderTimeout time.Duration
+	MaxConnsPerClient                                 int
+	// MinFreeDisk: below this many free bytes /readyz says the disk is full.
+	MinFreeDisk uint64
+	// AccessLog receives a line per request from Serve. nil: none.
+	AccessLog *slog.Logger
 }
 
 // Server is the cache daemon: an http.Handler over a Store and a channel
@@ -87,6 +100,7 @@ type ServerConfig struct {
 //	POST     /prefetch                fill the cache (bearer token); JSON lines back
 //	GET      /metrics                 Prometheus text format
 //	GET      /healthz                 "ok"
+//	GET      /readyz                  200, or 503 with the reasons (readyz.go)
 //
 // Anything else under /artifacts/ is 400 (a malformed name) or 404: the
 // raw request path is matched, never cleaned, and the only artifact file
@@ -94,8 +108,10 @@ type ServerConfig struct {
 type Server struct {
 	cfg      ServerConfig
 	upstream *url.URL // nil: no pull-through
-	tokenSum [32]byte
 	m        serverMetrics
+
+	certs  *certFiles // the daemon's certificate, reloaded on change; nil: TLS from cfg or none
+	tokens *tokenFile // the prefetch token, reloaded on change; nil: cfg.Token
 
 	verifyFlight singleflight.Group // key: digest; one hash of a file at a time
 	fetchFlight  singleflight.Group // key: digest; one download of an artifact at a time
@@ -159,9 +175,6 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		u.RawQuery, u.Fragment = "", ""
 		s.upstream = u
 	}
-	if cfg.Token != "" {
-		s.tokenSum = sha256.Sum256([]byte(cfg.Token))
-	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s, nil
 }
@@ -183,6 +196,8 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 		s.handlePrefetch(w, r)
 	case raw == "/metrics":
 		s.handleMetrics(w, r)
+	case raw == readyPath:
+		s.handleReadyz(w, r)
 	case raw == healthPath:
 		if !allowMethods(w, r, http.MethodGet, http.MethodHead) {
 			return
@@ -678,14 +693,15 @@ type metaFile struct {
 	data []byte
 }
 
-func (s *Server) authorized(r *http.Request) bool {
+func (s *Server) authorized(r *http.Request, token string) bool {
 	h := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], s.tokenSum[:]) == 1
+	want := sha256.Sum256([]byte(token))
+	return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
 }
 
 func prefetchError(w http.ResponseWriter, status int, msg string) {
@@ -699,11 +715,16 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 	if !allowMethods(w, r, http.MethodPost) {
 		return
 	}
-	if s.cfg.Token == "" {
-		prefetchError(w, http.StatusForbidden, "prefetch is disabled: this cache was started without a token")
+	token := s.token()
+	if token == "" {
+		prefetchError(w, http.StatusForbidden, "prefetch is disabled: this cache daemon has no token (token_file in its configuration)")
 		return
 	}
-	if !s.authorized(r) {
+	if r.TLS == nil && !s.cfg.PlainHTTP {
+		prefetchError(w, http.StatusForbidden, "prefetch is refused over plain HTTP: the token is only accepted over TLS (reach this daemon with https://; its config has tls_cert_file)")
+		return
+	}
+	if !s.authorized(r, token) {
 		if r.Header.Get("Authorization") == "" {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sentinel-cache"`)
 		} else {
@@ -955,14 +976,9 @@ func (s *Server) Serve(ctx context.Context, addr string, ready func(net.Addr)) e
 		s.Close(context.Background())
 		return fmt.Errorf("cache server: %w", err)
 	}
-	if s.cfg.TLS != nil {
-		ln = tls.NewListener(ln, s.cfg.TLS)
-	}
-	hs := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          log.New(serverLogWriter(s.logf), "cache: http: ", 0),
+	hs := s.httpServer()
+	if hs.TLSConfig != nil {
+		ln = tls.NewListener(ln, hs.TLSConfig)
 	}
 	hs.RegisterOnShutdown(func() {
 		s.logf("cache: shutting down: no new connections; in-flight requests have %s to finish", s.cfg.ShutdownTimeout)

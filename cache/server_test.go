@@ -565,7 +565,7 @@ func TestServerPrefetch(t *testing.T) {
 		t.Errorf("no token configured: HTTP %d, want 403", resp.StatusCode)
 	}
 
-	srv := daemonStart(t, ServerConfig{Store: st, ChannelDir: ch, Token: token})
+	srv := daemonStart(t, ServerConfig{Store: st, ChannelDir: ch, Token: token, PlainHTTP: true})
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + token + "x", "Basic " + base64.StdEncoding.EncodeToString([]byte("u:"+token)), token, "Bearer"} {
 		resp, _ := daemonPrefetch(t, srv, auth, req)
 		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {

@@ -240,7 +240,7 @@ echo "  sentinel time / sum of network, hash, disk alone ($SUM s): $R_SUM"
 SERVE_STORE=$TMP/serve-store
 mkdir -p "$SERVE_STORE/sha256"
 ln "$TMP/www/blob" "$SERVE_STORE/sha256/$HEX" 2>/dev/null || cp "$TMP/www/blob" "$SERVE_STORE/sha256/$HEX"
-"$SENTINEL" cache serve --dir "$SERVE_STORE" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.log" &
+"$SENTINEL" cache serve --plain-http --dir "$SERVE_STORE" --listen 127.0.0.1:0 >"$TMP/serve.out" 2>"$TMP/serve.log" &
 SERVE_PID=$!
 SERVE_ADDR=
 for ((i = 0; i < 100; i++)); do

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
-	"go.yaml.in/yaml/v3"
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/cluster"
@@ -30,34 +28,16 @@ the channel documents, so that 'sentinel upgrade --cache-ip IP' runs from the
 LAN, with or without internet. Fill it with
 'sentinel upgrade --download-only --cache-ip IP' while the cluster runs.`,
 	}
-	cmd.AddCommand(newCacheServeCmd(), newCacheFetchCmd(), newCacheLsCmd(), newCacheVerifyCmd(), newCachePruneCmd())
+	cmd.AddCommand(newCacheServeCmd(), newCacheCertCmd(), newCacheDropInCmd(), newCacheFetchCmd(), newCacheLsCmd(), newCacheVerifyCmd(), newCachePruneCmd())
 	return cmd
 }
 
-// cacheConfig is the daemon's configuration file, as in the product
-// (cache_dir in config.yml); flags override it.
+// cacheConfig is where the cache commands find the cache directory: the
+// daemon's configuration file (--config) or --dir; --dir and --channel-dir
+// win over the file for ls, verify, prune and fetch.
 type cacheConfig struct {
-	CacheDir   string `yaml:"cache_dir"`
-	Listen     string `yaml:"listen"`
-	ChannelDir string `yaml:"channel_dir"`
-	Upstream   string `yaml:"upstream"`
-	TokenFile  string `yaml:"token_file"`
-	// Flags only: the certificate and key the daemon serves https with.
-	TLSCert string `yaml:"-"`
-	TLSKey  string `yaml:"-"`
-}
-
-func (c *cacheConfig) load(path string) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return usagef("cache config: %v", err)
-	}
-	dec := yaml.NewDecoder(strings.NewReader(string(data)))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil && err != io.EOF {
-		return usagef("cache config %s: %v", path, err)
-	}
-	return nil
+	CacheDir   string
+	ChannelDir string
 }
 
 func (c *cacheConfig) channelDir() string {
@@ -68,7 +48,7 @@ func (c *cacheConfig) channelDir() string {
 }
 
 func cacheDirFlags(cmd *cobra.Command, c *cacheConfig, config *string) {
-	cmd.Flags().StringVar(config, "config", "", "configuration file (YAML: cache_dir, listen, channel_dir, upstream, token_file)")
+	cmd.Flags().StringVar(config, "config", "", "the cache daemon's configuration file (sentinel-d.yaml: its cache_dir and channel_dir)")
 	cmd.Flags().StringVar(&c.CacheDir, "dir", "", "cache directory (the cache_dir setting)")
 	cmd.Flags().StringVar(&c.ChannelDir, "channel-dir", "", "where the channel documents are kept (default DIR/channel)")
 }
@@ -84,25 +64,15 @@ func existingCacheDir(dir string) error {
 
 func resolveCacheConfig(cmd *cobra.Command, c *cacheConfig, config string) error {
 	if config != "" {
-		var file cacheConfig
-		if err := file.load(config); err != nil {
+		file, err := cache.LoadConfig(config)
+		if err != nil {
 			return err
 		}
-		// What the command line says wins over the file.
-		for _, f := range []struct {
-			flag     string
-			dst      *string
-			fromFile string
-		}{
-			{"dir", &c.CacheDir, file.CacheDir},
-			{"listen", &c.Listen, file.Listen},
-			{"channel-dir", &c.ChannelDir, file.ChannelDir},
-			{"upstream", &c.Upstream, file.Upstream},
-			{"token-file", &c.TokenFile, file.TokenFile},
-		} {
-			if fl := cmd.Flags().Lookup(f.flag); fl != nil && !fl.Changed && f.fromFile != "" {
-				*f.dst = f.fromFile
-			}
+		if !cmd.Flags().Changed("dir") {
+			c.CacheDir = file.CacheDir
+		}
+		if !cmd.Flags().Changed("channel-dir") && !cmd.Flags().Changed("dir") {
+			c.ChannelDir = file.ChannelDir
 		}
 	}
 	if c.CacheDir == "" {
@@ -118,71 +88,76 @@ func resolveCacheConfig(cmd *cobra.Command, c *cacheConfig, config string) error
 	return nil
 }
 
+// serveFlags are the daemon's settings given on the command line instead
+// of a configuration file (the lab and the tests use them).
+var serveFlags = []string{"dir", "channel-dir", "listen", "upstream", "token-file", "tls-cert", "tls-key", "plain-http", "proxy", "log-file", "no-progress-timeout", "max-conns-per-client"}
+
 func newCacheServeCmd() *cobra.Command {
-	var c cacheConfig
+	var c cache.Config
 	var config string
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the cache daemon: serve artifacts by digest and the channel documents",
-		Long: "Serve the cache directory over HTTP:\n" + cache.Routes + `With --upstream, a missing artifact is pulled through from the upstream;
-without it (the default) the daemon works air-gapped. It prints
-"listening on ADDR" once it accepts connections and stops gracefully on
-SIGTERM or SIGINT.`,
+		Long: "Serve the cache directory over HTTPS:\n" + cache.Routes +
+			"  GET      /readyz                   200 when ready, else 503 with the reasons (JSON; certificate and token ages)\n\n" + `Its configuration file (--config, /etc/sentinel/sentinel-d.yaml when
+installed from the package) is the one source of truth for the daemon;
+without one, the flags below say the same things (and are refused with
+--config). TLS is required unless plain_http: true (--plain-http) says
+otherwise. The certificate, key and token files are re-read when they
+change. With an upstream, a missing artifact is pulled through; without
+one (the default) the daemon works air-gapped. It prints "listening on
+ADDR" once it accepts connections, logs JSON lines (stderr, or log_file),
+and stops gracefully on SIGTERM or SIGINT.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := resolveCacheConfig(cmd, &c, config); err != nil {
-				return err
+			if config != "" {
+				for _, f := range serveFlags {
+					if cmd.Flags().Changed(f) {
+						return usagef("--%s and --config: the configuration file is the daemon's one source of truth; set it there", f)
+					}
+				}
+				file, err := cache.LoadConfig(config)
+				if err != nil {
+					return err
+				}
+				c = file
 			}
 			return runCacheServe(cmd.Context(), c, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	cacheDirFlags(cmd, &c, &config)
-	cmd.Flags().StringVar(&c.Listen, "listen", fmt.Sprintf(":%d", cluster.DefaultCachePort), "address to listen on")
-	cmd.Flags().StringVar(&c.Upstream, "upstream", "", "channel base URL to pull missing artifacts from (off by default: air-gapped)")
-	cmd.Flags().StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token of the prefetch API (without it, prefetch is disabled)")
-	cmd.Flags().StringVar(&c.TLSCert, "tls-cert", "", "PEM certificate to serve https with (with --tls-key; its IP addresses are the ones clients use)")
-	cmd.Flags().StringVar(&c.TLSKey, "tls-key", "", "PEM private key of --tls-cert")
-	cmd.MarkFlagsRequiredTogether("tls-cert", "tls-key")
+	f := cmd.Flags()
+	f.StringVar(&config, "config", "", "the daemon's configuration file (YAML; see docs/reference.md)")
+	f.StringVar(&c.CacheDir, "dir", "", "cache directory (cache_dir)")
+	f.StringVar(&c.ChannelDir, "channel-dir", "", "where the channel documents are kept (channel_dir; default DIR/channel)")
+	f.StringVar(&c.Listen, "listen", fmt.Sprintf(":%d", cluster.DefaultCachePort), "address to listen on (listen)")
+	f.StringVar(&c.Upstream, "upstream", "", "channel base URL to pull missing artifacts from (upstream; off by default: air-gapped)")
+	f.StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token of the prefetch API (token_file; without it, prefetch is disabled)")
+	f.StringVar(&c.TLSCertFile, "tls-cert", "", "PEM certificate (tls_cert_file)")
+	f.StringVar(&c.TLSKeyFile, "tls-key", "", "PEM private key (tls_key_file)")
+	f.BoolVar(&c.PlainHTTP, "plain-http", false, "serve plain HTTP, without TLS (plain_http: true); the token then crosses the network in clear")
+	f.StringVar(&c.Proxy, "proxy", "", "HTTP proxy for the daemon's upstream fetches (proxy; default: http_proxy, https_proxy, no_proxy)")
+	f.StringVar(&c.LogFile, "log-file", "", "JSON log file, rotated (log_file; default stderr)")
+	f.DurationVar(&c.NoProgressTimeout, "no-progress-timeout", 0, "cut a client that reads nothing for this long (no_progress_timeout; default 60s)")
+	f.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", 0, "open connections allowed per client address (max_conns_per_client; default 64)")
 	return cmd
 }
 
-func runCacheServe(ctx context.Context, c cacheConfig, stdout, stderr io.Writer) error {
-	token := ""
-	if c.TokenFile != "" {
-		data, err := os.ReadFile(c.TokenFile)
-		if err != nil {
-			return usagef("reading the token file: %v", err)
-		}
-		token = strings.TrimSpace(string(data))
-		if token == "" {
-			return usagef("the token file %s is empty", c.TokenFile)
-		}
-	}
-	var tc *tls.Config
-	if c.TLSCert != "" {
-		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			return usagef("loading --tls-cert and --tls-key: %v", err)
-		}
-		tc = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	}
-	if err := os.MkdirAll(c.channelDir(), 0o755); err != nil {
+func runCacheServe(ctx context.Context, c cache.Config, stdout, stderr io.Writer) error {
+	if err := c.Check(); err != nil {
 		return err
 	}
-	srv, err := cache.NewServer(cache.ServerConfig{
-		TLS:        tc,
-		Store:      &cache.Store{Dir: c.CacheDir},
-		ChannelDir: c.channelDir(),
-		Upstream:   c.Upstream,
-		Token:      token,
-		Log:        func(format string, args ...any) { fmt.Fprintf(stderr, "sentinel cache: "+format+"\n", args...) },
-	})
+	logger, closer, err := cache.DaemonLogger(c, stderr)
 	if err != nil {
-		return usagef("%v", err)
+		return err
+	}
+	defer closer.Close()
+	srv, err := cache.NewDaemon(c, logger)
+	if err != nil {
+		return err
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	return srv.Serve(ctx, c.Listen, func(a net.Addr) {
+	return cache.ServeDaemon(ctx, srv, c, logger, func(a net.Addr) {
 		fmt.Fprintf(stdout, "listening on %s\n", a)
 	})
 }

@@ -71,7 +71,7 @@ func exitCode(err error) int {
 // metadata was refused before anything changed (exit 2).
 func badInput(err error) bool {
 	for _, target := range []any{
-		new(*usageError), new(*lifecycle.UsageError), new(*rollout.UsageError), new(*ui.ConfirmError),
+		new(*usageError), new(*lifecycle.UsageError), new(*rollout.UsageError), new(*ui.ConfirmError), new(*cache.ConfigError),
 		new(*release.MetadataError), new(*release.UnknownReleaseError), new(*release.NoPathError),
 		new(*cluster.InventoryError), new(*resume.LockedError),
 		new(*trust.Error),          // a refused signature, expiry or version
@@ -135,6 +135,9 @@ type flagError struct{ err error }
 func (e *flagError) Error() string { return e.err.Error() }
 func (e *flagError) Unwrap() error { return e.err }
 
+// extraCommands are added by files built with tags only (gendocs.go).
+var extraCommands []func(root *cobra.Command) *cobra.Command
+
 func newRootCmd(stopping <-chan struct{}) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "sentinel",
@@ -156,6 +159,10 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 	root.AddCommand(newReleaseCmd())
 	root.AddCommand(newPatchCmd(stopping))
 	root.AddCommand(newRecoverCmd())
+	for _, extra := range extraCommands {
+		root.AddCommand(extra(root))
+	}
+	root.Version = version // --version
 	strictUsage(root)
 	return root
 }
