@@ -558,7 +558,8 @@ func TestTokenOverPlainHTTPRefused(t *testing.T) {
 	if resp.StatusCode != http.StatusForbidden || len(events) != 1 || !strings.Contains(fmt.Sprint(events[0]["error"]), "only accepted over TLS") {
 		t.Errorf("token over plain HTTP: %d %v; want 403 saying TLS", resp.StatusCode, events)
 	}
-	cl := &Client{BaseURL: srv.base, Token: "t0k3n"}
+	// A client told plain_http sends the token; the daemon, not told so, refuses it and says why.
+	cl := &Client{BaseURL: srv.base, Token: "t0k3n", PlainHTTP: true}
 	if _, err := cl.Prefetch(context.Background(), PrefetchRequest{}, nil); err == nil || !strings.Contains(err.Error(), "only accepted over TLS") {
 		t.Errorf("the client's error for a token over plain HTTP: %v; want the daemon's reason", err)
 	}

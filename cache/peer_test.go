@@ -43,7 +43,7 @@ func startTLSDaemon(t *testing.T, cert *fixtures.TLSCert) tlsDaemon {
 	if _, err := store.Fetch(t.Context(), "file://"+src, digest, int64(len(data))); err != nil {
 		t.Fatal(err)
 	}
-	srv, err := cache.NewServer(cache.ServerConfig{Store: store, ChannelDir: filepath.Join(dir, "channel"), Token: "s3cret"})
+	srv, err := cache.NewServer(cache.ServerConfig{Store: store, ChannelDir: filepath.Join(dir, "channel"), Token: "s3cret", PlainHTTP: cert == nil})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -351,7 +351,7 @@ func TestLifecyclePlainHTTPCacheOnlyWhenAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n"})
+	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n", PlainHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}
