@@ -128,11 +128,11 @@ func (r Runs) Latest() (*Run, *resume.Replay, error) {
 	}
 	rep, err := resume.Read(p)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, r.unreadable(p, err)
 	}
 	run, err := ReplayRun(rep.Records)
 	if err != nil {
-		return nil, nil, fmt.Errorf("journal %s: %w", p, err)
+		return nil, nil, r.unreadable(p, err)
 	}
 	return run, &rep, nil
 }
