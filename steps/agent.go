@@ -296,9 +296,14 @@ func (a *Agent) install(_ context.Context, req Request) (Result, error) {
 	}
 	// Hash what we unpack: a cache file damaged since it was verified must
 	// not be installed.
+	fi, err := src.Stat()
+	if err != nil {
+		return Result{}, err
+	}
+	limit, rule := UnpackLimit(fi.Size(), req.UnpackedSize)
 	h := sha256.New()
 	tee := io.TeeReader(src, h)
-	unpackErr := Unpack(tee, tmp, maxUnpackedBytes)
+	unpackErr := Unpack(tee, tmp, limit)
 	// Read to the end either way: if the bytes are not the verified ones,
 	// that is the error to report, not what the unpacker made of them.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
@@ -312,7 +317,7 @@ func (a *Agent) install(_ context.Context, req Request) (Result, error) {
 	}
 	if unpackErr != nil {
 		os.RemoveAll(tmp)
-		return Result{}, fmt.Errorf("installing %s %s: %w (the artifact matches its sha256: the release itself is broken; report it to its publisher)", req.Component, req.Version, unpackErr)
+		return Result{}, a.unpackError(req, tmp, limit, rule, unpackErr)
 	}
 	if err := recordFiles(tmp); err != nil {
 		os.RemoveAll(tmp)
