@@ -4,11 +4,14 @@ package cache
 // flock, shared by every source (http, file).
 //
 // Invariants:
-//   - Dir/partial/<hex>.part is opened write-only: its bytes are never read
-//     back. offset bytes of it are written and hashed into h.
+//   - Dir/partial/<hex>.part is written through one write-only descriptor;
+//     offset bytes of it are written and hashed into h.
 //   - Dir/partial/<hex>.state describes a prefix that is durable (the .part
-//     was fsynced before the state was written) and hashed: on a resume the
-//     .part is cut to state.offset and h is restored from the state.
+//     was fsynced before the state was written) and hashed. A resume in
+//     another process cuts the .part to state.offset and hashes that prefix
+//     again from disk (never from the network): only if it hashes to the
+//     saved state is it kept, so bytes changed on disk between a crash and
+//     a resume are never promoted. Within one process h goes on as it is.
 //   - Only a file whose sha256 matched is renamed into Dir/sha256/<hex>,
 //     after an fsync of the file, followed by an fsync of that directory.
 //
@@ -451,7 +454,13 @@ func (t *transfer) openPartial() error {
 	if err != nil {
 		return &diskError{op: "opening", path: t.part, err: err}
 	}
-	if h, st := t.loadState(fi.Size()); h != nil {
+	h, st := t.loadState(fi.Size())
+	if h != nil {
+		if h, err = t.rehashPrefix(h, st.Offset); err != nil {
+			return err
+		}
+	}
+	if h != nil {
 		t.h, t.offset, t.durable, t.validator = h, st.Offset, st.Offset, st.Validator
 		t.stats.ResumedFrom = st.Offset
 	} else {
@@ -475,6 +484,30 @@ func (t *transfer) openPartial() error {
 	}
 	t.reserveState()
 	return nil
+}
+
+// rehashPrefix hashes the first n bytes of the .part from disk and returns
+// that hash if it equals saved, the state the checkpoint recorded for them;
+// nil if the bytes changed since (the prefix is then dropped).
+func (t *transfer) rehashPrefix(saved hash.Hash, n int64) (hash.Hash, error) {
+	f, err := os.Open(t.part)
+	if err != nil {
+		return nil, &diskError{op: "re-reading", path: t.part, err: err}
+	}
+	defer f.Close()
+	h := sha256.New()
+	read, err := io.Copy(h, io.NewSectionReader(f, 0, n))
+	t.stats.BytesReadFromPartial += read
+	if err != nil {
+		return nil, &diskError{op: "re-reading", path: t.part, err: err}
+	}
+	want, err1 := saved.(encoding.BinaryMarshaler).MarshalBinary()
+	got, err2 := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if read != n || err1 != nil || err2 != nil || string(want) != string(got) {
+		t.stats.PrefixChanged = true
+		return nil, nil
+	}
+	return h, nil
 }
 
 // loadState returns the restored hash and the state if Dir/partial/<hex>.state
@@ -655,6 +688,11 @@ func (t *transfer) finish() error {
 	}
 	if err := durable.Rename(t.part, t.dest); err != nil {
 		return fmt.Errorf("downloading %s: storing %s: %w", t.url, t.dest, err)
+	}
+	if fi, err := os.Lstat(t.dest); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Dev == mine.Dev && st.Ino == mine.Ino {
+			t.stats.promoted = fi
+		}
 	}
 	os.Remove(t.state)
 	os.Remove(t.stateTmp)
