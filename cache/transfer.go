@@ -45,6 +45,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -125,6 +126,9 @@ func (s *Store) fetchLocked(ctx context.Context, src source, rawURL, digest stri
 	if t.f != nil {
 		t.f.Close()
 	}
+	// The reserved space for the next checkpoint served its purpose while
+	// the transfer ran; the next transfer reserves it again.
+	os.Remove(t.stateTmp)
 	t.stats.Duration = time.Since(begin)
 	t.report(true, err)
 	return t.stats, err
@@ -149,6 +153,7 @@ func (t *transfer) run(ctx context.Context) error {
 	failed := false       // the last attempt failed: back off before the next
 	var hint time.Duration
 	var lastErr error
+	var causes causeList // what went wrong, each once: the give-up message keeps them all
 	for {
 		if ctx.Err() != nil {
 			return t.stopped(ctx)
@@ -172,7 +177,7 @@ func (t *transfer) run(ctx context.Context) error {
 			if t.durable == 0 {
 				t.discard()
 			}
-			return fmt.Errorf("%w (gave up after %d attempts without progress)", lastErr, stuck)
+			return fmt.Errorf("%w (gave up after %d attempts without progress%s)", lastErr, stuck, causes.others(lastErr))
 		}
 		if failed {
 			if err := t.backoff(ctx, stuck, hint); err != nil {
@@ -197,12 +202,14 @@ func (t *transfer) run(ctx context.Context) error {
 			}
 			stuck++
 			lastErr = t.describe(err)
+			causes.add(err)
 			continue
 		}
 		if !transient(err) {
 			return t.fail(err)
 		}
 		lastErr = t.describe(err)
+		causes.add(err)
 		if cerr := t.checkpoint(); cerr != nil {
 			return t.fail(cerr)
 		}
@@ -217,6 +224,37 @@ func (t *transfer) run(ctx context.Context) error {
 			hint = se.RetryAfter
 		}
 	}
+}
+
+// causeList keeps each distinct failure of a transfer once, in order, so
+// that the last one ("short body") does not hide the one that led to it
+// (a wrong Content-Range).
+type causeList []string
+
+func (c *causeList) add(err error) {
+	msg := err.Error()
+	for _, m := range *c {
+		if m == msg {
+			return
+		}
+	}
+	if len(*c) < 4 {
+		*c = append(*c, msg)
+	}
+}
+
+// others lists the causes other than last's, for the give-up message.
+func (c causeList) others(last error) string {
+	var out []string
+	for _, m := range c {
+		if last == nil || !strings.HasSuffix(last.Error(), m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; before that: " + strings.Join(out, "; ")
 }
 
 // attemptOnce makes one request and copies its body into the partial file.
@@ -275,14 +313,19 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 	// Never past the expected size: read at most what is missing, then
 	// probe for one byte more.
 	r := &watchdogReader{r: o.body, wd: wd, stall: stall}
+	from := t.offset
 	if err := t.copyPipelined(r, o.body, t.size-t.offset); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			// net/http's word for a body shorter than its Content-Length.
+			err = &shortBodyError{from: from, got: t.offset - from, want: t.size - from}
+		}
 		return isStall(err)
 	}
 	if t.offset < t.size {
 		if o.exact {
 			return &permanentError{&SizeMismatchError{URL: t.url, Want: t.size, Got: t.offset}}
 		}
-		return isStall(errShortBody)
+		return isStall(&shortBodyError{from: from, got: t.offset - from, want: t.size - from})
 	}
 	var one [1]byte
 	if n, _ := io.ReadFull(r, one[:]); n > 0 {
@@ -292,7 +335,12 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 	return nil
 }
 
-var errShortBody = errors.New("connection closed before the end of the file")
+// shortBodyError: the response ended before the bytes it was to carry.
+type shortBodyError struct{ from, got, want int64 }
+
+func (e *shortBodyError) Error() string {
+	return fmt.Sprintf("short body: the connection closed after %d of the %d bytes asked for from byte %d", e.got, e.want, e.from)
+}
 
 type stallError struct{ d time.Duration }
 
