@@ -154,7 +154,7 @@ func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[str
 		if in.DownloadOnly && !isCache {
 			continue
 		}
-		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly}
+		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly, MemoryCgroup: n.MemoryCgroup}
 		if isCache && in.Inventory.Cache != nil {
 			req.CacheDir = in.Inventory.Cache.Dir
 		}

@@ -26,6 +26,9 @@ type ProbeRequest struct {
 	// cluster's cache daemon are.
 	ReachDirect []string `json:"reach_direct,omitempty"`
 	Capacity    bool     `json:"capacity,omitempty"` // a DEA: run dea_ng's capacity hook
+	// MemoryCgroup is the cgroup the node's roles run in (the cluster
+	// file's memory_cgroup); "": the node as a whole.
+	MemoryCgroup string `json:"memory_cgroup,omitempty"`
 }
 
 // ProbeFacts is what a node reports to preflight.
@@ -78,7 +81,7 @@ func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error
 			f.Disk = append(f.Disk, d)
 		}
 	}
-	if m, err := preflight.Memory(); err != nil {
+	if m, err := preflight.Memory(req.MemoryCgroup); err != nil {
 		f.MemoryErr = err.Error()
 	} else {
 		f.Memory = m
