@@ -122,7 +122,16 @@ func (a *Agent) checkCache(ctx context.Context, req Request) (Result, error) {
 
 // prune drops the node-cache artifacts that req.Keep does not list.
 func (a *Agent) prune(_ context.Context, req Request) (Result, error) {
-	return pruned((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
+	res, err := pruned((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
+	if err != nil {
+		return res, err
+	}
+	removed, err := a.pruneReleases(req.KeepReleases)
+	if len(removed) > 0 {
+		res.Changed = true
+		res.Note = strings.TrimPrefix(res.Note+"; removed old unpacked releases: "+strings.Join(removed, ", "), "; ")
+	}
+	return res, err
 }
 
 // pruneCache drops, from the cache node's store, what no release from

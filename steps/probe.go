@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 )
@@ -29,6 +30,9 @@ type ProbeRequest struct {
 	// MemoryCgroup is the cgroup the node's roles run in (the cluster
 	// file's memory_cgroup); "": the node as a whole.
 	MemoryCgroup string `json:"memory_cgroup,omitempty"`
+	// Artifacts: digests whose presence in the node cache preflight needs
+	// to know (what is there needs no disk).
+	Artifacts []string `json:"artifacts,omitempty"`
 }
 
 // ProbeFacts is what a node reports to preflight.
@@ -43,6 +47,8 @@ type ProbeFacts struct {
 	// Customized lists files an upgrade would replace or lose: changed in
 	// installed releases under code/, or in etc/ since the last backup.
 	Customized []string `json:"customized,omitempty"`
+	// Cached: those of the asked Artifacts the node cache holds.
+	Cached []string `json:"cached,omitempty"`
 }
 
 // DEACapacity is what a DEA's capacity hook prints.
@@ -79,6 +85,12 @@ func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error
 		if key := fmt.Sprintf("%s\x00%d", d.Mount, d.TotalBytes); d.Mount == "" || !seen[key] {
 			seen[key] = true
 			f.Disk = append(f.Disk, d)
+		}
+	}
+	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	for _, d := range req.Artifacts {
+		if store.Has(d) {
+			f.Cached = append(f.Cached, d)
 		}
 	}
 	if m, err := preflight.Memory(req.MemoryCgroup); err != nil {

@@ -65,8 +65,11 @@ type Request struct {
 	Components map[string]string `json:"components,omitempty"`
 	// Restart: the node's components in start order.
 	Restart []RestartItem `json:"restart,omitempty"`
-	// Prune: the digests the node cache keeps.
-	Keep []string `json:"keep,omitempty"`
+	// Prune: the digests the node cache keeps, and per component the
+	// unpacked releases kept (the new one and the one before it, for a
+	// rollback); its other releases that sentinel installed are removed.
+	Keep         []string            `json:"keep,omitempty"`
+	KeepReleases map[string][]string `json:"keep_releases,omitempty"`
 	// PruneCache: the cache node's cache_dir, its channel documents, and
 	// the oldest release to keep.
 	CacheDir   string `json:"cache_dir,omitempty"`
