@@ -12,6 +12,7 @@ import (
 func TestStepFailedMessages(t *testing.T) {
 	for _, e := range []*StepFailedError{
 		{Node: "core", Step: "3.4.2/nats/install", Err: "unpacking failed.\n", RolledTo: "3.4.1"},
+		{Node: "core", Step: "3.4.2/nats/install", Err: "unpacking failed", RolledBack: []string{""}, RolledTo: "3.4.1"}, // a DEA's unretire
 		{Node: "core", Step: "3.4.2/nats/start", Err: "hook exited 1", RolledBack: []string{"nats", "router"}, RolledTo: "3.4.1"},
 		{Node: "core", Step: "3.4.2/nats/start", Err: "hook exited 1", RolledBack: []string{"nats"}, RolledTo: "3.4.1", Kept: "the patch is not recorded on that node"},
 		{Node: "core", Step: "3.4.2/nats/start", Err: "hook  exited 1,", RollbackErr: "rollback/3.4.2/nats/start: hook exited 2.", RolledTo: "3.4.1"},

@@ -52,10 +52,10 @@ func (a *Agent) unpackError(req Request, dir string, limit int64, rule string, e
 		}
 		return &DiskFullError{Node: a.Node, Step: OpInstall, Path: dir, Need: need, What: what, Err: err}
 	case errors.Is(err, ErrUnpackLimit):
-		return fmt.Errorf("node %s, step install: %s unpacks to more than its limit of %s: refused before it filled the disk, nothing was installed; "+
-			"the artifact matches its sha256, so it is as published: report it to its publisher", a.Node, what, rule)
+		return fmt.Errorf("%s unpacks to more than its limit of %s: refused on node %s before it filled the disk, nothing was installed; "+
+			"the artifact matches its sha256, so it is as published: report it to its publisher", what, rule, a.Node)
 	}
-	return fmt.Errorf("node %s, step install: installing %s: %w (the artifact matches its sha256: the release itself is broken; report it to its publisher)", a.Node, what, err)
+	return fmt.Errorf("installing %s on node %s: %w (the artifact matches its sha256: the release itself is broken; report it to its publisher)", what, a.Node, err)
 }
 
 // DiskFullError is a node whose disk filled during a step: the node's
@@ -66,8 +66,8 @@ type DiskFullError struct {
 }
 
 func (e *DiskFullError) Error() string {
-	return fmt.Sprintf("node %s, step %s: the disk holding %s is full (%v) while unpacking %s; it needs %s free there: free space on node %s, then resume the run (`sentinel recover`)",
-		e.Node, e.Step, filepath.Dir(e.Path), e.Err, e.What, e.Need, e.Node)
+	return fmt.Sprintf("the disk of node %s holding %s is full (%v) while the %s step unpacks %s; it needs %s free there: free space on node %s, then resume the run (`sentinel recover`)",
+		e.Node, filepath.Dir(e.Path), e.Err, e.Step, e.What, e.Need, e.Node)
 }
 
 func (e *DiskFullError) Unwrap() error { return e.Err }

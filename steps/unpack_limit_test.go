@@ -97,7 +97,7 @@ func TestUnpackDiskFullBlamesTheDisk(t *testing.T) {
 	if err == nil {
 		t.Fatal("unpacking 3 MiB onto a 1 MiB disk succeeded")
 	}
-	for _, want := range []string{"node dea-2", "step install", a.Layout.ReleasesDir("logyard"), "is full", "free there", "logyard 3.4.2"} {
+	for _, want := range []string{"node dea-2", "install step", a.Layout.ReleasesDir("logyard"), "is full", "free there", "logyard 3.4.2"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q: %v", want, err)
 		}
