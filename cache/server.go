@@ -440,15 +440,16 @@ func (s *Server) fetchShared(ctx context.Context, digest string, loc artifactLoc
 		}
 		defer s.bgLeave()
 		start := time.Now()
-		downloaded, err := s.cfg.Store.Fetch(s.ctx, loc.url, digest, loc.size)
+		st, err := s.cfg.Store.FetchStats(s.ctx, loc.url, digest, loc.size)
+		downloaded := st.Downloaded
 		if downloaded || err != nil {
 			s.m.observeFetch(time.Since(start), err)
 		}
-		if downloaded {
-			// Fetch has just hashed these bytes: no need to do it again.
-			if fi, err := os.Lstat(s.cfg.Store.Path(digest)); err == nil && fi.Mode().IsRegular() {
-				s.setVerified(digest, fi)
-			}
+		// The transfer hashed the file it promoted: that file, if the path
+		// still names it, needs no second hash. Anything else is hashed
+		// before it is served (openVerified).
+		if fi, lerr := os.Lstat(s.cfg.Store.Path(digest)); err == nil && lerr == nil && sameFileVersion(st.promoted, fi) {
+			s.setVerified(digest, fi)
 		}
 		return downloaded, err
 	})

@@ -122,10 +122,13 @@ type TransferStats struct {
 	// attempts: over the network for http(s).
 	BytesReceived int64 `json:"bytes_received"`
 	// BytesReadFromPartial counts bytes of an existing partial file read
-	// back. It is 0 by construction: the partial file is opened write-only
-	// and a resume restores the hash state from the checkpoint instead of
-	// re-hashing the prefix.
+	// back: a resume across processes re-hashes the checkpointed prefix
+	// from disk once (the network never sends it again), so that bytes
+	// changed on disk since cannot be promoted under the digest.
 	BytesReadFromPartial int64 `json:"bytes_read_from_partial"`
+	// PrefixChanged: the checkpointed prefix on disk no longer hashed as
+	// it did when it was written; it was dropped and fetched again.
+	PrefixChanged bool `json:"prefix_changed,omitempty"`
 	// Attempts counts requests to the source (opens, for file://).
 	Attempts int `json:"attempts"`
 	// Retries counts attempts made after a failed one.
@@ -139,6 +142,11 @@ type TransferStats struct {
 	// most one).
 	Refetches int           `json:"refetches"`
 	Duration  time.Duration `json:"duration_ns"`
+
+	// promoted is the file this transfer hashed and renamed into
+	// sha256/<hex>: what the daemon may mark verified without hashing it
+	// again, if the path still names it.
+	promoted os.FileInfo
 }
 
 // TransferProgress is what Store.Progress receives.

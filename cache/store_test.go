@@ -102,8 +102,8 @@ func readState(t *testing.T, s *Store, digest string) stateFile {
 
 // TestStoreCancelCheckpointsAndResumes: cancellation returns ctx's error
 // after a checkpoint whose state describes exactly the .part, with the
-// hash state of its bytes; the next Fetch resumes there, re-reading
-// nothing.
+// hash state of its bytes; the next Fetch resumes there, re-reading the
+// prefix from disk once to check it and receiving none of it again.
 func TestStoreCancelCheckpointsAndResumes(t *testing.T) {
 	data := testData(4*mib, 21)
 	digest := sha256Hex(data)
@@ -132,7 +132,7 @@ func TestStoreCancelCheckpointsAndResumes(t *testing.T) {
 		t.Fatal(err)
 	}
 	verifyStored(t, s, digest)
-	if res.ResumedFrom != st.Offset || res.BytesReceived != size-st.Offset || res.BytesReadFromPartial != 0 || res.RestartsFromZero != 0 {
+	if res.ResumedFrom != st.Offset || res.BytesReceived != size-st.Offset || res.BytesReadFromPartial != st.Offset || res.RestartsFromZero != 0 || res.PrefixChanged {
 		t.Errorf("%+v after a checkpoint at %d", res, st.Offset)
 	}
 	if last := o.requests()[len(o.requests())-1]; last.Start != st.Offset || last.IfRange != `"c1"` {

@@ -4,11 +4,14 @@ package cache
 // flock, shared by every source (http, file).
 //
 // Invariants:
-//   - Dir/partial/<hex>.part is opened write-only: its bytes are never read
-//     back. offset bytes of it are written and hashed into h.
+//   - Dir/partial/<hex>.part is written through one write-only descriptor;
+//     offset bytes of it are written and hashed into h.
 //   - Dir/partial/<hex>.state describes a prefix that is durable (the .part
-//     was fsynced before the state was written) and hashed: on a resume the
-//     .part is cut to state.offset and h is restored from the state.
+//     was fsynced before the state was written) and hashed. A resume in
+//     another process cuts the .part to state.offset and hashes that prefix
+//     again from disk (never from the network): only if it hashes to the
+//     saved state is it kept, so bytes changed on disk between a crash and
+//     a resume are never promoted. Within one process h goes on as it is.
 //   - Only a file whose sha256 matched is renamed into Dir/sha256/<hex>,
 //     after an fsync of the file, followed by an fsync of that directory.
 //
@@ -42,6 +45,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -122,6 +126,9 @@ func (s *Store) fetchLocked(ctx context.Context, src source, rawURL, digest stri
 	if t.f != nil {
 		t.f.Close()
 	}
+	// The reserved space for the next checkpoint served its purpose while
+	// the transfer ran; the next transfer reserves it again.
+	os.Remove(t.stateTmp)
 	t.stats.Duration = time.Since(begin)
 	t.report(true, err)
 	return t.stats, err
@@ -146,6 +153,7 @@ func (t *transfer) run(ctx context.Context) error {
 	failed := false       // the last attempt failed: back off before the next
 	var hint time.Duration
 	var lastErr error
+	var causes causeList // what went wrong, each once: the give-up message keeps them all
 	for {
 		if ctx.Err() != nil {
 			return t.stopped(ctx)
@@ -169,7 +177,7 @@ func (t *transfer) run(ctx context.Context) error {
 			if t.durable == 0 {
 				t.discard()
 			}
-			return fmt.Errorf("%w (gave up after %d attempts without progress)", lastErr, stuck)
+			return fmt.Errorf("%w (gave up after %d attempts without progress%s)", lastErr, stuck, causes.others(lastErr))
 		}
 		if failed {
 			if err := t.backoff(ctx, stuck, hint); err != nil {
@@ -194,12 +202,14 @@ func (t *transfer) run(ctx context.Context) error {
 			}
 			stuck++
 			lastErr = t.describe(err)
+			causes.add(err)
 			continue
 		}
 		if !transient(err) {
 			return t.fail(err)
 		}
 		lastErr = t.describe(err)
+		causes.add(err)
 		if cerr := t.checkpoint(); cerr != nil {
 			return t.fail(cerr)
 		}
@@ -214,6 +224,37 @@ func (t *transfer) run(ctx context.Context) error {
 			hint = se.RetryAfter
 		}
 	}
+}
+
+// causeList keeps each distinct failure of a transfer once, in order, so
+// that the last one ("short body") does not hide the one that led to it
+// (a wrong Content-Range).
+type causeList []string
+
+func (c *causeList) add(err error) {
+	msg := err.Error()
+	for _, m := range *c {
+		if m == msg {
+			return
+		}
+	}
+	if len(*c) < 4 {
+		*c = append(*c, msg)
+	}
+}
+
+// others lists the causes other than last's, for the give-up message.
+func (c causeList) others(last error) string {
+	var out []string
+	for _, m := range c {
+		if last == nil || !strings.HasSuffix(last.Error(), m) {
+			out = append(out, m)
+		}
+	}
+	if len(out) == 0 {
+		return ""
+	}
+	return "; before that: " + strings.Join(out, "; ")
 }
 
 // attemptOnce makes one request and copies its body into the partial file.
@@ -272,14 +313,19 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 	// Never past the expected size: read at most what is missing, then
 	// probe for one byte more.
 	r := &watchdogReader{r: o.body, wd: wd, stall: stall}
+	from := t.offset
 	if err := t.copyPipelined(r, o.body, t.size-t.offset); err != nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) {
+			// net/http's word for a body shorter than its Content-Length.
+			err = &shortBodyError{from: from, got: t.offset - from, want: t.size - from}
+		}
 		return isStall(err)
 	}
 	if t.offset < t.size {
 		if o.exact {
 			return &permanentError{&SizeMismatchError{URL: t.url, Want: t.size, Got: t.offset}}
 		}
-		return isStall(errShortBody)
+		return isStall(&shortBodyError{from: from, got: t.offset - from, want: t.size - from})
 	}
 	var one [1]byte
 	if n, _ := io.ReadFull(r, one[:]); n > 0 {
@@ -289,7 +335,12 @@ func (t *transfer) attemptOnce(ctx context.Context) error {
 	return nil
 }
 
-var errShortBody = errors.New("connection closed before the end of the file")
+// shortBodyError: the response ended before the bytes it was to carry.
+type shortBodyError struct{ from, got, want int64 }
+
+func (e *shortBodyError) Error() string {
+	return fmt.Sprintf("short body: the connection closed after %d of the %d bytes asked for from byte %d", e.got, e.want, e.from)
+}
 
 type stallError struct{ d time.Duration }
 
@@ -451,7 +502,13 @@ func (t *transfer) openPartial() error {
 	if err != nil {
 		return &diskError{op: "opening", path: t.part, err: err}
 	}
-	if h, st := t.loadState(fi.Size()); h != nil {
+	h, st := t.loadState(fi.Size())
+	if h != nil {
+		if h, err = t.rehashPrefix(h, st.Offset); err != nil {
+			return err
+		}
+	}
+	if h != nil {
 		t.h, t.offset, t.durable, t.validator = h, st.Offset, st.Offset, st.Validator
 		t.stats.ResumedFrom = st.Offset
 	} else {
@@ -475,6 +532,30 @@ func (t *transfer) openPartial() error {
 	}
 	t.reserveState()
 	return nil
+}
+
+// rehashPrefix hashes the first n bytes of the .part from disk and returns
+// that hash if it equals saved, the state the checkpoint recorded for them;
+// nil if the bytes changed since (the prefix is then dropped).
+func (t *transfer) rehashPrefix(saved hash.Hash, n int64) (hash.Hash, error) {
+	f, err := os.Open(t.part)
+	if err != nil {
+		return nil, &diskError{op: "re-reading", path: t.part, err: err}
+	}
+	defer f.Close()
+	h := sha256.New()
+	read, err := io.Copy(h, io.NewSectionReader(f, 0, n))
+	t.stats.BytesReadFromPartial += read
+	if err != nil {
+		return nil, &diskError{op: "re-reading", path: t.part, err: err}
+	}
+	want, err1 := saved.(encoding.BinaryMarshaler).MarshalBinary()
+	got, err2 := h.(encoding.BinaryMarshaler).MarshalBinary()
+	if read != n || err1 != nil || err2 != nil || string(want) != string(got) {
+		t.stats.PrefixChanged = true
+		return nil, nil
+	}
+	return h, nil
 }
 
 // loadState returns the restored hash and the state if Dir/partial/<hex>.state
@@ -655,6 +736,11 @@ func (t *transfer) finish() error {
 	}
 	if err := durable.Rename(t.part, t.dest); err != nil {
 		return fmt.Errorf("downloading %s: storing %s: %w", t.url, t.dest, err)
+	}
+	if fi, err := os.Lstat(t.dest); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Dev == mine.Dev && st.Ino == mine.Ino {
+			t.stats.promoted = fi
+		}
 	}
 	os.Remove(t.state)
 	os.Remove(t.stateTmp)

@@ -141,6 +141,8 @@ type thresholdWriter struct {
 	once     sync.Once
 }
 
+func (c *thresholdWriter) Flush() { c.ResponseWriter.(http.Flusher).Flush() }
+
 func (c *thresholdWriter) Write(p []byte) (int, error) {
 	n, err := c.ResponseWriter.Write(p)
 	c.sent += int64(n)

@@ -276,6 +276,9 @@ func TestTransferHostileServers(t *testing.T) {
 				if kept := perr == nil; kept != tc.want.partialsKept {
 					t.Errorf("partial file kept = %v, want %v", kept, tc.want.partialsKept)
 				}
+				if _, err := os.Stat(filepath.Join(s.Dir, "partial", digest+".state.tmp")); err == nil {
+					t.Error("a .state.tmp was left after the failure")
+				}
 			}
 			if st.Attempts != tc.want.attempts {
 				t.Errorf("attempts = %d, want %d", st.Attempts, tc.want.attempts)
@@ -365,4 +368,43 @@ func TestTransferTLSFailureNotRetried(t *testing.T) {
 		t.Errorf("%v, %+v: want one attempt and an error naming the URL", err, st)
 	}
 	t.Log(err)
+}
+
+// A server that cuts every body and answers every resume with a wrong
+// Content-Range start: the error names both, not "unexpected EOF". On the
+// commit where the issue was filed it ended in "unexpected EOF".
+func TestTransferErrorKeepsTheRealCause(t *testing.T) {
+	data := testData(4*mib, 7)
+	digest := sha256Hex(data)
+	size := int64(len(data))
+	const cut = mib + 17
+	o := newOrigin(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if start := rangeStart(r); start > 0 {
+			from := start - 1000
+			w.Header().Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", from, size-1, size))
+			w.Header().Set("Content-Length", fmt.Sprint(size-from))
+			w.WriteHeader(http.StatusPartialContent)
+			w.Write(data[from:])
+			return
+		}
+		serve(&cutWriter{ResponseWriter: w, left: cut}, r, data, `"a"`)
+	})
+	s := testStore(t.TempDir())
+	_, err := s.FetchStats(context.Background(), o.URL, digest, size)
+	if err == nil {
+		t.Fatal("the fetch succeeded")
+	}
+	t.Log(err)
+	for _, want := range []string{o.URL, "gave up after", fmt.Sprintf("asked for bytes %d- and got Content-Range", cut),
+		fmt.Sprintf("short body: the connection closed after %d of the %d bytes asked for from byte 0", cut, size)} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "unexpected EOF") {
+		t.Errorf("error still says unexpected EOF: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(s.Dir, "partial", digest+".state.tmp")); err == nil {
+		t.Error("a .state.tmp was left after the failure")
+	}
 }

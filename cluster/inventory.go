@@ -9,8 +9,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"strings"
 
 	"go.yaml.in/yaml/v3"
 
@@ -92,6 +94,11 @@ type Node struct {
 	KnownHosts   string `yaml:"known_hosts,omitempty"`
 	Sudo         bool   `yaml:"sudo,omitempty"`
 	RemoteBinary string `yaml:"remote_binary,omitempty"`
+	// MemoryCgroup is the cgroup the node's roles run in, as a path in the
+	// node's cgroup tree (e.g. /system.slice): preflight measures the
+	// memory there. Unset: the node as a whole, never the cgroup of the
+	// session the agent runs in.
+	MemoryCgroup string `yaml:"memory_cgroup,omitempty"`
 }
 
 // CacheNode is the node that runs the cache daemon (`sentinel cache serve`)
@@ -234,6 +241,9 @@ func (inv *Inventory) validate() error {
 		}
 		if !filepath.IsAbs(n.Root) {
 			return fmt.Errorf("field %s.root: node %s needs an absolute root directory, got %q", at, n.Name, n.Root)
+		}
+		if c := n.MemoryCgroup; c != "" && (!strings.HasPrefix(c, "/") || path.Clean(c) != c || strings.ContainsAny(c, "\x00\n")) {
+			return fmt.Errorf("field %s.memory_cgroup: node %s: %q is not a cgroup path such as /system.slice (absolute, no . or .. elements)", at, n.Name, c)
 		}
 		switch n.Transport {
 		case TransportLocal:

@@ -2,6 +2,8 @@ package lifecycle
 
 import (
 	"fmt"
+	"os"
+	"os/user"
 	"strings"
 	"time"
 
@@ -103,4 +105,54 @@ func nothingToRecover(inv *cluster.Inventory, last *rollout.Run, logged []Logged
 		return usagef("nothing to recover: %s, and the last command logged after it started no run: %s (run it again, with a sentinel binary in place, if it should)", state, CommandLine(lastRun.Argv))
 	}
 	return usagef("nothing to recover: %s", state)
+}
+
+// SetAside sets a run aside so that later commands no longer see it: the
+// way out when a run's journal cannot be read back. id "" means the latest
+// run. It takes the run lock, so a run that is going is never moved.
+func SetAside(inv *cluster.Inventory, id, reason, cmdline string) (string, string, error) {
+	runs := rollout.Runs{Dir: inv.State()}
+	lock, err := runs.Lock(cmdline)
+	if err != nil {
+		return "", "", err
+	}
+	defer lock.Release()
+	if id == "" {
+		if id, err = runs.LatestID(); err != nil {
+			return "", "", err
+		}
+		if id == "" {
+			return "", "", usagef("there is no run in %s: nothing to set aside", inv.State())
+		}
+	}
+	dir, err := runs.SetAside(id, operator(), reason, time.Now())
+	return id, dir, err
+}
+
+// Restore brings back a run set aside. It reports whether the run is the
+// latest again (a run started since comes after it).
+func Restore(inv *cluster.Inventory, id, cmdline string) (bool, error) {
+	runs := rollout.Runs{Dir: inv.State()}
+	lock, err := runs.Lock(cmdline)
+	if err != nil {
+		return false, err
+	}
+	defer lock.Release()
+	if err := runs.Restore(id, operator(), time.Now()); err != nil {
+		return false, err
+	}
+	latest, err := runs.LatestID()
+	return latest == id, err
+}
+
+// operator names who ran the command, for the record of a run set aside.
+func operator() string {
+	name := "unknown"
+	if u, err := user.Current(); err == nil && u.Username != "" {
+		name = u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		name += "@" + h
+	}
+	return name
 }

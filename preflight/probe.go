@@ -77,8 +77,10 @@ type mount struct {
 // readMountinfo reads /proc/self/mountinfo (see proc_pid_mountinfo(5)):
 //
 //	36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue
-func readMountinfo() ([]mount, error) {
-	f, err := os.Open("/proc/self/mountinfo")
+func readMountinfo() ([]mount, error) { return readMountinfoFile("/proc/self/mountinfo") }
+
+func readMountinfoFile(file string) ([]mount, error) {
+	f, err := os.Open(file)
 	if err != nil {
 		return nil, err
 	}
@@ -158,34 +160,64 @@ type MemoryFacts struct {
 const noLimit = 1 << 62
 
 // Memory measures the memory this node's processes could still use: the
-// host's available memory, and when this process sits in a memory cgroup
-// (v1 or v2) with a limit, here or on an ancestor, that cgroup's headroom:
-// limit - (usage - inactive page cache - this process's own memory). The
-// probe's own memory does not count against the node; inactive page cache
-// does not either, as for the host's MemAvailable and the kubelet's
-// working set. The own memory is the anonymous and shared part of the
-// resident set (RssAnon + RssShmem, VmRSS on kernels without them): the
-// part a cgroup is always charged for, whereas the executable's file pages
-// are charged to whoever read them first. AvailableBytes is the smaller of
-// the host's and the tightest cgroup's figure, and Source says which.
-func Memory() (MemoryFacts, error) {
+// host's available memory and, when a memory cgroup (v1 or v2) that holds
+// them has a limit, here or on an ancestor, that cgroup's headroom: limit -
+// (usage - inactive page cache - the probe's own memory if it runs inside).
+// Which cgroup: cgroup, the one the node's roles run in (a path in the
+// node's cgroup tree, e.g. /system.slice/stackato.slice, from the cluster
+// file's memory_cgroup), or, when "", the node as a whole: the root of the
+// cgroup tree as the node sees it (a container's own cgroup). Never the
+// probe's own cgroup: over SSH that is the login session's, which says
+// nothing of the roles' memory. Inactive page cache does not count, as for
+// the host's MemAvailable and the kubelet's working set. The probe's own
+// memory is the anonymous and shared part of its resident set (RssAnon +
+// RssShmem, VmRSS on kernels without them): the part a cgroup is always
+// charged for. AvailableBytes is the smaller of the host's and the
+// tightest cgroup's figure, and Source says which.
+func Memory(cgroup string) (MemoryFacts, error) {
+	return liveView.memory(cgroup)
+}
+
+// cgroupView is where the memory facts are read: this machine's /proc and
+// /sys, or a recorded tree in the tests.
+type cgroupView struct {
+	selfCgroup, mountinfo string // /proc/self/cgroup, /proc/self/mountinfo
+	fsRoot                string // put before mount points ("" on a real node)
+	meminfo               func() (uint64, error)
+}
+
+var liveView = cgroupView{selfCgroup: "/proc/self/cgroup", mountinfo: "/proc/self/mountinfo", meminfo: hostAvailable}
+
+func hostAvailable() (uint64, error) {
 	vm, err := mem.VirtualMemory()
+	if err != nil {
+		return 0, err
+	}
+	return vm.Available, nil
+}
+
+func (v cgroupView) memory(cgroup string) (MemoryFacts, error) {
+	avail, err := v.meminfo()
 	if err != nil {
 		return MemoryFacts{}, fmt.Errorf("reading the host's available memory: %w", err)
 	}
-	facts := MemoryFacts{AvailableBytes: vm.Available, HostAvailableBytes: vm.Available, Source: "host"}
+	facts := MemoryFacts{AvailableBytes: avail, HostAvailableBytes: avail, Source: "host"}
 	if facts.ProbeBytes, err = chargedBytes("/proc/self/status"); err != nil {
 		return facts, err
 	}
-	levels, version, err := memoryCgroups()
+	levels, version, inside, err := v.memoryCgroups(cgroup)
 	if err != nil || len(levels) == 0 {
 		return facts, err
+	}
+	own := facts.ProbeBytes
+	if !inside {
+		own = 0 // the probe is charged elsewhere
 	}
 	var tightest *cgroupLevel
 	headroom := uint64(0)
 	for i := range levels {
 		l := &levels[i]
-		if h := sub(l.limit, sub(sub(l.usage, l.inactiveFile), facts.ProbeBytes)); tightest == nil || h < headroom {
+		if h := sub(l.limit, sub(sub(l.usage, l.inactiveFile), own)); tightest == nil || h < headroom {
 			tightest, headroom = l, h
 		}
 	}
@@ -224,16 +256,17 @@ var (
 	cgroupV2Files = cgroupFiles{"memory.max", "memory.current", "memory.stat", "inactive_file", ""}
 )
 
-// memoryCgroups finds the memory cgroup of this process and returns it
-// and its ancestors that have a limit, with the cgroup version. Cgroup v1
-// (the "memory" controller) is preferred to v2: on a hybrid system the
-// memory controller lives in v1.
-func memoryCgroups() ([]cgroupLevel, int, error) {
-	data, err := os.ReadFile("/proc/self/cgroup")
+// memoryCgroups finds the memory cgroup to measure (see Memory) and
+// returns it and its ancestors that have a limit, with the cgroup version
+// and whether this process runs inside it. Cgroup v1 (the "memory"
+// controller) is preferred to v2: on a hybrid system the memory controller
+// lives in v1.
+func (v cgroupView) memoryCgroups(cgroup string) ([]cgroupLevel, int, bool, error) {
+	data, err := os.ReadFile(v.selfCgroup)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, 0, nil // not Linux, or no cgroups
+		return nil, 0, false, nil // not Linux, or no cgroups
 	} else if err != nil {
-		return nil, 0, fmt.Errorf("reading the memory cgroup: %w", err)
+		return nil, 0, false, fmt.Errorf("reading the memory cgroup: %w", err)
 	}
 	var v1, v2 string
 	for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
@@ -248,9 +281,9 @@ func memoryCgroups() ([]cgroupLevel, int, error) {
 			v1 = parts[2]
 		}
 	}
-	mounts, err := readMountinfo()
+	mounts, err := readMountinfoFile(v.mountinfo)
 	if err != nil {
-		return nil, 0, fmt.Errorf("finding the cgroup file systems: %w", err)
+		return nil, 0, false, fmt.Errorf("finding the cgroup file systems: %w", err)
 	}
 	var m1, m2 *mount
 	for i, m := range mounts {
@@ -261,15 +294,28 @@ func memoryCgroups() ([]cgroupLevel, int, error) {
 			m2 = &mounts[i]
 		}
 	}
-	switch {
-	case v1 != "" && m1 != nil:
-		levels, err := cgroupLevels(*m1, v1, cgroupV1Files)
-		return levels, 1, err
-	case v2 != "" && m2 != nil:
-		levels, err := cgroupLevels(*m2, v2, cgroupV2Files)
-		return levels, 2, err
+	m, self, version, files := m1, v1, 1, cgroupV1Files
+	if v1 == "" || m1 == nil {
+		m, self, version, files = m2, v2, 2, cgroupV2Files
 	}
-	return nil, 0, nil
+	if m == nil {
+		if cgroup != "" {
+			return nil, 0, false, fmt.Errorf("memory cgroup %s: this node has no memory cgroup file system", cgroup)
+		}
+		return nil, 0, false, nil
+	}
+	view := *m
+	view.point = filepath.Join(v.fsRoot, m.point)
+	name := m.root // the node as a whole, as far as it sees
+	if cgroup != "" {
+		clean := path.Clean("/" + cgroup)
+		if fi, err := os.Stat(filepath.Join(view.point, clean)); err != nil || !fi.IsDir() {
+			return nil, 0, false, fmt.Errorf("memory cgroup %s: no such cgroup under %s (cgroup v%d): check memory_cgroup in the cluster file", cgroup, m.point, version)
+		}
+		name = path.Join(m.root, clean)
+	}
+	levels, err := cgroupLevels(view, name, files)
+	return levels, version, self != "" && within(self, name), err
 }
 
 // cgroupLevels walks from the cgroup name (a path in the hierarchy

@@ -179,7 +179,7 @@ func TestMemoryProbeChild(t *testing.T) {
 	}
 	switch mode {
 	case "probe":
-		facts, err := Memory()
+		facts, err := Memory(os.Getenv("MEMORY_CGROUP"))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -202,7 +202,7 @@ func memoryCgroupV1(t *testing.T, limit uint64) (dir, name string) {
 	if err := unix.Access(root, unix.W_OK); err != nil {
 		t.Skipf("%s is not writable (%v): needs cgroup v1 memory and root", root, err)
 	}
-	if levels, v, err := memoryCgroups(); err != nil || v != 1 {
+	if levels, v, _, err := liveView.memoryCgroups(""); err != nil || v != 1 {
 		t.Skipf("this process is not in a cgroup v1 memory hierarchy (version %d, %d limits, %v)", v, len(levels), err)
 	}
 	buf := make([]byte, 6)
@@ -232,18 +232,18 @@ func setLimit(t *testing.T, dir string, limit uint64) {
 
 // inCgroup is a command running this test binary as mode inside the
 // cgroup dir: the shell moves itself there, then becomes the test binary.
-func inCgroup(dir, mode string, holdMiB int) *exec.Cmd {
+func inCgroup(dir, mode string, holdMiB int, measure ...string) *exec.Cmd {
 	cmd := exec.Command("sh", "-c", `echo $$ > "$CGROUP/cgroup.procs" && exec "$0" "$@"`,
 		os.Args[0], "-test.run=^TestMemoryProbeChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), memoryChildEnv+"="+mode, "CGROUP="+dir, fmt.Sprintf("HOLD_MIB=%d", holdMiB))
+	cmd.Env = append(os.Environ(), memoryChildEnv+"="+mode, "CGROUP="+dir, fmt.Sprintf("HOLD_MIB=%d", holdMiB), "MEMORY_CGROUP="+strings.Join(measure, ""))
 	return cmd
 }
 
-// probeIn runs Memory() in a child inside the cgroup dir.
-func probeIn(t *testing.T, dir string, holdMiB int) MemoryFacts {
+// probeIn runs Memory(measure) in a child inside the cgroup dir.
+func probeIn(t *testing.T, dir string, holdMiB int, measure string) MemoryFacts {
 	t.Helper()
 	var stderr bytes.Buffer
-	cmd := inCgroup(dir, "probe", holdMiB)
+	cmd := inCgroup(dir, "probe", holdMiB, measure)
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
@@ -276,7 +276,7 @@ func TestMemoryInCgroupV1(t *testing.T) {
 		{300 * MiB, 48},
 	} {
 		setLimit(t, dir, tt.limit)
-		f := probeIn(t, dir, tt.holdMiB)
+		f := probeIn(t, dir, tt.holdMiB, name)
 		if !near(f.AvailableBytes, tt.limit, slack) {
 			t.Errorf("limit %s, probe holding %d MiB: %s available, want the limit within %s",
 				FormatBytes(tt.limit), tt.holdMiB, FormatBytes(f.AvailableBytes), FormatBytes(slack))
@@ -311,7 +311,7 @@ func TestMemoryInCgroupV1(t *testing.T) {
 	if err != nil || held < 48*MiB {
 		t.Fatalf("the holder has %s, %v: want at least 48 MiB", FormatBytes(held), err)
 	}
-	f := probeIn(t, dir, 0)
+	f := probeIn(t, dir, 0, name)
 	if want := 200*MiB - held; f.AvailableBytes > want+MiB || f.AvailableBytes+slack < want {
 		t.Errorf("%s available with another process holding %s under a 200 MiB limit: want about %s",
 			FormatBytes(f.AvailableBytes), FormatBytes(held), FormatBytes(want))
@@ -322,9 +322,41 @@ func TestMemoryInCgroupV1(t *testing.T) {
 	}
 }
 
+// A probe that runs in a small cgroup (an SSH login session's) but is not
+// told where the roles run measures the node as a whole, not its own
+// cgroup. On the commit where the issue was filed it reported the
+// session's limit.
+func TestMemoryNotTheProbesOwnCgroup(t *testing.T) {
+	dir, name := memoryCgroupV1(t, 200*MiB)
+	f := probeIn(t, dir, 0, "")
+	if f.Source != "host" || f.Cgroup == name || f.AvailableBytes != f.HostAvailableBytes {
+		t.Errorf("%+v: want the node's figure, not the probe's cgroup %s (limit 200 MiB)", f, name)
+	}
+	// The roles' cgroup, named, is measured from outside it: the probe's
+	// own memory is not taken off its usage.
+	roles, rolesName := memoryCgroupV1(t, 300*MiB)
+	holder := inCgroup(roles, "hold", 32)
+	stdin, _ := holder.StdinPipe()
+	stdout, _ := holder.StdoutPipe()
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stdin.Close(); holder.Wait() })
+	if line, err := bufio.NewReader(stdout).ReadString('\n'); err != nil || line != "ready\n" {
+		t.Fatalf("holder said %q, %v", line, err)
+	}
+	f = probeIn(t, dir, 0, rolesName)
+	if f.Source != "cgroup v1 "+rolesName || f.CgroupLimitBytes != 300*MiB || f.AvailableBytes > 300*MiB-32*MiB {
+		t.Errorf("%+v: want the roles' cgroup %s, 300 MiB less what its process holds", f, rolesName)
+	}
+	if _, err := Memory("/no-such-cgroup-here"); err == nil || !strings.Contains(err.Error(), "memory_cgroup") {
+		t.Errorf("a cgroup that does not exist: %v", err)
+	}
+}
+
 // TestMemoryInThisProcess: whatever this process's cgroup, never more than the host has.
 func TestMemoryInThisProcess(t *testing.T) {
-	f, err := Memory()
+	f, err := Memory("")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,8 +375,8 @@ func TestMemoryInThisProcess(t *testing.T) {
 // TestMemoryInCgroupWithoutLimit: in a cgroup without a limit (under the
 // root, which has none either), the host's figure.
 func TestMemoryInCgroupWithoutLimit(t *testing.T) {
-	dir, _ := memoryCgroupV1(t, 0)
-	f := probeIn(t, dir, 0)
+	dir, name := memoryCgroupV1(t, 0)
+	f := probeIn(t, dir, 0, name)
 	if f.Source != "host" || f.Cgroup != "" || f.AvailableBytes != f.HostAvailableBytes || f.CgroupLimitBytes != 0 {
 		t.Errorf("%+v: want the host's figure and no cgroup", f)
 	}
@@ -631,5 +663,50 @@ func TestReachWithProxyFromEnvironment(t *testing.T) {
 	_, errs := ReachCheck{Facts: back}.Check(context.Background())
 	if len(errs) != 1 || !strings.Contains(errs[0].Error(), "through proxy "+prox.Listener.Addr().String()) || !strings.Contains(errs[0].Error(), "http_proxy") {
 		t.Errorf("ReachCheck: %v", errs)
+	}
+}
+
+// TestMemoryInRecordedTrees measures cgroup trees laid out under testdata
+// as the kernel shows them (v2 on a systemd host and in a container, v1 on
+// a hybrid host), the probe in the SSH login session's small scope: the
+// node as a whole unless the roles' cgroup is named, never the session.
+func TestMemoryInRecordedTrees(t *testing.T) {
+	const host = 8 << 30
+	for _, tt := range []struct {
+		tree, cgroup string
+		source       string
+		available    uint64
+		err          string
+	}{
+		{"v2-systemd-session", "", "host", host, ""},
+		{"v2-systemd-session", "/system.slice/stackato.slice", "cgroup v2 /system.slice/stackato.slice", 3<<30 - (2<<30 - 512*MiB), ""},
+		{"v2-systemd-session", "/system.slice/stackato.slice/dea_ng.service", "cgroup v2 /system.slice/stackato.slice", 3<<30 - (2<<30 - 512*MiB), ""},
+		{"v2-systemd-session", "/system.slice/nope.slice", "", 0, "no such cgroup under /sys/fs/cgroup (cgroup v2)"},
+		{"v2-container", "", "cgroup v2 /", 4<<30 - (1<<30 - 256*MiB), ""},
+		{"v1-hybrid-session", "", "host", host, ""},
+		{"v1-hybrid-session", "/system.slice/stackato.slice", "cgroup v1 /system.slice/stackato.slice", 3<<30 - (2<<30 - 512*MiB), ""},
+	} {
+		t.Run(tt.tree+tt.cgroup, func(t *testing.T) {
+			dir := filepath.Join("testdata", "cgroupfs", tt.tree)
+			v := cgroupView{selfCgroup: filepath.Join(dir, "proc-self-cgroup"), mountinfo: filepath.Join(dir, "proc-self-mountinfo"),
+				fsRoot: dir, meminfo: func() (uint64, error) { return host, nil }}
+			f, err := v.memory(tt.cgroup)
+			if tt.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.err) {
+					t.Fatalf("error %v, want %q", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.available
+			if tt.tree == "v2-container" {
+				want += f.ProbeBytes // the probe runs inside the container: its own memory is not the node's
+			}
+			if f.Source != tt.source || f.AvailableBytes != want || strings.Contains(f.Cgroup, "session") {
+				t.Errorf("%+v: want %s available from %s", f, FormatBytes(tt.available), tt.source)
+			}
+		})
 	}
 }

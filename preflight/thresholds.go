@@ -81,6 +81,7 @@ func figures(have, need uint64) (string, string) {
 type DiskCheck struct {
 	Facts    DiskFacts
 	Need     uint64
+	Why      string // why Need is more than the usual figure, "" when it is not
 	CacheDir bool
 }
 
@@ -103,7 +104,11 @@ func (c DiskCheck) Check(context.Context) (warnings, errs []error) {
 	if c.CacheDir {
 		advice += " (the cache node's cache_dir can move to another disk: cache.dir in the cluster file)"
 	}
-	return nil, []error{fmt.Errorf("%s free on %s, %s needed: %s", free, on, need, advice)}
+	why := ""
+	if c.Why != "" {
+		why = " (" + c.Why + ")"
+	}
+	return nil, []error{fmt.Errorf("%s free on %s, %s needed%s: %s", free, on, need, why, advice)}
 }
 
 // MemoryCheck compares a node's MemoryFacts with the memory it needs

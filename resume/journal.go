@@ -79,12 +79,13 @@ type TornTail struct {
 type CorruptError struct {
 	Path   string
 	Offset int64
+	Record uint64 // 1-based number of the record that cannot be decoded
 	Reason string
 }
 
 func (e *CorruptError) Error() string {
-	return fmt.Sprintf("journal %s is corrupt at byte %d (%s): refusing to resume; move the file aside to start over",
-		e.Path, e.Offset, e.Reason)
+	return fmt.Sprintf("journal %s is corrupt at record %d, byte %d (%s): refusing to resume",
+		e.Path, e.Record, e.Offset, e.Reason)
 }
 
 // Journal is an open journal positioned for appending. It does not lock the

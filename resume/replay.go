@@ -32,7 +32,7 @@ func replay(path string, buf []byte) (Replay, error) {
 		payload, fault := frameAt(buf, off)
 		if fault != "" {
 			if at, next, ok := findValidFrame(buf, off+1, last); ok {
-				return Replay{}, &CorruptError{Path: path, Offset: off, Reason: fmt.Sprintf(
+				return Replay{}, &CorruptError{Path: path, Offset: off, Record: last + 1, Reason: fmt.Sprintf(
 					"%s in record %d, followed by valid record %d at byte %d", fault, last+1, next.Seq, at)}
 			}
 			return Replay{Records: recs, TornTail: &TornTail{Offset: off, Length: size - off}}, nil
@@ -41,11 +41,11 @@ func replay(path string, buf []byte) (Replay, error) {
 		// even in the last record.
 		var rec Record
 		if err := json.Unmarshal(payload, &rec); err != nil {
-			return Replay{}, &CorruptError{Path: path, Offset: off, Reason: fmt.Sprintf(
+			return Replay{}, &CorruptError{Path: path, Offset: off, Record: last + 1, Reason: fmt.Sprintf(
 				"record %d passes its crc but does not decode: %v", last+1, err)}
 		}
 		if rec.Seq != last+1 {
-			return Replay{}, &CorruptError{Path: path, Offset: off, Reason: fmt.Sprintf(
+			return Replay{}, &CorruptError{Path: path, Offset: off, Record: last + 1, Reason: fmt.Sprintf(
 				"record has seq %d, want %d", rec.Seq, last+1)}
 		}
 		recs = append(recs, rec)

@@ -312,12 +312,17 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 		// The new release is in place: its artifacts are all the node cache
 		// needs to keep (rollback uses the unpacked releases, not archives).
 		var keep []string
+		releases := map[string][]string{} // the new release, and the one the node ran before, for a rollback
 		for _, c := range last.Components {
 			if c.AppliesTo(n.Roles) {
 				keep = append(keep, c.Artifact.SHA256)
+				releases[c.Name] = []string{c.Version}
+				if v := f.Current[c.Name]; v != "" && v != c.Version {
+					releases[c.Name] = append(releases[c.Name], v)
+				}
 			}
 		}
-		upgrades = append(upgrades, Step{ID: "prune", Op: steps.OpPrune, Release: last.Version, Request: steps.Request{Keep: keep}})
+		upgrades = append(upgrades, Step{ID: "prune", Op: steps.OpPrune, Release: last.Version, Request: steps.Request{Keep: keep, KeepReleases: releases}})
 	}
 	np.Steps = append(fetches, upgrades...)
 	return nil

@@ -64,13 +64,21 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 			continue
 		}
 		isCache := name == cacheNode
-		need := th.DiskNeed(isCache)
+		cached := map[string]bool{}
+		for _, d := range p.Cached {
+			cached[d] = true
+		}
+		var np *NodePlan
+		if !in.DownloadOnly {
+			np = in.Plan.nodePlan(name)
+		}
+		need, why := diskNeed(th, isCache, np, cached)
 		if p.DiskErr != "" {
 			checks[name] = append(checks[name], failing(preflight.NameDiskSpace, errors.New("measuring free disk: "+p.DiskErr)))
 		}
 		for _, d := range p.Disk {
 			isCacheDir := isCache && in.Inventory.Cache != nil && strings.HasPrefix(in.Inventory.Cache.Dir, d.Mount)
-			checks[name] = append(checks[name], preflight.DiskCheck{Facts: d, Need: need, CacheDir: isCacheDir})
+			checks[name] = append(checks[name], preflight.DiskCheck{Facts: d, Need: need, Why: why, CacheDir: isCacheDir})
 		}
 		if p.MemoryErr != "" {
 			checks[name] = append(checks[name], failing(preflight.NameMemory, errors.New("measuring free memory: "+p.MemoryErr)))
@@ -159,7 +167,10 @@ func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[str
 		if in.DownloadOnly && !isCache {
 			continue
 		}
-		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly}
+		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly, MemoryCgroup: n.MemoryCgroup}
+		if !in.DownloadOnly {
+			req.Artifacts = in.Plan.nodePlan(n.Name).fetchDigests()
+		}
 		if isCache && in.Inventory.Cache != nil {
 			req.CacheDir = in.Inventory.Cache.Dir
 		}

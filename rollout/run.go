@@ -93,16 +93,30 @@ type StepFailedError struct {
 }
 
 func (e *StepFailedError) Error() string {
-	msg := fmt.Sprintf("node %s: step %s failed: %s", e.Node, e.Step, e.Err)
+	msg := fmt.Sprintf("node %s: step %s failed: %s", e.Node, e.Step, clause(e.Err))
+	rolled := slices.DeleteFunc(slices.Clone(e.RolledBack), func(c string) bool { return c == "" })
+	to := ""
+	if e.RolledTo != "" {
+		to = " to " + e.RolledTo
+	}
 	switch {
 	case e.Resumable:
 		msg += fmt.Sprintf("; fix the cause, then run `%s` to retry it", e.Advice.resume())
 	case e.RollbackErr != "":
-		msg += fmt.Sprintf("; rolling back to %s failed too: %s. Look at `sentinel status`, bring those components up by hand, then run `%s` again", e.RolledTo, e.RollbackErr, e.Advice.rerun())
+		msg += fmt.Sprintf("; rolling back%s failed too: %s. Look at `sentinel status`, bring those components up by hand, then run `%s` again", to, clause(e.RollbackErr), e.Advice.rerun())
+	case len(rolled) == 0:
+		msg += fmt.Sprintf("; no component had been replaced yet, so none was rolled back (the node stays%s; %s). Fix the cause, then run `%s` again", or(to, " as it was"), or(e.Kept, "node.json unchanged"), e.Advice.rerun())
 	default:
-		msg += fmt.Sprintf("; rolled back %s to %s, %s. Fix the cause, then run `%s` again", strings.Join(e.RolledBack, ", "), e.RolledTo, or(e.Kept, "node.json unchanged"), e.Advice.rerun())
+		msg += fmt.Sprintf("; rolled back %s%s (%s). Fix the cause, then run `%s` again", strings.Join(rolled, ", "), to, or(e.Kept, "node.json unchanged"), e.Advice.rerun())
 	}
 	return msg
+}
+
+// clause makes an error text fit inside a sentence: one line, no space
+// runs, no final full stop or comma.
+func clause(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	return strings.TrimRight(s, ".,; ")
 }
 
 // InterruptedError: the run stopped before its end and its resume command
@@ -731,7 +745,7 @@ func (x *Executor) rollback(ctx context.Context, run *Run, np NodePlan, rb *roll
 			order = append(order, s.Component)
 		}
 	}
-	seen := map[string]bool{}
+	seen := map[string]bool{"": true} // a DEA's unretire is no component
 	for _, s := range rb.Steps {
 		if _, bad := broken[s.Component]; !bad && !seen[s.Component] {
 			seen[s.Component] = true

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sync/errgroup"
@@ -29,7 +30,35 @@ func (r Runs) journalDir() string { return filepath.Join(r.Dir, "journal") }
 
 // Lock takes the cluster's run lock.
 func (r Runs) Lock(cmdline string) (*resume.Lock, error) {
-	return resume.AcquireLock(filepath.Join(r.Dir, "run.lock"), cmdline)
+	l, err := resume.AcquireLock(filepath.Join(r.Dir, "run.lock"), cmdline)
+	return l, r.advise(err)
+}
+
+// StateDirError: the state directory cannot be written. It says which
+// directory and what to do, since every run needs it.
+type StateDirError struct {
+	Dir string
+	Err error
+}
+
+func (e *StateDirError) Error() string {
+	if errors.Is(e.Err, syscall.EROFS) {
+		return fmt.Sprintf("the state directory %s is on a read-only file system (%v): sentinel keeps its run lock and journals there. "+
+			"Nothing was changed; remount it read-write (mount -o remount,rw on its mount point), or set state_dir in the cluster file to a writable directory, then run the command again", e.Dir, e.Err)
+	}
+	return fmt.Sprintf("sentinel cannot write to the state directory %s (%v): it keeps its run lock and journals there. "+
+		"Nothing was changed; run sentinel as the user that owns it, or make it writable for this user (chown/chmod), then run the command again", e.Dir, e.Err)
+}
+
+func (e *StateDirError) Unwrap() error { return e.Err }
+
+// advise turns a state directory that cannot be written into a
+// *StateDirError; other errors pass.
+func (r Runs) advise(err error) error {
+	if errors.Is(err, syscall.EROFS) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EPERM) {
+		return &StateDirError{Dir: r.Dir, Err: err}
+	}
+	return err
 }
 
 // NewID names a run so that names sort by start time (to the nanosecond;
@@ -45,13 +74,13 @@ func NewID(now time.Time) string {
 // crash before it leaves no run rather than an empty one.
 func (r Runs) Start(id string, command []string, binaryVersion string, plan *Plan) (*resume.Journal, *Run, error) {
 	if err := os.MkdirAll(r.journalDir(), 0o755); err != nil {
-		return nil, nil, err
+		return nil, nil, r.advise(err)
 	}
 	final := filepath.Join(r.journalDir(), id+".wal")
 	tmp := filepath.Join(r.journalDir(), "."+id+".wal.tmp")
 	j, err := resume.Create(tmp)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, r.advise(err)
 	}
 	_, err = j.Append(recRunStart, runStart{RunID: id, Kind: "upgrade", Command: command, Binary: binaryVersion, Plan: plan})
 	if cerr := j.Close(); err == nil {
@@ -128,11 +157,11 @@ func (r Runs) Latest() (*Run, *resume.Replay, error) {
 	}
 	rep, err := resume.Read(p)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, r.unreadable(p, err)
 	}
 	run, err := ReplayRun(rep.Records)
 	if err != nil {
-		return nil, nil, fmt.Errorf("journal %s: %w", p, err)
+		return nil, nil, r.unreadable(p, err)
 	}
 	return run, &rep, nil
 }

@@ -146,18 +146,18 @@ func (r *Run) nodeSteps(np NodePlan) []Step {
 // ReplayRun rebuilds a run from its journal records.
 func ReplayRun(recs []resume.Record) (*Run, error) {
 	if len(recs) == 0 || recs[0].Type != recRunStart {
-		return nil, fmt.Errorf("journal does not begin with a run-start record")
+		return nil, &RecordError{Record: 1, Err: fmt.Errorf("journal does not begin with a run-start record")}
 	}
 	var rs runStart
 	if err := json.Unmarshal(recs[0].Data, &rs); err != nil {
-		return nil, fmt.Errorf("journal record 1: %w", err)
+		return nil, &RecordError{Record: 1, Err: fmt.Errorf("journal record 1: %w", err)}
 	}
 	r := &Run{ID: rs.RunID, Command: rs.Command, Plan: rs.Plan, Started: recs[0].Time, Status: "running",
 		Steps: map[string]map[string]*StepState{}, Rollback: map[string]*rollbackStart{}, Records: 1}
 	r.binaries = []BinaryUse{{Version: rs.Binary, Since: recs[0].Time, Record: recs[0].Seq}}
 	for _, rec := range recs[1:] {
 		if err := r.apply(rec); err != nil {
-			return nil, err
+			return nil, &RecordError{Record: rec.Seq, Err: err}
 		}
 	}
 	if r.Status == "running" {

@@ -126,7 +126,16 @@ func (a *Agent) checkCache(ctx context.Context, req Request) (Result, error) {
 
 // prune drops the node-cache artifacts that req.Keep does not list.
 func (a *Agent) prune(_ context.Context, req Request) (Result, error) {
-	return pruned((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
+	res, err := pruned((&cache.Store{Dir: a.Layout.CacheDir()}).PruneExcept(req.Keep, false))
+	if err != nil {
+		return res, err
+	}
+	removed, err := a.pruneReleases(req.KeepReleases)
+	if len(removed) > 0 {
+		res.Changed = true
+		res.Note = strings.TrimPrefix(res.Note+"; removed old unpacked releases: "+strings.Join(removed, ", "), "; ")
+	}
+	return res, err
 }
 
 // pruneCache drops, from the cache node's store, what no release from
@@ -307,9 +316,14 @@ func (a *Agent) install(_ context.Context, req Request) (Result, error) {
 	}
 	// Hash what we unpack: a cache file damaged since it was verified must
 	// not be installed.
+	fi, err := src.Stat()
+	if err != nil {
+		return Result{}, err
+	}
+	limit, rule := UnpackLimit(fi.Size(), req.UnpackedSize)
 	h := sha256.New()
 	tee := io.TeeReader(src, h)
-	unpackErr := Unpack(tee, tmp, maxUnpackedBytes)
+	unpackErr := Unpack(tee, tmp, limit)
 	// Read to the end either way: if the bytes are not the verified ones,
 	// that is the error to report, not what the unpacker made of them.
 	if _, err := io.Copy(io.Discard, tee); err != nil {
@@ -323,7 +337,7 @@ func (a *Agent) install(_ context.Context, req Request) (Result, error) {
 	}
 	if unpackErr != nil {
 		os.RemoveAll(tmp)
-		return Result{}, fmt.Errorf("installing %s %s: %w (the artifact matches its sha256: the release itself is broken; report it to its publisher)", req.Component, req.Version, unpackErr)
+		return Result{}, a.unpackError(req, tmp, limit, rule, unpackErr)
 	}
 	if err := recordFiles(tmp); err != nil {
 		os.RemoveAll(tmp)

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/sentinel-paas/sentinel/cache"
 	"io/fs"
 	"net/http"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 )
@@ -31,6 +31,12 @@ type ProbeRequest struct {
 	// from this node as its fetches will verify it.
 	CachePeer *cache.Peer `json:"cache_peer,omitempty"`
 	Capacity  bool        `json:"capacity,omitempty"` // a DEA: run dea_ng's capacity hook
+	// MemoryCgroup is the cgroup the node's roles run in (the cluster
+	// file's memory_cgroup); "": the node as a whole.
+	MemoryCgroup string `json:"memory_cgroup,omitempty"`
+	// Artifacts: digests whose presence in the node cache preflight needs
+	// to know (what is there needs no disk).
+	Artifacts []string `json:"artifacts,omitempty"`
 }
 
 // ProbeFacts is what a node reports to preflight.
@@ -45,6 +51,8 @@ type ProbeFacts struct {
 	// Customized lists files an upgrade would replace or lose: changed in
 	// installed releases under code/, or in etc/ since the last backup.
 	Customized []string `json:"customized,omitempty"`
+	// Cached: those of the asked Artifacts the node cache holds.
+	Cached []string `json:"cached,omitempty"`
 }
 
 // DEACapacity is what a DEA's capacity hook prints.
@@ -83,7 +91,13 @@ func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error
 			f.Disk = append(f.Disk, d)
 		}
 	}
-	if m, err := preflight.Memory(); err != nil {
+	store := &cache.Store{Dir: a.Layout.CacheDir()}
+	for _, d := range req.Artifacts {
+		if store.Has(d) {
+			f.Cached = append(f.Cached, d)
+		}
+	}
+	if m, err := preflight.Memory(req.MemoryCgroup); err != nil {
 		f.MemoryErr = err.Error()
 	} else {
 		f.Memory = m

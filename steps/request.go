@@ -53,7 +53,11 @@ type Request struct {
 	Version     string           `json:"version,omitempty"`
 	FromVersion string           `json:"from_version,omitempty"`
 	Artifact    release.Artifact `json:"artifact,omitzero"`
-	Hooks       release.Hooks    `json:"hooks,omitzero"`
+	// UnpackedSize is the artifact's signed unpacked size (the bytes of its
+	// regular files): install refuses to unpack past it. 0: unknown, and
+	// the ratio rule of UnpackLimit applies.
+	UnpackedSize int64         `json:"unpacked_size,omitempty"`
+	Hooks        release.Hooks `json:"hooks,omitzero"`
 	// Offline fetch: the artifact must already be in the node cache
 	// (--skip-download); it is verified, never downloaded.
 	Offline bool `json:"offline,omitempty"`
@@ -68,8 +72,11 @@ type Request struct {
 	Components map[string]string `json:"components,omitempty"`
 	// Restart: the node's components in start order.
 	Restart []RestartItem `json:"restart,omitempty"`
-	// Prune: the digests the node cache keeps.
-	Keep []string `json:"keep,omitempty"`
+	// Prune: the digests the node cache keeps, and per component the
+	// unpacked releases kept (the new one and the one before it, for a
+	// rollback); its other releases that sentinel installed are removed.
+	Keep         []string            `json:"keep,omitempty"`
+	KeepReleases map[string][]string `json:"keep_releases,omitempty"`
 	// PruneCache: the cache node's cache_dir, its channel documents, and
 	// the oldest release to keep.
 	CacheDir   string `json:"cache_dir,omitempty"`

@@ -29,7 +29,7 @@ const (
 
 // errStreamTooLarge is returned (wrapped) when the decompressed tar stream
 // exceeds maxBytes plus unpackStreamSlack.
-var errStreamTooLarge = errors.New("decompressed archive stream exceeds size limit")
+var errStreamTooLarge = fmt.Errorf("decompressed archive stream exceeds size limit: %w", ErrUnpackLimit)
 
 // UnsafeEntryError reports an archive entry that Unpack refused to extract
 // because it could write outside the release directory, is of a type that is
@@ -37,7 +37,21 @@ var errStreamTooLarge = errors.New("decompressed archive stream exceeds size lim
 type UnsafeEntryError struct {
 	Name   string // entry name as it appears in the archive
 	Reason string
+	// Limit is set when the entry goes past the size limit Unpack was given.
+	Limit int64
 }
+
+// Unwrap lets callers tell a size limit (ErrUnpackLimit) from other refusals.
+func (e *UnsafeEntryError) Unwrap() error {
+	if e.Limit > 0 {
+		return ErrUnpackLimit
+	}
+	return nil
+}
+
+// ErrUnpackLimit is wrapped by errors for an archive that unpacks to more
+// than Unpack's maxBytes.
+var ErrUnpackLimit = errors.New("archive unpacks past its limit")
 
 func (e *UnsafeEntryError) Error() string {
 	return fmt.Sprintf("unsafe archive entry %q: %s", e.Name, e.Reason)
@@ -112,8 +126,9 @@ func unpack(r io.Reader, dir string, lim unpackLimits) error {
 		return fmt.Errorf("unpacking archive: %w", err)
 	}
 	streamLimit := int64(math.MaxInt64)
-	if lim.maxBytes <= math.MaxInt64-lim.streamSlack {
-		streamLimit = lim.maxBytes + lim.streamSlack
+	slack := min(lim.streamSlack, lim.maxBytes/4+1<<20) // a small limit keeps its slack small
+	if lim.maxBytes <= math.MaxInt64-slack {
+		streamLimit = lim.maxBytes + slack
 	}
 	stream := &cappedReader{r: zr, n: streamLimit}
 	tr := tar.NewReader(stream)
@@ -282,7 +297,8 @@ func (u *unpacker) writeFile(name, rel string, perm os.FileMode, size int64, r i
 		return unsafeEntry(name, "negative file size")
 	}
 	if size > u.lim.maxBytes-u.written {
-		return unsafeEntry(name, fmt.Sprintf("archive exceeds the limit of %d uncompressed bytes", u.lim.maxBytes))
+		return &UnsafeEntryError{Name: name, Limit: u.lim.maxBytes,
+			Reason: fmt.Sprintf("archive exceeds the limit of %d uncompressed bytes", u.lim.maxBytes)}
 	}
 	f, err := u.root.OpenFile(rel, os.O_WRONLY|os.O_CREATE|os.O_EXCL|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {

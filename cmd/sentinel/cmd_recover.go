@@ -16,10 +16,10 @@ import (
 )
 
 func newRecoverCmd() *cobra.Command {
-	var clusterFile string
-	var dryRun bool
+	var clusterFile, reason string
+	var dryRun, setAside, restore bool
 	cmd := &cobra.Command{
-		Use:   "recover",
+		Use:   "recover [--set-aside [RUN-ID] | --restore RUN-ID]",
 		Short: "Finish the unfinished run whose sentinel binary went missing or broke half-way",
 		Long: `Finish the cluster's unfinished run with this sentinel binary.
 
@@ -35,15 +35,77 @@ cluster file, in place of itself, with the binary you run it with. The
 journal holds the plan, so the run goes on where it stopped.
 
 It refuses when there is nothing to recover: no run, a run that ended, or
-a run still going (its process holds the run lock).`,
+a run still going (its process holds the run lock).
+
+A run whose journal cannot be read back blocks status, upgrade and
+recover, and they say so. --set-aside [RUN-ID] moves that run's journal
+(the latest run's by default) to <state_dir>/runs/set-aside/<run-id>/
+with a record of who, when and why (--reason), and logs it in
+<state_dir>/runs/set-aside.log; later commands no longer see the run.
+--restore RUN-ID moves it back.`,
 		Example: `  sentinel recover                   # finish the unfinished run
-  sentinel recover --dry-run         # only say what it would run`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runRecover(cmd, clusterFile, dryRun) },
+  sentinel recover --dry-run         # only say what it would run
+  sentinel recover --set-aside --reason "journal damaged by a disk fault"
+  sentinel recover --restore 20261203T150405.000000000Z-1a2b`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case setAside && restore:
+				return usagef("--set-aside and --restore contradict each other")
+			case setAside:
+				return runSetAside(cmd, clusterFile, args, reason)
+			case restore:
+				if len(args) != 1 {
+					return usagef("--restore takes the RUN-ID of the run set aside")
+				}
+				return runRestore(cmd, clusterFile, args[0])
+			case len(args) > 0 || reason != "":
+				return usagef("recover takes a RUN-ID or --reason only with --set-aside or --restore")
+			}
+			return runRecover(cmd, clusterFile, dryRun)
+		},
 	}
 	cmd.Flags().StringVar(&clusterFile, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "print the command that would finish the run, and run nothing")
+	cmd.Flags().BoolVar(&setAside, "set-aside", false, "set the run (RUN-ID, default the latest) aside so that later commands no longer see it")
+	cmd.Flags().BoolVar(&restore, "restore", false, "bring back the run RUN-ID that was set aside")
+	cmd.Flags().StringVar(&reason, "reason", "", "why the run is set aside (kept with it)")
 	return cmd
+}
+
+// runSetAside sets the run aside and says where it went and how to undo it.
+func runSetAside(cmd *cobra.Command, clusterFile string, args []string, reason string) error {
+	inv, err := loadInventory(clusterFile)
+	if err != nil {
+		return err
+	}
+	id := ""
+	if len(args) == 1 {
+		id = args[0]
+	}
+	id, dir, err := lifecycle.SetAside(inv, id, reason, lifecycle.CommandLine(os.Args))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "Run %s is set aside in %s; `sentinel recover --restore %s` brings it back.\n", id, dir, id)
+	return nil
+}
+
+func runRestore(cmd *cobra.Command, clusterFile, id string) error {
+	inv, err := loadInventory(clusterFile)
+	if err != nil {
+		return err
+	}
+	latest, err := lifecycle.Restore(inv, id, lifecycle.CommandLine(os.Args))
+	if err != nil {
+		return err
+	}
+	if latest {
+		fmt.Fprintf(cmd.OutOrStdout(), "Run %s is restored: it is the latest run again.\n", id)
+	} else {
+		fmt.Fprintf(cmd.OutOrStdout(), "Run %s is restored; a later run started meanwhile, so status shows that one.\n", id)
+	}
+	return nil
 }
 
 // runRecover finds the unfinished run and the command to go on from, and

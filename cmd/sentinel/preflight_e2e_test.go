@@ -37,8 +37,10 @@ func mountTmpfs(t *testing.T, dir string, bytes uint64) {
 }
 
 // memoryCgroup makes a cgroup v1 memory group with a limit and returns the
-// prefix that runs a node's agent inside it.
-func memoryCgroup(t *testing.T, limit uint64) []string {
+// prefix that runs a node's agent inside it, and its name in the cgroup
+// tree (the node's memory_cgroup: preflight measures that cgroup, not the
+// agent's own).
+func memoryCgroup(t *testing.T, limit uint64) ([]string, string) {
 	t.Helper()
 	base := "/sys/fs/cgroup/memory"
 	if os.Geteuid() != 0 {
@@ -52,7 +54,7 @@ func memoryCgroup(t *testing.T, limit uint64) []string {
 	if err := os.WriteFile(filepath.Join(dir, "memory.limit_in_bytes"), []byte(fmt.Sprint(limit)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return []string{"/bin/sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, dir}
+	return []string{"/bin/sh", "-c", `echo $$ > "$0/cgroup.procs" && exec "$@"`, dir}, strings.TrimPrefix(dir, base)
 }
 
 type limits struct {
@@ -79,11 +81,14 @@ func limitedLab(t *testing.T, l limits) *testLab {
 	if err := lab.SetCacheDaemon(c, 0, 0); err != nil {
 		t.Fatal(err)
 	}
-	if err := lab.SetPrefix("dea-1", memoryCgroup(t, l.deaMem)); err != nil {
-		t.Fatal(err)
-	}
-	if err := lab.SetPrefix("core", memoryCgroup(t, l.coreMem)); err != nil {
-		t.Fatal(err)
+	for node, limit := range map[string]uint64{"dea-1": l.deaMem, "core": l.coreMem} {
+		prefix, name := memoryCgroup(t, limit)
+		if err := lab.SetPrefix(node, prefix); err != nil {
+			t.Fatal(err)
+		}
+		if err := lab.SetMemoryCgroup(node, name); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := lab.SetMaintenanceHook("true"); err != nil {
 		t.Fatal(err)
@@ -449,4 +454,66 @@ func TestPreflightClockSkew(t *testing.T) {
 	skew("dea-1", "0s")
 	lab.mustSucceed("upgrade", "3.4.2", "--yes")
 	checkAllOn(t, lab, "3.4.2")
+}
+
+// moveToCgroup puts pid in a fresh cgroup v1 memory group with a limit,
+// and back where it was at the end of the test (so the group can go).
+func moveToCgroup(t *testing.T, pid int, limit uint64) string {
+	t.Helper()
+	const base = "/sys/fs/cgroup/memory"
+	_, name := memoryCgroup(t, limit)
+	was := "/"
+	if data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if parts := strings.SplitN(line, ":", 3); len(parts) == 3 && parts[1] == "memory" {
+				was = parts[2]
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(base, name, "cgroup.procs"), []byte(fmt.Sprint(pid)), 0o644); err != nil {
+		t.Fatalf("moving %d into %s: %v", pid, name, err)
+	}
+	t.Cleanup(func() { os.WriteFile(filepath.Join(base, was, "cgroup.procs"), []byte(fmt.Sprint(pid)), 0o644) })
+	return name
+}
+
+// Over real sshd whose login sessions land in a small memory cgroup,
+// preflight measures the node as a whole, or the cgroup named as the
+// node's memory_cgroup, never the session's. On the commit where the issue
+// was filed the core failed with the session's 300 MiB limit.
+func TestPreflightMemoryOverSSHIsTheNodes(t *testing.T) {
+	lab, sshds := sshLab(t, 1)
+	if err := lab.SetMaintenanceHook("true"); err != nil {
+		t.Fatal(err)
+	}
+	session := moveToCgroup(t, sshds["core"].PID, 300<<20)
+	memory := func() (preflight.Result, result) {
+		t.Helper()
+		rep, r := lab.preflightJSON("3.4.2")
+		for _, res := range rep.Results {
+			if res.Node == "core" && res.Check == "Memory" {
+				return res, r
+			}
+		}
+		t.Fatalf("no core/Memory result:\n%s\n%s", r.stdout, r.stderr)
+		return preflight.Result{}, r
+	}
+	res, r := memory()
+	if res.Status != preflight.StatusPass || strings.Contains(r.stdout+r.stderr, session) {
+		t.Errorf("core memory with the SSH session in a 300 MiB cgroup: %+v\n%s", res, r.stderr)
+	}
+	checkReachedOverSSH(t, sshds)
+	if used, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", session, "memory.max_usage_in_bytes")); err != nil || strings.TrimSpace(string(used)) == "0" {
+		t.Errorf("the SSH sessions did not run in %s (max usage %q, %v): the test does not test what it says", session, used, err)
+	}
+
+	_, roles := memoryCgroup(t, 600<<20)
+	if err := lab.SetMemoryCgroup("core", roles); err != nil {
+		t.Fatal(err)
+	}
+	res, r = memory()
+	msg := strings.Join(res.Messages, " ")
+	if res.Status != preflight.StatusFail || !strings.Contains(msg, "memory cgroup "+roles+" limit 600.0 MiB") || strings.Contains(msg, session) {
+		t.Errorf("core memory with memory_cgroup %s (600 MiB): %+v\n%s", roles, res, r.stderr)
+	}
 }
