@@ -20,7 +20,7 @@ func fuzzServer(t *testing.T) (*Server, string) {
 	ch := filepath.Join(base, "channel")
 	daemonWriteFile(t, filepath.Join(ch, "index.json"), []byte(`{"ok":true}`))
 	daemonWriteFile(t, filepath.Join(base, "secret"), []byte("SECRET-NOT-FOR-CLIENTS"))
-	s, err := NewServer(ServerConfig{Store: &Store{Dir: filepath.Join(base, "store")}, ChannelDir: ch, Token: "tok"})
+	s, err := NewServer(ServerConfig{Store: &Store{Dir: filepath.Join(base, "store")}, ChannelDir: ch, Token: "tok", PlainHTTP: true})
 	if err != nil {
 		t.Fatal(err)
 	}
