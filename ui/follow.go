@@ -79,7 +79,7 @@ func (f *Follower) Line(line []byte) {
 		if e.ExitCode != nil {
 			code = *e.ExitCode
 		}
-		fmt.Fprintf(f.w, "Run %s ended: %s (exit %d)%s\n", e.ID, e.Result, code, listed(" failed: ", e.Failed))
+		fmt.Fprintf(f.text.w, "Run %s ended: %s (exit %d)%s\n", e.ID, e.Result, code, listed(" failed: ", e.Failed))
 	case "step-start":
 		f.shown.StepStarted(e.Node, s)
 	case "step-done":
@@ -108,7 +108,8 @@ func (f *Follower) runStart(e followed) {
 	if e.From != "" {
 		who += " from " + e.From
 	}
-	fmt.Fprintf(f.w, "Run %s %s by %s at %s: %s\n", e.ID, how, who, e.Time.Local().Format(time.DateTime), strings.Join(e.Command, " "))
+	// Through the display's own writer: above the bars, in order.
+	fmt.Fprintf(f.text.w, "Run %s %s by %s at %s: %s\n", e.ID, how, who, e.Time.Local().Format(time.DateTime), strings.Join(e.Command, " "))
 }
 
 func listed(prefix string, l []string) string {
@@ -118,7 +119,8 @@ func listed(prefix string, l []string) string {
 	return prefix + strings.Join(l, ", ")
 }
 
-// Notef is a line about following itself (detached, ended).
+// Notef is a line about following itself (detached, ended), once the
+// display is closed.
 func (f *Follower) Notef(format string, args ...any) {
 	if f.format != JSON {
 		fmt.Fprintf(f.w, format+"\n", args...)
