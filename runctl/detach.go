@@ -94,19 +94,16 @@ func tail(path string, n int64) string {
 	return string(buf)
 }
 
-// HoldReady keeps the ready descriptor of a detached run from the
-// processes it starts (node agents, hooks): only EOF from this process
-// must tell its parent that it ended.
-func HoldReady() {
-	if os.Getenv(ReadyFDEnv) == "3" {
-		syscall.CloseOnExec(3)
-	}
-}
-
 // SignalReady tells the parent of a detached run that run id started, when
 // this process is one; it does nothing otherwise.
 func SignalReady(id string) {
 	if os.Getenv(ReadyFDEnv) != "3" {
+		return
+	}
+	// The descriptor stays open across a self-update's re-execution (the
+	// new build says it started); anything but a pipe there is not ours.
+	var st syscall.Stat_t
+	if syscall.Fstat(3, &st) != nil || st.Mode&syscall.S_IFMT != syscall.S_IFIFO {
 		return
 	}
 	f := os.NewFile(3, "ready")

@@ -22,7 +22,6 @@ func surviveTerminal() {
 	// Caught rather than ignored: a caught signal is reset for the
 	// processes we start, so their own pipes behave as usual.
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
-	runctl.HoldReady()
 }
 
 // detachedRunID is the id a detaching parent gave this process, "" when
