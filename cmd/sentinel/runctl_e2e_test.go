@@ -209,6 +209,18 @@ func TestDetachAttachStopResume(t *testing.T) {
 	if st := lab.sentinel(nil, "status"); st.code != 75 || !strings.Contains(st.stdout, "RUNNING") {
 		t.Errorf("status of a running run: exit %d\n%s", st.code, st.stdout)
 	}
+	// Ctrl-C while attached only detaches: exit 0, the run goes on.
+	first := startSentinel(t, lab, "attach")
+	waitForLine(t, first.stdout, "Run "+id+" started by ")
+	first.cmd.Process.Signal(syscall.SIGINT)
+	waitForLine(t, first.stdout, "Detached from run "+id+"; it goes on")
+	if err := first.cmd.Wait(); err != nil {
+		t.Errorf("attach after Ctrl-C: %v, want exit 0", err)
+	}
+	if st := lab.sentinel(nil, "status"); st.code != 75 || !strings.Contains(st.stdout, "RUNNING") {
+		t.Errorf("status after detaching from the run: exit %d\n%s", st.code, st.stdout)
+	}
+
 	att := startSentinel(t, lab, "attach", id)
 	waitForLine(t, att.stdout, "Run "+id+" started by ")
 	waitForLine(t, att.stdout, "3.4.2/nats/stop")
