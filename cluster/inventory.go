@@ -8,11 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -38,9 +41,23 @@ type Inventory struct {
 	Preflight *PreflightThresholds `yaml:"preflight,omitempty"`
 	// Trust, when set, makes every channel document verify (see trust/).
 	Trust *TrustConfig `yaml:"trust,omitempty"`
+	// Notify is run on this machine at the end of every run.
+	Notify *NotifyConfig `yaml:"notify,omitempty"`
 
 	path string
 }
+
+// NotifyConfig is a command run at the end of every run (to tell a chat or
+// a ticket), given the result in SENTINEL_* environment variables.
+type NotifyConfig struct {
+	// Command is the program and its arguments, run without a shell.
+	Command []string `yaml:"command"`
+	// Timeout bounds it; default DefaultNotifyTimeout.
+	Timeout time.Duration `yaml:"timeout,omitempty"`
+}
+
+// DefaultNotifyTimeout bounds a notify command unless the cluster file says.
+const DefaultNotifyTimeout = 30 * time.Second
 
 // TrustConfig says how channel metadata is verified.
 type TrustConfig struct {
@@ -274,6 +291,14 @@ func (inv *Inventory) validate() error {
 			return err
 		}
 	}
+	if n := inv.Notify; n != nil {
+		if len(n.Command) == 0 || n.Command[0] == "" {
+			return fmt.Errorf("field notify.command: missing (the program to run at the end of every run, and its arguments)")
+		}
+		if n.Timeout < 0 || n.Timeout > time.Hour {
+			return fmt.Errorf("field notify.timeout: %s is not between 0 and 1h", n.Timeout)
+		}
+	}
 	if t := inv.Trust; t != nil {
 		if t.Root == "" {
 			return fmt.Errorf("field trust.root: missing (the channel's root.json from its publisher; remove trust: to run unverified)")
@@ -349,6 +374,19 @@ func (inv *Inventory) CachePort() int {
 		return inv.Cache.Port
 	}
 	return DefaultCachePort
+}
+
+// CacheAddress is the cache daemon's IP:PORT as the cluster file's cache
+// section names it, "" when it has none: the default of --cache-ip.
+func (inv *Inventory) CacheAddress() string {
+	if inv.Cache == nil {
+		return ""
+	}
+	n, ok := inv.Node(inv.Cache.Node)
+	if !ok || n.Address == "" {
+		return ""
+	}
+	return net.JoinHostPort(n.Address, strconv.Itoa(inv.CachePort()))
 }
 
 // Core returns the core node: the one with the primary role.

@@ -258,7 +258,7 @@ func TestRunnerRefusesUnknownPhase(t *testing.T) {
 	for _, p := range names {
 		got = append(got, p.Name)
 	}
-	if want := "lock source self-update nodes plan preflight stage confirm execute result"; strings.Join(got, " ") != want {
+	if want := "lock source self-update nodes plan preflight stage confirm detach execute result"; strings.Join(got, " ") != want {
 		t.Fatalf("phases %q, want %q", got, want)
 	}
 }

@@ -168,3 +168,46 @@ func (p *loggedProgress) Logf(node, format string, args ...any) {
 	p.log.Info(fmt.Sprintf(format, args...), zap.String("node", node))
 	p.next.Logf(node, format, args...)
 }
+
+// teeProgress shows a run's progress in two places: the operator's
+// display and the run's events file.
+type teeProgress [2]rollout.Progress
+
+func (t teeProgress) StepStarted(node string, s rollout.Step) {
+	for _, p := range t {
+		p.StepStarted(node, s)
+	}
+}
+
+func (t teeProgress) StepFinished(node string, s rollout.Step, res steps.Result, err error) {
+	for _, p := range t {
+		p.StepFinished(node, s, res, err)
+	}
+}
+
+func (t teeProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgress) {
+	for _, p := range t {
+		p.Transfer(node, s, tp)
+	}
+}
+
+func (t teeProgress) Logf(node, format string, args ...any) {
+	for _, p := range t {
+		p.Logf(node, format, args...)
+	}
+}
+
+func (t teeProgress) RunProgress(rp rollout.RunProgress) {
+	for _, p := range t {
+		if s, ok := p.(rollout.RunProgressShower); ok {
+			s.RunProgress(rp)
+		}
+	}
+}
+
+func (p *loggedProgress) RunProgress(rp rollout.RunProgress) {
+	p.log.Info("run progress", zap.String("node", rp.Node), zap.String("event", rp.Event), zap.Int("done", rp.Done), zap.Int("nodes", rp.Nodes))
+	if s, ok := p.next.(rollout.RunProgressShower); ok {
+		s.RunProgress(rp)
+	}
+}

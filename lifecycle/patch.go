@@ -369,10 +369,13 @@ func PatchMark(ctx context.Context, inv *cluster.Inventory, env Env, o Options, 
 			return usagef("run %s did not finish (it stopped at %s): finish it before changing records by hand", last.ID, last.Where())
 		}
 		pr, err := readPatches(ctx, r)
-		if err != nil {
-			return err
+		var targets []cluster.Node
+		switch {
+		case channelUnreachable(err):
+			pr, targets, err = markWithoutCatalog(ctx, r, only, name, installed, err)
+		case err == nil:
+			targets, err = markTargets(r, pr, only, name)
 		}
-		targets, err := markTargets(r, pr, only, name)
 		if err != nil {
 			return err
 		}

@@ -78,6 +78,11 @@ type Options struct {
 	SkipDrain   bool
 	// Skip names phases not to run (see Phases).
 	Skip []string
+	// RunID names the new run instead of a fresh id: the id a detaching
+	// parent gave its background process.
+	RunID string
+	// Detach hands the run to a background process once confirmed.
+	Detach bool
 }
 
 // Env is what a run is given to work with.
@@ -90,6 +95,21 @@ type Env struct {
 	// Journaling is told when journaled steps start and end: meanwhile a
 	// first Ctrl-C lets the current step finish.
 	Journaling func(on bool)
+	// Recorder keeps the run's events and audit beside its journal (nil:
+	// none).
+	Recorder Recorder
+	// Started is told the id of the journaled run once it started or
+	// resumed (a detached process tells its parent).
+	Started func(id string)
+	// Background starts the confirmed run id in a background process
+	// (--detach); the lock and the journal are free by then.
+	Background func(id string) error
+}
+
+// Recorder is told when the journaled run starts or resumes in this
+// process, and gives where its events go too.
+type Recorder interface {
+	Begin(id string, resumed bool) (rollout.Progress, error)
 }
 
 // Run is one run's state as it goes through its phases.
@@ -182,6 +202,7 @@ func Phases() []Phase {
 		{Name: "preflight", RunIf: func(r *Run) bool { return r.Journaled == nil && !r.DryRun && !r.Job.SkipPreflight }, Do: (*Run).preflight},
 		{Name: "stage", RunIf: func(r *Run) bool { return r.Journaled == nil && r.Job.Stage != nil }, Do: func(r *Run, ctx context.Context) error { return r.Job.Stage(ctx, r) }},
 		{Name: "confirm", RunIf: func(r *Run) bool { return r.Journaled == nil && !r.Yes && r.Job.Question != nil }, Do: (*Run).confirm},
+		{Name: "detach", RunIf: func(r *Run) bool { return r.Detach && !r.DryRun }, Do: (*Run).detach},
 		{Name: "execute", Do: (*Run).execute},
 		{Name: "result", Do: func(r *Run, _ context.Context) error { r.Printer.Close(); return r.Job.Finished(r, r.execErr) }},
 	}
@@ -317,7 +338,11 @@ func (r *Run) plan(ctx context.Context) error {
 		return usagef("run %s (%s) did not finish: it stopped at %s. %s", last.ID, strings.Join(last.Command, " "), last.Where(), r.Job.Unfinished(last))
 	}
 	r.ID = "dry-run"
-	if !r.DryRun {
+	switch {
+	case r.DryRun:
+	case r.RunID != "":
+		r.ID = r.RunID
+	default:
 		r.ID = rollout.NewID(time.Now())
 	}
 	plan, err := r.Job.Plan(ctx, r)
@@ -389,12 +414,69 @@ func (r *Run) execute(ctx context.Context) error {
 		}
 	}
 	exec := r.executor()
+	if err := r.record(exec); err != nil {
+		return err
+	}
 	if r.Journaling != nil {
 		r.Journaling(true)
 		defer r.Journaling(false)
 	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-r.Stopping: // said where the run is followed too (attach)
+			exec.Progress.Logf("run", "stop requested: the run stops once the step under way has finished (%s goes on with it)", r.Job.Advice.Resume)
+		case <-done:
+		}
+	}()
 	r.execErr = exec.Execute(ctx, r.Journaled)
 	return nil
+}
+
+// record tells the recorder and whoever waits that the journaled run
+// goes on in this process, and shows its progress to the recorder too.
+func (r *Run) record(exec *rollout.Executor) error {
+	id := r.Journaled.ID
+	r.ID = id
+	var shown rollout.Progress = r.Printer
+	if r.Recorder != nil {
+		p, err := r.Recorder.Begin(id, r.Resume)
+		if err != nil {
+			return fmt.Errorf("run %s: recording its events under %s: %w", id, r.Inventory.State(), err)
+		}
+		shown = teeProgress{r.Printer, p}
+	}
+	exec.Progress = &loggedProgress{next: newRunLevel(shown, r.Journaled), log: r.Log}
+	if r.Started != nil {
+		r.Started(id)
+	}
+	return nil
+}
+
+// detach hands the confirmed run to a background process, which takes the
+// lock and the journal again: this process lets them go first.
+func (r *Run) detach(context.Context) error {
+	if r.Background == nil {
+		return usagef("--detach is not available for this command")
+	}
+	id := r.ID
+	if r.Journaled != nil {
+		id = r.Journaled.ID
+	}
+	if r.Journal != nil {
+		r.Journal.Close()
+		r.Journal = nil
+	}
+	if r.lock != nil {
+		r.lock.Release()
+		r.lock = nil
+	}
+	r.Log.Info("run handed to a background process", zap.String("run", id))
+	if err := r.Background(id); err != nil {
+		return err
+	}
+	return errDone
 }
 
 func (r *Run) executor() *rollout.Executor {

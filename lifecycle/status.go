@@ -71,9 +71,22 @@ type NodeReport struct {
 // Status reads the cluster's last run from its journal, and asks every
 // node what it runs; an unreachable node is reported, not an error.
 func Status(ctx context.Context, inv *cluster.Inventory, dial func(*cluster.Inventory) (map[string]cluster.Transport, error)) (StatusReport, error) {
+	return StatusOf(ctx, inv, dial, "")
+}
+
+// StatusOf is Status for run id ("" for the last run): a *UsageError when
+// there is no such run.
+func StatusOf(ctx context.Context, inv *cluster.Inventory, dial func(*cluster.Inventory) (map[string]cluster.Transport, error), id string) (StatusReport, error) {
 	report := StatusReport{}
 	runs := rollout.Runs{Dir: inv.State()}
 	run, rep, err := runs.Latest()
+	if id != "" {
+		p := runs.PathOf(id)
+		if p == "" {
+			return report, usagef("no run %q in %s: `sentinel runs` lists the runs", id, inv.State())
+		}
+		run, rep, err = runs.Read(p)
+	}
 	if err != nil {
 		return report, err
 	}
@@ -121,8 +134,10 @@ func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *RunRe
 		rr.Ended = &run.Ended
 	}
 	if !run.Finished() {
-		// An unfinished run whose lock is held is still going.
-		if held, _, err := runs.LockHeld(); err == nil && held {
+		// An unfinished run whose lock is held is still going (only the
+		// latest run can be).
+		latest, _ := runs.LatestPath()
+		if held, _, err := runs.LockHeld(); err == nil && held && latest == runs.PathOf(run.ID) {
 			rr.Status = "running"
 		}
 		rr.Where = run.Where()

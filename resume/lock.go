@@ -36,6 +36,19 @@ func (e *LockedError) Error() string {
 		e.Path, holder)
 }
 
+// holderFormat starts what the lock file says of its holder.
+const holderFormat = "pid %d since "
+
+// HolderPID is the process id a holder (as LockHeld returns it) names, 0
+// when it names none.
+func HolderPID(holder string) int {
+	var pid int
+	if _, err := fmt.Sscanf(holder, holderFormat, &pid); err != nil || pid <= 0 {
+		return 0
+	}
+	return pid
+}
+
 // maxHolderLen caps how much of a lock file is quoted in a LockedError.
 const maxHolderLen = 4096
 
@@ -58,7 +71,7 @@ func AcquireLock(path string, cmdline string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("acquire lock %s: flock: %w", path, err)
 	}
-	holder := fmt.Sprintf("pid %d since %s: %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), cmdline)
+	holder := fmt.Sprintf(holderFormat+"%s: %s\n", os.Getpid(), time.Now().UTC().Format(time.RFC3339), cmdline)
 	if err := writeHolder(f, holder); err != nil {
 		f.Close() // releases the flock
 		return nil, fmt.Errorf("acquire lock %s: record holder: %w", path, err)

@@ -128,12 +128,21 @@ func (r Runs) LockHeld() (bool, string, error) {
 
 // LatestPath is the journal of the most recent run, "" when there is none.
 func (r Runs) LatestPath() (string, error) {
+	paths, err := r.Paths()
+	if err != nil || len(paths) == 0 {
+		return "", err
+	}
+	return paths[len(paths)-1], nil
+}
+
+// Paths are the journals of every run, oldest first.
+func (r Runs) Paths() ([]string, error) {
 	entries, err := os.ReadDir(r.journalDir())
 	if errors.Is(err, fs.ErrNotExist) {
-		return "", nil
+		return nil, nil
 	}
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	var names []string
 	for _, e := range entries {
@@ -141,11 +150,50 @@ func (r Runs) LatestPath() (string, error) {
 			names = append(names, e.Name())
 		}
 	}
-	if len(names) == 0 {
-		return "", nil
-	}
 	sort.Strings(names)
-	return filepath.Join(r.journalDir(), names[len(names)-1]), nil
+	for i, n := range names {
+		names[i] = filepath.Join(r.journalDir(), n)
+	}
+	return names, nil
+}
+
+// PathOf is the journal of run id, "" when there is no such run.
+func (r Runs) PathOf(id string) string {
+	if !ValidID(id) {
+		return ""
+	}
+	p := filepath.Join(r.journalDir(), id+".wal")
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
+}
+
+// ValidID says whether id could name a run (NewID's shape): nothing that
+// could climb out of the state directory.
+func ValidID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, c := range id {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return id[0] != '.'
+}
+
+// Read reads the run whose journal is at path, changing nothing.
+func (r Runs) Read(path string) (*Run, *resume.Replay, error) {
+	rep, err := resume.Read(path)
+	if err != nil {
+		return nil, nil, r.unreadable(path, err)
+	}
+	run, err := ReplayRun(rep.Records)
+	if err != nil {
+		return nil, nil, r.unreadable(path, err)
+	}
+	return run, &rep, nil
 }
 
 // Latest reads the most recent run without changing its journal; nil when
@@ -155,15 +203,7 @@ func (r Runs) Latest() (*Run, *resume.Replay, error) {
 	if err != nil || p == "" {
 		return nil, nil, err
 	}
-	rep, err := resume.Read(p)
-	if err != nil {
-		return nil, nil, r.unreadable(p, err)
-	}
-	run, err := ReplayRun(rep.Records)
-	if err != nil {
-		return nil, nil, r.unreadable(p, err)
-	}
-	return run, &rep, nil
+	return r.Read(p)
 }
 
 // Gather asks every node for its facts, all at once.

@@ -6,11 +6,14 @@ package ui
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 
 	"golang.org/x/term"
 
@@ -43,17 +46,42 @@ type Printer struct {
 // New picks the display: bars on a terminal, lines otherwise, JSON lines
 // with format "json".
 func New(format string, stdin io.Reader, stdout, stderr io.Writer) *Printer {
+	tty := format != JSON && IsTerminal(stdout)
+	stdout, stderr = DropWhenGone(stdout), DropWhenGone(stderr)
 	p := &Printer{format: format, stdin: stdin, stdout: stdout, stderr: stderr, close: func() {}}
 	switch {
 	case format == JSON:
 		p.progress = NewJSONProgress(stdout)
-	case IsTerminal(stdout):
-		tty := newTTYProgress(stdout.(*os.File))
-		p.progress, p.close = tty, tty.Close
+	case tty:
+		bars := newTTYProgress(stdout)
+		p.progress, p.close = bars, bars.Close
 	default:
 		p.progress = newTextProgress(stdout)
 	}
 	return p
+}
+
+// DropWhenGone wraps an output so that once it is gone (a pipe whose
+// reader closed, `| head`; a terminal that went with the SSH session) what
+// is written to it is dropped: a run must not stop because nobody watches.
+// The run's log and events file still get everything.
+func DropWhenGone(w io.Writer) io.Writer { return &dropWhenGone{w: w} }
+
+type dropWhenGone struct {
+	w    io.Writer
+	gone atomic.Bool
+}
+
+func (d *dropWhenGone) Write(b []byte) (int, error) {
+	if d.gone.Load() {
+		return len(b), nil
+	}
+	n, err := d.w.Write(b)
+	if err != nil && (errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.EIO) || errors.Is(err, os.ErrClosed)) {
+		d.gone.Store(true)
+		return len(b), nil
+	}
+	return n, err
 }
 
 // IsTerminal says whether w is a terminal.
@@ -77,6 +105,14 @@ func (p *Printer) Result(kind string, v any) error {
 		return nil
 	}
 	return NewJSONProgress(p.stdout).EmitResult(kind, v)
+}
+
+// Event writes v as one line of the JSON output (run-start, run-end, ...);
+// text output leaves it out.
+func (p *Printer) Event(v any) {
+	if p.format == JSON {
+		_ = NewJSONProgress(p.stdout).enc.Encode(v)
+	}
 }
 
 // Preflight shows a run's preflight: the checks that did not pass, or in
@@ -126,3 +162,10 @@ func (e *ConfirmError) Error() string { return e.Msg }
 
 // Close ends the live display (once).
 func (p *Printer) Close() { p.once.Do(p.close) }
+
+// RunProgress shows the run-level line, where the display has one.
+func (p *Printer) RunProgress(rp rollout.RunProgress) {
+	if s, ok := p.progress.(rollout.RunProgressShower); ok {
+		s.RunProgress(rp)
+	}
+}

@@ -22,6 +22,10 @@ type textProgress struct {
 	w        io.Writer
 	start    map[string]time.Time
 	lastLine map[string]time.Time // per node and artifact
+	etas     map[string]*etaClock // per node and artifact
+	// now is the time of what is shown: the clock, or an event's time
+	// when `sentinel attach` replays a run's events.
+	now func() time.Time
 }
 
 // transferLineEvery spaces the progress lines of a download when the output
@@ -29,25 +33,43 @@ type textProgress struct {
 const transferLineEvery = 2 * time.Second
 
 func newTextProgress(w io.Writer) *textProgress {
-	return &textProgress{w: w, start: map[string]time.Time{}, lastLine: map[string]time.Time{}}
+	return &textProgress{w: w, start: map[string]time.Time{}, lastLine: map[string]time.Time{}, etas: map[string]*etaClock{}, now: time.Now}
 }
 
 func (p *textProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgress) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	key := node + "\x00" + tp.Digest
-	if tp.Final || time.Since(p.lastLine[key]) < transferLineEvery {
+	if p.etas[key] == nil {
+		p.etas[key] = &etaClock{}
+	}
+	eta, known := p.etas[key].estimate(p.now(), tp.Done, tp.Total)
+	if tp.Final {
+		delete(p.etas, key)
+	}
+	if tp.Final || p.now().Sub(p.lastLine[key]) < transferLineEvery {
 		return // the step's own line reports the end
 	}
-	p.lastLine[key] = time.Now()
-	fmt.Fprintf(p.w, "[%s] %-40s %s\n", node, s.ID, describeTransfer(tp))
+	p.lastLine[key] = p.now()
+	if !known {
+		eta = -1
+	}
+	fmt.Fprintf(p.w, "[%s] %-40s %s\n", node, s.ID, describeTransfer(s, tp, eta))
 }
 
-// describeTransfer: "45.0 MiB of 100.0 MiB, 12.3 MiB/s, ETA 4s, 1 retry".
-func describeTransfer(tp steps.FetchProgress) string {
+// describeTransfer: "router 3.4.2 (sha256 0a1b2c3d4e5f): 45.0 MiB of 100.0
+// MiB, 12.3 MiB/s, ETA 4s, 1 retry"; no ETA (eta < 0) until there is
+// enough to estimate one.
+func describeTransfer(s rollout.Step, tp steps.FetchProgress, eta time.Duration) string {
 	out := fmt.Sprintf("%s of %s", preflight.FormatBytes(tp.Done), preflight.FormatBytes(tp.Total))
+	if s.Component != "" {
+		out = fmt.Sprintf("%s %s (sha256 %.12s): %s", s.Component, s.Version, tp.Digest, out)
+	}
 	if tp.Rate > 0 {
-		out += fmt.Sprintf(", %s/s, ETA %s", preflight.FormatBytes(int64(tp.Rate)), (time.Duration(float64(tp.Total-tp.Done)/tp.Rate) * time.Second).Round(time.Second))
+		out += fmt.Sprintf(", %s/s", preflight.FormatBytes(int64(tp.Rate)))
+	}
+	if eta >= 0 {
+		out += ", ETA " + eta.Round(time.Second).String()
 	}
 	switch tp.Retries {
 	case 0:
@@ -86,7 +108,7 @@ func (p *ttyProgress) Transfer(node string, s rollout.Step, tp steps.FetchProgre
 		bar = p.bars.AddBar(tp.Total,
 			mpb.PrependDecorators(decor.Name(fmt.Sprintf("[%s] %s %s", node, s.Component, s.Version), decor.WCSyncSpaceR),
 				decor.CountersKibiByte("% .1f / % .1f")),
-			mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name(" "), decor.AverageETA(decor.ET_STYLE_GO)),
+			mpb.AppendDecorators(decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name(" "), etaDecorator()),
 			mpb.BarRemoveOnComplete())
 		p.open[key], p.totals[key] = bar, tp.Total
 	}
@@ -117,13 +139,13 @@ func (p *ttyProgress) Close() {
 func (p *textProgress) StepStarted(node string, s rollout.Step) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.start[node+"\x00"+s.ID] = time.Now()
+	p.start[node+"\x00"+s.ID] = p.now()
 }
 
 func (p *textProgress) StepFinished(node string, s rollout.Step, res steps.Result, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	d := time.Since(p.start[node+"\x00"+s.ID]).Round(time.Millisecond)
+	d := p.now().Sub(p.start[node+"\x00"+s.ID]).Round(time.Millisecond)
 	switch {
 	case err != nil:
 		fmt.Fprintf(p.w, "[%s] %-40s FAILED (%s): %v\n", node, s.ID, d, err)
@@ -194,4 +216,72 @@ func (p *jsonProgress) EmitResult(kind string, v any) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.enc.Encode(map[string]any{"event": kind + "-result", "time": time.Now().UTC(), "result": v})
+}
+
+// RunProgress prints the run-level line.
+func (p *textProgress) RunProgress(rp rollout.RunProgress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "[run] %s\n", DescribeRunProgress(rp))
+}
+
+// DescribeRunProgress: "node 2 of 5 (dea-2) started; 1 done; elapsed 1m2s; ETA 3m10s".
+func DescribeRunProgress(rp rollout.RunProgress) string {
+	var out string
+	if rp.Event == "node-done" {
+		out = fmt.Sprintf("%s done: %d of %d nodes done", rp.Node, rp.Done, rp.Nodes)
+	} else {
+		out = fmt.Sprintf("node %d of %d (%s) started; %d done", rp.Started, rp.Nodes, rp.Node, rp.Done)
+	}
+	out += "; elapsed " + rp.Elapsed.Round(time.Second).String()
+	if rp.ETA > 0 {
+		out += ", ETA " + rp.ETA.Round(time.Second).String()
+	}
+	return out
+}
+
+func (p *jsonProgress) RunProgress(rp rollout.RunProgress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_ = p.enc.Encode(map[string]any{"event": "progress", "time": time.Now().UTC(), "node": rp.Node, "progress": rp})
+}
+
+// An ETA is shown once the transfer has run for etaMinElapsed and moved
+// etaMinFraction of its size (at least etaMinBytes) since it was first
+// seen: from the first few KiB, while a connection is still opening, an
+// estimate is wild (1h43m for 200 MiB).
+const (
+	etaMinElapsed  = 3 * time.Second
+	etaMinBytes    = 1 << 20
+	etaMinFraction = 50 // 1/50 = 2%
+)
+
+// etaClock estimates a transfer's time left from what it moved since
+// it was first seen (a resumed download starts from its offset).
+type etaClock struct {
+	t0 time.Time
+	d0 int64
+}
+
+func (c *etaClock) estimate(now time.Time, done, total int64) (time.Duration, bool) {
+	if c.t0.IsZero() {
+		c.t0, c.d0 = now, done
+		return 0, false
+	}
+	elapsed, moved := now.Sub(c.t0), done-c.d0
+	if elapsed < etaMinElapsed || moved < max(etaMinBytes, total/etaMinFraction) || total <= done {
+		return 0, false
+	}
+	return time.Duration(float64(total-done) / float64(moved) * float64(elapsed)), true
+}
+
+// etaDecorator is mpb's ETA column by etaClock's rule: blank until known.
+func etaDecorator() decor.Decorator {
+	var c etaClock
+	return decor.Any(func(st decor.Statistics) string {
+		if eta, ok := c.estimate(time.Now(), st.Current, st.Total); ok {
+			return "ETA " + eta.Round(time.Second).String()
+		}
+		return ""
+	}, decor.WCSyncSpace)
 }

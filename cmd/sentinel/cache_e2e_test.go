@@ -201,7 +201,9 @@ func TestResumeSwitchesToCache(t *testing.T) {
 	lab := newLab(t, 1, "3.4.1")
 	lab.startCache(nil)
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
-	lab.crashAt(9, "upgrade", "3.4.2", "--yes") // four artifacts fetched from the upstream
+	// --no-cache: the cluster file names the cache node now, which would
+	// otherwise be the run's source from the start.
+	lab.crashAt(9, "upgrade", "3.4.2", "--yes", "--no-cache") // four artifacts fetched from the upstream
 	tw := lab.cutUpstream()
 	if r := lab.sentinel(nil, "upgrade", "--resume"); r.code == 0 {
 		t.Fatal("resume without upstream and without --cache-ip succeeded")

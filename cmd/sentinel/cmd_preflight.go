@@ -54,9 +54,6 @@ the same checks first. Exit code 3 when a check fails;
 // runPreflight checks every node and shows each check's result: exit 3
 // when one failed.
 func runPreflight(cmd *cobra.Command, run *runFlags, u lifecycle.UpgradeOptions, downloadOnly bool, args []string) error {
-	if downloadOnly && run.o.CacheAddr == "" {
-		return usagef("--download-only needs --cache-ip")
-	}
 	if downloadOnly && u.SkipDownload {
 		return usagef("--download-only and --skip-download contradict each other")
 	}
@@ -70,6 +67,9 @@ func runPreflight(cmd *cobra.Command, run *runFlags, u lifecycle.UpgradeOptions,
 	inv, err := run.inventory()
 	if err != nil {
 		return err
+	}
+	if downloadOnly && run.o.CacheAddr == "" {
+		return usagef("--download-only needs --cache-ip, or a cache section in the cluster file")
 	}
 	o := run.options()
 	o.Ignore = ignore

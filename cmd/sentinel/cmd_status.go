@@ -22,15 +22,23 @@ func newStatusCmd() *cobra.Command {
 		interval            time.Duration
 	)
 	cmd := &cobra.Command{
-		Use:   "status",
-		Short: "Show the current or last run per node and step, and each node's component versions",
-		Long: `Show the current or last run: its command, state, and per node the steps
-done, the step it stopped at, and the failed step with its hook's output.
-Then each node's components: the release its current link points at and the
-one node.json records. --watch shows it again every --interval while a run
-is running, and stops once it is not.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Use:   "status [RUN-ID]",
+		Short: "Show the current or last run (or RUN-ID) per node and step, and each node's component versions",
+		Long: `Show the current or last run, or the run RUN-ID ('sentinel runs' lists them):
+its command, state, and per node the steps done, the step it stopped at, and
+the failed step with its hook's output. Then each node's components: the
+release its current link points at and the one node.json records. --watch
+shows it again every --interval while a run is running, and stops once it
+is not.
+
+The exit code says how the run stands, for scripts: 0 succeeded (or no run
+yet); 1 failed; 75 interrupted (resumable) or still running.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			id := ""
+			if len(args) == 1 {
+				id = args[0]
+			}
 			if cmd.Flags().Changed("interval") && !watch {
 				return usagef("--interval goes with --watch")
 			}
@@ -45,14 +53,18 @@ is running, and stops once it is not.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
+			var report lifecycle.StatusReport
 			if !watch {
-				report, err := lifecycle.Status(cmd.Context(), inv, dialAll)
-				if err != nil {
-					return err
+				if report, err = lifecycle.StatusOf(cmd.Context(), inv, dialAll, id); err == nil {
+					err = showStatus(w, output, report, allSteps, false)
 				}
-				return showStatus(w, output, report, allSteps, false)
+			} else {
+				report, err = watchStatus(cmd.Context(), inv, w, output, allSteps, interval, id)
 			}
-			return watchStatus(cmd.Context(), inv, w, output, allSteps, interval)
+			if err != nil {
+				return err
+			}
+			return runStanding(report.Run)
 		},
 	}
 	cmd.Flags().StringVar(&clusterFile, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
@@ -78,13 +90,13 @@ func showStatus(w io.Writer, output string, report lifecycle.StatusReport, allSt
 // watchStatus shows the status again every interval, until the run is no
 // longer running: the screen redrawn on a terminal, one report after the
 // other otherwise.
-func watchStatus(ctx context.Context, inv *cluster.Inventory, w io.Writer, output string, allSteps bool, interval time.Duration) error {
+func watchStatus(ctx context.Context, inv *cluster.Inventory, w io.Writer, output string, allSteps bool, interval time.Duration, id string) (lifecycle.StatusReport, error) {
 	tty := output == ui.Text && ui.IsTerminal(w)
 	for {
 		var buf bytes.Buffer
-		report, err := lifecycle.Status(ctx, inv, dialAll)
+		report, err := lifecycle.StatusOf(ctx, inv, dialAll, id)
 		if err != nil {
-			return err
+			return report, err
 		}
 		if output == ui.Text {
 			if tty {
@@ -93,23 +105,37 @@ func watchStatus(ctx context.Context, inv *cluster.Inventory, w io.Writer, outpu
 			fmt.Fprintf(&buf, "%s (every %s)\n\n", time.Now().Format(time.TimeOnly), interval)
 		}
 		if err := showStatus(&buf, output, report, allSteps, true); err != nil {
-			return err
+			return report, err
 		}
 		if output == ui.Text && !tty {
 			buf.WriteString("\n")
 		}
 		if _, err := w.Write(buf.Bytes()); err != nil {
-			return err
+			return report, err
 		}
 		if report.Run == nil || report.Run.Status != "running" {
-			return nil
+			return report, nil
 		}
 		t := time.NewTimer(interval)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil
+			return report, nil
 		case <-t.C:
 		}
 	}
+}
+
+// runStanding is status's exit code: how the run stands.
+func runStanding(run *lifecycle.RunReport) error {
+	if run == nil {
+		return nil
+	}
+	switch run.Status {
+	case "succeeded":
+		return nil
+	case "failed":
+		return &silentExit{code: exitFailed}
+	}
+	return &silentExit{code: exitInterrupted} // interrupted, running
 }

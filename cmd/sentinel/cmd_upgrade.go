@@ -63,7 +63,6 @@ output.`,
 	f.StringSliceVar(&u.RoleOrder, "role-order", nil, "order of roles, e.g. router,dea,controller (default dea,controller,router,base,primary); the core node is always last")
 	f.StringSliceVar(&u.Only, "node", nil, "upgrade only these nodes (NAME[,NAME...]); the others are left as they are")
 	f.IntVar(&run.o.MaxInFlight, "max-in-flight", 1, "how many nodes may be upgraded at once; nodes that share a role two or more nodes have never go together (so such a role always has a node up, and DEAs go one at a time), and the core node goes last, alone. Also with --resume")
-	f.BoolVar(&run.o.NoCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
 	f.BoolVar(&run.o.UpdateSelf, "update-self", false, "update sentinel itself to the newest signed build the channel offers (also a development build), then go on with the run in the new build; without VERSION or --resume, only update")
 	for _, name := range []string{"max-in-flight", "node-retries", "drain-timeout", "skip-drain", "no-cache", "no-self-update"} {
 		_ = f.SetAnnotation(name, keptOnResume, []string{"upgrade"})
@@ -112,8 +111,8 @@ func (uf *upgradeFlags) job(cmd *cobra.Command, args []string) (*lifecycle.Job, 
 	switch {
 	case run.o.Resume && (u.Target != "" || u.Force || run.o.DryRun || uf.downloadOnly || u.SkipDownload || len(u.RoleOrder) > 0 || len(u.Only) > 0):
 		return nil, usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --skip-download, --role-order or --node (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from, and --skip-drain)")
-	case run.o.NoCache && (!run.o.Resume || run.o.CacheAddr != ""):
-		return nil, usagef("--no-cache goes with --resume, without --cache-ip: it takes the artifacts left to fetch from the upstream")
+	case run.o.NoCache && uf.downloadOnly:
+		return nil, usagef("--no-cache and --download-only contradict each other: download-only fills the cache node")
 	case uf.downloadOnly && u.SkipDownload:
 		return nil, usagef("--download-only and --skip-download contradict each other")
 	case uf.downloadOnly:

@@ -148,7 +148,8 @@ A crash, a lost node or a network failure leaves a run that
 'sentinel upgrade --resume' finishes.
 
 Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
-3 preflight refused; 75 interrupted but resumable.`,
+3 preflight refused; 75 interrupted but resumable (for 'sentinel status':
+the run is interrupted or still running).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -159,6 +160,7 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 	root.AddCommand(newReleaseCmd())
 	root.AddCommand(newPatchCmd(stopping))
 	root.AddCommand(newRecoverCmd())
+	root.AddCommand(newRunsCmd(), newAttachCmd(), newStopCmd())
 	for _, extra := range extraCommands {
 		root.AddCommand(extra(root))
 	}

@@ -292,7 +292,10 @@ func TestPatchHealthFailureRollsBack(t *testing.T) {
 	if got := where(lab.patchStatus())["aok-endpoint-fix"]; !reflect.DeepEqual(got, [2][]string{{"router-3"}, {"core"}}) {
 		t.Errorf("aok-endpoint-fix: %v", got)
 	}
-	st := lab.mustSucceed("status")
+	st := lab.sentinel(nil, "status")
+	if st.code != 1 {
+		t.Errorf("status of a failed run: exit %d, want 1", st.code)
+	}
 	for _, want := range []string{"patch install of aok-endpoint-fix on 3.4.2, FAILED", "aok-endpoint-fix/router/health", "injected health failure"} {
 		if !strings.Contains(st.stdout, want) {
 			t.Errorf("sentinel status lacks %q:\n%s", want, st.stdout)

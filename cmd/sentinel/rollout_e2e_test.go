@@ -397,8 +397,9 @@ func TestStatusWatchFollowsARun(t *testing.T) {
 			t.Fatalf("status --watch printed %q: %v", line, err)
 		}
 	}
-	if err := watch.cmd.Wait(); err != nil {
-		t.Fatalf("status --watch: %v", err)
+	// status's exit code says how the run stands: interrupted, 75.
+	if err := watch.cmd.Wait(); watch.cmd.ProcessState.ExitCode() != 75 {
+		t.Fatalf("status --watch: %v, want exit 75", err)
 	}
 	if last.Run == nil || last.Run.Status != "interrupted" {
 		t.Errorf("last report of the watch: %+v, want the run interrupted", last.Run)

@@ -10,6 +10,7 @@ import (
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/lifecycle"
 	"github.com/sentinel-paas/sentinel/preflight"
+	"github.com/sentinel-paas/sentinel/runctl"
 	"github.com/sentinel-paas/sentinel/selfupdate"
 	"github.com/sentinel-paas/sentinel/ui"
 )
@@ -30,6 +31,8 @@ func (rf *runFlags) add(cmd *cobra.Command, upgrade bool) {
 	f.StringVar(&rf.o.CacheAddr, "cache-ip", "", "the cache node, IP[:PORT]: nodes fetch from its daemon instead of the upstream")
 	f.StringVar(&rf.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all (sentinel preflight --help lists them)")
 	f.BoolVar(&rf.o.NoSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first (a numbered build looks, and updates itself, by default)")
+	f.BoolVar(&rf.o.NoCache, "no-cache", false, "take everything from the upstream, not from the cache node the cluster file's cache section names; with --resume, what is left to fetch, though the run began from a cache node")
+	f.BoolVar(&rf.o.Detach, "detach", false, "once the run is confirmed (--yes, or on the terminal), go on with it in the background, in a session of its own: print its id and return (`sentinel attach` follows it, `sentinel stop` stops it)")
 	kept := []string{"upgrade", "patch"}
 	if upgrade { // a patch run has these on `sentinel patch`, for every verb
 		rf.addCommon(f)
@@ -56,14 +59,29 @@ func (rf *runFlags) do(cmd *cobra.Command, stopping <-chan struct{}, job *lifecy
 	if err != nil {
 		return err
 	}
-	inv, err := loadInventory(rf.cluster)
+	inv, err := rf.inventory()
 	if err != nil {
 		return err
 	}
 	o := rf.o
 	o.Ignore, o.Command, o.Version = ignore, os.Args, version
 	o.UpdatedFrom = os.Getenv(selfupdate.UpdatedFromEnv)
-	return lifecycle.Do(cmd.Context(), inv, runEnv(cmd, rf.output, stopping), o, job)
+	if o.RunID, err = detachedRunID(); err != nil {
+		return err
+	}
+	if o.Detach && (o.DryRun || job.DownloadOnly) {
+		return usagef("--detach goes with a run that changes the cluster: not with --dry-run or --download-only")
+	}
+	surviveTerminal()
+	env := runEnv(cmd, rf.output, stopping)
+	rec := newRecorder(inv, env.Printer.(*ui.Printer), o.RunID != "")
+	env.Recorder, env.Started = recorder{rec}, runctl.SignalReady
+	env.Background = func(id string) error { return detachRun(env.Printer.(*ui.Printer), inv, id) }
+	err = lifecycle.Do(cmd.Context(), inv, env, o, job)
+	if rec.Began() {
+		rec.End(cmd.Context(), exitCode(err), err)
+	}
+	return err
 }
 
 // runEnv is what a run works with: the printer for this command's output,
@@ -136,13 +154,24 @@ func dialAll(inv *cluster.Inventory) (map[string]cluster.Transport, error) {
 	return out, nil
 }
 
-// inventory checks the output flag and reads the cluster file, for the
-// commands that are not runs.
+// inventory checks the output flag and reads the cluster file; the cache
+// node the cluster file names is the default of --cache-ip.
 func (rf *runFlags) inventory() (*cluster.Inventory, error) {
 	if err := checkOutput(rf.output); err != nil {
 		return nil, err
 	}
-	return loadInventory(rf.cluster)
+	inv, err := loadInventory(rf.cluster)
+	if err != nil {
+		return nil, err
+	}
+	if rf.o.NoCache && rf.o.CacheAddr != "" {
+		return nil, usagef("--no-cache and --cache-ip contradict each other")
+	}
+	// A resumed run keeps the source it was planned with unless told.
+	if rf.o.CacheAddr == "" && !rf.o.NoCache && !rf.o.Resume {
+		rf.o.CacheAddr = inv.CacheAddress()
+	}
+	return inv, nil
 }
 
 // options are the run options of a command that is not a run.

@@ -139,6 +139,9 @@ func TestHealthFailureRollsBack(t *testing.T) {
 	fixtures.ClearFaults(core.Root)
 
 	st := lab.sentinel(nil, "status")
+	if st.code != 1 {
+		t.Errorf("status of a failed run: exit %d, want 1", st.code)
+	}
 	for _, want := range []string{"FAILED", "3.4.2/" + fourth + "/health", "injected health failure for " + fourth + " 3.4.2", "rollback/3.4.2/" + fourth + "/health"} {
 		if !strings.Contains(st.stdout, want) {
 			t.Errorf("status lacks %q:\n%s", want, st.stdout)
@@ -325,9 +328,9 @@ func TestInterruptThenResume(t *testing.T) {
 	if code := run.cmd.ProcessState.ExitCode(); code != 75 {
 		t.Fatalf("interrupted upgrade: exit %d (%v), want 75", code, err)
 	}
-	st := lab.mustSucceed("status")
-	if !strings.Contains(st.stdout, "INTERRUPTED") || !strings.Contains(st.stdout, "stopped by the operator") {
-		t.Errorf("status after Ctrl-C:\n%s", st.stdout)
+	st := lab.sentinel(nil, "status")
+	if st.code != 75 || !strings.Contains(st.stdout, "INTERRUPTED") || !strings.Contains(st.stdout, "stopped by the operator") {
+		t.Errorf("status after Ctrl-C: exit %d\n%s", st.code, st.stdout)
 	}
 	lab.mustSucceed("upgrade", "--resume")
 	if got := nodeState(t, lab.core().Root); !reflect.DeepEqual(got, want) {
