@@ -35,8 +35,19 @@ type Inventory struct {
 	Preflight *PreflightThresholds `yaml:"preflight,omitempty"`
 	// Trust, when set, makes every channel document verify (see trust/).
 	Trust *TrustConfig `yaml:"trust,omitempty"`
+	// Update says how runs go through the nodes; flags override it.
+	Update *UpdateConfig `yaml:"update,omitempty"`
 
 	path string
+}
+
+// UpdateConfig is the update: block, as written (numbers or percentages,
+// durations): a run checks it before it changes anything.
+type UpdateConfig struct {
+	Canaries    string `yaml:"canaries,omitempty"`
+	WatchTime   string `yaml:"watch_time,omitempty"`
+	MaxInFlight string `yaml:"max_in_flight,omitempty"`
+	MaxFailures string `yaml:"max_failures,omitempty"`
 }
 
 // TrustConfig says how channel metadata is verified.

@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	osuser "os/user"
 	"strings"
 	"time"
 
@@ -72,9 +74,14 @@ type Options struct {
 	Ignore       preflight.IgnoreSet
 	// UnreachableRetries: see rollout.Executor (0: its default, <0: none).
 	UnreachableRetries int
-	// MaxInFlight overrides the plan's (0: as planned).
-	MaxInFlight int
-	SkipDrain   bool
+	// Update is how the nodes go (flags; "" leaves a setting to the
+	// cluster file's update: block). On resume only MaxInFlight may be
+	// given: it overrides the journaled plan's for this process.
+	Update    rollout.UpdateSpec
+	SkipDrain bool
+	// Exclude names nodes a resumed run leaves out, for ExcludeReason.
+	Exclude       []string
+	ExcludeReason string
 	// Skip names phases not to run (see Phases).
 	Skip []string
 }
@@ -368,7 +375,7 @@ func (r *Run) reopen(ctx context.Context) error {
 	if err := r.Job.Resumable(r, last); err != nil {
 		return err
 	}
-	if last.Status == "succeeded" {
+	if last.Done() {
 		// Resuming twice, or after a crash that came after the last record, is not an error.
 		r.Printer.Textf("Run %s already finished: %s. Nothing to resume.\n", last.ID, r.Job.Done(last))
 		return errDone
@@ -393,13 +400,20 @@ func (r *Run) reopen(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", path, err)
 	}
+	if err := r.exclude(run); err != nil {
+		return err
+	}
 	for _, np := range run.Plan.Nodes {
-		if _, ok := r.Inventory.Node(np.Node); !ok {
-			return usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, r.Inventory.Path())
+		if _, ok := r.Inventory.Node(np.Node); !ok && !run.IsExcluded(np.Node) {
+			return usagef("run %s involves node %s, which the cluster file %s no longer lists: put it back, or leave it out of the run with `%s --exclude-node %s --reason TEXT`", run.ID, np.Node, r.Inventory.Path(), r.Job.Advice.Resume, np.Node)
 		}
 	}
-	if r.MaxInFlight > 0 {
-		run.Plan.MaxInFlight = r.MaxInFlight // this process only: the journal keeps the plan
+	if r.Update.MaxInFlight != "" {
+		a, err := rollout.ParseAmount("--max-in-flight", r.Update.MaxInFlight)
+		if err != nil || a.N == 0 {
+			return usagef("--max-in-flight %q: want 1 or more, or a percentage above 0%%", r.Update.MaxInFlight)
+		}
+		run.Plan.MaxInFlight = run.Plan.MaxInFlightOf(a) // this process only: the journal keeps the plan
 	}
 	r.Journaled, r.Plan = run, run.Plan
 	exec := r.executor()
@@ -473,4 +487,68 @@ func (r *Run) logEnd(err error) {
 
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+// exclude journals the nodes the operator leaves out of the resumed run
+// (--exclude-node), each with who, from where and why.
+func (r *Run) exclude(run *rollout.Run) error {
+	if len(r.Exclude) == 0 {
+		return nil
+	}
+	by, host := Operator()
+	for _, node := range r.Exclude { // all checked before the first is written
+		if err := rollout.CheckExclusion(run, rollout.Exclusion{Node: node, Reason: r.ExcludeReason}); err != nil {
+			return err
+		}
+	}
+	for _, node := range r.Exclude {
+		if err := rollout.Exclude(r.Journal, run, rollout.Exclusion{Node: node, Reason: r.ExcludeReason, By: by, Host: host}); err != nil {
+			return err
+		}
+		r.Printer.Notef("sentinel: node %s excluded from run %s by %s@%s: %s; the run finishes without it, and a later run catches it up", node, run.ID, by, host, r.ExcludeReason)
+		r.Log.Warn("node excluded", zap.String("run", run.ID), zap.String("node", node), zap.String("by", by), zap.String("host", host), zap.String("reason", r.ExcludeReason))
+	}
+	return nil
+}
+
+// Operator names who runs sentinel (the user behind sudo, if any) and on
+// which machine.
+func Operator() (user, host string) {
+	user = os.Getenv("SUDO_USER")
+	if user == "" {
+		if u, err := osuser.Current(); err == nil {
+			user = u.Username
+		} else {
+			user = os.Getenv("USER")
+		}
+	}
+	host, _ = os.Hostname()
+	return user, host
+}
+
+// GatherSomeFacts asks every node what it runs, and returns the error of
+// each that did not answer: the plan decides which of them it needs.
+func (r *Run) GatherSomeFacts(ctx context.Context) map[string]error {
+	facts, failed := rollout.GatherSome(ctx, r.Inventory.Nodes, r.Transports)
+	r.Facts = facts
+	return failed
+}
+
+// UpdatePolicy is the flags' update settings over the cluster file's
+// update: block, checked before anything changes.
+func (r *Run) UpdatePolicy() (rollout.Update, error) {
+	var file rollout.UpdateSpec
+	if c := r.Inventory.Update; c != nil {
+		file = rollout.UpdateSpec{Canaries: c.Canaries, WatchTime: c.WatchTime, MaxInFlight: c.MaxInFlight, MaxFailures: c.MaxFailures}
+	}
+	if u, err := file.Parse(func(f string) string {
+		return "cluster file " + r.Inventory.Path() + ": update." + strings.ReplaceAll(f, "-", "_")
+	}); err != nil {
+		return u, usagef("%v", err)
+	}
+	u, err := r.Update.Over(file).Parse(func(f string) string { return "--" + f })
+	if err != nil {
+		return u, usagef("%v", err)
+	}
+	return u, nil
 }

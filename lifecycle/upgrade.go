@@ -82,11 +82,14 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.GatherFacts(ctx); err != nil {
+	update, err := r.UpdatePolicy()
+	if err != nil {
 		return nil, err
 	}
+	unanswered := r.GatherSomeFacts(ctx)
 	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: r.Inventory, Facts: r.Facts, Target: u.Target, Force: u.Force, RunID: r.ID,
-		CacheURL: r.Source.Cache, SkipDownload: u.SkipDownload, DrainDeadline: u.DrainTimeout, RoleOrder: u.RoleOrder, Only: u.Only, MaxInFlight: r.MaxInFlight})
+		CacheURL: r.Source.Cache, SkipDownload: u.SkipDownload, DrainDeadline: u.DrainTimeout, RoleOrder: u.RoleOrder, Only: u.Only,
+		Unanswered: unanswered, Update: update})
 	if err != nil {
 		return nil, r.Source.Explain(err)
 	}

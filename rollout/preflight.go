@@ -55,6 +55,11 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 			continue // download-only changes no node: only the cache node works
 		}
 		p, perr := probes[name], probeErrs[name]
+		if perr != nil && in.outsideRun(name) {
+			checks[name] = []preflight.Checker{warning(preflight.NameNodeReachable,
+				fmt.Errorf("could not probe the node (%v); the run leaves it as it is, so it need not answer", perr))}
+			continue
+		}
 		if perr != nil {
 			checks[name] = []preflight.Checker{failing(preflight.NameNodeReachable,
 				preflight.Unignorable(fmt.Errorf("could not probe the node, so nothing is known about it: %v", perr)))}
@@ -137,6 +142,10 @@ func cacheNodeKnown(in PreflightInput, node string) preflight.Checker {
 
 func failing(name string, err error) preflight.Checker {
 	return preflight.Func(name, func(context.Context) ([]error, []error) { return nil, []error{err} })
+}
+
+func warning(name string, err error) preflight.Checker {
+	return preflight.Func(name, func(context.Context) ([]error, []error) { return []error{err}, nil })
 }
 
 // probeAll asks every node for its facts at once.
@@ -260,10 +269,39 @@ func customizationsCheck(files []string) preflight.Checker {
 	})
 }
 
-// releaseCheck: every node is on the core's release, and the plan's path.
+// outsideRun reports whether the plan leaves the node as it is.
+func (in PreflightInput) outsideRun(node string) bool {
+	for _, np := range in.Plan.Nodes {
+		if np.Node == node {
+			return np.Skip != ""
+		}
+	}
+	return false
+}
+
+// leftBehind says why the cluster's last run, done, left node behind (the
+// operator excluded it, or it failed within the budget), or "".
+func (in PreflightInput) leftBehind(node string) string {
+	last, _, err := in.Runs.Latest()
+	if err != nil || last == nil || !last.Done() {
+		return ""
+	}
+	for _, x := range last.Excluded {
+		if x.Node == node {
+			return fmt.Sprintf("excluded from run %s by %s@%s (%s)", last.ID, x.By, x.Host, x.Reason)
+		}
+	}
+	if slices.Contains(last.FailedNodes, node) {
+		return fmt.Sprintf("failed in run %s and rolled back", last.ID)
+	}
+	return ""
+}
+
+// releaseCheck: every node is on the core's release, and the plan's path;
+// a node the last run left behind is caught up.
 func releaseCheck(in PreflightInput) preflight.Checker {
 	return preflight.Func(preflight.NameReleaseVersion, func(context.Context) ([]error, []error) {
-		var errs []error
+		var warns, errs []error
 		core := release.MustVersion(in.Plan.From)
 		for _, np := range in.Plan.Nodes {
 			if in.Plan.Kind != "" && np.Skip != "" {
@@ -271,11 +309,21 @@ func releaseCheck(in PreflightInput) preflight.Checker {
 			}
 			// A node already on the target (a run that failed on another
 			// node) is fine; one behind the core is not.
-			if v, err := release.ParseVersion(np.From); err == nil && v.Compare(core) < 0 {
-				errs = append(errs, fmt.Errorf("node %s is on %s, behind the core node's %s: a cluster moves from one release, so bring that node to %s first", np.Node, np.From, in.Plan.From, in.Plan.From))
+			v, err := release.ParseVersion(np.From)
+			if err != nil || v.Compare(core) >= 0 {
+				continue
 			}
+			if why := in.leftBehind(np.Node); why != "" {
+				does := "this run catches it up"
+				if np.Skip != "" {
+					does = "this run leaves it so"
+				}
+				warns = append(warns, fmt.Errorf("node %s is on %s, behind the core node's %s: %s; %s", np.Node, np.From, in.Plan.From, why, does))
+				continue
+			}
+			errs = append(errs, fmt.Errorf("node %s is on %s, behind the core node's %s: a cluster moves from one release, so bring that node to %s first", np.Node, np.From, in.Plan.From, in.Plan.From))
 		}
-		return nil, errs
+		return warns, errs
 	})
 }
 

@@ -53,10 +53,18 @@ type Executor struct {
 	DEAs []string
 	// Advice words the commands errors advise (zero: an upgrade's).
 	Advice Advice
+	// WatchInterval is how often a watch step asks for health (zero: 1s,
+	// or half the watch time when that is shorter).
+	WatchInterval time.Duration
 
 	halt     chan struct{} // closed when a node failed: others stop at a safe point
 	haltOnce sync.Once
 	journal  sync.Mutex // one record at a time, and the run kept in step
+
+	budget      sync.Mutex
+	budgetLeft  int             // failures the run may still take
+	spent       map[string]bool // nodes whose failure the budget took
+	canaryNodes map[string]bool
 }
 
 // Advice words the commands an error tells the operator to run next; the
@@ -155,6 +163,8 @@ func (x *Executor) Execute(ctx context.Context, run *Run) error {
 
 func (x *Executor) execute(ctx context.Context, run *Run) error {
 	x.halt, x.haltOnce = make(chan struct{}), sync.Once{}
+	x.budgetLeft, x.spent = run.Plan.MaxFailures, map[string]bool{}
+	x.canaryNodes = canaries(run.Plan)
 	progress := x.Progress
 	x.Progress = &lockedProgress{next: progress}
 	defer func() { x.Progress = progress }()
@@ -165,7 +175,7 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 	var begun, fresh []NodePlan
 	for _, np := range run.Plan.Nodes {
 		switch {
-		case np.Skip != "":
+		case np.Skip != "", run.IsExcluded(np.Node):
 		case nodeBegun(run, np):
 			begun = append(begun, np)
 		default:
@@ -173,14 +183,14 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 		}
 	}
 	todo := append(begun, fresh...)
-	sched := newScheduler(run.Plan.Nodes, todo, run.Plan.MaxInFlight)
+	sched := newScheduler(run.Plan.Nodes, todo, run.Plan.MaxInFlight, x.canaryNodes)
 	type outcome struct {
 		node string
 		err  error
 	}
 	results := make(chan outcome)
 	inFlight := 0
-	var failures, halted []error
+	var failures, halted, tolerated []error
 	stopped := false
 	for {
 		if len(failures) == 0 && !stopped && !closed(x.halt) {
@@ -205,6 +215,8 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 		case r.err == nil:
 		case errors.As(r.err, &he):
 			halted = append(halted, r.err)
+		case x.tolerated(r.node, r.err):
+			tolerated = append(tolerated, r.err)
 		default:
 			x.haltNow()
 			failures = append(failures, r.err)
@@ -224,8 +236,9 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 		}
 	}
 	if len(failures) == 0 {
-		return x.record(run, recRunEnd, runEnd{Status: "succeeded"})
+		return x.end(run, tolerated)
 	}
+	failures = append(tolerated, failures...) // the summary names every failed node
 	err := failures[0]
 	if len(failures) > 1 {
 		err = errors.Join(failures...)
@@ -246,6 +259,48 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 		return errors.Join(err, jerr)
 	}
 	return err
+}
+
+// end closes a run whose every node is done, or left out: by the operator,
+// or rolled back within the failure budget.
+func (x *Executor) end(run *Run, tolerated []error) error {
+	if len(tolerated) == 0 && len(run.Excluded) == 0 {
+		return x.record(run, recRunEnd, runEnd{Status: "succeeded"})
+	}
+	pe := &PartialError{RunID: run.ID, To: run.Plan.To, Excluded: run.Excluded, Failed: tolerated, Advice: x.Advice}
+	if run.Plan.Kind != "" {
+		pe.To = ""
+	}
+	if err := x.record(run, recRunEnd, runEnd{Status: RunPartial, Error: pe.Error(), Failed: pe.FailedNodes()}); err != nil {
+		return errors.Join(pe, err)
+	}
+	return pe
+}
+
+// spend takes a failure of node from the run's budget, if there is one
+// left and the node may use it: not the core, not a canary.
+func (x *Executor) spend(np NodePlan) bool {
+	x.budget.Lock()
+	defer x.budget.Unlock()
+	if x.spent[np.Node] {
+		return true
+	}
+	if isCore(np) || x.canaryNodes[np.Node] || x.budgetLeft <= 0 {
+		return false
+	}
+	x.budgetLeft--
+	x.spent[np.Node] = true
+	return true
+}
+
+// tolerated reports whether err is a node's failure the budget took: the
+// node was rolled back whole, and the run goes on.
+func (x *Executor) tolerated(node string, err error) bool {
+	x.budget.Lock()
+	spent := x.spent[node]
+	x.budget.Unlock()
+	fe, ok := err.(*StepFailedError)
+	return ok && spent && !fe.Resumable && fe.RollbackErr == ""
 }
 
 // anyResumable reports whether one of the errors left a node that
@@ -374,7 +429,9 @@ func (p *lockedProgress) Transfer(node string, s Step, fp steps.FetchProgress) {
 
 func (x *Executor) node(ctx context.Context, run *Run, np NodePlan) error {
 	if rb := run.rollbackOf(np.Node); rb != nil {
-		x.haltNow() // the node failed before: nothing new starts meanwhile
+		if !x.spend(np) {
+			x.haltNow() // the node failed before: nothing new starts meanwhile
+		}
 		return x.rollback(ctx, run, np, rb)
 	}
 	for _, s := range np.Steps {
@@ -457,6 +514,11 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	var res steps.Result
 	call := func() error {
 		res = steps.Result{}
+		if s.Op == OpWatch {
+			var err error
+			res, err = x.watch(ctx, run, node, s)
+			return err
+		}
 		return x.Transports[node].Call(ctx, s.Op, req, &res, func(ev cluster.Event) {
 			switch ev.Kind {
 			case "log":
@@ -536,14 +598,19 @@ func (x *Executor) retryUnreachable(ctx context.Context, node string, s Step, ca
 // on a cluster of hundreds of DEAs a retirement costs a few probes, not
 // one per DEA.
 func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error {
-	candidates := x.DEAs
-	if candidates == nil {
+	var candidates []string
+	if x.DEAs == nil {
 		for _, np := range run.Plan.Nodes {
 			if slices.Contains(np.Roles, release.RoleDEA) {
 				candidates = append(candidates, np.Node)
 			}
 		}
 	}
+	for _, name := range x.DEAs {
+		candidates = append(candidates, name)
+	}
+	// An excluded DEA is gone: it takes no instances.
+	candidates = slices.DeleteFunc(candidates, run.IsExcluded)
 	probe := func(name string) *steps.DEACapacity {
 		tr := x.Transports[name]
 		if tr == nil {
@@ -622,7 +689,9 @@ func (x *Executor) appendRecord(run *Run, typ string, data any, appendRec func(s
 // failed handles a step that failed while components were being replaced:
 // the node's release is rolled back.
 func (x *Executor) failed(ctx context.Context, run *Run, np NodePlan, s Step, msg, output string) error {
-	x.haltNow() // before the rollback, which may take minutes: nothing new starts meanwhile
+	if !x.spend(np) {
+		x.haltNow() // before the rollback, which may take minutes: nothing new starts meanwhile
+	}
 	rb := &rollbackStart{Node: np.Node, Release: s.Release, Cause: s.ID, Steps: rollbackSteps(run, np, s.Release)}
 	if err := x.record(run, recRollbackStart, rb); err != nil {
 		return &InterruptedError{Node: np.Node, Step: s.ID, Reason: fmt.Sprintf("%s failed (%s), and its rollback could not start: %v", s.ID, msg, err)}

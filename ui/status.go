@@ -45,6 +45,12 @@ func PrintStatus(w io.Writer, r lifecycle.StatusReport, allSteps bool) {
 		if run.TornTail != "" {
 			fmt.Fprintf(w, "  journal: torn last record, %s\n", run.TornTail)
 		}
+		for _, x := range run.Excluded {
+			fmt.Fprintf(w, "  excluded: %s by %s@%s at %s: %s\n", x.Node, x.By, x.Host, x.Time.Local().Format(time.DateTime), x.Reason)
+		}
+		if len(run.FailedNodes) > 0 {
+			fmt.Fprintf(w, "  failed and rolled back: %s\n", strings.Join(run.FailedNodes, ", "))
+		}
 		if run.Error != "" && run.Status != "running" {
 			fmt.Fprintf(w, "  error: %s\n", run.Error)
 		}
@@ -83,6 +89,8 @@ func PrintStatus(w io.Writer, r lifecycle.StatusReport, allSteps bool) {
 		for _, n := range r.Nodes {
 			at := "done"
 			switch {
+			case n.Behind != "":
+				at = "behind: " + n.Behind
 			case n.StepsTotal == 0:
 				at = "not in this run"
 			case n.Step != "":
