@@ -1,0 +1,296 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// recordedRelease is the release node.json records on the named node.
+func recordedRelease(t *testing.T, lab *testLab, node string) string {
+	t.Helper()
+	n, _ := lab.Node(node)
+	rec, err := steps.ReadRecord(n.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.Release
+}
+
+// touchedNodes lists the nodes the journal of the last run shows a step
+// started on.
+func touchedNodes(t *testing.T, lab *testLab) map[string]bool {
+	t.Helper()
+	rep, err := resume.Read(lab.journalPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, r := range rep.Records {
+		if r.Type == "step-start" {
+			var ref struct{ Node string }
+			if err := json.Unmarshal(r.Data, &ref); err != nil {
+				t.Fatal(err)
+			}
+			out[ref.Node] = true
+		}
+	}
+	return out
+}
+
+// Bad --canaries, --watch-time, --max-in-flight, --max-failures,
+// --exclude-node and --reason, and a bad update: block in the cluster
+// file: exit 2, and no run is started.
+func TestUpdateFlagsRefusedBeforeAnything(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	for _, args := range [][]string{
+		{"upgrade", "3.4.2", "--yes", "--canaries", "-1"},
+		{"upgrade", "3.4.2", "--yes", "--watch-time", "5"},
+		{"upgrade", "3.4.2", "--yes", "--max-in-flight", "0"},
+		{"upgrade", "3.4.2", "--yes", "--max-in-flight", "120%"},
+		{"upgrade", "3.4.2", "--yes", "--max-failures", "one"},
+		{"upgrade", "3.4.2", "--yes", "--exclude-node", "core", "--reason", "x"},
+		{"upgrade", "--resume", "--exclude-node", "core"},
+		{"upgrade", "--resume", "--canaries", "1"},
+	} {
+		r := lab.sentinel(nil, args...)
+		if r.code != 2 {
+			t.Errorf("sentinel %v: exit %d, want 2\n%s", args, r.code, r.stderr)
+		}
+	}
+	data := mustRead(t, lab.ClusterFile)
+	if err := os.WriteFile(lab.ClusterFile, append(data, []byte("update:\n  max_failures: 10 percent\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.code != 2 || !strings.Contains(r.stderr, "update.max_failures") {
+		t.Errorf("a bad update: block: exit %d, want 2 naming update.max_failures\n%s", r.code, r.stderr)
+	}
+	if p, _ := (rollout.Runs{Dir: lab.inventory().State()}).LatestPath(); p != "" {
+		t.Errorf("a refused run left a journal %s", p)
+	}
+	if got := recordedRelease(t, lab, "core"); got != "3.4.1" {
+		t.Errorf("core on %s after refused runs", got)
+	}
+}
+
+// A run for some nodes (--node) does not need the others to answer: one
+// that is away is reported by preflight, and the run goes on.
+func TestNodeRunWithAnotherNodeAway(t *testing.T) {
+	lab := newLab(t, 5, "3.4.1")
+	lab.SetMaintenanceHook("true")
+	flag := awayWhile(t, lab, "dea-2")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--node", "dea-1")
+	if r.code != 0 {
+		t.Fatalf("upgrade --node dea-1 with dea-2 away: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout+r.stderr, "dea-2") {
+		t.Errorf("nothing said that dea-2 did not answer:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if got := recordedRelease(t, lab, "dea-1"); got != "3.4.2" {
+		t.Errorf("dea-1 on %s, want 3.4.2", got)
+	}
+	// The whole cluster does need every node.
+	r = lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.code == 0 || !strings.Contains(r.stderr, "dea-2") {
+		t.Errorf("a whole-cluster run with dea-2 away: exit %d, want a refusal naming dea-2\n%s", r.code, r.stderr)
+	}
+}
+
+// --canaries 1 --watch-time 5s: the first DEA goes alone; its dea_ng turns
+// unhealthy 2 s after it started, which the watch catches (its health step
+// passed); the canary is rolled back and no other DEA is touched.
+func TestCanaryCaughtDuringWatch(t *testing.T) {
+	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
+	lab.SetMaintenanceHook("true")
+	dea1, _ := lab.Node("dea-1")
+	if err := fixtures.InjectFault(dea1.Root, "dea_ng", fixtures.HookHealth, fixtures.FaultFailAfter(2), "3.4.2"); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--canaries", "1", "--watch-time", "5s")
+	if r.code != 1 {
+		t.Fatalf("canary failing during its watch: exit %d, want 1\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{"node dea-1: step 3.4.2/watch failed", "dea_ng 3.4.2 turned unhealthy", "5s watch", "rolled back"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("the error does not say %q:\n%s", want, r.stderr)
+		}
+	}
+	// The health step itself passed: it is the watch that caught it.
+	run, _, err := rollout.Runs{Dir: lab.inventory().State()}.Latest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range run.View("dea-1") {
+		if v.ID == "3.4.2/dea_ng/health" && v.State != rollout.StateDone {
+			t.Errorf("dea_ng's health step: %s, want done (the fault comes 2 s after the start)", v.State)
+		}
+	}
+	everyComponentOn(t, dea1.Root, "3.4.1")
+	touched := touchedNodes(t, lab)
+	for _, n := range []string{"dea-2", "dea-3", "services", "core"} {
+		if touched[n] {
+			t.Errorf("%s was touched after the canary failed", n)
+		}
+		if got := recordedRelease(t, lab, n); got != "3.4.1" {
+			t.Errorf("%s on %s", n, got)
+		}
+	}
+}
+
+// --max-failures 1: a DEA that fails is rolled back, the other DEAs and the
+// core finish; exit 5 and the summary name it; status shows it behind;
+// once fixed, a new run catches it up and touches nothing else.
+func TestFailureBudgetFinishesTheOthers(t *testing.T) {
+	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
+	lab.SetMaintenanceHook("true")
+	dea2, _ := lab.Node("dea-2")
+	if err := fixtures.InjectFault(dea2.Root, "dea_ng", fixtures.HookHealth, fixtures.FaultFail, "3.4.2"); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--max-failures", "1")
+	if r.code != exitFailedWithinBudget {
+		t.Fatalf("one DEA failing within the budget: exit %d, want %d\n%s\n%s", r.code, exitFailedWithinBudget, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "done without 1 node") || !strings.Contains(r.stderr, "node dea-2: step 3.4.2/dea_ng/health failed") {
+		t.Errorf("the summary does not name dea-2:\n%s", r.stderr)
+	}
+	for _, n := range []string{"dea-1", "dea-3", "services", "core"} {
+		if got := recordedRelease(t, lab, n); got != "3.4.2" {
+			t.Errorf("%s on %s, want 3.4.2", n, got)
+		}
+	}
+	everyComponentOn(t, dea2.Root, "3.4.1")
+	st := lab.mustSucceed("status")
+	if !strings.Contains(st.stdout, "PARTIAL") || !strings.Contains(st.stdout, "failed and rolled back: dea-2") || !strings.Contains(st.stdout, "behind: failed in run") {
+		t.Errorf("status after the partial run:\n%s", st.stdout)
+	}
+	fixtures.ClearFaults(dea2.Root)
+	r = lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	if !strings.Contains(r.stdout+r.stderr, "this run catches it up") {
+		t.Errorf("preflight did not say dea-2 is behind and caught up:\n%s\n%s", r.stdout, r.stderr)
+	}
+	if touched := touchedNodes(t, lab); len(touched) != 1 || !touched["dea-2"] {
+		t.Errorf("the catch-up run touched %v, want dea-2 only", touched)
+	}
+	checkAllOn(t, lab, "3.4.2")
+}
+
+// killSSHDMidRun starts an upgrade over SSH, kills the node's sshd (its
+// sessions and the agent they run, SIGKILL) once the node is under way, and
+// checks that the run stops with exit 75 naming it.
+func killSSHDMidRun(t *testing.T, lab *testLab, sshd *fixtures.SSHD, node string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(sentinelBin, args...)
+	cmd.Env = append(os.Environ(), "SENTINEL_CLUSTER="+lab.ClusterFile)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	b := &background{t: t, cmd: cmd, stdout: bufio.NewReader(pipe)}
+	t.Cleanup(b.kill)
+	waitForLine(t, b.stdout, "["+node+"] 3.4.2/dea_ng/install ")
+	if err := sshd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	rest := make(chan string, 1)
+	go func() {
+		data, _ := io.ReadAll(b.stdout)
+		rest <- string(data)
+	}()
+	var stdout string
+	select {
+	case stdout = <-rest:
+	case <-time.After(120 * time.Second):
+		t.Fatalf("the run did not stop within 120s of losing %s", node)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != exitInterrupted {
+		t.Fatalf("run that lost %s: %v, want exit 75\nstdout:\n%s\nstderr:\n%s", node, err, stdout, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "run interrupted at node "+node) {
+		t.Errorf("the error does not name %s:\n%s", node, stderr.String())
+	}
+}
+
+// excludeDeadDEA is issue 15's scenario: a DEA lost for good mid-run
+// (its sshd killed) interrupts the run (75); `--resume --exclude-node`
+// finishes every other node (exit 4) and says who excluded it and why;
+// status shows it behind; the DEA, back later, is caught up by a new run
+// that touches nothing else.
+func excludeDeadDEA(t *testing.T, layout, dea string) {
+	lab, sshds := sshLabWith(t, fixtures.LabOptions{Layout: layout, Release: "3.4.1"})
+	lab.SetMaintenanceHook("true")
+	killSSHDMidRun(t, lab, sshds[dea], dea, "upgrade", "3.4.2", "--yes", "--node-retries", "1", "--max-in-flight", "4")
+
+	r := lab.sentinel(nil, "upgrade", "--resume", "--exclude-node", dea, "--reason", "disk controller died (ticket 4711)")
+	if r.code != exitExcluded {
+		t.Fatalf("--resume --exclude-node %s: exit %d, want %d\n%s\n%s", dea, r.code, exitExcluded, r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "done without 1 node") || !strings.Contains(r.stderr, dea+": excluded by ") || !strings.Contains(r.stderr, "ticket 4711") {
+		t.Errorf("the summary does not name the excluded %s and why:\n%s", dea, r.stderr)
+	}
+	for _, n := range lab.Nodes {
+		want := "3.4.2"
+		if n.Name == dea {
+			want = "3.4.1"
+		}
+		if got := recordedRelease(t, lab, n.Name); got != want {
+			t.Errorf("%s on %s, want %s", n.Name, got, want)
+		}
+	}
+	st := lab.sentinel(nil, "status")
+	if !strings.Contains(st.stdout, "PARTIAL") || !strings.Contains(st.stdout, "excluded: "+dea) || !strings.Contains(st.stdout, "behind: excluded from run") {
+		t.Errorf("status after the exclusion:\n%s", st.stdout)
+	}
+	// A second resume has nothing to do; a new run is not refused.
+	if r := lab.sentinel(nil, "upgrade", "--resume"); r.code != 0 || !strings.Contains(r.stdout, "already finished") {
+		t.Errorf("a second --resume: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	if err := sshds[dea].Restart(); err != nil { // the DEA is back
+		t.Fatal(err)
+	}
+	r = lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	if !strings.Contains(r.stdout+r.stderr, "this run catches it up") {
+		t.Errorf("preflight did not show %s behind:\n%s\n%s", dea, r.stdout, r.stderr)
+	}
+	if touched := touchedNodes(t, lab); len(touched) != 1 || !touched[dea] {
+		t.Errorf("the catch-up run touched %v, want %s only", touched, dea)
+	}
+	checkAllOn(t, lab, "3.4.2")
+}
+
+// The five-node SSH lab: what TestExcludeDeadDEATwentyNodesOverSSH shows on
+// the twenty-node one, in make test.
+func TestExcludeDeadDEAOverSSH(t *testing.T) {
+	excludeDeadDEA(t, "five", "dea-2")
+}
+
+// Issue 15's twenty-node SSH lab (long: twenty sshds and twelve DEAs;
+// TestExcludeDeadDEAOverSSH is the same on five nodes in make test).
+func TestExcludeDeadDEATwentyNodesOverSSH(t *testing.T) {
+	longScenario(t)
+	excludeDeadDEA(t, "twenty", "dea-7")
+}
