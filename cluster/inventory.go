@@ -37,8 +37,21 @@ type Inventory struct {
 	Trust *TrustConfig `yaml:"trust,omitempty"`
 	// Update says how runs go through the nodes; flags override it.
 	Update *UpdateConfig `yaml:"update,omitempty"`
+	// Maintenance switches the cluster's maintenance mode: a run turns it
+	// on before its first change and off after its last.
+	Maintenance *MaintenanceConfig `yaml:"maintenance,omitempty"`
 
 	path string
+}
+
+// MaintenanceConfig is the maintenance: block: shell commands run by
+// /bin/sh on the machine sentinel runs on (the core node, where kato
+// reaches the whole cluster), in order, each to exit 0. Status says whether
+// the mode is on: every command exits 0 when it is, one exits 1 when not.
+type MaintenanceConfig struct {
+	On     []string `yaml:"on"`
+	Off    []string `yaml:"off"`
+	Status []string `yaml:"status,omitempty"`
 }
 
 // UpdateConfig is the update: block, as written (numbers or percentages,
@@ -206,6 +219,9 @@ func LoadInventory(path string) (*Inventory, error) {
 func (inv *Inventory) Path() string { return inv.path }
 
 func (inv *Inventory) validate() error {
+	if m := inv.Maintenance; m != nil && (len(m.On) == 0 || len(m.Off) == 0 || len(m.Status) == 0) {
+		return fmt.Errorf("field maintenance: needs on, off and status commands (lists of shell commands), or no maintenance block at all")
+	}
 	if inv.Channel == "" {
 		return fmt.Errorf("field channel: missing (the URL of the release channel index)")
 	}

@@ -79,6 +79,9 @@ type Options struct {
 	// given: it overrides the journaled plan's for this process.
 	Update    rollout.UpdateSpec
 	SkipDrain bool
+	// NoMaintenance leaves maintenance mode alone, though the cluster
+	// file says how to switch it.
+	NoMaintenance bool
 	// Exclude names nodes a resumed run leaves out, for ExcludeReason.
 	Exclude       []string
 	ExcludeReason string
@@ -358,6 +361,9 @@ func (r *Run) executor() *rollout.Executor {
 	exec := &rollout.Executor{Transports: r.Transports, Journal: r.Journal, Progress: &loggedProgress{next: r.Printer, log: r.Log},
 		Stopping: r.Stopping, SkipDrain: r.SkipDrain, UnreachableRetries: r.UnreachableRetries,
 		DEAs: r.Inventory.NodesWithRole(release.RoleDEA), Advice: r.Job.Advice, Source: r.Journaled.Plan.DefaultSource()}
+	if m := r.Inventory.Maintenance; m != nil {
+		exec.Maintenance = shellMaintenance{cfg: m, log: r.Log}
+	}
 	if r.Resume {
 		switch {
 		case r.Source.FromCache():

@@ -93,6 +93,8 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	if err != nil {
 		return nil, r.Source.Explain(err)
 	}
+	// The docs' first and last steps: maintenance mode on, then off.
+	plan.Maintenance = r.Inventory.Maintenance != nil && !r.NoMaintenance
 	if err := r.Source.Accept(ch); err != nil {
 		return nil, err
 	}

@@ -44,6 +44,9 @@ type Plan struct {
 	// MaxFailures is how many nodes may fail (and be rolled back) while
 	// the run goes on with the others (update.go).
 	MaxFailures int `json:"max_failures,omitempty"`
+	// Maintenance: the run switches the cluster's maintenance mode on
+	// before its first change and off after its last (maintenance.go).
+	Maintenance bool `json:"maintenance,omitempty"`
 	// Finally runs once every node is done: clean-up on the cache node.
 	Finally *NodePlan `json:"finally,omitempty"`
 	// Kind is what the run does: "" for an upgrade, or a patch run

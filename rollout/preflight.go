@@ -439,8 +439,8 @@ const maintenanceHookTimeout = 20 * time.Second
 // is in maintenance mode, as the product's docs advise before an upgrade.
 func maintenanceCheck(in PreflightInput) preflight.Checker {
 	return preflight.Func(preflight.NameMaintenanceMode, func(ctx context.Context) ([]error, []error) {
-		if in.DownloadOnly {
-			return nil, nil // download-only runs while the cluster works normally
+		if in.DownloadOnly || in.Plan.Maintenance {
+			return nil, nil // download-only runs while the cluster works normally; or the run switches it
 		}
 		hook := in.Inventory.MaintenanceHook
 		if hook == "" {

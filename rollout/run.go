@@ -53,6 +53,8 @@ type Executor struct {
 	DEAs []string
 	// Advice words the commands errors advise (zero: an upgrade's).
 	Advice Advice
+	// Maintenance switches maintenance mode when the plan says so.
+	Maintenance Maintenance
 	// WatchInterval is how often a watch step asks for health (zero: 1s,
 	// or half the watch time when that is shorter).
 	WatchInterval time.Duration
@@ -183,6 +185,10 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 		}
 	}
 	todo := append(begun, fresh...)
+	if err := x.switchMaintenance(ctx, run, true); err != nil {
+		_ = x.record(run, recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
+		return err
+	}
 	sched := newScheduler(run.Plan.Nodes, todo, run.Plan.MaxInFlight, x.canaryNodes)
 	type outcome struct {
 		node string
@@ -236,7 +242,14 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 		}
 	}
 	if len(failures) == 0 {
+		if err := x.switchMaintenance(ctx, run, false); err != nil {
+			_ = x.record(run, recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
+			return err
+		}
 		return x.end(run, tolerated)
+	}
+	if run.Plan.Maintenance {
+		x.Progress.Logf("cluster", "maintenance mode stays on: the run did not finish")
 	}
 	failures = append(tolerated, failures...) // the summary names every failed node
 	err := failures[0]

@@ -92,6 +92,9 @@ type Run struct {
 	Excluded []Exclusion
 	// FailedNodes are the nodes a finished run rolled back.
 	FailedNodes []string
+	// Maintenance is how far each switch of maintenance mode went:
+	// "on"/"off" -> "intent" or "done".
+	Maintenance map[string]string
 	binaries    []BinaryUse // see Binaries
 
 	mu sync.RWMutex // nodes in flight read and write their steps at once
@@ -261,6 +264,8 @@ func (r *Run) apply(rec resume.Record) error {
 				s.State = StateRunning // its effect is unknown: it runs again on resume
 			}
 		}
+	case recMaintenance:
+		return r.applyMaintenance(rec.Data, rec.Seq)
 	case recStepReset:
 		return r.applyReset(rec.Data, rec.Seq)
 	case recBinary:

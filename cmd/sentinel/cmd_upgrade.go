@@ -67,6 +67,7 @@ output.`,
 	f.StringVar(&run.o.Update.WatchTime, "watch-time", "", "how long every component of a node must stay healthy after its start before the node counts as done, e.g. 30s (default 0s, or the cluster file's update.watch_time)")
 	f.StringVar(&run.o.Update.MaxFailures, "max-failures", "", "how many nodes may fail (each is rolled back) while the run goes on with the others, N or a percentage (10%); never the core or a canary (default 0, or the cluster file's update.max_failures)")
 	f.StringArrayVar(&run.o.Exclude, "exclude-node", nil, "with --resume: leave this node out of the unfinished run (repeatable), journaled with --reason; the run finishes the others and a later run catches it up")
+	f.BoolVar(&run.o.NoMaintenance, "no-maintenance", false, "leave maintenance mode alone, though the cluster file's maintenance: block says how to switch it (the run otherwise turns it on before its first change and off after its last)")
 	f.StringVar(&run.o.ExcludeReason, "reason", "", "why the --exclude-node nodes are left out (kept in the journal with who and from where)")
 	f.BoolVar(&run.o.NoCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
 	f.BoolVar(&run.o.UpdateSelf, "update-self", false, "update sentinel itself to the newest signed build the channel offers (also a development build), then go on with the run in the new build; without VERSION or --resume, only update")

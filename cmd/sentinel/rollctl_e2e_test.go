@@ -5,10 +5,13 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -293,4 +296,108 @@ func TestExcludeDeadDEAOverSSH(t *testing.T) {
 func TestExcludeDeadDEATwentyNodesOverSSH(t *testing.T) {
 	longScenario(t)
 	excludeDeadDEA(t, "twenty", "dea-7")
+}
+
+// maintenanceLab is a lab whose cluster file switches maintenance mode
+// with commands that log each switch to a file, and whose status says
+// whether the flag file is there. With killOnce, the first "on" kills
+// sentinel (SIGKILL) right after switching, before the journal says so.
+func maintenanceLab(t *testing.T, killOnce bool) (lab *testLab, switches string) {
+	t.Helper()
+	lab = newLab(t, 1, "3.4.1")
+	dir := t.TempDir()
+	switches, flag, once := filepath.Join(dir, "switches.log"), filepath.Join(dir, "on"), filepath.Join(dir, "kill-once")
+	if killOnce {
+		if err := os.WriteFile(once, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block := fmt.Sprintf(`maintenance:
+  on: ["echo on >> %[1]s", "touch %[2]s", "if [ -e %[3]s ]; then rm %[3]s; kill -9 $PPID; fi"]
+  off: ["echo off >> %[1]s", "rm -f %[2]s"]
+  status: ["test -e %[2]s"]
+`, switches, flag, once)
+	data := mustRead(t, lab.ClusterFile)
+	if err := os.WriteFile(lab.ClusterFile, append(data, block...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return lab, switches
+}
+
+// maintenanceRecords are the journal's maintenance records ("on intent",
+// "on done", ...) by record number, and the numbers of the first step
+// start and the last step outcome.
+func maintenanceRecords(t *testing.T, lab *testLab) (recs map[string]int, firstStep, lastStep int) {
+	t.Helper()
+	rep, err := resume.Read(lab.journalPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs = map[string]int{}
+	for i, r := range rep.Records {
+		switch r.Type {
+		case "maintenance":
+			var m struct{ Mode, Phase string }
+			if err := json.Unmarshal(r.Data, &m); err != nil {
+				t.Fatal(err)
+			}
+			recs[m.Mode+" "+m.Phase] = i + 1
+		case "step-start":
+			if firstStep == 0 {
+				firstStep = i + 1
+			}
+		case "step-done", "step-failed":
+			lastStep = i + 1
+		}
+	}
+	return recs, firstStep, lastStep
+}
+
+// Maintenance mode is switched on before the first change and off after
+// the last, each exactly once, though sentinel is killed (SIGKILL) right
+// after switching it on, before the journal says so; --resume finishes.
+// --no-maintenance leaves it alone.
+func TestMaintenanceSwitchedOnceAcrossKills(t *testing.T) {
+	lab, switches := maintenanceLab(t, true)
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.signal != syscall.SIGKILL {
+		t.Fatalf("the on command did not kill sentinel: exit %d signal %v\n%s", r.code, r.signal, r.stderr)
+	}
+	lab.mustSucceed("upgrade", "--resume")
+	if got := string(mustRead(t, switches)); got != "on\noff\n" {
+		t.Errorf("killed right after switching on, then resumed: switches %q, want on then off, once each", got)
+	}
+	recs, first, last := maintenanceRecords(t, lab)
+	if !(recs["on done"] < first && recs["off intent"] > last && recs["off done"] > recs["off intent"]) {
+		t.Errorf("maintenance records %v, first step at %d, last at %d: want on before the first change and off after the last", recs, first, last)
+	}
+	checkAllOn(t, lab, "3.4.2")
+
+	lab, switches = maintenanceLab(t, false)
+	lab.mustSucceed("upgrade", "3.4.2", "--yes", "--no-maintenance")
+	if data, _ := os.ReadFile(switches); len(data) != 0 {
+		t.Errorf("--no-maintenance switched: %q", data)
+	}
+}
+
+// SIGKILL right after each maintenance record (the crash hook), then
+// --resume: each switch still happens exactly once. Long: a lab and two
+// runs per record; TestMaintenanceSwitchedOnceAcrossKills keeps the
+// hardest case (killed between the switch and its record) in make test.
+func TestMaintenanceSwitchedOnceAfterEveryRecord(t *testing.T) {
+	longScenario(t)
+	ref, _ := maintenanceLab(t, false)
+	ref.mustSucceed("upgrade", "3.4.2", "--yes")
+	recs, _, _ := maintenanceRecords(t, ref)
+	for _, at := range []string{"on intent", "on done", "off intent", "off done"} {
+		t.Run(strings.ReplaceAll(at, " ", "-"), func(t *testing.T) {
+			lab, switches := maintenanceLab(t, false)
+			lab.crashAt(recs[at], "upgrade", "3.4.2", "--yes")
+			lab.mustSucceed("upgrade", "--resume")
+			if got := string(mustRead(t, switches)); got != "on\noff\n" {
+				t.Errorf("killed after the %s record: switches %q, want on then off, once each", at, got)
+			}
+			checkAllOn(t, lab, "3.4.2")
+		})
+	}
 }
