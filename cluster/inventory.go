@@ -61,6 +61,9 @@ type UpdateConfig struct {
 	WatchTime   string `yaml:"watch_time,omitempty"`
 	MaxInFlight string `yaml:"max_in_flight,omitempty"`
 	MaxFailures string `yaml:"max_failures,omitempty"`
+	// ClosingRestart: true restarts, after the core, every node upgraded
+	// before it (the docs' "kato restart on all nodes").
+	ClosingRestart string `yaml:"closing_restart,omitempty"`
 }
 
 // TrustConfig says how channel metadata is verified.

@@ -545,7 +545,7 @@ func (r *Run) GatherSomeFacts(ctx context.Context) map[string]error {
 func (r *Run) UpdatePolicy() (rollout.Update, error) {
 	var file rollout.UpdateSpec
 	if c := r.Inventory.Update; c != nil {
-		file = rollout.UpdateSpec{Canaries: c.Canaries, WatchTime: c.WatchTime, MaxInFlight: c.MaxInFlight, MaxFailures: c.MaxFailures}
+		file = rollout.UpdateSpec{Canaries: c.Canaries, WatchTime: c.WatchTime, MaxInFlight: c.MaxInFlight, MaxFailures: c.MaxFailures, ClosingRestart: c.ClosingRestart}
 	}
 	if u, err := file.Parse(func(f string) string {
 		return "cluster file " + r.Inventory.Path() + ": update." + strings.ReplaceAll(f, "-", "_")

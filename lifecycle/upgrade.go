@@ -56,6 +56,10 @@ func Upgrade(u UpgradeOptions) *Job {
 			if err != nil || r.Printer.JSON() {
 				return err
 			}
+			if r.Plan.Kind == rollout.KindRestart {
+				r.Printer.Textf("Restart of %s finished. `sentinel status` shows every node.\n", strings.Join(r.Plan.WorkingNodes(), ", "))
+				return nil
+			}
 			if r.Plan.Kind != "" { // `upgrade --resume` finishes a patch run too
 				r.Printer.Textf("Patch %s of %s finished. `sentinel patch status` shows every node.\n", patches.Verb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
 				return nil
@@ -89,7 +93,7 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	unanswered := r.GatherSomeFacts(ctx)
 	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: r.Inventory, Facts: r.Facts, Target: u.Target, Force: u.Force, RunID: r.ID,
 		CacheURL: r.Source.Cache, SkipDownload: u.SkipDownload, DrainDeadline: u.DrainTimeout, RoleOrder: u.RoleOrder, Only: u.Only,
-		Unanswered: unanswered, Update: update})
+		Unanswered: unanswered, Update: update, ClosingRestart: update.ClosingRestart})
 	if err != nil {
 		return nil, r.Source.Explain(err)
 	}

@@ -47,6 +47,8 @@ type Plan struct {
 	// Maintenance: the run switches the cluster's maintenance mode on
 	// before its first change and off after its last (maintenance.go).
 	Maintenance bool `json:"maintenance,omitempty"`
+	// Closing is the closing restart after the core (restart.go).
+	Closing []NodePlan `json:"closing,omitempty"`
 	// Finally runs once every node is done: clean-up on the cache node.
 	Finally *NodePlan `json:"finally,omitempty"`
 	// Kind is what the run does: "" for an upgrade, or a patch run
@@ -113,6 +115,9 @@ type PlanInput struct {
 	RoleOrder []string
 	// Only limits the run to these nodes (--node); the others are skipped.
 	Only []string
+	// ClosingRestart: after the core, restart every node upgraded before
+	// it (restart.go).
+	ClosingRestart bool
 	// Unanswered are the nodes that could not tell their facts: a node
 	// outside the run (--node) need not answer.
 	Unanswered map[string]error
@@ -237,6 +242,13 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 		plan.Nodes = append(plan.Nodes, np)
 	}
 	in.Update.apply(plan)
+	if in.ClosingRestart && !plan.NothingToDo() {
+		m, err := manifest(to)
+		if err != nil {
+			return nil, err
+		}
+		planClosing(plan, in.Inventory, m, in.DrainDeadline)
+	}
 	// Through the cluster's own cache node (the one --cache-ip names), its
 	// store can drop what no release from the target on needs.
 	if c := in.Inventory.Cache; c != nil && in.CacheURL != "" && !plan.NothingToDo() && cacheIsNode(in.CacheURL, in.Inventory, c.Node) {

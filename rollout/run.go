@@ -171,71 +171,25 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 	x.Progress = &lockedProgress{next: progress}
 	defer func() { x.Progress = progress }()
 
-	// A resumed run first finishes the nodes it had begun: they do not
-	// share a redundant role with each other, and a fresh node that does
-	// must not go down beside one left half done.
-	var begun, fresh []NodePlan
-	for _, np := range run.Plan.Nodes {
-		switch {
-		case np.Skip != "", run.IsExcluded(np.Node):
-		case nodeBegun(run, np):
-			begun = append(begun, np)
-		default:
-			fresh = append(fresh, np)
-		}
-	}
-	todo := append(begun, fresh...)
 	if err := x.switchMaintenance(ctx, run, true); err != nil {
 		_ = x.record(run, recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
 		return err
 	}
-	sched := newScheduler(run.Plan.Nodes, todo, run.Plan.MaxInFlight, x.canaryNodes)
-	type outcome struct {
-		node string
-		err  error
-	}
-	results := make(chan outcome)
-	inFlight := 0
-	var failures, halted, tolerated []error
-	stopped := false
-	for {
-		if len(failures) == 0 && !stopped && !closed(x.halt) {
-			select {
-			case <-x.Stopping:
-				stopped = true // in-flight nodes stop at their next step on their own
-			default:
-				for _, np := range sched.next() {
-					inFlight++
-					go func() { results <- outcome{np.Node, x.node(ctx, run, np)} }()
-				}
+	p := x.pass(ctx, run, run.Plan.Nodes, x.canaryNodes)
+	if len(p.failures) == 0 && len(run.Plan.Closing) > 0 {
+		// The docs' closing restart: after the core, every node upgraded
+		// before it, but those the run left behind.
+		var closing []NodePlan
+		for _, np := range run.Plan.Closing {
+			if !x.spentOn(np.Node) {
+				closing = append(closing, np)
 			}
 		}
-		if inFlight == 0 {
-			break
-		}
-		r := <-results
-		inFlight--
-		sched.finished(r.node)
-		var he *haltedError
-		switch {
-		case r.err == nil:
-		case errors.As(r.err, &he):
-			halted = append(halted, r.err)
-		case x.tolerated(r.node, r.err):
-			tolerated = append(tolerated, r.err)
-		default:
-			x.haltNow()
-			failures = append(failures, r.err)
-		}
+		x.Progress.Logf("cluster", "closing restart of %d node(s) upgraded before the core", len(closing))
+		c := x.pass(ctx, run, closing, nil)
+		p.failures, p.halted, p.tolerated = c.failures, append(p.halted, c.halted...), append(p.tolerated, c.tolerated...)
 	}
-	if !stopped && len(failures) == 0 && len(halted) == 0 && len(sched.pending) > 0 {
-		// Cannot happen under the scheduling rules; never report success.
-		failures = append(failures, fmt.Errorf("internal error: %d node(s) could never start (%s); run `%s --max-in-flight 1`", len(sched.pending), sched.pending[0].Node, x.Advice.resume()))
-	}
-	if stopped && len(failures) == 0 && len(sched.pending) > 0 {
-		np := sched.pending[0]
-		failures = append(failures, &InterruptedError{Node: np.Node, Step: firstPending(run, np), Reason: "stopped by the operator"})
-	}
+	failures, halted, tolerated := p.failures, p.halted, p.tolerated
 	if len(failures) == 0 && run.Plan.Finally != nil {
 		if err := x.node(ctx, run, *run.Plan.Finally); err != nil {
 			failures = append(failures, err)
@@ -314,6 +268,82 @@ func (x *Executor) tolerated(node string, err error) bool {
 	x.budget.Unlock()
 	fe, ok := err.(*StepFailedError)
 	return ok && spent && !fe.Resumable && fe.RollbackErr == ""
+}
+
+// passResult is how a pass over some nodes ended.
+type passResult struct{ failures, halted, tolerated []error }
+
+// pass runs the nodes under the scheduling rules until each is done, or
+// a failure (past the budget) or the operator stops it.
+func (x *Executor) pass(ctx context.Context, run *Run, nodes []NodePlan, canary map[string]bool) passResult {
+	// A resumed run first finishes the nodes it had begun: they do not
+	// share a redundant role with each other, and a fresh node that does
+	// must not go down beside one left half done.
+	var begun, fresh []NodePlan
+	for _, np := range nodes {
+		switch {
+		case np.Skip != "", run.IsExcluded(np.Node):
+		case nodeBegun(run, np):
+			begun = append(begun, np)
+		default:
+			fresh = append(fresh, np)
+		}
+	}
+	sched := newScheduler(run.Plan.Nodes, append(begun, fresh...), run.Plan.MaxInFlight, canary)
+	type outcome struct {
+		node string
+		err  error
+	}
+	results := make(chan outcome)
+	inFlight := 0
+	var p passResult
+	stopped := false
+	for {
+		if len(p.failures) == 0 && !stopped && !closed(x.halt) {
+			select {
+			case <-x.Stopping:
+				stopped = true // in-flight nodes stop at their next step on their own
+			default:
+				for _, np := range sched.next() {
+					inFlight++
+					go func() { results <- outcome{np.Node, x.node(ctx, run, np)} }()
+				}
+			}
+		}
+		if inFlight == 0 {
+			break
+		}
+		r := <-results
+		inFlight--
+		sched.finished(r.node)
+		var he *haltedError
+		switch {
+		case r.err == nil:
+		case errors.As(r.err, &he):
+			p.halted = append(p.halted, r.err)
+		case x.tolerated(r.node, r.err):
+			p.tolerated = append(p.tolerated, r.err)
+		default:
+			x.haltNow()
+			p.failures = append(p.failures, r.err)
+		}
+	}
+	if !stopped && len(p.failures) == 0 && len(p.halted) == 0 && len(sched.pending) > 0 {
+		// Cannot happen under the scheduling rules; never report success.
+		p.failures = append(p.failures, fmt.Errorf("internal error: %d node(s) could never start (%s); run `%s --max-in-flight 1`", len(sched.pending), sched.pending[0].Node, x.Advice.resume()))
+	}
+	if stopped && len(p.failures) == 0 && len(sched.pending) > 0 {
+		np := sched.pending[0]
+		p.failures = append(p.failures, &InterruptedError{Node: np.Node, Step: firstPending(run, np), Reason: "stopped by the operator"})
+	}
+	return p
+}
+
+// spentOn reports whether the node failed within the budget.
+func (x *Executor) spentOn(node string) bool {
+	x.budget.Lock()
+	defer x.budget.Unlock()
+	return x.spent[node]
 }
 
 // anyResumable reports whether one of the errors left a node that

@@ -168,10 +168,11 @@ func (r *Run) Where() string {
 
 // allNodes is the plan's nodes, then its final clean-up, in execution order.
 func (r *Run) allNodes() []NodePlan {
-	if r.Plan.Finally == nil {
-		return r.Plan.Nodes
+	out := append(append([]NodePlan(nil), r.Plan.Nodes...), r.Plan.Closing...)
+	if r.Plan.Finally != nil {
+		out = append(out, *r.Plan.Finally)
 	}
-	return append(append([]NodePlan(nil), r.Plan.Nodes...), *r.Plan.Finally)
+	return out
 }
 
 // nodeSteps is the node's planned steps followed by its rollback steps, if

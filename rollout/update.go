@@ -118,6 +118,8 @@ type UpdateSpec struct {
 	WatchTime   string
 	MaxInFlight string
 	MaxFailures string
+	// ClosingRestart is "true" or "false" (restart.go).
+	ClosingRestart string
 }
 
 // Over returns s with the settings it leaves empty taken from base.
@@ -129,7 +131,8 @@ func (s UpdateSpec) Over(base UpdateSpec) UpdateSpec {
 		return b
 	}
 	return UpdateSpec{Canaries: pick(s.Canaries, base.Canaries), WatchTime: pick(s.WatchTime, base.WatchTime),
-		MaxInFlight: pick(s.MaxInFlight, base.MaxInFlight), MaxFailures: pick(s.MaxFailures, base.MaxFailures)}
+		MaxInFlight: pick(s.MaxInFlight, base.MaxInFlight), MaxFailures: pick(s.MaxFailures, base.MaxFailures),
+		ClosingRestart: pick(s.ClosingRestart, base.ClosingRestart)}
 }
 
 // maxWatchTime bounds --watch-time: longer is a typo, not a watch.
@@ -141,6 +144,8 @@ type Update struct {
 	WatchTime   time.Duration
 	MaxInFlight Amount // zero: one at a time
 	MaxFailures Amount
+	// ClosingRestart restarts, after the core, every node upgraded before it.
+	ClosingRestart bool
 }
 
 // Parse checks every setting; the error names the first bad one as where
@@ -169,6 +174,11 @@ func (s UpdateSpec) Parse(name func(field string) string) (Update, error) {
 	if s.MaxFailures != "" {
 		if u.MaxFailures, err = ParseAmount(name("max-failures"), s.MaxFailures); err != nil {
 			return u, err
+		}
+	}
+	if s.ClosingRestart != "" {
+		if u.ClosingRestart, err = strconv.ParseBool(s.ClosingRestart); err != nil {
+			return u, fmt.Errorf("%s %q: want true or false", name("closing-restart"), s.ClosingRestart)
 		}
 	}
 	return u, nil

@@ -19,11 +19,14 @@ func PrintStatus(w io.Writer, r lifecycle.StatusReport, allSteps bool) {
 	} else {
 		run := r.Run
 		resumeCmd := "sentinel upgrade --resume"
-		if run.Kind != "" {
+		switch {
+		case run.Kind == rollout.KindRestart:
+			fmt.Fprintf(w, "Run %s: restart on %s, %s\n", run.ID, run.To, strings.ToUpper(run.Status))
+		case run.Kind != "":
 			verb := strings.TrimPrefix(run.Kind, "patch-")
 			resumeCmd = "sentinel patch " + verb + " --resume"
 			fmt.Fprintf(w, "Run %s: patch %s of %s on %s, %s\n", run.ID, verb, strings.Join(run.Patches, ", "), run.To, strings.ToUpper(run.Status))
-		} else {
+		default:
 			fmt.Fprintf(w, "Run %s: %s -> %s, %s\n", run.ID, run.From, run.To, strings.ToUpper(run.Status))
 		}
 		fmt.Fprintf(w, "  command: %s\n", lifecycle.CommandLine(run.Command))

@@ -67,6 +67,8 @@ output.`,
 	f.StringVar(&run.o.Update.WatchTime, "watch-time", "", "how long every component of a node must stay healthy after its start before the node counts as done, e.g. 30s (default 0s, or the cluster file's update.watch_time)")
 	f.StringVar(&run.o.Update.MaxFailures, "max-failures", "", "how many nodes may fail (each is rolled back) while the run goes on with the others, N or a percentage (10%); never the core or a canary (default 0, or the cluster file's update.max_failures)")
 	f.StringArrayVar(&run.o.Exclude, "exclude-node", nil, "with --resume: leave this node out of the unfinished run (repeatable), journaled with --reason; the run finishes the others and a later run catches it up")
+	f.StringVar(&run.o.Update.ClosingRestart, "closing-restart", "", "true: after the core, restart every node upgraded before it, rolling, DEAs retired around it (the docs' \"kato restart on all nodes\"); the core's own restart after its commit counts as its closing restart (default false, or the cluster file's update.closing_restart)")
+	f.Lookup("closing-restart").NoOptDefVal = "true"
 	f.BoolVar(&run.o.NoMaintenance, "no-maintenance", false, "leave maintenance mode alone, though the cluster file's maintenance: block says how to switch it (the run otherwise turns it on before its first change and off after its last)")
 	f.StringVar(&run.o.ExcludeReason, "reason", "", "why the --exclude-node nodes are left out (kept in the journal with who and from where)")
 	f.BoolVar(&run.o.NoCache, "no-cache", false, "with --resume: fetch what is left from the upstream, though the run began with --cache-ip")
@@ -133,8 +135,8 @@ func checkUpdateFlags(o *lifecycle.Options) error {
 	}
 	u := o.Update
 	switch {
-	case o.Resume && (u.Canaries != "" || u.WatchTime != "" || u.MaxFailures != ""):
-		return usagef("--resume keeps the run's own --canaries, --watch-time and --max-failures (journaled with its plan); only --max-in-flight may change")
+	case o.Resume && (u.Canaries != "" || u.WatchTime != "" || u.MaxFailures != "" || u.ClosingRestart != "" || o.NoMaintenance):
+		return usagef("--resume keeps the run's own --canaries, --watch-time, --max-failures, --closing-restart and --no-maintenance (journaled with its plan); only --max-in-flight may change")
 	case len(o.Exclude) > 0 && !o.Resume:
 		return usagef("--exclude-node leaves a node out of an unfinished run: it goes with --resume (a new run with --node NAME,... upgrades only the nodes named)")
 	case len(o.Exclude) > 0 && strings.TrimSpace(o.ExcludeReason) == "":

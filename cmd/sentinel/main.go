@@ -167,6 +167,7 @@ and rolled back within --max-failures; 75 interrupted but resumable.`,
 	root.AddCommand(newReleaseCmd())
 	root.AddCommand(newPatchCmd(stopping))
 	root.AddCommand(newRecoverCmd())
+	root.AddCommand(newRestartCmd(stopping))
 	strictUsage(root)
 	return root
 }

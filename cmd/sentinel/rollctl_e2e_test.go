@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -400,4 +401,92 @@ func TestMaintenanceSwitchedOnceAfterEveryRecord(t *testing.T) {
 			checkAllOn(t, lab, "3.4.2")
 		})
 	}
+}
+
+// `sentinel restart` is what follows `patch install --no-restart`: the
+// patched component, switched in but still running the old version, runs
+// the patch after it; only the node asked for is restarted.
+func TestRestartAfterNoRestartPatch(t *testing.T) {
+	lab := newPatchLab(t)
+	deaRoot := lab.root("dea-2")
+	lab.mustSucceed("patch", "install", "dea-staging-timeout-fix", "--node", "dea-2", "--no-restart", "--yes")
+	wantLevel(t, deaRoot, "dea_ng", "3.4.2-p1", "3.4.2") // new files, old process
+	n := eventCount(t, deaRoot)
+	others := map[string]int{}
+	for _, name := range []string{"dea-1", "core"} {
+		others[name] = eventCount(t, lab.root(name))
+	}
+	r := lab.mustSucceed("restart", "--node", "dea-2", "--yes")
+	if !strings.Contains(r.stdout, "Restarted dea-2") {
+		t.Errorf("restart output:\n%s", r.stdout)
+	}
+	wantLevel(t, deaRoot, "dea_ng", "3.4.2-p1", "3.4.2-p1")
+	if got := eventsSince(t, deaRoot, n); !slices.Contains(got, "start dea_ng 3.4.2-p1") || !slices.Contains(got, "stop dea_ng 3.4.2") {
+		t.Errorf("dea-2's restart events: %v", got)
+	}
+	for name, k := range others {
+		if got := eventsSince(t, lab.root(name), k); len(got) != 0 {
+			t.Errorf("%s was restarted too: %v", name, got)
+		}
+	}
+	if touched := touchedNodes(t, lab); len(touched) != 1 || !touched["dea-2"] {
+		t.Errorf("the restart run touched %v", touched)
+	}
+	if r := lab.sentinel(nil, "restart", "--role", "nosuchrole", "--yes"); r.code != 2 {
+		t.Errorf("--role nosuchrole: exit %d\n%s", r.code, r.stderr)
+	}
+}
+
+// The docs' closing steps on the five-node lab: maintenance mode on before
+// the first change; after the core, every node upgraded before it is
+// restarted once more (DEAs retired around it, one at a time), the core
+// not again; then maintenance off, each once.
+func TestClosingRestartThenMaintenanceOff(t *testing.T) {
+	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
+	dir := t.TempDir()
+	switches, flag := filepath.Join(dir, "switches.log"), filepath.Join(dir, "on")
+	block := fmt.Sprintf("maintenance:\n  on: [\"echo on >> %[1]s; touch %[2]s\"]\n  off: [\"echo off >> %[1]s; rm -f %[2]s\"]\n  status: [\"test -e %[2]s\"]\n", switches, flag)
+	if err := os.WriteFile(lab.ClusterFile, append(mustRead(t, lab.ClusterFile), block...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	lab.mustSucceed("upgrade", "3.4.2", "--yes", "--closing-restart")
+	if got := string(mustRead(t, switches)); got != "on\noff\n" {
+		t.Errorf("switches %q, want on then off, once each", got)
+	}
+	rep, err := resume.Read(lab.journalPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	type ref struct{ Node, Step, Mode, Phase string }
+	at := map[string]int{} // "node step" of each done step, "maintenance mode phase" -> record number
+	var retires []string
+	for i, rec := range rep.Records {
+		var v ref
+		_ = json.Unmarshal(rec.Data, &v)
+		switch rec.Type {
+		case "step-done":
+			at[v.Node+" "+v.Step] = i + 1
+		case "step-start":
+			if strings.HasSuffix(v.Step, "retire") {
+				retires = append(retires, v.Node+" "+v.Step)
+			}
+		case "maintenance":
+			at["maintenance "+v.Mode+" "+v.Phase] = i + 1
+		}
+	}
+	coreRestart := at["core restart"]
+	for _, n := range []string{"dea-1", "dea-2", "dea-3", "services"} {
+		if c := at[n+" closing/restart"]; c == 0 || c < coreRestart || c > at["maintenance off intent"] {
+			t.Errorf("%s's closing restart at record %d: want after the core's restart (%d) and before maintenance off (%d)", n, c, coreRestart, at["maintenance off intent"])
+		}
+	}
+	if at["core closing/restart"] != 0 {
+		t.Error("the core was restarted twice")
+	}
+	want := "dea-1 retire, dea-1 unretire, dea-2 retire, dea-2 unretire, dea-3 retire, dea-3 unretire, " +
+		"dea-1 closing/retire, dea-1 closing/unretire, dea-2 closing/retire, dea-2 closing/unretire, dea-3 closing/retire, dea-3 closing/unretire"
+	if got := strings.Join(retires, ", "); got != want {
+		t.Errorf("retirements:\n%s\nwant\n%s", got, want)
+	}
+	checkAllOn(t, lab, "3.4.2")
 }
