@@ -74,11 +74,16 @@ func TestUpdateFlagsRefusedBeforeAnything(t *testing.T) {
 			t.Errorf("sentinel %v: exit %d, want 2\n%s", args, r.code, r.stderr)
 		}
 	}
+	// --dry-run shows them, and the cluster file's block is read.
+	r := lab.mustSucceed("upgrade", "3.4.2", "--dry-run", "--watch-time", "5s", "--max-failures", "1")
+	if !strings.Contains(r.stdout, "each node watched for 5s before its commit") || !strings.Contains(r.stdout, "3.4.2/watch") {
+		t.Errorf("--dry-run does not show the watch:\n%s", r.stdout)
+	}
 	data := mustRead(t, lab.ClusterFile)
 	if err := os.WriteFile(lab.ClusterFile, append(data, []byte("update:\n  max_failures: 10 percent\n")...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	r = lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
 	if r.code != 2 || !strings.Contains(r.stderr, "update.max_failures") {
 		t.Errorf("a bad update: block: exit %d, want 2 naming update.max_failures\n%s", r.code, r.stderr)
 	}
