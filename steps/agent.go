@@ -422,6 +422,9 @@ func (a *Agent) start(ctx context.Context, req Request) (Result, error) {
 		return Result{Note: req.Component + " " + req.Version + " already running (status hook): start hook not run again"}, nil
 	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "start", a.env(req, req.Version), req.Hooks.Start.Timeout.Or(release.DefaultHookTimeout))
+	if err == nil {
+		err = clearRestartPending(a.Layout.Root, req.Component)
+	}
 	return Result{Changed: ran}, err
 }
 

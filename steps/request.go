@@ -79,6 +79,9 @@ type Request struct {
 	// patches alone changes).
 	Patch          string `json:"patch,omitempty"`
 	PatchInstalled bool   `json:"patch_installed,omitempty"`
+	// RestartPending: components the patch switched in without restarting
+	// them (--no-restart); node.json keeps them until they are restarted.
+	RestartPending []string `json:"restart_pending,omitempty"`
 	// Retry: the journal shows this step started before and not finished
 	// (a crash, a lost node). Only then do stop, start and migrate ask the
 	// component's status hook whether their effect is already in place.

@@ -416,6 +416,10 @@ func TestRestartAfterNoRestartPatch(t *testing.T) {
 	deaRoot := lab.root("dea-2")
 	lab.mustSucceed("patch", "install", "dea-staging-timeout-fix", "--node", "dea-2", "--no-restart", "--yes")
 	wantLevel(t, deaRoot, "dea_ng", "3.4.2-p1", "3.4.2") // new files, old process
+	pending := "dea-2 (installed, restart pending"
+	if st := lab.mustSucceed("patch", "status", "--all"); !strings.Contains(st.stdout, pending) {
+		t.Errorf("patch status after --no-restart does not say dea-2 waits for its restart:\n%s", st.stdout)
+	}
 	n := eventCount(t, deaRoot)
 	others := map[string]int{}
 	for _, name := range []string{"dea-1", "core"} {
@@ -426,6 +430,9 @@ func TestRestartAfterNoRestartPatch(t *testing.T) {
 		t.Errorf("restart output:\n%s", r.stdout)
 	}
 	wantLevel(t, deaRoot, "dea_ng", "3.4.2-p1", "3.4.2-p1")
+	if st := lab.mustSucceed("patch", "status", "--all"); strings.Contains(st.stdout, pending) || !strings.Contains(st.stdout, "dea-2") {
+		t.Errorf("patch status after the restart:\n%s", st.stdout)
+	}
 	if got := eventsSince(t, deaRoot, n); !slices.Contains(got, "start dea_ng 3.4.2-p1") || !slices.Contains(got, "stop dea_ng 3.4.2") {
 		t.Errorf("dea-2's restart events: %v", got)
 	}
