@@ -305,7 +305,7 @@ func (r *Run) plan(ctx context.Context) error {
 
 func (r *Run) preflight(ctx context.Context) error {
 	in := rollout.PreflightInput{Inventory: r.Inventory, Transports: r.Transports, Plan: r.Plan, ChannelURL: r.Source.IndexURL(),
-		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore}
+		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore, Proxy: operatorProxy()}
 	if r.Job.DownloadOnly {
 		in.DownloadOnly, in.CacheURL = true, r.FillCache
 	}
@@ -364,6 +364,7 @@ func (r *Run) executor() *rollout.Executor {
 	if m := r.Inventory.Maintenance; m != nil {
 		exec.Maintenance = shellMaintenance{cfg: m, log: r.Log}
 	}
+	exec.Proxy = operatorProxy()
 	if r.Resume {
 		switch {
 		case r.Source.FromCache():
@@ -557,4 +558,15 @@ func (r *Run) UpdatePolicy() (rollout.Update, error) {
 		return u, usagef("%v", err)
 	}
 	return u, nil
+}
+
+// operatorProxy is the proxy the operator set in sentinel's environment,
+// sent with the nodes' fetches and probes (over SSH their login
+// environment does not have it); nil when none is set, and the nodes keep
+// their own.
+func operatorProxy() *release.ProxySettings {
+	if ps := release.EnvironmentProxy(); ps.Set() {
+		return &ps
+	}
+	return nil
 }

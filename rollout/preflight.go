@@ -36,7 +36,10 @@ type PreflightInput struct {
 	// LockHeldByUs: the caller holds the run lock for this run.
 	LockHeldByUs bool
 	Runs         Runs
-	Ignore       preflight.IgnoreSet
+	// Proxy is the operator's proxy settings, sent to every node's probe
+	// (nil: each node's own environment).
+	Proxy  *release.ProxySettings
+	Ignore preflight.IgnoreSet
 }
 
 // Preflight checks every node, all at once, before anything changes.
@@ -163,7 +166,7 @@ func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[str
 		if in.DownloadOnly && !isCache {
 			continue
 		}
-		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly}
+		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly, Proxy: in.Proxy}
 		if isCache && in.Inventory.Cache != nil {
 			req.CacheDir = in.Inventory.Cache.Dir
 		}

@@ -55,6 +55,9 @@ type Executor struct {
 	Advice Advice
 	// Maintenance switches maintenance mode when the plan says so.
 	Maintenance Maintenance
+	// Proxy is the operator's proxy settings, sent with every fetch that
+	// does not go to the cluster's cache daemon (nil: each node's own).
+	Proxy *release.ProxySettings
 	// WatchInterval is how often a watch step asks for health (zero: 1s,
 	// or half the watch time when that is shorter).
 	WatchInterval time.Duration
@@ -537,6 +540,9 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	switch s.Op {
 	case steps.OpFetch:
 		req = FetchRequest(x.Source, req)
+		if !req.Direct && !req.Offline {
+			req.Proxy = x.Proxy
+		}
 	case steps.OpRetire:
 		req.SkipDrain = x.SkipDrain
 		if !x.SkipDrain {

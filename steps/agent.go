@@ -215,8 +215,11 @@ func (a *Agent) currentVersion(c string) (string, error) {
 
 func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	store := &cache.Store{Dir: a.Layout.CacheDir()}
-	if req.Direct {
+	switch {
+	case req.Direct:
 		store.HTTP = cache.DirectHTTP
+	case req.Proxy != nil:
+		store.HTTP = proxiedHTTP(*req.Proxy)
 	}
 	if a.Progress != nil {
 		store.Progress = func(p cache.TransferProgress) {

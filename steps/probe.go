@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -26,6 +27,9 @@ type ProbeRequest struct {
 	// cluster's cache daemon are.
 	ReachDirect []string `json:"reach_direct,omitempty"`
 	Capacity    bool     `json:"capacity,omitempty"` // a DEA: run dea_ng's capacity hook
+	// Proxy: the operator's proxy settings for Reach (nil: the node's
+	// environment).
+	Proxy *release.ProxySettings `json:"proxy,omitempty"`
 }
 
 // ProbeFacts is what a node reports to preflight.
@@ -87,8 +91,12 @@ func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error
 	// not one per host.
 	f.Reach = make([]preflight.ReachFacts, len(req.Reach)+len(req.ReachDirect))
 	var wg sync.WaitGroup
+	ps := req.Proxy
 	for i, u := range append(append([]string(nil), req.Reach...), req.ReachDirect...) {
 		proxy := release.ProxyFromEnvironment
+		if ps != nil {
+			proxy = ps.Proxy // the operator's, sent with the request
+		}
 		if i >= len(req.Reach) {
 			proxy = nil
 		}
@@ -261,4 +269,11 @@ func (a *Agent) etcChanges() []string {
 		return nil
 	})
 	return out
+}
+
+// proxiedHTTP is a client through the operator's proxy settings.
+func proxiedHTTP(ps release.ProxySettings) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = ps.Proxy
+	return &http.Client{Transport: t}
 }

@@ -82,6 +82,9 @@ type Request struct {
 	// RestartPending: components the patch switched in without restarting
 	// them (--no-restart); node.json keeps them until they are restarted.
 	RestartPending []string `json:"restart_pending,omitempty"`
+	// Proxy is the operator's proxy settings, sent with fetches and probes
+	// so that they reach an agent over SSH; nil: the node's environment.
+	Proxy *release.ProxySettings `json:"proxy,omitempty"`
 	// Retry: the journal shows this step started before and not finished
 	// (a crash, a lost node). Only then do stop, start and migrate ask the
 	// component's status hook whether their effect is already in place.

@@ -513,3 +513,24 @@ func TestClosingRestartThenMaintenanceOff(t *testing.T) {
 	}
 	checkAllOn(t, lab, "3.4.2")
 }
+
+// The proxy the operator set in sentinel's environment reaches the nodes'
+// agents over SSH, whose login environment does not have it: every
+// artifact download a node makes goes through it (tinyproxy's log).
+func TestOperatorProxyReachesNodesOverSSH(t *testing.T) {
+	proxy := startTinyproxy(t)
+	lab, sshds := sshLab(t, 1)
+	env := []string{"http_proxy=http://" + proxy.addr, "https_proxy=http://" + proxy.addr, "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY="}
+	r := lab.sentinel(env, "upgrade", "3.4.2", "--yes")
+	if r.code != 0 {
+		t.Fatalf("upgrade through the proxy over SSH: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	checkReachedOverSSH(t, sshds)
+	upstreamHost := strings.TrimSuffix(strings.TrimPrefix(lab.upstream.URL, "http://"), "/index.json")
+	log := proxy.logText(t)
+	proxied := int64(strings.Count(log, "GET http://"+upstreamHost+"/artifacts/"))
+	if n := lab.upstream.ArtifactDownloads(); n == 0 || proxied != n {
+		t.Errorf("%d artifact downloads reached the upstream, %d of them through the proxy: want all\n%s", n, proxied, log)
+	}
+	checkAllOn(t, lab, "3.4.2")
+}
