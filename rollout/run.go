@@ -180,16 +180,7 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 	}
 	p := x.pass(ctx, run, run.Plan.Nodes, x.canaryNodes)
 	if len(p.failures) == 0 && len(run.Plan.Closing) > 0 {
-		// The docs' closing restart: after the core, every node upgraded
-		// before it, but those the run left behind.
-		var closing []NodePlan
-		for _, np := range run.Plan.Closing {
-			if !x.spentOn(np.Node) {
-				closing = append(closing, np)
-			}
-		}
-		x.Progress.Logf("cluster", "closing restart of %d node(s) upgraded before the core", len(closing))
-		c := x.pass(ctx, run, closing, nil)
+		c := x.closingRestart(ctx, run)
 		p.failures, p.halted, p.tolerated = c.failures, append(p.halted, c.halted...), append(p.tolerated, c.tolerated...)
 	}
 	failures, halted, tolerated := p.failures, p.halted, p.tolerated
@@ -340,6 +331,19 @@ func (x *Executor) pass(ctx context.Context, run *Run, nodes []NodePlan, canary 
 		p.failures = append(p.failures, &InterruptedError{Node: np.Node, Step: firstPending(run, np), Reason: "stopped by the operator"})
 	}
 	return p
+}
+
+// closingRestart is the docs' closing restart: after the core, every node
+// upgraded before it, but those the run rolled back (restart.go).
+func (x *Executor) closingRestart(ctx context.Context, run *Run) passResult {
+	var closing []NodePlan
+	for _, np := range run.Plan.Closing {
+		if !x.spentOn(np.Node) {
+			closing = append(closing, np)
+		}
+	}
+	x.Progress.Logf("cluster", "closing restart of %d node(s) upgraded before the core", len(closing))
+	return x.pass(ctx, run, closing, nil)
 }
 
 // spentOn reports whether the node failed within the budget.

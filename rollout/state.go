@@ -149,8 +149,8 @@ func (r *Run) rollbackOf(node string) *rollbackStart {
 // Where names the first step that is not done, for "stopped at" messages.
 func (r *Run) Where() string {
 	for _, np := range r.allNodes() {
-		if r.IsExcluded(np.Node) {
-			continue
+		if r.IsExcluded(np.Node) || r.rolledBack(np.Node) {
+			continue // left behind: nothing more happens there in this run
 		}
 		for _, s := range r.nodeSteps(np) {
 			switch st := r.state(np.Node, s.ID); st.State {
@@ -164,6 +164,20 @@ func (r *Run) Where() string {
 		}
 	}
 	return "after its last step"
+}
+
+// rolledBack reports whether the node's rollback ran to its end.
+func (r *Run) rolledBack(node string) bool {
+	rb := r.rollbackOf(node)
+	if rb == nil {
+		return false
+	}
+	for _, s := range rb.Steps {
+		if st := r.state(node, s.ID).State; st != StateDone && st != StateFailed {
+			return false
+		}
+	}
+	return true
 }
 
 // allNodes is the plan's nodes, then its final clean-up, in execution order.
