@@ -126,6 +126,7 @@ type Run struct {
 	Facts map[string]*steps.Facts
 
 	lock    *resume.Lock
+	lease   *clusterLease
 	channel *release.Channel
 	offline bool // the resumed run downloads nothing
 	execErr error
@@ -157,6 +158,9 @@ func open(inv *cluster.Inventory, env Env, o Options, job *Job) (r *Run, done fu
 	}
 	r.Log.Info(LogCommandMarker + CommandLine(o.Command))
 	return r, func() {
+		if r.lease != nil {
+			r.lease.release()
+		}
 		if r.lock != nil {
 			r.lock.Release()
 		}
@@ -196,7 +200,7 @@ func Phases() []Phase {
 	}
 }
 
-func (r *Run) takeLock(context.Context) error {
+func (r *Run) takeLock(ctx context.Context) error {
 	var err error
 	if r.lock, err = r.Runs.Lock(CommandLine(r.Command)); err != nil {
 		return err
@@ -204,7 +208,7 @@ func (r *Run) takeLock(context.Context) error {
 	if r.Last, _, err = r.Runs.Latest(); err != nil {
 		return fmt.Errorf("reading the last run in %s: %w", r.Inventory.State(), err)
 	}
-	return nil
+	return r.takeLease(ctx)
 }
 
 // chooseSource: --cache-ip, else (for a resume) where the run was planned
@@ -254,6 +258,9 @@ func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
 }
 
 func (r *Run) dial(context.Context) error {
+	if r.Transports != nil {
+		return nil // dialled for the run lease
+	}
 	var err error
 	r.Transports, err = r.Dial(r.Inventory)
 	return err

@@ -94,6 +94,8 @@ var operations = []operation{
 	{name: OpRetire, run: (*Agent).retire},
 	{name: OpUnretire, run: (*Agent).unretire},
 	{name: OpRecordPatch, run: (*Agent).recordPatch},
+	// The lease is the cluster's, not this node's steps': never behind one.
+	{name: OpLease, unlocked: true, run: (*Agent).lease},
 }
 
 func opNames() []string {

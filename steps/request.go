@@ -82,6 +82,8 @@ type Request struct {
 	// RestartPending: components the patch switched in without restarting
 	// them (--no-restart); node.json keeps them until they are restarted.
 	RestartPending []string `json:"restart_pending,omitempty"`
+	// Lease: a request for the cluster's run lease (OpLease).
+	Lease *LeaseRequest `json:"lease,omitempty"`
 	// Proxy is the operator's proxy settings, sent with fetches and probes
 	// so that they reach an agent over SSH; nil: the node's environment.
 	Proxy *release.ProxySettings `json:"proxy,omitempty"`
@@ -108,6 +110,8 @@ type Result struct {
 	Damaged []string `json:"damaged,omitempty"`
 	// Probe: what preflight needs to know.
 	Probe *ProbeFacts `json:"probe,omitempty"`
+	// Lease: the answer to a lease request.
+	Lease *LeaseResult `json:"lease,omitempty"`
 }
 
 // Facts is what a node says about itself.

@@ -534,3 +534,39 @@ func TestOperatorProxyReachesNodesOverSSH(t *testing.T) {
 	}
 	checkAllOn(t, lab, "3.4.2")
 }
+
+// One run at a time for the whole cluster: a second operator, whose
+// sentinel keeps its own state directory (another machine), is refused
+// (exit 2) while a run holds the lease on the core node, and told whose;
+// the first run's own resume takes its lease over at once.
+func TestClusterLeaseKeepsOperatorsApart(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	core := lab.core()
+	if err := fixtures.InjectFault(core.Root, fixtures.Components()[1].Name, fixtures.HookStart, fixtures.FaultHang, "3.4.2"); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(filepath.Dir(lab.ClusterFile), "cluster-other.yaml") // the second machine: its own state directory
+	data := append(mustRead(t, lab.ClusterFile), fmt.Sprintf("state_dir: %s\n", t.TempDir())...)
+	if err := os.WriteFile(other, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run := startSentinel(t, lab, "upgrade", "3.4.2", "--yes")
+	waitForLine(t, run.stdout, "[core] 3.4.2/"+fixtures.Components()[1].Name+"/switch") // its start hook hangs next
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--cluster", other)
+	if r.code != 2 || !strings.Contains(r.stderr, "core:") || !strings.Contains(r.stderr, "cluster.lease") || !strings.Contains(r.stderr, "sentinel upgrade 3.4.2") {
+		t.Fatalf("a second operator while a run holds the lease: exit %d, want 2 naming the lease and its run\n%s", r.code, r.stderr)
+	}
+	if got := recordedRelease(t, lab, "core"); got != "3.4.1" {
+		t.Errorf("core on %s", got)
+	}
+	run.kill() // SIGKILL: the lease stays until it expires
+	fixtures.ClearFaults(core.Root)
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--cluster", other); r.code != 2 {
+		t.Errorf("the killed run's lease did not keep the other machine out: exit %d\n%s", r.code, r.stderr)
+	}
+	lab.mustSucceed("upgrade", "--resume") // the same state directory takes it over
+	checkAllOn(t, lab, "3.4.2")
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--cluster", other); r.code != 0 {
+		t.Errorf("once the run released the lease, the other machine was refused: exit %d\n%s", r.code, r.stderr)
+	}
+}
