@@ -43,6 +43,11 @@ type Inventory struct {
 	Trust *TrustConfig `yaml:"trust,omitempty"`
 	// Notify is run on this machine at the end of every run.
 	Notify *NotifyConfig `yaml:"notify,omitempty"`
+	// Update says how runs go through the nodes; flags override it.
+	Update *UpdateConfig `yaml:"update,omitempty"`
+	// Maintenance switches the cluster's maintenance mode: a run turns it
+	// on before its first change and off after its last.
+	Maintenance *MaintenanceConfig `yaml:"maintenance,omitempty"`
 
 	path string
 }
@@ -58,6 +63,28 @@ type NotifyConfig struct {
 
 // DefaultNotifyTimeout bounds a notify command unless the cluster file says.
 const DefaultNotifyTimeout = 30 * time.Second
+
+// MaintenanceConfig is the maintenance: block: shell commands run by
+// /bin/sh on the machine sentinel runs on (the core node, where kato
+// reaches the whole cluster), in order, each to exit 0. Status says whether
+// the mode is on: every command exits 0 when it is, one exits 1 when not.
+type MaintenanceConfig struct {
+	On     []string `yaml:"on"`
+	Off    []string `yaml:"off"`
+	Status []string `yaml:"status,omitempty"`
+}
+
+// UpdateConfig is the update: block, as written (numbers or percentages,
+// durations): a run checks it before it changes anything.
+type UpdateConfig struct {
+	Canaries    string `yaml:"canaries,omitempty"`
+	WatchTime   string `yaml:"watch_time,omitempty"`
+	MaxInFlight string `yaml:"max_in_flight,omitempty"`
+	MaxFailures string `yaml:"max_failures,omitempty"`
+	// ClosingRestart: true restarts, after the core, every node upgraded
+	// before it (the docs' "kato restart on all nodes").
+	ClosingRestart string `yaml:"closing_restart,omitempty"`
+}
 
 // TrustConfig says how channel metadata is verified.
 type TrustConfig struct {
@@ -228,6 +255,9 @@ func LoadInventory(path string) (*Inventory, error) {
 func (inv *Inventory) Path() string { return inv.path }
 
 func (inv *Inventory) validate() error {
+	if m := inv.Maintenance; m != nil && (len(m.On) == 0 || len(m.Off) == 0 || len(m.Status) == 0) {
+		return fmt.Errorf("field maintenance: needs on, off and status commands (lists of shell commands), or no maintenance block at all")
+	}
 	if inv.Channel == "" {
 		return fmt.Errorf("field channel: missing (the URL of the release channel index)")
 	}

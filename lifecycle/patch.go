@@ -260,7 +260,11 @@ func prefetchPatches(ctx context.Context, r *Run, catalog *release.Catalog) erro
 					continue
 				}
 				var res steps.Result
-				err := r.Transports[np.Node].Call(gctx, steps.OpFetch, rollout.FetchRequest(src, s.Request), &res, nil)
+				req := rollout.FetchRequest(src, s.Request)
+				if !req.Direct && !req.Offline {
+					req.Proxy = operatorProxy()
+				}
+				err := r.Transports[np.Node].Call(gctx, steps.OpFetch, req, &res, nil)
 				if err != nil {
 					mu.Lock()
 					problems = append(problems, &PatchArtifactError{Node: np.Node, Field: patches.ArtifactField(catalog, s.Request.Artifact.SHA256), Err: err})

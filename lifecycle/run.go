@@ -11,6 +11,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	osuser "os/user"
 	"strings"
 	"time"
 
@@ -73,9 +75,17 @@ type Options struct {
 	Ignore       preflight.IgnoreSet
 	// UnreachableRetries: see rollout.Executor (0: its default, <0: none).
 	UnreachableRetries int
-	// MaxInFlight overrides the plan's (0: as planned).
-	MaxInFlight int
-	SkipDrain   bool
+	// Update is how the nodes go (flags; "" leaves a setting to the
+	// cluster file's update: block). On resume only MaxInFlight may be
+	// given: it overrides the journaled plan's for this process.
+	Update    rollout.UpdateSpec
+	SkipDrain bool
+	// NoMaintenance leaves maintenance mode alone, though the cluster
+	// file says how to switch it.
+	NoMaintenance bool
+	// Exclude names nodes a resumed run leaves out, for ExcludeReason.
+	Exclude       []string
+	ExcludeReason string
 	// Skip names phases not to run (see Phases).
 	Skip []string
 	// RunID names the new run instead of a fresh id: the id a detaching
@@ -137,6 +147,7 @@ type Run struct {
 	Facts map[string]*steps.Facts
 
 	lock    *resume.Lock
+	lease   *clusterLease
 	channel *release.Channel
 	offline bool // the resumed run downloads nothing
 	execErr error
@@ -168,6 +179,9 @@ func open(inv *cluster.Inventory, env Env, o Options, job *Job) (r *Run, done fu
 	}
 	r.Log.Info(LogCommandMarker + CommandLine(o.Command))
 	return r, func() {
+		if r.lease != nil {
+			r.lease.release()
+		}
 		if r.lock != nil {
 			r.lock.Release()
 		}
@@ -208,7 +222,7 @@ func Phases() []Phase {
 	}
 }
 
-func (r *Run) takeLock(context.Context) error {
+func (r *Run) takeLock(ctx context.Context) error {
 	var err error
 	if r.lock, err = r.Runs.Lock(CommandLine(r.Command)); err != nil {
 		return err
@@ -216,7 +230,7 @@ func (r *Run) takeLock(context.Context) error {
 	if r.Last, _, err = r.Runs.Latest(); err != nil {
 		return fmt.Errorf("reading the last run in %s: %w", r.Inventory.State(), err)
 	}
-	return nil
+	return r.takeLease(ctx)
 }
 
 // chooseSource: --cache-ip, else (for a resume) where the run was planned
@@ -279,6 +293,15 @@ func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
 }
 
 func (r *Run) dial(ctx context.Context) error {
+	return r.dialOnce(ctx)
+}
+
+// dialOnce reaches every node, once (the run lease may have come first),
+// and checks sudo where a node needs it before any agent runs.
+func (r *Run) dialOnce(ctx context.Context) error {
+	if r.Transports != nil {
+		return nil
+	}
 	var err error
 	if r.Transports, err = r.Dial(r.Inventory); err != nil {
 		return err
@@ -370,7 +393,7 @@ func (r *Run) plan(ctx context.Context) error {
 
 func (r *Run) preflight(ctx context.Context) error {
 	in := rollout.PreflightInput{Inventory: r.Inventory, Transports: r.Transports, Plan: r.Plan, ChannelURL: r.Source.IndexURL(),
-		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore, CachePeer: r.Source.Peer}
+		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore, CachePeer: r.Source.Peer, Proxy: operatorProxy()}
 	if r.Job.DownloadOnly {
 		in.DownloadOnly, in.CacheURL = true, r.FillCache
 	}
@@ -483,6 +506,10 @@ func (r *Run) executor() *rollout.Executor {
 	exec := &rollout.Executor{Transports: r.Transports, Journal: r.Journal, Progress: &loggedProgress{next: r.Printer, log: r.Log},
 		Stopping: r.Stopping, SkipDrain: r.SkipDrain, UnreachableRetries: r.UnreachableRetries,
 		DEAs: r.Inventory.NodesWithRole(release.RoleDEA), Advice: r.Job.Advice, Source: r.Journaled.Plan.DefaultSource()}
+	if m := r.Inventory.Maintenance; m != nil {
+		exec.Maintenance = shellMaintenance{cfg: m, log: r.Log}
+	}
+	exec.Proxy = operatorProxy()
 	if r.Resume {
 		switch {
 		case r.Source.FromCache():
@@ -504,7 +531,7 @@ func (r *Run) reopen(ctx context.Context) error {
 	if err := r.Job.Resumable(r, last); err != nil {
 		return err
 	}
-	if last.Status == "succeeded" {
+	if last.Done() {
 		// Resuming twice, or after a crash that came after the last record, is not an error.
 		r.Printer.Textf("Run %s already finished: %s. Nothing to resume.\n", last.ID, r.Job.Done(last))
 		return errDone
@@ -529,13 +556,20 @@ func (r *Run) reopen(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("journal %s: %w", path, err)
 	}
+	if err := r.exclude(run); err != nil {
+		return err
+	}
 	for _, np := range run.Plan.Nodes {
-		if _, ok := r.Inventory.Node(np.Node); !ok {
-			return usagef("run %s involves node %s, which the cluster file %s no longer lists", run.ID, np.Node, r.Inventory.Path())
+		if _, ok := r.Inventory.Node(np.Node); !ok && !run.IsExcluded(np.Node) {
+			return usagef("run %s involves node %s, which the cluster file %s no longer lists: put it back, or leave it out of the run with `%s --exclude-node %s --reason TEXT`", run.ID, np.Node, r.Inventory.Path(), r.Job.Advice.Resume, np.Node)
 		}
 	}
-	if r.MaxInFlight > 0 {
-		run.Plan.MaxInFlight = r.MaxInFlight // this process only: the journal keeps the plan
+	if r.Update.MaxInFlight != "" {
+		a, err := rollout.ParseAmount("--max-in-flight", r.Update.MaxInFlight)
+		if err != nil || a.N == 0 {
+			return usagef("--max-in-flight %q: want 1 or more, or a percentage above 0%%", r.Update.MaxInFlight)
+		}
+		run.Plan.MaxInFlight = run.Plan.MaxInFlightOf(a) // this process only: the journal keeps the plan
 	}
 	r.Journaled, r.Plan = run, run.Plan
 	exec := r.executor()
@@ -609,4 +643,79 @@ func (r *Run) logEnd(err error) {
 
 func indent(s string) string {
 	return "  " + strings.ReplaceAll(strings.TrimRight(s, "\n"), "\n", "\n  ")
+}
+
+// exclude journals the nodes the operator leaves out of the resumed run
+// (--exclude-node), each with who, from where and why.
+func (r *Run) exclude(run *rollout.Run) error {
+	if len(r.Exclude) == 0 {
+		return nil
+	}
+	by, host := Operator()
+	for _, node := range r.Exclude { // all checked before the first is written
+		if err := rollout.CheckExclusion(run, rollout.Exclusion{Node: node, Reason: r.ExcludeReason}); err != nil {
+			return err
+		}
+	}
+	for _, node := range r.Exclude {
+		if err := rollout.Exclude(r.Journal, run, rollout.Exclusion{Node: node, Reason: r.ExcludeReason, By: by, Host: host}); err != nil {
+			return err
+		}
+		r.Printer.Notef("sentinel: node %s excluded from run %s by %s@%s: %s; the run finishes without it, and a later run catches it up", node, run.ID, by, host, r.ExcludeReason)
+		r.Log.Warn("node excluded", zap.String("run", run.ID), zap.String("node", node), zap.String("by", by), zap.String("host", host), zap.String("reason", r.ExcludeReason))
+	}
+	return nil
+}
+
+// Operator names who runs sentinel (the user behind sudo, if any) and on
+// which machine.
+func Operator() (user, host string) {
+	user = os.Getenv("SUDO_USER")
+	if user == "" {
+		if u, err := osuser.Current(); err == nil {
+			user = u.Username
+		} else {
+			user = os.Getenv("USER")
+		}
+	}
+	host, _ = os.Hostname()
+	return user, host
+}
+
+// GatherSomeFacts asks every node what it runs, and returns the error of
+// each that did not answer: the plan decides which of them it needs.
+func (r *Run) GatherSomeFacts(ctx context.Context) map[string]error {
+	facts, failed := rollout.GatherSome(ctx, r.Inventory.Nodes, r.Transports)
+	r.Facts = facts
+	return failed
+}
+
+// UpdatePolicy is the flags' update settings over the cluster file's
+// update: block, checked before anything changes.
+func (r *Run) UpdatePolicy() (rollout.Update, error) {
+	var file rollout.UpdateSpec
+	if c := r.Inventory.Update; c != nil {
+		file = rollout.UpdateSpec{Canaries: c.Canaries, WatchTime: c.WatchTime, MaxInFlight: c.MaxInFlight, MaxFailures: c.MaxFailures, ClosingRestart: c.ClosingRestart}
+	}
+	if u, err := file.Parse(func(f string) string {
+		return "cluster file " + r.Inventory.Path() + ": update." + strings.ReplaceAll(f, "-", "_")
+	}); err != nil {
+		return u, usagef("%v", err)
+	}
+	u, err := r.Update.Over(file).Parse(func(f string) string { return "--" + f })
+	if err != nil {
+		return u, usagef("%v", err)
+	}
+	return u, nil
+}
+
+// operatorProxy is the proxy the operator set in sentinel's environment,
+// sent with the nodes' fetches and probes (over SSH their login
+// environment does not have it); nil when none is set, and the nodes keep
+// their own.
+func operatorProxy() *release.ProxySettings {
+	if ps := release.EnvironmentProxy(); ps.Set() {
+		return &ps
+	}
+	return nil
 }

@@ -36,6 +36,21 @@ type RunReport struct {
 	// than one after a self-update or a recovery with another build).
 	Binaries []string     `json:"binaries,omitempty"`
 	Steps    []StepReport `json:"steps"`
+	// Excluded are the nodes the operator left out of the run; FailedNodes
+	// those a finished run rolled back (within its failure budget, for a
+	// partial run).
+	Excluded    []ExclusionReport `json:"excluded,omitempty"`
+	FailedNodes []string          `json:"failed_nodes,omitempty"`
+}
+
+// ExclusionReport is a node left out of a run: who did it, from where,
+// when and why.
+type ExclusionReport struct {
+	Node   string    `json:"node"`
+	Reason string    `json:"reason"`
+	By     string    `json:"by"`
+	Host   string    `json:"host"`
+	Time   time.Time `json:"time"`
 }
 
 // StepReport is one step of a run.
@@ -66,6 +81,9 @@ type NodeReport struct {
 	Current     map[string]string `json:"current,omitempty"`
 	Recorded    map[string]string `json:"recorded,omitempty"`
 	Unreachable string            `json:"unreachable,omitempty"`
+	// Behind says why a node is not where the last run took the others:
+	// excluded from it, or rolled back by it.
+	Behind string `json:"behind,omitempty"`
 }
 
 // Status reads the cluster's last run from its journal, and asks every
@@ -122,6 +140,9 @@ func StatusOf(ctx context.Context, inv *cluster.Inventory, dial func(*cluster.In
 				}
 			}
 		}
+		if report.Run != nil {
+			nr.Behind = behind(report.Run, n.Name)
+		}
 		report.Nodes = append(report.Nodes, nr)
 	}
 	return report, nil
@@ -142,6 +163,10 @@ func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *RunRe
 		}
 		rr.Where = run.Where()
 	}
+	for _, x := range run.Excluded {
+		rr.Excluded = append(rr.Excluded, ExclusionReport{Node: x.Node, Reason: x.Reason, By: x.By, Host: x.Host, Time: x.Time})
+	}
+	rr.FailedNodes = run.FailedNodes
 	for _, b := range run.Binaries() {
 		rr.Binaries = append(rr.Binaries, b.Version)
 	}
@@ -165,4 +190,19 @@ func describeRun(run *rollout.Run, rep *resume.Replay, runs rollout.Runs) *RunRe
 		}
 	}
 	return rr
+}
+
+// behind says why the run left node where it was, or "".
+func behind(run *RunReport, node string) string {
+	for _, x := range run.Excluded {
+		if x.Node == node {
+			return fmt.Sprintf("excluded from run %s by %s@%s (%s): a new run catches it up", run.ID, x.By, x.Host, x.Reason)
+		}
+	}
+	for _, n := range run.FailedNodes {
+		if n == node {
+			return fmt.Sprintf("failed in run %s and rolled back: a new run catches it up once the cause is fixed", run.ID)
+		}
+	}
+	return ""
 }

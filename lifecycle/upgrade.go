@@ -56,6 +56,10 @@ func Upgrade(u UpgradeOptions) *Job {
 			if err != nil || r.Printer.JSON() {
 				return err
 			}
+			if r.Plan.Kind == rollout.KindRestart {
+				r.Printer.Textf("Restart of %s finished. `sentinel status` shows every node.\n", strings.Join(r.Plan.WorkingNodes(), ", "))
+				return nil
+			}
 			if r.Plan.Kind != "" { // `upgrade --resume` finishes a patch run too
 				r.Printer.Textf("Patch %s of %s finished. `sentinel patch status` shows every node.\n", patches.Verb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
 				return nil
@@ -82,14 +86,19 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := r.GatherFacts(ctx); err != nil {
+	update, err := r.UpdatePolicy()
+	if err != nil {
 		return nil, err
 	}
+	unanswered := r.GatherSomeFacts(ctx)
 	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: r.Inventory, Facts: r.Facts, Target: u.Target, Force: u.Force, RunID: r.ID,
-		CacheURL: r.Source.Cache, SkipDownload: u.SkipDownload, DrainDeadline: u.DrainTimeout, RoleOrder: u.RoleOrder, Only: u.Only, MaxInFlight: r.MaxInFlight})
+		CacheURL: r.Source.Cache, SkipDownload: u.SkipDownload, DrainDeadline: u.DrainTimeout, RoleOrder: u.RoleOrder, Only: u.Only,
+		Unanswered: unanswered, Update: update, ClosingRestart: update.ClosingRestart})
 	if err != nil {
 		return nil, r.Source.Explain(err)
 	}
+	// The docs' first and last steps: maintenance mode on, then off.
+	plan.Maintenance = r.Inventory.Maintenance != nil && !r.NoMaintenance
 	if err := r.Source.Accept(ch); err != nil {
 		return nil, err
 	}

@@ -145,6 +145,7 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 				Request: steps.Request{BackupID: in.RunID + "-" + p.Name}})
 			versions := map[string]string{}
 			var swaps, switchOnly []rollout.Step
+			var pending []string
 			for _, pc := range comps {
 				versions[pc.Name] = pc.Version
 				fetches = append(fetches, rollout.Step{ID: p.Name + "/" + pc.Name + "/fetch", Op: steps.OpFetch, Release: p.Name,
@@ -179,6 +180,9 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 					}
 				} else {
 					switchOnly = append(switchOnly, step(steps.OpSwitch))
+					if pc.Restart {
+						pending = append(pending, pc.Name) // --no-restart
+					}
 				}
 				running[pc.Name] = pc.Version
 			}
@@ -187,7 +191,9 @@ func MakeInstallPlan(in PlanInput) (*rollout.Plan, error) {
 			// the former was switched (a rollback only undoes what it stopped).
 			work = append(work, swaps...)
 			work = append(work, switchOnly...)
-			work = append(work, recordStep(p, in.Catalog.Release, versions, true))
+			rec := recordStep(p, in.Catalog.Release, versions, true)
+			rec.Request.RestartPending = pending
+			work = append(work, rec)
 		}
 		if retired {
 			work = append(work, rollout.Step{ID: "unretire", Op: steps.OpUnretire})

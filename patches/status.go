@@ -42,14 +42,18 @@ type Status struct {
 
 // PatchStatus is one patch and its nodes.
 type PatchStatus struct {
-	ID              int              `json:"id"`
-	Name            string           `json:"name"`
-	Description     string           `json:"description"`
-	Severity        string           `json:"severity"`
-	Roles           []string         `json:"roles"`
-	Components      []ComponentLevel `json:"components"`
-	InstalledOn     []string         `json:"installed_on"`
-	ToBeInstalledOn []string         `json:"to_be_installed_on"`
+	ID          int              `json:"id"`
+	Name        string           `json:"name"`
+	Description string           `json:"description"`
+	Severity    string           `json:"severity"`
+	Roles       []string         `json:"roles"`
+	Components  []ComponentLevel `json:"components"`
+	InstalledOn []string         `json:"installed_on"`
+	// RestartPendingOn are the nodes of InstalledOn where a component of
+	// the patch still runs the old version (installed with --no-restart;
+	// `sentinel restart` finishes it).
+	RestartPendingOn []string `json:"restart_pending_on,omitempty"`
+	ToBeInstalledOn  []string `json:"to_be_installed_on"`
 	// Problems are nodes whose record and files disagree about the patch.
 	Problems []NodeProblem `json:"problems,omitempty"`
 }
@@ -156,6 +160,9 @@ func ComputeStatus(cat *release.Catalog, m *release.Manifest, inv *cluster.Inven
 			there := inPlace(comps, f)
 			if recorded {
 				ps.InstalledOn = append(ps.InstalledOn, n.Name)
+				if slices.ContainsFunc(comps, func(pc release.PatchComponent) bool { return slices.Contains(f.Record.RestartPending, pc.Name) }) {
+					ps.RestartPendingOn = append(ps.RestartPendingOn, n.Name)
+				}
 			} else {
 				ps.ToBeInstalledOn = append(ps.ToBeInstalledOn, n.Name)
 			}

@@ -19,17 +19,41 @@ import (
 // net/http's default it does not silently bypass the proxy for localhost:
 // an operator who sets a proxy gets it.
 func ProxyFromEnvironment(req *http.Request) (*url.URL, error) {
+	return EnvironmentProxy().Proxy(req)
+}
+
+// ProxySettings are the proxy variables, as read from an environment: the
+// operator's are sent with the requests to the nodes' agents, whose own
+// login environment (over SSH) does not have them.
+type ProxySettings struct {
+	HTTP  string `json:"http_proxy,omitempty"`
+	HTTPS string `json:"https_proxy,omitempty"`
+	All   string `json:"all_proxy,omitempty"`
+	No    string `json:"no_proxy,omitempty"`
+}
+
+// EnvironmentProxy reads this process's proxy variables as curl does.
+func EnvironmentProxy() ProxySettings {
+	return ProxySettings{HTTP: os.Getenv("http_proxy"), HTTPS: firstEnv("https_proxy", "HTTPS_PROXY"),
+		All: firstEnv("all_proxy", "ALL_PROXY"), No: firstEnv("no_proxy", "NO_PROXY")}
+}
+
+// Set reports whether any proxy is set.
+func (ps ProxySettings) Set() bool { return ps.HTTP != "" || ps.HTTPS != "" || ps.All != "" }
+
+// Proxy picks the proxy for a request, as ProxyFromEnvironment does.
+func (ps ProxySettings) Proxy(req *http.Request) (*url.URL, error) {
 	raw := ""
 	switch req.URL.Scheme {
 	case "https":
-		raw = firstEnv("https_proxy", "HTTPS_PROXY")
+		raw = ps.HTTPS
 	case "http":
-		raw = os.Getenv("http_proxy")
+		raw = ps.HTTP
 	}
 	if raw == "" {
-		raw = firstEnv("all_proxy", "ALL_PROXY")
+		raw = ps.All
 	}
-	if raw == "" || bypassProxy(req.URL, firstEnv("no_proxy", "NO_PROXY")) {
+	if raw == "" || bypassProxy(req.URL, ps.No) {
 		return nil, nil
 	}
 	if !strings.Contains(raw, "://") {

@@ -35,6 +35,20 @@ type Plan struct {
 	// MaxInFlight is how many nodes may be upgraded at once (0 or 1: one
 	// at a time), under the rules of schedule.go.
 	MaxInFlight int `json:"max_in_flight,omitempty"`
+	// Canaries is how many nodes of each redundant role go first, each
+	// alone, before the others of the role (schedule.go).
+	Canaries int `json:"canaries,omitempty"`
+	// WatchTime is how long every component of a node must stay healthy
+	// after its start before the node counts as done (its watch step).
+	WatchTime release.Duration `json:"watch_time,omitempty"`
+	// MaxFailures is how many nodes may fail (and be rolled back) while
+	// the run goes on with the others (update.go).
+	MaxFailures int `json:"max_failures,omitempty"`
+	// Maintenance: the run switches the cluster's maintenance mode on
+	// before its first change and off after its last (maintenance.go).
+	Maintenance bool `json:"maintenance,omitempty"`
+	// Closing is the closing restart after the core (restart.go).
+	Closing []NodePlan `json:"closing,omitempty"`
 	// Finally runs once every node is done: clean-up on the cache node.
 	Finally *NodePlan `json:"finally,omitempty"`
 	// Kind is what the run does: "" for an upgrade, or a patch run
@@ -69,7 +83,7 @@ type Step struct {
 // phase tells how a failure of the step is handled.
 func (s Step) inUpgrade() bool {
 	switch s.Op {
-	case steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth:
+	case steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth, OpWatch:
 		return true
 	}
 	return false
@@ -101,8 +115,14 @@ type PlanInput struct {
 	RoleOrder []string
 	// Only limits the run to these nodes (--node); the others are skipped.
 	Only []string
-	// MaxInFlight: see Plan.MaxInFlight.
-	MaxInFlight int
+	// ClosingRestart: after the core, restart every node upgraded before
+	// it (restart.go).
+	ClosingRestart bool
+	// Unanswered are the nodes that could not tell their facts: a node
+	// outside the run (--node) need not answer.
+	Unanswered map[string]error
+	// Update: max in flight, canaries, watch time and failure budget.
+	Update Update
 }
 
 // MissingArtifactsError: --skip-download was asked and a node lacks
@@ -138,6 +158,9 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 	if coreFacts == nil || coreFacts.Record == nil {
 		return nil, &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", core.Name, recordProblem(coreFacts))}
 	}
+	if err := in.Unanswered[core.Name]; coreFacts == nil && err != nil {
+		return nil, fmt.Errorf("reading node facts: %w", err)
+	}
 	from := coreFacts.Record.Release
 	to := in.Target
 	if to == "" {
@@ -147,10 +170,7 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 	if err != nil {
 		return nil, &UsageError{Msg: fmt.Sprintf("%q is not a release version: %v", to, err)}
 	}
-	if in.MaxInFlight < 0 {
-		return nil, &UsageError{Msg: fmt.Sprintf("--max-in-flight %d: must be 1 or more", in.MaxInFlight)}
-	}
-	plan := &Plan{From: from, To: to, Force: in.Force, CacheURL: in.CacheURL, Offline: in.SkipDownload, MaxInFlight: in.MaxInFlight}
+	plan := &Plan{From: from, To: to, Force: in.Force, CacheURL: in.CacheURL, Offline: in.SkipDownload}
 	plan.Source = plan.DefaultSource().String()
 	manifests := map[string]*release.Manifest{}
 	manifest := func(v string) (*release.Manifest, error) {
@@ -181,6 +201,13 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 	}
 	for _, n := range OrderBy(in.Inventory.Nodes, in.RoleOrder) {
 		f := in.Facts[n.Name]
+		if err := in.Unanswered[n.Name]; f == nil && err != nil && len(in.Only) > 0 && !slices.Contains(in.Only, n.Name) && !n.HasRole(release.RolePrimary) {
+			plan.Nodes = append(plan.Nodes, NodePlan{Node: n.Name, Roles: n.Roles, Skip: fmt.Sprintf("not selected (--node); it did not answer: %v", err)})
+			continue
+		}
+		if err := in.Unanswered[n.Name]; f == nil && err != nil {
+			return nil, fmt.Errorf("reading node facts: %w", err)
+		}
 		if f == nil || f.Record == nil {
 			return nil, &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", n.Name, recordProblem(f))}
 		}
@@ -213,6 +240,14 @@ func MakePlan(ctx context.Context, ch Channel, in PlanInput) (*Plan, error) {
 			return nil, err
 		}
 		plan.Nodes = append(plan.Nodes, np)
+	}
+	in.Update.apply(plan)
+	if in.ClosingRestart && !plan.NothingToDo() {
+		m, err := manifest(to)
+		if err != nil {
+			return nil, err
+		}
+		planClosing(plan, in.Inventory, m, in.DrainDeadline)
 	}
 	// Through the cluster's own cache node (the one --cache-ip names), its
 	// store can drop what no release from the target on needs.
@@ -294,6 +329,9 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 			}
 			running[c.Name] = c.Version
 		}
+		if in.Update.WatchTime > 0 && hop == hops[len(hops)-1] {
+			upgrades = append(upgrades, watchStep(hop, n, m))
+		}
 		upgrades = append(upgrades, Step{ID: hop + "/commit", Op: steps.OpCommit, Release: hop,
 			Request: steps.Request{Release: hop, Components: versions}})
 	}
@@ -326,6 +364,22 @@ func planNode(ctx context.Context, np *NodePlan, n cluster.Node, f *steps.Facts,
 	}
 	np.Steps = append(fetches, upgrades...)
 	return nil
+}
+
+// OpWatch is the step that keeps asking a node's components for their
+// health during the watch time. The orchestrator runs it (through the
+// agent's health operation), before the commit, so a failure rolls the
+// node back like any other.
+const OpWatch = "watch"
+
+func watchStep(hop string, n cluster.Node, m *release.Manifest) Step {
+	var items []steps.RestartItem
+	for _, c := range m.Components {
+		if c.AppliesTo(n.Roles) {
+			items = append(items, steps.RestartItem{Component: c.Name, Version: c.Version, Hooks: c.Hooks})
+		}
+	}
+	return Step{ID: hop + "/watch", Op: OpWatch, Release: hop, Request: steps.Request{Restart: items}}
 }
 
 // DefaultSource is where fetch steps take artifacts from, as planned.

@@ -39,7 +39,10 @@ type PreflightInput struct {
 	// LockHeldByUs: the caller holds the run lock for this run.
 	LockHeldByUs bool
 	Runs         Runs
-	Ignore       preflight.IgnoreSet
+	// Proxy is the operator's proxy settings, sent to every node's probe
+	// (nil: each node's own environment).
+	Proxy  *release.ProxySettings
+	Ignore preflight.IgnoreSet
 }
 
 // Preflight checks every node, all at once, before anything changes.
@@ -58,6 +61,11 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 			continue // download-only changes no node: only the cache node works
 		}
 		p, perr := probes[name], probeErrs[name]
+		if perr != nil && in.outsideRun(name) {
+			checks[name] = []preflight.Checker{warning(preflight.NameNodeReachable,
+				fmt.Errorf("could not probe the node (%v); the run leaves it as it is, so it need not answer", perr))}
+			continue
+		}
 		if perr != nil {
 			checks[name] = []preflight.Checker{failing(preflight.NameNodeReachable,
 				preflight.Unignorable(fmt.Errorf("could not probe the node, so nothing is known about it: %v", perr)))}
@@ -151,6 +159,10 @@ func failing(name string, err error) preflight.Checker {
 	return preflight.Func(name, func(context.Context) ([]error, []error) { return nil, []error{err} })
 }
 
+func warning(name string, err error) preflight.Checker {
+	return preflight.Func(name, func(context.Context) ([]error, []error) { return []error{err}, nil })
+}
+
 // probeAll asks every node for its facts, and then its clock, at once.
 func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[string]*steps.ProbeFacts, map[string]preflight.Checker, map[string]error) {
 	// A node that cannot answer in time is reported, not waited for.
@@ -167,7 +179,7 @@ func probeAll(ctx context.Context, in PreflightInput, cacheNode string) (map[str
 		if in.DownloadOnly && !isCache {
 			continue
 		}
-		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly, MemoryCgroup: n.MemoryCgroup}
+		req := &steps.ProbeRequest{Capacity: n.HasRole(release.RoleDEA) && !in.DownloadOnly, MemoryCgroup: n.MemoryCgroup, Proxy: in.Proxy}
 		if !in.DownloadOnly {
 			req.Artifacts = in.Plan.nodePlan(n.Name).fetchDigests()
 		}
@@ -299,10 +311,39 @@ func customizationsCheck(files []string) preflight.Checker {
 	})
 }
 
-// releaseCheck: every node is on the core's release, and the plan's path.
+// outsideRun reports whether the plan leaves the node as it is.
+func (in PreflightInput) outsideRun(node string) bool {
+	for _, np := range in.Plan.Nodes {
+		if np.Node == node {
+			return np.Skip != ""
+		}
+	}
+	return false
+}
+
+// leftBehind says why the cluster's last run, done, left node behind (the
+// operator excluded it, or it failed within the budget), or "".
+func (in PreflightInput) leftBehind(node string) string {
+	last, _, err := in.Runs.Latest()
+	if err != nil || last == nil || !last.Done() {
+		return ""
+	}
+	for _, x := range last.Excluded {
+		if x.Node == node {
+			return fmt.Sprintf("excluded from run %s by %s@%s (%s)", last.ID, x.By, x.Host, x.Reason)
+		}
+	}
+	if slices.Contains(last.FailedNodes, node) {
+		return fmt.Sprintf("failed in run %s and rolled back", last.ID)
+	}
+	return ""
+}
+
+// releaseCheck: every node is on the core's release, and the plan's path;
+// a node the last run left behind is caught up.
 func releaseCheck(in PreflightInput) preflight.Checker {
 	return preflight.Func(preflight.NameReleaseVersion, func(context.Context) ([]error, []error) {
-		var errs []error
+		var warns, errs []error
 		core := release.MustVersion(in.Plan.From)
 		for _, np := range in.Plan.Nodes {
 			if in.Plan.Kind != "" && np.Skip != "" {
@@ -310,11 +351,21 @@ func releaseCheck(in PreflightInput) preflight.Checker {
 			}
 			// A node already on the target (a run that failed on another
 			// node) is fine; one behind the core is not.
-			if v, err := release.ParseVersion(np.From); err == nil && v.Compare(core) < 0 {
-				errs = append(errs, fmt.Errorf("node %s is on %s, behind the core node's %s: a cluster moves from one release, so bring that node to %s first", np.Node, np.From, in.Plan.From, in.Plan.From))
+			v, err := release.ParseVersion(np.From)
+			if err != nil || v.Compare(core) >= 0 {
+				continue
 			}
+			if why := in.leftBehind(np.Node); why != "" {
+				does := "this run catches it up"
+				if np.Skip != "" {
+					does = "this run leaves it so"
+				}
+				warns = append(warns, fmt.Errorf("node %s is on %s, behind the core node's %s: %s; %s", np.Node, np.From, in.Plan.From, why, does))
+				continue
+			}
+			errs = append(errs, fmt.Errorf("node %s is on %s, behind the core node's %s: a cluster moves from one release, so bring that node to %s first", np.Node, np.From, in.Plan.From, in.Plan.From))
 		}
-		return nil, errs
+		return warns, errs
 	})
 }
 
@@ -430,8 +481,8 @@ const maintenanceHookTimeout = 20 * time.Second
 // is in maintenance mode, as the product's docs advise before an upgrade.
 func maintenanceCheck(in PreflightInput) preflight.Checker {
 	return preflight.Func(preflight.NameMaintenanceMode, func(ctx context.Context) ([]error, []error) {
-		if in.DownloadOnly {
-			return nil, nil // download-only runs while the cluster works normally
+		if in.DownloadOnly || in.Plan.Maintenance {
+			return nil, nil // download-only runs while the cluster works normally; or the run switches it
 		}
 		hook := in.Inventory.MaintenanceHook
 		if hook == "" {

@@ -35,7 +35,7 @@ type Reset struct {
 func (x *Executor) Recheck(ctx context.Context, run *Run) (resets []Reset, unreached []string, err error) {
 	var check []NodePlan
 	for _, np := range run.Plan.Nodes {
-		if np.Skip != "" || run.rollbackOf(np.Node) != nil {
+		if np.Skip != "" || run.rollbackOf(np.Node) != nil || run.IsExcluded(np.Node) {
 			continue
 		}
 		done, left := 0, 0

@@ -53,10 +53,23 @@ type Executor struct {
 	DEAs []string
 	// Advice words the commands errors advise (zero: an upgrade's).
 	Advice Advice
+	// Maintenance switches maintenance mode when the plan says so.
+	Maintenance Maintenance
+	// Proxy is the operator's proxy settings, sent with every fetch that
+	// does not go to the cluster's cache daemon (nil: each node's own).
+	Proxy *release.ProxySettings
+	// WatchInterval is how often a watch step asks for health (zero: 1s,
+	// or half the watch time when that is shorter).
+	WatchInterval time.Duration
 
 	halt     chan struct{} // closed when a node failed: others stop at a safe point
 	haltOnce sync.Once
 	journal  sync.Mutex // one record at a time, and the run kept in step
+
+	budget      sync.Mutex
+	budgetLeft  int             // failures the run may still take
+	spent       map[string]bool // nodes whose failure the budget took
+	canaryNodes map[string]bool
 }
 
 // Advice words the commands an error tells the operator to run next; the
@@ -169,77 +182,38 @@ func (x *Executor) Execute(ctx context.Context, run *Run) error {
 
 func (x *Executor) execute(ctx context.Context, run *Run) error {
 	x.halt, x.haltOnce = make(chan struct{}), sync.Once{}
+	x.budgetLeft, x.spent = run.Plan.MaxFailures, map[string]bool{}
+	x.canaryNodes = canaries(run.Plan)
 	progress := x.Progress
 	x.Progress = &lockedProgress{next: progress}
 	defer func() { x.Progress = progress }()
 
-	// A resumed run first finishes the nodes it had begun: they do not
-	// share a redundant role with each other, and a fresh node that does
-	// must not go down beside one left half done.
-	var begun, fresh []NodePlan
-	for _, np := range run.Plan.Nodes {
-		switch {
-		case np.Skip != "":
-		case nodeBegun(run, np):
-			begun = append(begun, np)
-		default:
-			fresh = append(fresh, np)
-		}
+	if err := x.switchMaintenance(ctx, run, true); err != nil {
+		_ = x.record(run, recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
+		return err
 	}
-	todo := append(begun, fresh...)
-	sched := newScheduler(run.Plan.Nodes, todo, run.Plan.MaxInFlight)
-	type outcome struct {
-		node string
-		err  error
+	p := x.pass(ctx, run, run.Plan.Nodes, x.canaryNodes)
+	if len(p.failures) == 0 && len(run.Plan.Closing) > 0 {
+		c := x.closingRestart(ctx, run)
+		p.failures, p.halted, p.tolerated = c.failures, append(p.halted, c.halted...), append(p.tolerated, c.tolerated...)
 	}
-	results := make(chan outcome)
-	inFlight := 0
-	var failures, halted []error
-	stopped := false
-	for {
-		if len(failures) == 0 && !stopped && !closed(x.halt) {
-			select {
-			case <-x.Stopping:
-				stopped = true // in-flight nodes stop at their next step on their own
-			default:
-				for _, np := range sched.next() {
-					inFlight++
-					go func() { results <- outcome{np.Node, x.node(ctx, run, np)} }()
-				}
-			}
-		}
-		if inFlight == 0 {
-			break
-		}
-		r := <-results
-		inFlight--
-		sched.finished(r.node)
-		var he *haltedError
-		switch {
-		case r.err == nil:
-		case errors.As(r.err, &he):
-			halted = append(halted, r.err)
-		default:
-			x.haltNow()
-			failures = append(failures, r.err)
-		}
-	}
-	if !stopped && len(failures) == 0 && len(halted) == 0 && len(sched.pending) > 0 {
-		// Cannot happen under the scheduling rules; never report success.
-		failures = append(failures, fmt.Errorf("internal error: %d node(s) could never start (%s); run `%s --max-in-flight 1`", len(sched.pending), sched.pending[0].Node, x.Advice.resume()))
-	}
-	if stopped && len(failures) == 0 && len(sched.pending) > 0 {
-		np := sched.pending[0]
-		failures = append(failures, &InterruptedError{Node: np.Node, Step: firstPending(run, np), Reason: "stopped by the operator"})
-	}
+	failures, halted, tolerated := p.failures, p.halted, p.tolerated
 	if len(failures) == 0 && run.Plan.Finally != nil {
 		if err := x.node(ctx, run, *run.Plan.Finally); err != nil {
 			failures = append(failures, err)
 		}
 	}
 	if len(failures) == 0 {
-		return x.record(run, recRunEnd, runEnd{Status: "succeeded"})
+		if err := x.switchMaintenance(ctx, run, false); err != nil {
+			_ = x.record(run, recInterrupted, runEnd{Status: "interrupted", Error: err.Error()})
+			return err
+		}
+		return x.end(run, tolerated)
 	}
+	if run.Plan.Maintenance {
+		x.Progress.Logf("cluster", "maintenance mode stays on: the run did not finish")
+	}
+	failures = append(tolerated, failures...) // the summary names every failed node
 	err := failures[0]
 	if len(failures) > 1 {
 		err = errors.Join(failures...)
@@ -260,6 +234,137 @@ func (x *Executor) execute(ctx context.Context, run *Run) error {
 		return errors.Join(err, jerr)
 	}
 	return err
+}
+
+// end closes a run whose every node is done, or left out: by the operator,
+// or rolled back within the failure budget.
+func (x *Executor) end(run *Run, tolerated []error) error {
+	if len(tolerated) == 0 && len(run.Excluded) == 0 {
+		return x.record(run, recRunEnd, runEnd{Status: "succeeded"})
+	}
+	pe := &PartialError{RunID: run.ID, To: run.Plan.To, Excluded: run.Excluded, Failed: tolerated, Advice: x.Advice}
+	if run.Plan.Kind != "" {
+		pe.To = ""
+	}
+	if err := x.record(run, recRunEnd, runEnd{Status: RunPartial, Error: pe.Error(), Failed: pe.FailedNodes()}); err != nil {
+		return errors.Join(pe, err)
+	}
+	return pe
+}
+
+// spend takes a failure of node from the run's budget, if there is one
+// left and the node may use it: not the core, not a canary.
+func (x *Executor) spend(np NodePlan) bool {
+	x.budget.Lock()
+	defer x.budget.Unlock()
+	if x.spent[np.Node] {
+		return true
+	}
+	if isCore(np) || x.canaryNodes[np.Node] || x.budgetLeft <= 0 {
+		return false
+	}
+	x.budgetLeft--
+	x.spent[np.Node] = true
+	return true
+}
+
+// tolerated reports whether err is a node's failure the budget took: the
+// node was rolled back whole, and the run goes on.
+func (x *Executor) tolerated(node string, err error) bool {
+	x.budget.Lock()
+	spent := x.spent[node]
+	x.budget.Unlock()
+	fe, ok := err.(*StepFailedError)
+	return ok && spent && !fe.Resumable && fe.RollbackErr == ""
+}
+
+// passResult is how a pass over some nodes ended.
+type passResult struct{ failures, halted, tolerated []error }
+
+// pass runs the nodes under the scheduling rules until each is done, or
+// a failure (past the budget) or the operator stops it.
+func (x *Executor) pass(ctx context.Context, run *Run, nodes []NodePlan, canary map[string]bool) passResult {
+	// A resumed run first finishes the nodes it had begun: they do not
+	// share a redundant role with each other, and a fresh node that does
+	// must not go down beside one left half done.
+	var begun, fresh []NodePlan
+	for _, np := range nodes {
+		switch {
+		case np.Skip != "", run.IsExcluded(np.Node):
+		case nodeBegun(run, np):
+			begun = append(begun, np)
+		default:
+			fresh = append(fresh, np)
+		}
+	}
+	sched := newScheduler(run.Plan.Nodes, append(begun, fresh...), run.Plan.MaxInFlight, canary)
+	type outcome struct {
+		node string
+		err  error
+	}
+	results := make(chan outcome)
+	inFlight := 0
+	var p passResult
+	stopped := false
+	for {
+		if len(p.failures) == 0 && !stopped && !closed(x.halt) {
+			select {
+			case <-x.Stopping:
+				stopped = true // in-flight nodes stop at their next step on their own
+			default:
+				for _, np := range sched.next() {
+					inFlight++
+					go func() { results <- outcome{np.Node, x.node(ctx, run, np)} }()
+				}
+			}
+		}
+		if inFlight == 0 {
+			break
+		}
+		r := <-results
+		inFlight--
+		sched.finished(r.node)
+		var he *haltedError
+		switch {
+		case r.err == nil:
+		case errors.As(r.err, &he):
+			p.halted = append(p.halted, r.err)
+		case x.tolerated(r.node, r.err):
+			p.tolerated = append(p.tolerated, r.err)
+		default:
+			x.haltNow()
+			p.failures = append(p.failures, r.err)
+		}
+	}
+	if !stopped && len(p.failures) == 0 && len(p.halted) == 0 && len(sched.pending) > 0 {
+		// Cannot happen under the scheduling rules; never report success.
+		p.failures = append(p.failures, fmt.Errorf("internal error: %d node(s) could never start (%s); run `%s --max-in-flight 1`", len(sched.pending), sched.pending[0].Node, x.Advice.resume()))
+	}
+	if stopped && len(p.failures) == 0 && len(sched.pending) > 0 {
+		np := sched.pending[0]
+		p.failures = append(p.failures, &InterruptedError{Node: np.Node, Step: firstPending(run, np), Reason: "stopped by the operator"})
+	}
+	return p
+}
+
+// closingRestart is the docs' closing restart: after the core, every node
+// upgraded before it, but those the run rolled back (restart.go).
+func (x *Executor) closingRestart(ctx context.Context, run *Run) passResult {
+	var closing []NodePlan
+	for _, np := range run.Plan.Closing {
+		if !x.spentOn(np.Node) {
+			closing = append(closing, np)
+		}
+	}
+	x.Progress.Logf("cluster", "closing restart of %d node(s) upgraded before the core", len(closing))
+	return x.pass(ctx, run, closing, nil)
+}
+
+// spentOn reports whether the node failed within the budget.
+func (x *Executor) spentOn(node string) bool {
+	x.budget.Lock()
+	defer x.budget.Unlock()
+	return x.spent[node]
 }
 
 // anyResumable reports whether one of the errors left a node that
@@ -388,7 +493,9 @@ func (p *lockedProgress) Transfer(node string, s Step, fp steps.FetchProgress) {
 
 func (x *Executor) node(ctx context.Context, run *Run, np NodePlan) error {
 	if rb := run.rollbackOf(np.Node); rb != nil {
-		x.haltNow() // the node failed before: nothing new starts meanwhile
+		if !x.spend(np) {
+			x.haltNow() // the node failed before: nothing new starts meanwhile
+		}
 		return x.rollback(ctx, run, np, rb)
 	}
 	for _, s := range np.Steps {
@@ -451,6 +558,9 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	switch s.Op {
 	case steps.OpFetch:
 		req = FetchRequest(x.Source, req)
+		if !req.Direct && !req.Offline {
+			req.Proxy = x.Proxy
+		}
 	case steps.OpRetire:
 		req.SkipDrain = x.SkipDrain
 		if !x.SkipDrain {
@@ -471,6 +581,11 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	var res steps.Result
 	call := func() error {
 		res = steps.Result{}
+		if s.Op == OpWatch {
+			var err error
+			res, err = x.watch(ctx, run, node, s)
+			return err
+		}
 		return x.Transports[node].Call(ctx, s.Op, req, &res, func(ev cluster.Event) {
 			switch ev.Kind {
 			case "log":
@@ -550,14 +665,19 @@ func (x *Executor) retryUnreachable(ctx context.Context, node string, s Step, ca
 // on a cluster of hundreds of DEAs a retirement costs a few probes, not
 // one per DEA.
 func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error {
-	candidates := x.DEAs
-	if candidates == nil {
+	var candidates []string
+	if x.DEAs == nil {
 		for _, np := range run.Plan.Nodes {
 			if slices.Contains(np.Roles, release.RoleDEA) {
 				candidates = append(candidates, np.Node)
 			}
 		}
 	}
+	for _, name := range x.DEAs {
+		candidates = append(candidates, name)
+	}
+	// An excluded DEA is gone: it takes no instances.
+	candidates = slices.DeleteFunc(candidates, run.IsExcluded)
 	probe := func(name string) *steps.DEACapacity {
 		tr := x.Transports[name]
 		if tr == nil {
@@ -636,7 +756,9 @@ func (x *Executor) appendRecord(run *Run, typ string, data any, appendRec func(s
 // failed handles a step that failed while components were being replaced:
 // the node's release is rolled back.
 func (x *Executor) failed(ctx context.Context, run *Run, np NodePlan, s Step, msg, output string) error {
-	x.haltNow() // before the rollback, which may take minutes: nothing new starts meanwhile
+	if !x.spend(np) {
+		x.haltNow() // before the rollback, which may take minutes: nothing new starts meanwhile
+	}
 	rb := &rollbackStart{Node: np.Node, Release: s.Release, Cause: s.ID, Steps: rollbackSteps(run, np, s.Release)}
 	if err := x.record(run, recRollbackStart, rb); err != nil {
 		return &InterruptedError{Node: np.Node, Step: s.ID, Reason: fmt.Sprintf("%s failed (%s), and its rollback could not start: %v", s.ID, msg, err)}

@@ -208,27 +208,43 @@ func (r Runs) Latest() (*Run, *resume.Replay, error) {
 
 // Gather asks every node for its facts, all at once.
 func Gather(ctx context.Context, nodes []cluster.Node, tr map[string]cluster.Transport) (map[string]*steps.Facts, error) {
+	facts, failed := GatherSome(ctx, nodes, tr)
+	for _, n := range nodes {
+		if err := failed[n.Name]; err != nil {
+			return nil, err
+		}
+	}
+	return facts, nil
+}
+
+// GatherSome asks every node at once what it runs, and returns the facts
+// of those that answered and the error of each that did not.
+func GatherSome(ctx context.Context, nodes []cluster.Node, tr map[string]cluster.Transport) (map[string]*steps.Facts, map[string]error) {
 	out := make([]*steps.Facts, len(nodes))
-	g, ctx := errgroup.WithContext(ctx)
+	errs := make([]error, len(nodes))
+	g := errgroup.Group{}
 	g.SetLimit(16)
 	for i, n := range nodes {
 		g.Go(func() error {
 			var res steps.Result
 			if err := tr[n.Name].Call(ctx, steps.OpFacts, steps.Request{}, &res, nil); err != nil {
-				return err
+				errs[i] = err
+				return nil
 			}
 			out[i] = res.Facts
 			return nil
 		})
 	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	m := map[string]*steps.Facts{}
+	_ = g.Wait()
+	m, failed := map[string]*steps.Facts{}, map[string]error{}
 	for i, n := range nodes {
+		if errs[i] != nil {
+			failed[n.Name] = errs[i]
+			continue
+		}
 		m[n.Name] = out[i]
 	}
-	return m, nil
+	return m, failed
 }
 
 // CheckNodeCaches verifies, on every node at once and changing nothing,

@@ -14,6 +14,9 @@ import (
 //     the cluster have) never go together, so such a role always has a node
 //     up, and DEAs are retired strictly one at a time;
 //   - the core node (primary) starts only when every other node is done;
+//   - a canary (Plan.Canaries per redundant role) starts only with no node
+//     in flight and nothing starts beside it; a node that shares a
+//     redundant role with a canary not yet done waits for it;
 //   - otherwise nodes start in plan (role) order, and a node may pass an
 //     earlier one that has to wait for a role it shares with a node in
 //     flight. With N = 1 this is the product's order, one node at a time.
@@ -54,10 +57,11 @@ type scheduler struct {
 	counts   map[string]int
 	pending  []NodePlan // in plan order
 	inFlight []NodePlan
+	canary   map[string]bool
 }
 
-func newScheduler(all []NodePlan, todo []NodePlan, maxInFlight int) *scheduler {
-	return &scheduler{max: max(1, maxInFlight), counts: roleCounts(all), pending: slices.Clone(todo)}
+func newScheduler(all []NodePlan, todo []NodePlan, maxInFlight int, canary map[string]bool) *scheduler {
+	return &scheduler{max: max(1, maxInFlight), counts: roleCounts(all), pending: slices.Clone(todo), canary: canary}
 }
 
 // next removes and returns the nodes that may start now, in plan order.
@@ -81,7 +85,15 @@ func (s *scheduler) mayStart(np NodePlan) bool {
 		return false
 	}
 	for _, f := range s.inFlight {
-		if sharedRedundantRole(np, f, s.counts) != "" {
+		if s.canary[f.Node] || sharedRedundantRole(np, f, s.counts) != "" {
+			return false
+		}
+	}
+	if s.canary[np.Node] {
+		return len(s.inFlight) == 0
+	}
+	for _, p := range s.pending {
+		if p.Node != np.Node && s.canary[p.Node] && sharedRedundantRole(np, p, s.counts) != "" {
 			return false
 		}
 	}
@@ -109,7 +121,7 @@ func Simulate(p *Plan, cost func(NodePlan) float64) []Slot {
 			todo = append(todo, np)
 		}
 	}
-	s := newScheduler(p.Nodes, todo, p.MaxInFlight)
+	s := newScheduler(p.Nodes, todo, p.MaxInFlight, canaries(p))
 	now := 0.0
 	var slots []Slot
 	running := map[string]float64{} // node -> end

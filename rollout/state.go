@@ -17,7 +17,8 @@ const (
 	recStepFailed    = "step-failed"    // stepOutcome
 	recRollbackStart = "rollback-start" // rollbackStart
 	recInterrupted   = "run-interrupted"
-	recRunEnd        = "run-end" // runEnd
+	recRunEnd        = "run-end"       // runEnd
+	recExcluded      = "node-excluded" // Exclusion
 )
 
 type runStart struct {
@@ -51,8 +52,20 @@ type rollbackStart struct {
 }
 
 type runEnd struct {
-	Status string `json:"status"` // "succeeded" or "failed"
+	Status string `json:"status"` // "succeeded", "partial" or "failed"
 	Error  string `json:"error,omitempty"`
+	// Failed names the nodes that failed and were rolled back.
+	Failed []string `json:"failed,omitempty"`
+}
+
+// Exclusion is a node the operator took out of an unfinished run: the run
+// finishes without it, and a later run catches it up.
+type Exclusion struct {
+	Node   string    `json:"node"`
+	Reason string    `json:"reason"`
+	By     string    `json:"by"`   // the operator's user name
+	Host   string    `json:"host"` // where sentinel ran
+	Time   time.Time `json:"-"`    // the record's
 }
 
 // Step states as status shows them.
@@ -75,7 +88,14 @@ type Run struct {
 	Steps    map[string]map[string]*StepState // node -> step id -> state
 	Rollback map[string]*rollbackStart        // node -> rollback under way or done
 	Records  int
-	binaries []BinaryUse // see Binaries
+	// Excluded are the nodes taken out of the run, in the order they were.
+	Excluded []Exclusion
+	// FailedNodes are the nodes a finished run rolled back.
+	FailedNodes []string
+	// Maintenance is how far each switch of maintenance mode went:
+	// "on"/"off" -> "intent" or "done".
+	Maintenance map[string]string
+	binaries    []BinaryUse // see Binaries
 
 	mu sync.RWMutex // nodes in flight read and write their steps at once
 }
@@ -91,7 +111,24 @@ type StepState struct {
 }
 
 // Finished reports whether the run ended, successfully or not.
-func (r *Run) Finished() bool { return r.Status == "succeeded" || r.Status == "failed" }
+func (r *Run) Finished() bool {
+	return r.Status == "succeeded" || r.Status == RunPartial || r.Status == "failed"
+}
+
+// Done reports whether the run finished every node it did not leave out.
+func (r *Run) Done() bool { return r.Status == "succeeded" || r.Status == RunPartial }
+
+// IsExcluded reports whether the operator took the node out of the run.
+func (r *Run) IsExcluded(node string) bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	for _, x := range r.Excluded {
+		if x.Node == node {
+			return true
+		}
+	}
+	return false
+}
 
 // state returns the state of a step, pending if never started.
 func (r *Run) state(node, id string) *StepState {
@@ -112,6 +149,9 @@ func (r *Run) rollbackOf(node string) *rollbackStart {
 // Where names the first step that is not done, for "stopped at" messages.
 func (r *Run) Where() string {
 	for _, np := range r.allNodes() {
+		if r.IsExcluded(np.Node) || r.rolledBack(np.Node) {
+			continue // left behind: nothing more happens there in this run
+		}
 		for _, s := range r.nodeSteps(np) {
 			switch st := r.state(np.Node, s.ID); st.State {
 			case StateRunning:
@@ -126,12 +166,27 @@ func (r *Run) Where() string {
 	return "after its last step"
 }
 
+// rolledBack reports whether the node's rollback ran to its end.
+func (r *Run) rolledBack(node string) bool {
+	rb := r.rollbackOf(node)
+	if rb == nil {
+		return false
+	}
+	for _, s := range rb.Steps {
+		if st := r.state(node, s.ID).State; st != StateDone && st != StateFailed {
+			return false
+		}
+	}
+	return true
+}
+
 // allNodes is the plan's nodes, then its final clean-up, in execution order.
 func (r *Run) allNodes() []NodePlan {
-	if r.Plan.Finally == nil {
-		return r.Plan.Nodes
+	out := append(append([]NodePlan(nil), r.Plan.Nodes...), r.Plan.Closing...)
+	if r.Plan.Finally != nil {
+		out = append(out, *r.Plan.Finally)
 	}
-	return append(append([]NodePlan(nil), r.Plan.Nodes...), *r.Plan.Finally)
+	return out
 }
 
 // nodeSteps is the node's planned steps followed by its rollback steps, if
@@ -224,6 +279,8 @@ func (r *Run) apply(rec resume.Record) error {
 				s.State = StateRunning // its effect is unknown: it runs again on resume
 			}
 		}
+	case recMaintenance:
+		return r.applyMaintenance(rec.Data, rec.Seq)
 	case recStepReset:
 		return r.applyReset(rec.Data, rec.Seq)
 	case recBinary:
@@ -243,7 +300,14 @@ func (r *Run) apply(rec resume.Record) error {
 		if err := json.Unmarshal(rec.Data, &v); err != nil {
 			return fmt.Errorf("journal record %d: %w", rec.Seq, err)
 		}
-		r.Status, r.Error, r.Ended = v.Status, v.Error, rec.Time
+		r.Status, r.Error, r.Ended, r.FailedNodes = v.Status, v.Error, rec.Time, v.Failed
+	case recExcluded:
+		var v Exclusion
+		if err := json.Unmarshal(rec.Data, &v); err != nil {
+			return fmt.Errorf("journal record %d: %w", rec.Seq, err)
+		}
+		v.Time = rec.Time
+		r.Excluded = append(r.Excluded, v)
 	default:
 		return fmt.Errorf("journal record %d has unknown type %q", rec.Seq, rec.Type)
 	}

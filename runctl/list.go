@@ -23,7 +23,7 @@ type Summary struct {
 	Client  string     `json:"client,omitempty"` // the SSH client's address it was started from
 	Started time.Time  `json:"started"`
 	Ended   *time.Time `json:"ended,omitempty"`
-	// Result: succeeded, failed, interrupted or running.
+	// Result: succeeded, partial, failed, interrupted or running.
 	Result   string   `json:"result"`
 	ExitCode *int     `json:"exit_code,omitempty"`
 	Error    string   `json:"error,omitempty"`
@@ -55,7 +55,8 @@ func List(runs rollout.Runs, dir Dir) ([]Summary, error) {
 
 func summarise(run *rollout.Run, dir Dir, cur *Running) Summary {
 	s := Summary{ID: run.ID, Kind: "upgrade", From: run.Plan.From, To: run.Plan.To, Patches: run.Plan.Patches,
-		Command: run.Command, Started: run.Started, Result: run.Status, Error: run.Error, Failed: FailedNodes(run)}
+		Command: run.Command, Started: run.Started, Result: run.Status, Error: run.Error, Failed: FailedNodes(run),
+		Excluded: ExcludedNodes(run)}
 	if run.Plan.Kind != "" {
 		s.Kind = run.Plan.Kind
 	}

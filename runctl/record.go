@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,9 @@ const (
 	ResultSucceeded   = "succeeded"
 	ResultFailed      = "failed"
 	ResultInterrupted = "interrupted"
+	// ResultPartial: done without the nodes excluded or rolled back within
+	// the failure budget (exit 4 or 5).
+	ResultPartial = "partial"
 )
 
 // Entry is one audit entry, and the run-start and run-end events of the
@@ -126,6 +130,8 @@ func ResultOf(code int) string {
 		return ResultSucceeded
 	case 75:
 		return ResultInterrupted
+	case 4, 5:
+		return ResultPartial
 	}
 	return ResultFailed
 }
@@ -135,12 +141,25 @@ func ResultOf(code int) string {
 func FailedNodes(run *rollout.Run) []string {
 	var out []string
 	for _, np := range run.Plan.Nodes {
+		if slices.Contains(run.FailedNodes, np.Node) {
+			out = append(out, np.Node)
+			continue
+		}
 		for _, v := range run.View(np.Node) {
 			if v.State == rollout.StateFailed {
 				out = append(out, np.Node)
 				break
 			}
 		}
+	}
+	return out
+}
+
+// ExcludedNodes are the nodes the operator took out of run.
+func ExcludedNodes(run *rollout.Run) []string {
+	var out []string
+	for _, x := range run.Excluded {
+		out = append(out, x.Node)
 	}
 	return out
 }

@@ -74,6 +74,7 @@ func (r *Recorder) End(ctx context.Context, code int, runErr error) Entry {
 	if p := r.Runs.PathOf(r.id); p != "" {
 		if run, _, err := r.Runs.Read(p); err == nil {
 			e.FailedNodes = FailedNodes(run)
+			e.ExcludedNodes = ExcludedNodes(run)
 		}
 	}
 	e.Notify = r.notify(ctx, e)

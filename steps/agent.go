@@ -98,6 +98,8 @@ var operations = []operation{
 	{name: OpClock, unlocked: true, run: func(*Agent, context.Context, Request) (Result, error) {
 		return Result{Clock: clockNow().UnixNano()}, nil
 	}},
+	// The lease is the cluster's, not this node's steps': never behind one.
+	{name: OpLease, unlocked: true, run: (*Agent).lease},
 }
 
 func opNames() []string {
@@ -228,7 +230,8 @@ func (a *Agent) currentVersion(c string) (string, error) {
 
 func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	store := &cache.Store{Dir: a.Layout.CacheDir()}
-	if req.Direct {
+	switch {
+	case req.Direct:
 		store.HTTP = cache.DirectHTTP
 		if req.CachePeer != nil {
 			c, err := req.CachePeer.HTTPClient()
@@ -237,6 +240,8 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 			}
 			store.HTTP = c
 		}
+	case req.Proxy != nil:
+		store.HTTP = proxiedHTTP(*req.Proxy)
 	}
 	if a.Progress != nil {
 		store.Progress = func(p cache.TransferProgress) {
@@ -447,6 +452,9 @@ func (a *Agent) start(ctx context.Context, req Request) (Result, error) {
 		return Result{Note: req.Component + " " + req.Version + " already running (status hook): start hook not run again"}, nil
 	}
 	ran, err := a.runHook(ctx, a.Layout.ReleaseDir(req.Component, req.Version), "start", a.env(req, req.Version), req.Hooks.Start.Timeout.Or(release.DefaultHookTimeout))
+	if err == nil {
+		err = clearRestartPending(a.Layout.Root, req.Component)
+	}
 	return Result{Changed: ran}, err
 }
 

@@ -25,10 +25,16 @@ func (a *Agent) recordPatch(_ context.Context, req Request) (Result, error) {
 		return Result{}, fmt.Errorf("patch %s is for release %s, but node.json records release %s: the node was upgraded meanwhile; run `sentinel patch status`", req.Patch, req.Release, rec.Release)
 	}
 	has := slices.Contains(rec.Patches, req.Patch)
-	if has == req.PatchInstalled && sameVersions(rec.Components, req.Components) {
+	pendingKept := !slices.ContainsFunc(req.RestartPending, func(c string) bool { return !slices.Contains(rec.RestartPending, c) })
+	if has == req.PatchInstalled && sameVersions(rec.Components, req.Components) && pendingKept {
 		return Result{Note: fmt.Sprintf("node.json already records patch %s as %s", req.Patch, installedWord(req.PatchInstalled))}, nil
 	}
-	next := &Record{Release: rec.Release, Components: map[string]string{}, Updated: time.Now().UTC()}
+	next := &Record{Release: rec.Release, Components: map[string]string{}, Updated: time.Now().UTC(), RestartPending: slices.Clone(rec.RestartPending)}
+	for _, c := range req.RestartPending {
+		if !slices.Contains(next.RestartPending, c) {
+			next.RestartPending = append(next.RestartPending, c)
+		}
+	}
 	for c, v := range rec.Components {
 		next.Components[c] = v
 	}
@@ -63,4 +69,20 @@ func installedWord(installed bool) string {
 		return "installed"
 	}
 	return "not installed"
+}
+
+// clearRestartPending takes a component that now runs its current files
+// off node.json's list of components waiting for a restart.
+func clearRestartPending(root, component string) error {
+	rec, err := ReadRecord(root)
+	if err != nil || !slices.Contains(rec.RestartPending, component) {
+		return nil // no record (a first install), or nothing pending
+	}
+	next := *rec
+	next.RestartPending = slices.DeleteFunc(slices.Clone(rec.RestartPending), func(c string) bool { return c == component })
+	next.Updated = time.Now().UTC()
+	if err := WriteRecord(root, &next); err != nil {
+		return fmt.Errorf("%s started, but node.json could not be updated: %w", component, err)
+	}
+	return nil
 }

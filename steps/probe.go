@@ -37,6 +37,9 @@ type ProbeRequest struct {
 	// Artifacts: digests whose presence in the node cache preflight needs
 	// to know (what is there needs no disk).
 	Artifacts []string `json:"artifacts,omitempty"`
+	// Proxy: the operator's proxy settings for Reach (nil: the node's
+	// environment).
+	Proxy *release.ProxySettings `json:"proxy,omitempty"`
 }
 
 // ProbeFacts is what a node reports to preflight.
@@ -106,8 +109,12 @@ func (a *Agent) probe(ctx context.Context, req ProbeRequest) (*ProbeFacts, error
 	// not one per host.
 	f.Reach = make([]preflight.ReachFacts, len(req.Reach)+len(req.ReachDirect))
 	var wg sync.WaitGroup
+	ps := req.Proxy
 	for i, u := range append(append([]string(nil), req.Reach...), req.ReachDirect...) {
 		proxy := release.ProxyFromEnvironment
+		if ps != nil {
+			proxy = ps.Proxy // the operator's, sent with the request
+		}
 		if i >= len(req.Reach) {
 			proxy = nil
 		}
@@ -311,4 +318,11 @@ func (a *Agent) etcChanges() []string {
 		return nil
 	})
 	return out
+}
+
+// proxiedHTTP is a client through the operator's proxy settings.
+func proxiedHTTP(ps release.ProxySettings) *http.Client {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = ps.Proxy
+	return &http.Client{Transport: t}
 }

@@ -18,7 +18,11 @@ type Record struct {
 	Release    string            `json:"release"`
 	Components map[string]string `json:"components"`
 	Patches    []string          `json:"patches,omitempty"`
-	Updated    time.Time         `json:"updated"`
+	// RestartPending are components switched to a patch's files but still
+	// running the old version (patch install --no-restart), until a
+	// restart or start of each.
+	RestartPending []string  `json:"restart_pending,omitempty"`
+	Updated        time.Time `json:"updated"`
 }
 
 // RecordPath is where a node rooted at root keeps its record.

@@ -93,6 +93,14 @@ type Request struct {
 	// patches alone changes).
 	Patch          string `json:"patch,omitempty"`
 	PatchInstalled bool   `json:"patch_installed,omitempty"`
+	// RestartPending: components the patch switched in without restarting
+	// them (--no-restart); node.json keeps them until they are restarted.
+	RestartPending []string `json:"restart_pending,omitempty"`
+	// Lease: a request for the cluster's run lease (OpLease).
+	Lease *LeaseRequest `json:"lease,omitempty"`
+	// Proxy is the operator's proxy settings, sent with fetches and probes
+	// so that they reach an agent over SSH; nil: the node's environment.
+	Proxy *release.ProxySettings `json:"proxy,omitempty"`
 	// Retry: the journal shows this step started before and not finished
 	// (a crash, a lost node). Only then do stop, start and migrate ask the
 	// component's status hook whether their effect is already in place.
@@ -118,6 +126,8 @@ type Result struct {
 	Probe *ProbeFacts `json:"probe,omitempty"`
 	// Clock: the node's time, in nanoseconds since the Unix epoch.
 	Clock int64 `json:"clock,omitempty"`
+	// Lease: the answer to a lease request.
+	Lease *LeaseResult `json:"lease,omitempty"`
 }
 
 // Facts is what a node says about itself.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"github.com/sentinel-paas/sentinel/patches"
 	"github.com/sentinel-paas/sentinel/preflight"
@@ -115,6 +116,9 @@ func printSchedule(w io.Writer, plan *rollout.Plan) {
 			fmt.Fprintf(w, "  step %4.0f-%-4.0f %s\n", sl.Start, sl.End, sl.Node)
 		}
 	}
+	if u := updateLine(plan); u != "" {
+		fmt.Fprintf(w, "Update: %s\n", u)
+	}
 	fmt.Fprintln(w, "\nDowntime by role:")
 	for _, d := range plan.Downtime() {
 		status := "none"
@@ -123,6 +127,28 @@ func printSchedule(w io.Writer, plan *rollout.Plan) {
 		}
 		fmt.Fprintf(w, "  %-14s %-5s %s\n", d.Role, status, d.Note)
 	}
+}
+
+// updateLine says how the run goes beyond the order: canaries, watch
+// time, failure budget, maintenance mode, the closing restart.
+func updateLine(plan *rollout.Plan) string {
+	var parts []string
+	if plan.Canaries > 0 {
+		parts = append(parts, fmt.Sprintf("%d canary node(s) per redundant role, each alone", plan.Canaries))
+	}
+	if plan.WatchTime > 0 {
+		parts = append(parts, fmt.Sprintf("each node watched for %s before its commit", time.Duration(plan.WatchTime)))
+	}
+	if plan.MaxFailures > 0 {
+		parts = append(parts, fmt.Sprintf("up to %d failed node(s) rolled back while the others go on", plan.MaxFailures))
+	}
+	if plan.Maintenance {
+		parts = append(parts, "maintenance mode on before the first change, off after the last")
+	}
+	if len(plan.Closing) > 0 {
+		parts = append(parts, fmt.Sprintf("closing restart of %d node(s) after the core", len(plan.Closing)))
+	}
+	return strings.Join(parts, "; ")
 }
 
 func describe(s rollout.Step) string {

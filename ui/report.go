@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -63,7 +64,7 @@ func PrintPatchStatus(w io.Writer, st *patches.Status, all bool) {
 		fmt.Fprintf(w, "        patch id:           %d\n", p.ID)
 		fmt.Fprintf(w, "        severity:           %s\n", p.Severity)
 		fmt.Fprintf(w, "        roles affected:     %s\n", strings.Join(p.Roles, ", "))
-		fmt.Fprintf(w, "        installed on:       %s\n", orNoneList(p.InstalledOn))
+		fmt.Fprintf(w, "        installed on:       %s\n", installedOn(p))
 		fmt.Fprintf(w, "        to be installed on: %s\n", orNoneList(p.ToBeInstalledOn))
 		for _, pr := range p.Problems {
 			fmt.Fprintf(w, "        WARNING on %s: %s\n", pr.Node, pr.Problem)
@@ -72,6 +73,19 @@ func PrintPatchStatus(w io.Writer, st *patches.Status, all bool) {
 	for _, nr := range st.OtherRelease {
 		fmt.Fprintf(w, "Node %s is on release %s, not %s: these patches do not apply to it.\n", nr.Node, nr.Release, st.Release)
 	}
+}
+
+// installedOn names the nodes with the patch, each still waiting for its
+// restart marked so.
+func installedOn(p patches.PatchStatus) string {
+	var out []string
+	for _, n := range p.InstalledOn {
+		if slices.Contains(p.RestartPendingOn, n) {
+			n += " (installed, restart pending: `sentinel restart --node " + n + "`)"
+		}
+		out = append(out, n)
+	}
+	return orNoneList(out)
 }
 
 func orNoneList(l []string) string {

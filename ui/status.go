@@ -19,11 +19,14 @@ func PrintStatus(w io.Writer, r lifecycle.StatusReport, allSteps bool) {
 	} else {
 		run := r.Run
 		resumeCmd := "sentinel upgrade --resume"
-		if run.Kind != "" {
+		switch {
+		case run.Kind == rollout.KindRestart:
+			fmt.Fprintf(w, "Run %s: restart on %s, %s\n", run.ID, run.To, strings.ToUpper(run.Status))
+		case run.Kind != "":
 			verb := strings.TrimPrefix(run.Kind, "patch-")
 			resumeCmd = "sentinel patch " + verb + " --resume"
 			fmt.Fprintf(w, "Run %s: patch %s of %s on %s, %s\n", run.ID, verb, strings.Join(run.Patches, ", "), run.To, strings.ToUpper(run.Status))
-		} else {
+		default:
 			fmt.Fprintf(w, "Run %s: %s -> %s, %s\n", run.ID, run.From, run.To, strings.ToUpper(run.Status))
 		}
 		fmt.Fprintf(w, "  command: %s\n", lifecycle.CommandLine(run.Command))
@@ -44,6 +47,12 @@ func PrintStatus(w io.Writer, r lifecycle.StatusReport, allSteps bool) {
 		}
 		if run.TornTail != "" {
 			fmt.Fprintf(w, "  journal: torn last record, %s\n", run.TornTail)
+		}
+		for _, x := range run.Excluded {
+			fmt.Fprintf(w, "  excluded: %s by %s@%s at %s: %s\n", x.Node, x.By, x.Host, x.Time.Local().Format(time.DateTime), x.Reason)
+		}
+		if len(run.FailedNodes) > 0 {
+			fmt.Fprintf(w, "  failed and rolled back: %s\n", strings.Join(run.FailedNodes, ", "))
 		}
 		if run.Error != "" && run.Status != "running" {
 			fmt.Fprintf(w, "  error: %s\n", run.Error)
@@ -83,6 +92,8 @@ func PrintStatus(w io.Writer, r lifecycle.StatusReport, allSteps bool) {
 		for _, n := range r.Nodes {
 			at := "done"
 			switch {
+			case n.Behind != "":
+				at = "behind: " + n.Behind
 			case n.StepsTotal == 0:
 				at = "not in this run"
 			case n.Step != "":

@@ -426,7 +426,7 @@ func faultCmd() *cobra.Command {
 	f.StringVar(&node, "node", "core", "lab node")
 	f.StringVar(&component, "component", "", "component whose hook misbehaves")
 	f.StringVar(&hook, "hook", "health", "hook: start, stop, health or migrate")
-	f.StringVar(&mode, "mode", "fail", "fail or hang")
+	f.StringVar(&mode, "mode", "fail", "fail, hang, or fail-after:SECONDS (passes until the component has run that long since its start)")
 	f.StringVar(&ver, "version", "", "only this release's hook (default: any)")
 	f.BoolVar(&clear, "clear", false, "remove every fault on the node")
 	return cmd

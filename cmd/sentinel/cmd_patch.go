@@ -116,6 +116,8 @@ func (pf *patchFlags) addRunFlags(c *cobra.Command, resume bool) {
 	f.DurationVar(&pf.p.DrainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
 	if resume {
 		f.BoolVar(&pf.run.o.Resume, "resume", false, "finish the unfinished patch run instead of starting a new one")
+		f.StringArrayVar(&pf.run.o.Exclude, "exclude-node", nil, "with --resume: leave this node out of the unfinished patch run (repeatable), journaled with --reason; the run finishes the others")
+		f.StringVar(&pf.run.o.ExcludeReason, "reason", "", "why the --exclude-node nodes are left out (kept in the journal with who and from where)")
 	}
 }
 
@@ -133,6 +135,9 @@ func (pf *patchFlags) runJob(kind string, reinstall bool) func(*cobra.Command, [
 			}
 		}
 		if err := checkDuration("drain-timeout", p.DrainTimeout, maxDrainTimeout); err != nil {
+			return err
+		}
+		if err := checkUpdateFlags(&run.o); err != nil {
 			return err
 		}
 		if pf.downloadOnly && run.o.Resume {

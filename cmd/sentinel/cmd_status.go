@@ -32,7 +32,9 @@ shows it again every --interval while a run is running, and stops once it
 is not.
 
 The exit code says how the run stands, for scripts: 0 succeeded (or no run
-yet); 1 failed; 75 interrupted (resumable) or still running.`,
+yet); 1 failed; 4 done without the nodes excluded; 5 done with nodes
+rolled back within the failure budget; 75 interrupted (resumable) or still
+running.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := ""
@@ -136,6 +138,11 @@ func runStanding(run *lifecycle.RunReport) error {
 		return nil
 	case "failed":
 		return &silentExit{code: exitFailed}
+	case "partial":
+		if len(run.FailedNodes) > 0 {
+			return &silentExit{code: exitFailedWithinBudget}
+		}
+		return &silentExit{code: exitExcluded}
 	}
 	return &silentExit{code: exitInterrupted} // interrupted, running
 }

@@ -62,7 +62,15 @@ output.`,
 	f.DurationVar(&u.DrainTimeout, "drain-timeout", steps.DefaultDrainDeadline, "how long a DEA may take to move its apps away before the run stops (resumable)")
 	f.StringSliceVar(&u.RoleOrder, "role-order", nil, "order of roles, e.g. router,dea,controller (default dea,controller,router,base,primary); the core node is always last")
 	f.StringSliceVar(&u.Only, "node", nil, "upgrade only these nodes (NAME[,NAME...]); the others are left as they are")
-	f.IntVar(&run.o.MaxInFlight, "max-in-flight", 1, "how many nodes may be upgraded at once; nodes that share a role two or more nodes have never go together (so such a role always has a node up, and DEAs go one at a time), and the core node goes last, alone. Also with --resume")
+	f.StringVar(&run.o.Update.MaxInFlight, "max-in-flight", "", "how many nodes may be upgraded at once, N or a percentage of the nodes (25%); nodes that share a role two or more nodes have never go together (so such a role always has a node up, and DEAs go one at a time), and the core node goes last, alone. Also with --resume (default 1, or the cluster file's update.max_in_flight)")
+	f.StringVar(&run.o.Update.Canaries, "canaries", "", "how many nodes of each redundant role go first, each alone, before the others of the role (default 0, or the cluster file's update.canaries)")
+	f.StringVar(&run.o.Update.WatchTime, "watch-time", "", "how long every component of a node must stay healthy after its start before the node counts as done, e.g. 30s (default 0s, or the cluster file's update.watch_time)")
+	f.StringVar(&run.o.Update.MaxFailures, "max-failures", "", "how many nodes may fail (each is rolled back) while the run goes on with the others, N or a percentage (10%); never the core or a canary (default 0, or the cluster file's update.max_failures)")
+	f.StringArrayVar(&run.o.Exclude, "exclude-node", nil, "with --resume: leave this node out of the unfinished run (repeatable), journaled with --reason; the run finishes the others and a later run catches it up")
+	f.StringVar(&run.o.Update.ClosingRestart, "closing-restart", "", "true: after the core, restart every node upgraded before it, rolling, DEAs retired around it (the docs' \"kato restart on all nodes\"); the core's own restart after its commit counts as its closing restart (default false, or the cluster file's update.closing_restart)")
+	f.Lookup("closing-restart").NoOptDefVal = "true"
+	f.BoolVar(&run.o.NoMaintenance, "no-maintenance", false, "leave maintenance mode alone, though the cluster file's maintenance: block says how to switch it (the run otherwise turns it on before its first change and off after its last)")
+	f.StringVar(&run.o.ExcludeReason, "reason", "", "why the --exclude-node nodes are left out (kept in the journal with who and from where)")
 	f.BoolVar(&run.o.UpdateSelf, "update-self", false, "update sentinel itself to the newest signed build the channel offers (also a development build), then go on with the run in the new build; without VERSION or --resume, only update")
 	for _, name := range []string{"max-in-flight", "node-retries", "drain-timeout", "skip-drain", "no-cache", "no-self-update"} {
 		_ = f.SetAnnotation(name, keptOnResume, []string{"upgrade"})
@@ -87,11 +95,8 @@ func (uf *upgradeFlags) job(cmd *cobra.Command, args []string) (*lifecycle.Job, 
 			return nil, usagef("%q is not a release version (expected something like 3.4.2): %v", u.Target, err)
 		}
 	}
-	switch f := cmd.Flags(); {
-	case f.Changed("max-in-flight") && run.o.MaxInFlight < 1:
-		return nil, usagef("--max-in-flight must be 1 or more, not %d", run.o.MaxInFlight)
-	case !f.Changed("max-in-flight"):
-		run.o.MaxInFlight = 0 // as planned (a resumed run keeps its own)
+	if err := checkUpdateFlags(&run.o); err != nil {
+		return nil, err
 	}
 	if err := checkDuration("drain-timeout", u.DrainTimeout, maxDrainTimeout); err != nil {
 		return nil, err
@@ -110,7 +115,7 @@ func (uf *upgradeFlags) job(cmd *cobra.Command, args []string) (*lifecycle.Job, 
 	}
 	switch {
 	case run.o.Resume && (u.Target != "" || u.Force || run.o.DryRun || uf.downloadOnly || u.SkipDownload || len(u.RoleOrder) > 0 || len(u.Only) > 0):
-		return nil, usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --skip-download, --role-order or --node (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from, and --skip-drain)")
+		return nil, usagef("--resume finishes the unfinished run as it was planned: it takes no VERSION, --force, --dry-run, --download-only, --skip-download, --role-order or --node (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from, --skip-drain, --max-in-flight, and --exclude-node with --reason)")
 	case run.o.NoCache && uf.downloadOnly:
 		return nil, usagef("--no-cache and --download-only contradict each other: download-only fills the cache node")
 	case uf.downloadOnly && u.SkipDownload:
@@ -119,4 +124,29 @@ func (uf *upgradeFlags) job(cmd *cobra.Command, args []string) (*lifecycle.Job, 
 		return lifecycle.DownloadOnly(*u), nil
 	}
 	return lifecycle.Upgrade(*u), nil
+}
+
+// checkUpdateFlags refuses bad --canaries, --watch-time, --max-in-flight,
+// --max-failures, --exclude-node and --reason before anything is read.
+func checkUpdateFlags(o *lifecycle.Options) error {
+	if _, err := o.Update.Parse(func(f string) string { return "--" + f }); err != nil {
+		return usagef("%v", err)
+	}
+	u := o.Update
+	switch {
+	case o.Resume && (u.Canaries != "" || u.WatchTime != "" || u.MaxFailures != "" || u.ClosingRestart != "" || o.NoMaintenance):
+		return usagef("--resume keeps the run's own --canaries, --watch-time, --max-failures, --closing-restart and --no-maintenance (journaled with its plan); only --max-in-flight may change")
+	case len(o.Exclude) > 0 && !o.Resume:
+		return usagef("--exclude-node leaves a node out of an unfinished run: it goes with --resume (a new run with --node NAME,... upgrades only the nodes named)")
+	case len(o.Exclude) > 0 && strings.TrimSpace(o.ExcludeReason) == "":
+		return usagef("--exclude-node needs --reason TEXT: the journal keeps why a node was left behind")
+	case o.ExcludeReason != "" && len(o.Exclude) == 0:
+		return usagef("--reason goes with --exclude-node")
+	}
+	for _, n := range o.Exclude {
+		if strings.TrimSpace(n) == "" {
+			return usagef("--exclude-node takes a node name from the cluster file")
+		}
+	}
+	return nil
 }

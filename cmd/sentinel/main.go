@@ -33,11 +33,17 @@ var version = "dev"
 
 // Exit codes: the contract scripts rely on.
 const (
-	exitOK          = 0
-	exitFailed      = 1
-	exitUsage       = 2
-	exitPreflight   = 3
-	exitInterrupted = 75
+	exitOK        = 0
+	exitFailed    = 1
+	exitUsage     = 2
+	exitPreflight = 3
+	// exitExcluded: the run is done, without the nodes the operator
+	// excluded (rollout.PartialError).
+	exitExcluded = 4
+	// exitFailedWithinBudget: the run is done, and some nodes failed and
+	// were rolled back within --max-failures (nodes may be excluded too).
+	exitFailedWithinBudget = 5
+	exitInterrupted        = 75
 )
 
 // usageError is bad input: nothing was changed.
@@ -53,10 +59,15 @@ func exitCode(err error) int {
 		ir *rollout.InterruptedError
 		pf *lifecycle.PreflightError
 		ma *rollout.MissingArtifactsError
+		pe *rollout.PartialError
 	)
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &pe) && len(pe.Failed) > 0:
+		return exitFailedWithinBudget
+	case errors.As(err, &pe):
+		return exitExcluded
 	case errors.As(err, &ir), errors.Is(err, context.Canceled):
 		return exitInterrupted
 	case errors.As(err, &ma), errors.As(err, &pf):
@@ -148,8 +159,9 @@ A crash, a lost node or a network failure leaves a run that
 'sentinel upgrade --resume' finishes.
 
 Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
-3 preflight refused; 75 interrupted but resumable (for 'sentinel status':
-the run is interrupted or still running).`,
+3 preflight refused; 4 done with nodes excluded; 5 done with nodes failed
+and rolled back within --max-failures; 75 interrupted but resumable (for
+'sentinel status': the run is interrupted or still running).`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -160,7 +172,7 @@ the run is interrupted or still running).`,
 	root.AddCommand(newReleaseCmd())
 	root.AddCommand(newPatchCmd(stopping))
 	root.AddCommand(newRecoverCmd())
-	root.AddCommand(newRunsCmd(), newAttachCmd(), newStopCmd())
+	root.AddCommand(newRunsCmd(), newAttachCmd(), newStopCmd(), newRestartCmd(stopping))
 	for _, extra := range extraCommands {
 		root.AddCommand(extra(root))
 	}

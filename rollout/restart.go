@@ -1,0 +1,140 @@
+package rollout
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// The restart of a node, alone (`sentinel restart`) or as the upgrade's
+// closing restart (the docs' "kato restart on all nodes" before maintenance
+// mode is turned off). How it relates to the node's own restart after its
+// commit:
+//   - the core node is upgraded last and restarted after its commit: that
+//     restart is its closing restart, and it is not restarted again;
+//   - every node upgraded before the core was restarted after its own
+//     commit, while the core still ran the old release; the closing restart
+//     restarts it once more, after the core, which is the reason;
+//   - nodes the run left as they were, excluded, or rolled back within the
+//     failure budget are not restarted.
+// DEAs are retired (their apps moved, after the capacity check) before a
+// restart and unretired after; the schedule's rules keep every redundant
+// role up.
+
+// KindRestart is the Plan.Kind of `sentinel restart`.
+const KindRestart = "restart"
+
+// RestartSteps are the steps that restart a node's components, with a
+// retirement around them on a DEA; prefix keeps their ids apart from the
+// upgrade's ("closing/").
+func RestartSteps(prefix string, n cluster.Node, items []steps.RestartItem, drain time.Duration) []Step {
+	var out []Step
+	dea := n.HasRole(release.RoleDEA)
+	if dea {
+		out = append(out, Step{ID: prefix + "retire", Op: steps.OpRetire, Request: steps.Request{DrainDeadline: release.Duration(drain)}})
+	}
+	out = append(out, Step{ID: prefix + "restart", Op: steps.OpRestart, Request: steps.Request{Restart: items}})
+	if dea {
+		out = append(out, Step{ID: prefix + "unretire", Op: steps.OpUnretire})
+	}
+	return out
+}
+
+// restartItems are the node's components of the manifest, at the versions
+// its current links point at (a patch switched in but not restarted is
+// started so), or the manifest's when facts are nil.
+func restartItems(n cluster.Node, m *release.Manifest, f *steps.Facts) []steps.RestartItem {
+	var items []steps.RestartItem
+	for _, c := range m.Components {
+		if !c.AppliesTo(n.Roles) {
+			continue
+		}
+		v := c.Version
+		if f != nil {
+			cur, ok := f.Current[c.Name]
+			if !ok {
+				continue // not installed: nothing to restart
+			}
+			v = cur
+		}
+		items = append(items, steps.RestartItem{Component: c.Name, Version: v, Hooks: c.Hooks})
+	}
+	return items
+}
+
+// planClosing adds the closing restart of every node upgraded before the
+// core to the plan.
+func planClosing(p *Plan, inv *cluster.Inventory, target *release.Manifest, drain time.Duration) {
+	for _, np := range p.Nodes {
+		n, ok := inv.Node(np.Node)
+		if np.Skip != "" || isCore(np) || !ok {
+			continue
+		}
+		p.Closing = append(p.Closing, NodePlan{Node: np.Node, Roles: np.Roles, From: target.Version,
+			Steps: RestartSteps("closing/", n, restartItems(n, target, nil), drain)})
+	}
+}
+
+// RestartInput is what `sentinel restart` plans from.
+type RestartInput struct {
+	Inventory  *cluster.Inventory
+	Facts      map[string]*steps.Facts
+	Unanswered map[string]error
+	Roles      []string // only nodes with one of these roles (--role)
+	Only       []string // only these nodes (--node)
+	Drain      time.Duration
+	Update     Update
+}
+
+// PlanRestart restarts the selected nodes' components in place, in role
+// order under the schedule's rules, the core node last: what follows
+// `patch install --no-restart`, or a restart asked for on its own.
+func PlanRestart(ctx context.Context, ch Channel, in RestartInput) (*Plan, error) {
+	for _, name := range in.Only {
+		if _, ok := in.Inventory.Node(name); !ok {
+			return nil, &UsageError{Msg: fmt.Sprintf("--node %s: the cluster file has no such node", name)}
+		}
+	}
+	for _, r := range in.Roles {
+		if !release.KnownRole(r) {
+			return nil, &UsageError{Msg: fmt.Sprintf("--role: unknown role %q", r)}
+		}
+	}
+	plan := &Plan{Kind: KindRestart}
+	for _, n := range Order(in.Inventory.Nodes) {
+		np := NodePlan{Node: n.Name, Roles: n.Roles}
+		selected := (len(in.Only) == 0 || slices.Contains(in.Only, n.Name)) && (len(in.Roles) == 0 || slices.ContainsFunc(in.Roles, n.HasRole))
+		f := in.Facts[n.Name]
+		switch {
+		case !selected:
+			np.Skip = "not selected"
+		case f == nil:
+			return nil, fmt.Errorf("node %s: cannot ask what it runs: %v", n.Name, in.Unanswered[n.Name])
+		case f.Record == nil:
+			return nil, &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", n.Name, f.RecordError)}
+		}
+		if np.Skip == "" {
+			m, err := ch.Manifest(ctx, f.Record.Release)
+			if err != nil {
+				return nil, err
+			}
+			np.From = f.Record.Release
+			np.Steps = RestartSteps("", n, restartItems(n, m, f), in.Drain)
+			if n.HasRole(release.RolePrimary) {
+				plan.From, plan.To = np.From, np.From
+			}
+		}
+		plan.Nodes = append(plan.Nodes, np)
+	}
+	if plan.NothingToDo() {
+		return nil, &UsageError{Msg: "no node of the cluster file matches --role and --node: nothing to restart"}
+	}
+	in.Update.apply(plan)
+	plan.WatchTime = 0 // a restart has no watch step
+	return plan, nil
+}
