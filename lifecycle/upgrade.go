@@ -90,11 +90,8 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	if err != nil {
 		return nil, r.Source.Explain(err)
 	}
-	if err := r.Source.Accept(ch); err != nil {
-		return nil, err
-	}
 	if !u.SkipDownload {
-		if err := r.Source.CheckArtifactSizes(ctx, ch, plan.Artifacts()); err != nil {
+		if err := r.Source.CheckArtifactSizes(ctx, plan.Artifacts()); err != nil {
 			return nil, err
 		}
 	}

@@ -405,7 +405,7 @@ func faultCmd() *cobra.Command {
 				return fmt.Errorf("--component %q is not a fixture component (one of %s)", component, strings.Join(names, ", "))
 			}
 			if ver != "" {
-				if _, err := os.Stat(filepath.Join(lab.UpstreamDir, "releases", ver)); err != nil {
+				if _, err := os.Stat(filepath.Join(lab.SourceDir, "releases", ver)); err != nil {
 					return fmt.Errorf("--version %s: the lab's channel has no such release", ver)
 				}
 			}

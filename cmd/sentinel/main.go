@@ -13,13 +13,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/lifecycle"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/source"
-	"github.com/sentinel-paas/sentinel/trust"
 	"github.com/sentinel-paas/sentinel/ui"
 )
 
@@ -73,7 +73,7 @@ func badInput(err error) bool {
 		new(*usageError), new(*lifecycle.UsageError), new(*rollout.UsageError), new(*ui.ConfirmError),
 		new(*release.MetadataError), new(*release.UnknownReleaseError), new(*release.NoPathError),
 		new(*cluster.InventoryError), new(*resume.LockedError),
-		new(*trust.Error),          // a refused signature, expiry or version
+		new(*channel.Error), new(*channel.ConfigError), // refused channel metadata or documents
 		new(*cluster.HostKeyError), // known_hosts must be fixed: no retry helps
 		new(*source.AddressError), new(*source.CacheMissError), new(*source.ConfigError),
 	} {
@@ -152,7 +152,7 @@ Exit codes: 0 done; 1 failed; 2 bad usage or bad input (nothing changed);
 		return &usageError{msg: err.Error()}
 	})
 	root.AddCommand(newUpgradeCmd(stopping), newPreflightCmd(), newStatusCmd(), newCacheCmd(), newNodeCmd(), newVersionCmd())
-	root.AddCommand(newReleaseCmd())
+	root.AddCommand(newChannelCmd())
 	root.AddCommand(newPatchCmd(stopping))
 	root.AddCommand(newRecoverCmd())
 	strictUsage(root)
