@@ -363,7 +363,7 @@ func (c *Client) Files(ctx context.Context) (map[string][]byte, error) {
 	snap := t.Timestamp.Signed.Meta["snapshot.json"].Version
 	targ := t.Snapshot.Signed.Meta["targets.json"].Version
 	for name, role := range map[string]string{
-		"metadata/timestamp.json":                       "timestamp",
+		"metadata/timestamp.json":                      "timestamp",
 		fmt.Sprintf("metadata/%d.snapshot.json", snap): "snapshot",
 		fmt.Sprintf("metadata/%d.targets.json", targ):  "targets",
 	} {

@@ -12,17 +12,17 @@ import (
 
 // The checks a refusal names.
 const (
-	CheckSignature = "signature"         // too few valid signatures by the role's keys
-	CheckUnknownKey = "unknown-key"      // signed only by keys the trusted root does not list for the role
-	CheckRotation  = "rotation"          // a new root not signed by the old root's threshold and its own
-	CheckExpired   = "expired"           // past its expiry date
-	CheckRollback  = "rollback"          // an older version than the one trusted, or not the one announced
-	CheckLength    = "length"            // not the signed length
-	CheckHash      = "hash"              // not the signed sha256
-	CheckTooLarge  = "too-large"         // more bytes than the role may have
-	CheckMismatch  = "snapshot-mismatch" // does not match what the snapshot or timestamp announce (mix-and-match)
-	CheckNotListed = "not-listed"        // not a target of the signed targets metadata
-	CheckFormat    = "format"            // not TUF metadata of the expected role
+	CheckSignature  = "signature"         // too few valid signatures by the role's keys
+	CheckUnknownKey = "unknown-key"       // signed only by keys the trusted root does not list for the role
+	CheckRotation   = "rotation"          // a new root not signed by the old root's threshold and its own
+	CheckExpired    = "expired"           // past its expiry date
+	CheckRollback   = "rollback"          // an older version than the one trusted, or not the one announced
+	CheckLength     = "length"            // not the signed length
+	CheckHash       = "hash"              // not the signed sha256
+	CheckTooLarge   = "too-large"         // more bytes than the role may have
+	CheckMismatch   = "snapshot-mismatch" // does not match what the snapshot or timestamp announce (mix-and-match)
+	CheckNotListed  = "not-listed"        // not a target of the signed targets metadata
+	CheckFormat     = "format"            // not TUF metadata of the expected role
 )
 
 // Error is channel metadata or a channel document refused: it names the
@@ -142,5 +142,3 @@ func (c *Client) signatureCheck(doc string) string {
 	}
 	return CheckUnknownKey
 }
-
-

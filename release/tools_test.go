@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-
 )
 
 func TestParseBuildVersion(t *testing.T) {
