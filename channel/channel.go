@@ -181,10 +181,10 @@ func (c *Client) stateDir(cfg Config) (string, error) {
 	if cfg.StateDir == "" {
 		return "", nil
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return "", &ConfigError{Msg: fmt.Sprintf("trusted state: %v", err)}
-	}
 	if !cfg.ReadOnly {
+		if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+			return "", &ConfigError{Msg: fmt.Sprintf("trusted state: %v", err)}
+		}
 		return cfg.StateDir, nil
 	}
 	tmp, err := os.MkdirTemp("", "sentinel-trust-")

@@ -485,3 +485,8 @@ func (r *Repo) RenewRoot() error {
 	r.root = next
 	return nil
 }
+
+// SignWith replaces m's signatures with those of keys: for tools that
+// re-sign metadata by hand (and for tests that play an attacker holding
+// leaked keys).
+func SignWith[T metadata.Roles](m *metadata.Metadata[T], keys ...*Key) error { return sign(m, keys) }

@@ -53,7 +53,8 @@ func TestPublisherWorkflowFromEmptyDirectory(t *testing.T) {
 	if !strings.Contains(r.stdout, "trust anchor for operators") || !strings.Contains(r.stdout, "timestamp keys: ") {
 		t.Errorf("init says:\n%s", r.stdout)
 	}
-	run(2, "channel", "init", "--keys", filepath.Join(dir, "keys"), filepath.Join(work, "other"))
+	other := filepath.Join(work, "other")
+	run(2, "channel", "init", "--keys", filepath.Join(other, "keys"), other) // keys inside the served tree
 	run(0, "channel", "add-release", "--keys", keys, "--artifacts", arts, "--description", releaseDescription(t, work, "3.4.1"), dir)
 	bad := releaseDescription(t, work, "3.4.2", "3.4.0")
 	r = run(2, "channel", "add-release", "--keys", keys, "--artifacts", arts, "--description", bad, dir)
