@@ -560,6 +560,11 @@ func (s *Server) readLocations() (map[string]artifactLocation, error) {
 			if err != nil || (au.Scheme != "http" && au.Scheme != "https") {
 				continue
 			}
+			if strings.HasPrefix(p, "targets/") {
+				// A TUF repository serves a target under its consistent-snapshot name.
+				dir, file := path.Split(au.Path)
+				au.Path = dir + a.SHA256 + "." + file
+			}
 			if _, dup := locs[a.SHA256]; !dup {
 				locs[a.SHA256] = artifactLocation{url: au.String(), size: a.Size}
 			}
@@ -798,8 +803,8 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkPrefetch validates the whole request before anything is fetched or
-// written. Metadata files are returned in writing order: index.json files
-// last, so an index never names a manifest not yet written.
+// written. Metadata files are returned in writing order: the timestamp
+// last.
 func (s *Server) checkPrefetch(req *PrefetchRequest) ([]PrefetchArtifact, []metaFile, error) {
 	var arts []PrefetchArtifact
 	seen := map[string]bool{}
@@ -845,8 +850,10 @@ func (s *Server) checkPrefetch(req *PrefetchRequest) ([]PrefetchArtifact, []meta
 			}
 		}
 	}
+	// The timestamp last: it is what makes a client read the rest, so it
+	// never names a snapshot not yet written.
 	sort.SliceStable(metas, func(i, j int) bool {
-		return path.Base(metas[i].path) != "index.json" && path.Base(metas[j].path) == "index.json"
+		return metas[i].path != "metadata/timestamp.json" && metas[j].path == "metadata/timestamp.json"
 	})
 	return arts, metas, nil
 }

@@ -2,9 +2,19 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/theupdateframework/go-tuf/v2/metadata"
+
+	tufpublish "github.com/sentinel-paas/sentinel/publish"
 )
 
 // editJSON rewrites a channel document through a generic decode, so that a
@@ -87,4 +97,340 @@ func (l *testLab) artifactOf(version, component string) (sha string, size int64)
 	}
 	l.t.Fatalf("release %s has no %s", version, component)
 	return "", 0
+}
+
+// keyOf is the lab publisher's key file of role (the first the root lists).
+func (l *testLab) keyOf(role string) *tufpublish.Key {
+	l.t.Helper()
+	pub, err := l.Publisher()
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	keys, err := tufpublish.LoadKeys(l.KeysDir)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	for _, id := range pub.KeyIDs(role) {
+		if k, ok := keys[id]; ok {
+			return k
+		}
+	}
+	l.t.Fatalf("no %s key in %s", role, l.KeysDir)
+	return nil
+}
+
+// forgeTimestamp rewrites the lab's served timestamp with edit, signed
+// by keys: an attacker's, or leaked ones.
+func (l *testLab) forgeTimestamp(edit func(*metadata.TimestampType), keys ...*tufpublish.Key) {
+	l.t.Helper()
+	p := filepath.Join(l.UpstreamDir, "metadata", "timestamp.json")
+	ts, err := metadata.Timestamp().FromFile(p)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	edit(&ts.Signed)
+	if err := tufpublish.SignWith(ts, keys...); err != nil {
+		l.t.Fatal(err)
+	}
+	if err := ts.ToFile(p, true); err != nil {
+		l.t.Fatal(err)
+	}
+}
+
+func strangerKey(t testing.TB) *tufpublish.Key {
+	t.Helper()
+	k, err := tufpublish.NewKey(t.TempDir(), "timestamp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// wantRefusedUnchanged runs an upgrade that must be refused with exit 2,
+// naming the document and the check, before any artifact is requested
+// and with every node unchanged.
+func (l *testLab) wantRefusedUnchanged(doc, check string, args ...string) result {
+	l.t.Helper()
+	before := l.nodeDigests()
+	arts := l.upstream.ArtifactRequests()
+	if len(args) == 0 {
+		args = []string{"upgrade", "3.4.2", "--yes"}
+	}
+	r := l.sentinel(nil, args...)
+	want := "channel document " + doc
+	if r.code != 2 || !strings.Contains(r.stderr, want) || !strings.Contains(r.stderr, "("+check+" check)") {
+		l.t.Fatalf("exit %d, want 2 with %q and the %s check:\n%s", r.code, want, check, r.stderr)
+	}
+	if n := l.upstream.ArtifactRequests() - arts; n != 0 {
+		l.t.Errorf("%d artifact requests before the refusal", n)
+	}
+	for name, d := range l.nodeDigests() {
+		if d != before[name] {
+			l.t.Errorf("node %s changed", name)
+		}
+	}
+	return r
+}
+
+// trustNow makes the lab's orchestrator trust the channel as served now:
+// any run that reads the channel records it (this one stops at the
+// unknown release, before any node is touched).
+func (l *testLab) trustNow() {
+	l.t.Helper()
+	if r := l.sentinel(nil, "upgrade", "9.9.9", "--yes"); r.code != 2 || !strings.Contains(r.stderr, "not offered by the channel") {
+		l.t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+// Must-show 1: mix-and-match. The publisher replaced release 3.4.2's
+// manifest; a mirror serves the current timestamp, snapshot and targets
+// with the superseded manifest (validly signed when it was current) under
+// the current name, or the superseded targets metadata with the current
+// snapshot. Both are refused before any artifact is requested, exit 2,
+// naming the document and the check, and no node changes.
+func TestMixAndMatchRefused(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	name := "releases/3.4.2/manifest.json"
+	superseded := mustRead(t, lab.served(name))
+	pub, _ := lab.Publisher()
+	oldTargets := mustRead(t, filepath.Join(lab.UpstreamDir, "metadata", fmt.Sprintf("%d.targets.json", pub.Versions()["targets"])))
+	editJSON(t, lab.source(name), func(doc map[string]any) {
+		doc["components"].([]any)[0].(map[string]any)["hooks"].(map[string]any)["start"] = map[string]any{"timeout": "45s"}
+	})
+	lab.republish(name)
+	current := lab.served(name)
+	restore := saveFiles(t, current)
+	os.WriteFile(current, superseded, 0o644)
+	lab.wantRefusedUnchanged(name, "hash")
+	restore()
+
+	pub, _ = lab.Publisher()
+	targets := filepath.Join(lab.UpstreamDir, "metadata", fmt.Sprintf("%d.targets.json", pub.Versions()["targets"]))
+	restore = saveFiles(t, targets)
+	os.WriteFile(targets, oldTargets, 0o644)
+	lab.wantRefusedUnchanged("targets.json", "snapshot-mismatch")
+	restore()
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+}
+
+// Must-show 2: freeze. A timestamp older than the trusted one is refused
+// (rollback); an expired one is refused, unless --allow-expired-metadata,
+// which says so, logs it and records it in the run's journal.
+func TestFreezeRefusedUnlessAirGappedOverride(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	ts := filepath.Join(lab.UpstreamDir, "metadata", "timestamp.json")
+	old := mustRead(t, ts)
+	pub, _ := lab.Publisher()
+	if err := pub.Timestamp(); err != nil {
+		t.Fatal(err)
+	}
+	lab.trustNow()
+	restore := saveFiles(t, ts)
+	os.WriteFile(ts, old, 0o644)
+	lab.wantRefusedUnchanged("metadata/timestamp.json", "rollback")
+	restore()
+
+	pub, _ = lab.Publisher()
+	pub.Expiry.Timestamp = time.Hour
+	pub.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	if err := pub.Timestamp(); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.wantRefusedUnchanged("metadata/timestamp.json", "expired")
+	if !strings.Contains(r.stderr, "--allow-expired-metadata") {
+		t.Errorf("the refusal does not name the override:\n%s", r.stderr)
+	}
+	r = lab.mustSucceed("upgrade", "3.4.2", "--yes", "--allow-expired-metadata")
+	want := "metadata/timestamp.json expired"
+	if !strings.Contains(r.stderr, want) {
+		t.Errorf("the override did not say what it accepted:\n%s", r.stderr)
+	}
+	if log := string(mustRead(t, filepath.Join(lab.core().Root, "logs", "sentinel-cli.log"))); !strings.Contains(log, want) {
+		t.Error("the accepted expired timestamp is not in the log")
+	}
+	if j := string(mustRead(t, lab.journalPath())); !strings.Contains(j, "expired_metadata") || !strings.Contains(j, want) {
+		t.Error("the accepted expired timestamp is not in the run's journal")
+	}
+	lab.wantUpgraded("3.4.2")
+}
+
+// Must-show 4: refusals at the channel, each exit 2 before any artifact
+// is requested, nodes unchanged: a timestamp signed by an unknown key; a
+// root rotation not signed by the old root's threshold; an artifact
+// served with another size than its signed target (caught by asking its
+// size, before any download). An artifact of the same size but other
+// bytes is caught at fetch, exit 1: TestDigestMismatchCaughtBeforeInstall.
+// Rollback: TestFreezeRefusedUnlessAirGappedOverride; endless data and a
+// threshold not met: channel.TestEndlessMetadataIsCutOff and
+// channel.TestSignatureRefusals, over loopback HTTP.
+func TestChannelRefusalsChangeNothing(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	ts := filepath.Join(lab.UpstreamDir, "metadata", "timestamp.json")
+	restore := saveFiles(t, ts)
+	lab.forgeTimestamp(func(s *metadata.TimestampType) { s.Version++ }, strangerKey(t))
+	lab.wantRefusedUnchanged("metadata/timestamp.json", "unknown-key")
+	restore()
+
+	root, err := metadata.Root().FromFile(filepath.Join(lab.UpstreamDir, "metadata", "1.root.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	root.Signed.Version = 2
+	root.Signed.AddKey(strangerKey(t).Public(), "targets")
+	tufpublish.SignWith(root, lab.keyOf("root")) // one of the two root keys the threshold needs
+	rotation := filepath.Join(lab.UpstreamDir, "metadata", "2.root.json")
+	root.ToFile(rotation, true)
+	lab.wantRefusedUnchanged("metadata/2.root.json", "rotation")
+	os.Remove(rotation)
+
+	art := lab.served("artifacts/router-3.4.2.tar.gz")
+	restore = saveFiles(t, art)
+	os.WriteFile(art, append(mustRead(t, art), 0), 0o644)
+	before := lab.nodeDigests()
+	downloads := lab.upstream.ArtifactDownloads()
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.code != 2 || !strings.Contains(r.stderr, "router-3.4.2.tar.gz") || !strings.Contains(r.stderr, "(length check)") {
+		t.Fatalf("an artifact of another size: exit %d, want 2 naming it and the length check:\n%s", r.code, r.stderr)
+	}
+	if n := lab.upstream.ArtifactDownloads() - downloads; n != 0 {
+		t.Errorf("%d artifacts downloaded before the refusal", n)
+	}
+	for name, d := range lab.nodeDigests() {
+		if d != before[name] {
+			t.Errorf("node %s changed", name)
+		}
+	}
+	restore()
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+}
+
+// hostileCache serves a cache directory the way an attacker who owns the
+// cache node would, counting the artifacts it hands out.
+func hostileCache(t *testing.T, cacheDir, channelDir string) (addr string, gets *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gets = &atomic.Int64{}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch p := r.URL.Path; {
+		case p == "/healthz":
+			w.WriteHeader(http.StatusOK)
+		case strings.HasPrefix(p, "/channel/"):
+			http.ServeFile(w, r, filepath.Join(channelDir, filepath.FromSlash(strings.TrimPrefix(p, "/channel/"))))
+		case strings.HasPrefix(p, "/artifacts/sha256/"):
+			if r.Method == http.MethodGet {
+				gets.Add(1)
+			}
+			http.ServeFile(w, r, filepath.Join(cacheDir, "sha256", filepath.Base(p)))
+		default:
+			http.NotFound(w, r)
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String(), gets
+}
+
+// Must-show 5: a compromised cache node (documents edited and re-signed
+// with its own key, files dropped, artifacts replaced), served by the
+// real daemon or the attacker's, cannot make any node install anything.
+// The upstream is gone throughout: the cache is all there is.
+func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
+	longScenario(t)
+	lab := newLab(t, 3, "3.4.1")
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	tw := lab.cutUpstream()
+	chDir := lab.Cache.ChannelDirectory()
+	hostile, hostileGets := hostileCache(t, lab.Cache.Dir, chDir)
+	routerSHA, routerSize := lab.artifactOf("3.4.2", "router")
+	stored := filepath.Join(lab.Cache.Dir, "sha256", routerSHA)
+	evilSHA, _ := lab.artifactOf("3.4.3", "router")
+	evil := mustRead(t, lab.source("artifacts/router-3.4.3.tar.gz"))
+	os.WriteFile(filepath.Join(lab.Cache.Dir, "sha256", evilSHA), evil, 0o644)
+	manifests, _ := filepath.Glob(filepath.Join(chDir, "targets", "releases", "3.4.2", "*.manifest.json"))
+	if len(manifests) != 1 {
+		t.Fatalf("the cache holds %d manifests of 3.4.2 (%v): it does not keep the repository byte for byte", len(manifests), manifests)
+	}
+	cached := manifests[0]
+	ts := filepath.Join(chDir, "metadata", "timestamp.json")
+	restore := saveFiles(t, cached, ts, stored)
+
+	cases := []struct {
+		name, cache string
+		tamper      func()
+		doc, check  string
+	}{
+		{"the cached manifest names the attacker's artifact (real daemon)", lab.cacheIP, func() {
+			editJSON(t, cached, setArtifact("router", evilSHA, int64(len(evil))))
+		}, "releases/3.4.2/manifest.json", "hash"},
+		{"the same, by the attacker's daemon", hostile, func() {
+			editJSON(t, cached, setArtifact("router", evilSHA, int64(len(evil))))
+		}, "releases/3.4.2/manifest.json", "hash"},
+		{"the timestamp re-signed with the cache node's own key", hostile, func() {
+			p, _ := metadata.Timestamp().FromFile(ts)
+			p.Signed.Version++
+			tufpublish.SignWith(p, strangerKey(t))
+			p.ToFile(ts, true)
+		}, "metadata/timestamp.json", "unknown-key"},
+		{"the stored artifact replaced, of another size", hostile, func() {
+			os.WriteFile(stored, append(append([]byte(nil), evil...), 0), 0o644)
+		}, "router-3.4.2.tar.gz", "length"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			defer restore()
+			tc.tamper()
+			before := lab.nodeDigests()
+			gets := hostileGets.Load()
+			r := lab.sentinel(nil, "upgrade", "3.4.2", "--cache-ip", tc.cache, "--yes")
+			if r.code != 2 || !strings.Contains(r.stderr, tc.doc) || !strings.Contains(r.stderr, "("+tc.check+" check)") {
+				t.Fatalf("exit %d, want 2 naming %s and the %s check:\n%s", r.code, tc.doc, tc.check, r.stderr)
+			}
+			if !strings.Contains(r.stderr, "read from the cache node http://"+tc.cache+": fill it again from the upstream") {
+				t.Errorf("the refusal does not say what to do about the cache node:\n%s", r.stderr)
+			}
+			for name, d := range lab.nodeDigests() {
+				if d != before[name] {
+					t.Errorf("node %s changed", name)
+				}
+			}
+			if n := hostileGets.Load() - gets; n != 0 {
+				t.Errorf("%d artifacts downloaded from the compromised cache before the refusal", n)
+			}
+		})
+	}
+	// Files dropped: the cache can withhold, and says how to fill it.
+	os.Remove(cached)
+	before := lab.nodeDigests()
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--cache-ip", hostile, "--yes"); r.code != 2 || !strings.Contains(r.stderr, "does not hold release 3.4.2") {
+		t.Fatalf("a dropped manifest: exit %d:\n%s", r.code, r.stderr)
+	}
+	restore()
+	for name, d := range lab.nodeDigests() {
+		if d != before[name] {
+			t.Errorf("node %s changed", name)
+		}
+	}
+
+	// The stored artifact replaced by bytes of the same size: nothing in the
+	// metadata can tell, and each node's fetch refuses it by its signed
+	// sha256 before installing.
+	sameSize := make([]byte, routerSize)
+	copy(sameSize, evil)
+	os.WriteFile(stored, sameSize, 0o644)
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--cache-ip", hostile, "--yes")
+	if r.code != 1 || !strings.Contains(r.stderr, "sha256") || !strings.Contains(r.stderr, routerSHA) {
+		t.Fatalf("same-size replacement: exit %d, want 1 naming the sha256:\n%s", r.code, r.stderr)
+	}
+	for _, n := range lab.Nodes {
+		if _, err := os.Stat(filepath.Join(n.Root, "code", "router", "releases", "3.4.2")); err == nil {
+			t.Errorf("node %s installed router 3.4.2 from the compromised cache", n.Name)
+		}
+	}
+	if n := tw.hits.Load(); n != 0 {
+		t.Errorf("the upstream got %d requests", n)
+	}
 }
