@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -57,6 +58,9 @@ type ComponentDescription struct {
 	Hooks    release.Hooks `json:"hooks"`
 }
 
+// componentName is what release manifests accept as a component name.
+var componentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
 // ParseReleaseDescription decodes and checks a release description.
 func ParseReleaseDescription(name string, data []byte) (*ReleaseDescription, error) {
 	var d ReleaseDescription
@@ -71,6 +75,9 @@ func ParseReleaseDescription(name string, data []byte) (*ReleaseDescription, err
 	}
 	for i, c := range d.Components {
 		at := fmt.Sprintf("%s: components[%d] (%s)", name, i, c.Name)
+		if !componentName.MatchString(c.Name) {
+			return nil, fmt.Errorf("%s.name: %q is not a component name (lowercase letters, digits, '_' and '-')", at, c.Name)
+		}
 		if !artifactFile(c.Artifact) {
 			return nil, fmt.Errorf("%s.artifact: %q is not a file name of [a-zA-Z0-9._+-]", at, c.Artifact)
 		}

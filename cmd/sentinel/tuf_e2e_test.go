@@ -198,17 +198,19 @@ func TestMixAndMatchRefused(t *testing.T) {
 		doc["components"].([]any)[0].(map[string]any)["hooks"].(map[string]any)["start"] = map[string]any{"timeout": "45s"}
 	})
 	lab.republish(name)
-	current := lab.served(name)
-	restore := saveFiles(t, current)
-	os.WriteFile(current, superseded, 0o644)
-	lab.wantRefusedUnchanged(name, "hash")
-	restore()
-
+	// Before the client holds the current targets metadata (once it does,
+	// it keeps it and reads no other until the snapshot moves on).
 	pub, _ = lab.Publisher()
 	targets := filepath.Join(lab.UpstreamDir, "metadata", fmt.Sprintf("%d.targets.json", pub.Versions()["targets"]))
-	restore = saveFiles(t, targets)
+	restore := saveFiles(t, targets)
 	os.WriteFile(targets, oldTargets, 0o644)
 	lab.wantRefusedUnchanged("targets.json", "snapshot-mismatch")
+	restore()
+
+	current := lab.served(name)
+	restore = saveFiles(t, current)
+	os.WriteFile(current, superseded, 0o644)
+	lab.wantRefusedUnchanged(name, "hash")
 	restore()
 	lab.mustSucceed("upgrade", "3.4.2", "--yes")
 }
