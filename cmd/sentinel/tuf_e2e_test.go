@@ -201,10 +201,11 @@ func TestMixAndMatchRefused(t *testing.T) {
 	// Before the client holds the current targets metadata (once it does,
 	// it keeps it and reads no other until the snapshot moves on).
 	pub, _ = lab.Publisher()
-	targets := filepath.Join(lab.UpstreamDir, "metadata", fmt.Sprintf("%d.targets.json", pub.Versions()["targets"]))
+	targetsName := fmt.Sprintf("metadata/%d.targets.json", pub.Versions()["targets"])
+	targets := filepath.Join(lab.UpstreamDir, filepath.FromSlash(targetsName))
 	restore := saveFiles(t, targets)
 	os.WriteFile(targets, oldTargets, 0o644)
-	lab.wantRefusedUnchanged("targets.json", "snapshot-mismatch")
+	lab.wantRefusedUnchanged(targetsName, "snapshot-mismatch")
 	restore()
 
 	current := lab.served(name)
