@@ -31,6 +31,15 @@ type Agent struct {
 // maxUnpackedBytes bounds what one artifact may unpack to.
 const maxUnpackedBytes = 32 << 30
 
+// unpackLimit is the artifact's signed unpacked size (its channel's
+// targets metadata gives it), or maxUnpackedBytes when it has none.
+func unpackLimit(a release.Artifact) int64 {
+	if a.UnpackedSize > 0 && a.UnpackedSize < maxUnpackedBytes {
+		return a.UnpackedSize
+	}
+	return maxUnpackedBytes
+}
+
 // Do runs one operation. Only one changing operation runs on a node at a
 // time: a second agent waits for the first.
 func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) {
@@ -298,7 +307,7 @@ func (a *Agent) install(_ context.Context, req Request) (Result, error) {
 	// not be installed.
 	h := sha256.New()
 	tee := io.TeeReader(src, h)
-	unpackErr := Unpack(tee, tmp, maxUnpackedBytes)
+	unpackErr := Unpack(tee, tmp, unpackLimit(req.Artifact))
 	// Read to the end either way: if the bytes are not the verified ones,
 	// that is the error to report, not what the unpacker made of them.
 	if _, err := io.Copy(io.Discard, tee); err != nil {

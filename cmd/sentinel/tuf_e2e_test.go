@@ -14,6 +14,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/sentinel-paas/sentinel/channel"
 	tufpublish "github.com/sentinel-paas/sentinel/publish"
 )
 
@@ -435,5 +436,31 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 	}
 	if n := tw.hits.Load(); n != 0 {
 		t.Errorf("the upstream got %d requests", n)
+	}
+}
+
+// An artifact unpacks to at most the size its signed target gives: the
+// node refuses one that unpacks to more, and installs nothing of it.
+func TestSignedUnpackedSizeBoundsUnpack(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	pub, err := lab.Publisher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "artifacts/router-3.4.2.tar.gz"
+	var small channel.Custom
+	small.Sentinel.UnpackedSize = 100
+	if err := pub.AddTarget(name, mustRead(t, lab.source(name)), &small); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.code != 1 || !strings.Contains(r.stderr, "limit of 100 uncompressed bytes") {
+		t.Fatalf("exit %d, want 1 naming the signed limit:\n%s", r.code, r.stderr)
+	}
+	if _, err := os.Stat(filepath.Join(lab.core().Root, "code", "router", "releases", "3.4.2")); err == nil {
+		t.Error("router 3.4.2 was installed beyond its signed unpacked size")
 	}
 }
