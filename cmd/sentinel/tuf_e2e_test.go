@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -463,4 +464,34 @@ func TestSignedUnpackedSizeBoundsUnpack(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(lab.core().Root, "code", "router", "releases", "3.4.2")); err == nil {
 		t.Error("router 3.4.2 was installed beyond its signed unpacked size")
 	}
+}
+
+// A resumed run acts on the plan verified when it began (the journal
+// holds its digests): a timestamp that expired in between does not block
+// it, while a new run is refused.
+func TestResumeAfterTimestampExpired(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	run := startSentinel(t, lab, "upgrade", "3.4.2", "--yes")
+	waitForLine(t, run.stdout, "3.4.2/nats/migrate")
+	if err := run.cmd.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	run.cmd.Wait()
+	if code := run.cmd.ProcessState.ExitCode(); code != 75 {
+		t.Fatalf("interrupted upgrade: exit %d, want 75", code)
+	}
+	pub, err := lab.Publisher()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.Expiry.Timestamp = time.Hour
+	pub.Now = func() time.Time { return time.Now().Add(-2 * time.Hour) }
+	if err := pub.Timestamp(); err != nil {
+		t.Fatal(err)
+	}
+	if r := lab.sentinel(nil, "upgrade", "3.4.3", "--yes", "--dry-run"); r.code != 2 || !strings.Contains(r.stderr, "(expired check)") {
+		t.Fatalf("a new run on the expired timestamp: exit %d, want 2:\n%s", r.code, r.stderr)
+	}
+	lab.mustSucceed("upgrade", "--resume")
+	lab.wantUpgraded("3.4.2")
 }
