@@ -153,7 +153,7 @@ func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
 }
 
 // startUpstream runs `sentinel-lab serve` in the background and returns its
-// index URL and pid.
+// repository URL and pid.
 func startUpstream(dir, listen string) (string, int, error) {
 	self, err := os.Executable()
 	if err != nil {
