@@ -36,7 +36,10 @@ func (f *fill) add(a release.Artifact, name rollout.Step) {
 
 // documents adds the channel's repository files read so far (metadata
 // and documents, by their consistent-snapshot names), so the cache node
-// serves them byte for byte.
+// serves them byte for byte. The seam for a daemon that holds the
+// channel's root and fetches by name (issue 13): this request would name
+// targets (a release, a patch, a build) instead of carrying URLs and
+// bytes, and the daemon would read them with package channel itself.
 func (f *fill) documents(ctx context.Context, r *Run) error {
 	docs, err := r.tuf.Files(ctx)
 	if err != nil {
