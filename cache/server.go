@@ -51,7 +51,7 @@ type ServerConfig struct {
 	// Store holds the artifacts served under /artifacts/sha256/<hex>.
 	Store *Store
 	// ChannelDir holds the channel metadata the cache serves read-only under
-	// /channel/ (index.json, releases/<v>/manifest.json, ...) and that
+	// /channel/ (the channel's TUF repository: metadata/, targets/) and that
 	// prefetch writes. "" disables both.
 	ChannelDir string
 	// Upstream is the channel base URL (http or https) the cache pulls a

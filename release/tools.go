@@ -11,7 +11,7 @@ import (
 // offers, relative to its index. It is a well-known name rather than a
 // field of the index, so that sentinel builds which decode the index
 // strictly still read an index of a channel that publishes builds. Like
-// every document it has its .sig and is verified before it is parsed.
+// every document it is a target of the channel, verified before it is parsed.
 const SentinelBuildsPath = "tools/sentinel.json"
 
 // SentinelBuilds is the list of sentinel builds a channel offers for the

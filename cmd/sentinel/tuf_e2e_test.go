@@ -495,3 +495,31 @@ func TestResumeAfterTimestampExpired(t *testing.T) {
 	lab.mustSucceed("upgrade", "--resume")
 	lab.wantUpgraded("3.4.2")
 }
+
+// A cluster file still naming the old index.json, or naming no trust
+// root, is bad input: exit 2 saying what to write, nothing changed.
+func TestChannelSettingsRefused(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	base := lab.upstream.URL
+	before := lab.nodeDigests()
+	if err := lab.SetUpstream(base+"index.json", 0); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.code != 2 || !strings.Contains(r.stderr, "write the repository's base URL instead (\""+base+"\"") {
+		t.Fatalf("a channel naming index.json: exit %d:\n%s", r.code, r.stderr)
+	}
+	lab.TrustRoot = ""
+	if err := lab.SetUpstream(base, 0); err != nil {
+		t.Fatal(err)
+	}
+	r = lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.code != 2 || !strings.Contains(r.stderr, "sets no trust.root") {
+		t.Fatalf("no trust.root: exit %d:\n%s", r.code, r.stderr)
+	}
+	for name, d := range lab.nodeDigests() {
+		if d != before[name] {
+			t.Errorf("node %s changed", name)
+		}
+	}
+}
