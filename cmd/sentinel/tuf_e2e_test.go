@@ -523,3 +523,40 @@ func TestChannelSettingsRefused(t *testing.T) {
 		}
 	}
 }
+
+// A patch catalog is a target like the manifests: one byte changed in it
+// and `patch status` and `patch install` refuse it, naming the document
+// and the check, and no node changes.
+func TestTamperedPatchCatalogRefused(t *testing.T) {
+	lab := newLab(t, 3, "3.4.2")
+	undo := flipOneByte(t, lab.served("releases/3.4.2/patches.json"))
+	before := lab.nodeDigests()
+	for _, args := range [][]string{{"patch", "status"}, {"patch", "install", "--yes"}} {
+		r := lab.sentinel(nil, args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "channel document releases/3.4.2/patches.json refused (hash check)") {
+			t.Errorf("sentinel %v with a tampered catalog: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+	for name, d := range lab.nodeDigests() {
+		if d != before[name] {
+			t.Errorf("node %s changed", name)
+		}
+	}
+	undo()
+	lab.mustSucceed("patch", "status")
+}
+
+// `patch status`, like preflight and --dry-run, verifies the channel but
+// keeps no trusted metadata: only a run that may change something does.
+func TestPatchStatusRecordsNoTrustedMetadata(t *testing.T) {
+	lab := newLab(t, 3, "3.4.2")
+	state := filepath.Join(lab.inventory().State(), "trust", "default")
+	lab.mustSucceed("patch", "status")
+	if _, err := os.Stat(state); !os.IsNotExist(err) {
+		t.Errorf("patch status wrote %s (%v)", state, err)
+	}
+	lab.mustSucceed("patch", "install", "aok-endpoint-fix", "--yes")
+	if _, err := os.Stat(filepath.Join(state, "timestamp.json")); err != nil {
+		t.Errorf("patch install kept no trusted timestamp: %v", err)
+	}
+}
