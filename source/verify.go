@@ -75,36 +75,10 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 		return err
 	}
 	o.Say("ok index.json: %d releases\n", len(ch.Index.Releases))
-	var arts []release.Artifact
-	for _, r := range ch.Index.Releases {
-		m, err := ch.Manifest(ctx, r.Version)
-		if err != nil {
-			o.Say("REFUSED %v\n", err)
-			return err
-		}
-		o.Say("ok %s\n", r.Manifest)
-		for _, comp := range m.Components {
-			arts = append(arts, comp.Artifact)
-		}
-		cat, err := ch.Patches(ctx, r.Version)
-		if err != nil {
-			o.Say("REFUSED %v\n", err)
-			return err
-		}
-		for _, p := range cat.Patches {
-			for _, pc := range p.Components {
-				arts = append(arts, pc.Artifact)
-			}
-		}
-	}
-	if b, found, err := ch.SentinelBuilds(ctx); err != nil {
+	arts, err := o.documents(ctx, ch)
+	if err != nil {
 		o.Say("REFUSED %v\n", err)
 		return err
-	} else if found {
-		o.Say("ok %s: %d builds\n", release.SentinelBuildsPath, len(b.Builds))
-		for _, sb := range b.Builds {
-			arts = append(arts, sb.Artifact)
-		}
 	}
 	if o.MetadataOnly {
 		return nil
@@ -117,6 +91,40 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 		o.Say("ok %s %d bytes sha256 %s\n", a.URL, a.Size, a.SHA256)
 	}
 	return nil
+}
+
+// documents reads every document the index names (manifests, patch
+// catalogs) and the builds document, and returns the artifacts they list.
+func (o ChannelCheck) documents(ctx context.Context, ch *release.Channel) ([]release.Artifact, error) {
+	var arts []release.Artifact
+	for _, r := range ch.Index.Releases {
+		m, err := ch.Manifest(ctx, r.Version)
+		if err != nil {
+			return nil, err
+		}
+		o.Say("ok %s\n", r.Manifest)
+		for _, comp := range m.Components {
+			arts = append(arts, comp.Artifact)
+		}
+		cat, err := ch.Patches(ctx, r.Version)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range cat.Patches {
+			for _, pc := range p.Components {
+				arts = append(arts, pc.Artifact)
+			}
+		}
+	}
+	b, found, err := ch.SentinelBuilds(ctx)
+	if err != nil || !found {
+		return arts, err
+	}
+	o.Say("ok %s: %d builds\n", release.SentinelBuildsPath, len(b.Builds))
+	for _, sb := range b.Builds {
+		arts = append(arts, sb.Artifact)
+	}
+	return arts, nil
 }
 
 // checkArtifact downloads an artifact and checks its length and sha256.
