@@ -60,6 +60,10 @@ type ServerConfig struct {
 	// URL is resolved against Upstream + "/" + the manifest's path relative
 	// to ChannelDir.
 	Upstream string
+	// Root, when set, is the channel's trusted root: the daemon then
+	// fetches by name only, what its verified channel at Upstream lists
+	// (see PrefetchNames).
+	Root []byte
 	// Token is the bearer token the prefetch API requires; "" disables
 	// prefetch (403).
 	Token string
@@ -634,6 +638,8 @@ func (s *Server) handleChannel(w http.ResponseWriter, r *http.Request, name stri
 type PrefetchRequest struct {
 	Artifacts []PrefetchArtifact `json:"artifacts"`
 	Metadata  []PrefetchMetadata `json:"metadata"`
+	// Names is what a daemon holding the channel's root fetches (byname.go).
+	Names *PrefetchNames `json:"names,omitempty"`
 }
 
 // PrefetchArtifact is one artifact to download into the store.
@@ -731,7 +737,7 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 		prefetchError(w, http.StatusBadRequest, "bad request body: data after the JSON object")
 		return
 	}
-	arts, metas, err := s.checkPrefetch(&req)
+	arts, metas, err := s.resolvePrefetch(r.Context(), &req)
 	if err != nil {
 		prefetchError(w, http.StatusBadRequest, err.Error())
 		return

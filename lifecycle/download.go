@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -36,10 +37,8 @@ func (f *fill) add(a release.Artifact, name rollout.Step) {
 
 // documents adds the channel's repository files read so far (metadata
 // and documents, by their consistent-snapshot names), so the cache node
-// serves them byte for byte. The seam for a daemon that holds the
-// channel's root and fetches by name (issue 13): this request would name
-// targets (a release, a patch, a build) instead of carrying URLs and
-// bytes, and the daemon would read them with package channel itself.
+// serves them byte for byte. A daemon that holds the channel's root
+// ignores them and fetches by name (cache.PrefetchNames).
 func (f *fill) documents(ctx context.Context, r *Run) error {
 	docs, err := r.tuf.Files(ctx)
 	if err != nil {
@@ -160,8 +159,12 @@ func upgradeFill(ctx context.Context, r *Run, plan *rollout.Plan) (*fill, error)
 	if err != nil {
 		return nil, err
 	}
+	// By name too, for a daemon that holds the channel's root and fetches
+	// only what its own verified channel lists.
+	f.req.Names = &cache.PrefetchNames{Releases: plan.Hops, Patches: []string{plan.To}}
 	if hasBuild {
 		f.add(build.Artifact, rollout.Step{ID: "sentinel-" + build.Version, Component: "sentinel", Version: build.Version})
+		f.req.Names.Sentinel = &cache.Platform{OS: runtime.GOOS, Arch: runtime.GOARCH}
 	}
 	return f, f.documents(ctx, r)
 }
@@ -183,6 +186,7 @@ func patchFill(ctx context.Context, r *Run, pr *patchRead, names []string) (*fil
 			f.add(c.Artifact, rollout.Step{ID: p.Name + "/" + c.Name + "/fetch", Component: c.Name, Version: c.Version})
 		}
 	}
+	f.req.Names = &cache.PrefetchNames{Patches: []string{pr.release}}
 	return f, f.documents(ctx, r)
 }
 

@@ -41,6 +41,9 @@ type cacheConfig struct {
 	ChannelDir string `yaml:"channel_dir"`
 	Upstream   string `yaml:"upstream"`
 	TokenFile  string `yaml:"token_file"`
+	// ChannelRoot makes the daemon fetch by name from its upstream only
+	// what the channel, verified from this root, lists.
+	ChannelRoot string `yaml:"channel_root"`
 }
 
 func (c *cacheConfig) load(path string) error {
@@ -95,6 +98,7 @@ func resolveCacheConfig(cmd *cobra.Command, c *cacheConfig, config string) error
 			{"channel-dir", &c.ChannelDir, file.ChannelDir},
 			{"upstream", &c.Upstream, file.Upstream},
 			{"token-file", &c.TokenFile, file.TokenFile},
+			{"channel-root", &c.ChannelRoot, file.ChannelRoot},
 		} {
 			if fl := cmd.Flags().Lookup(f.flag); fl != nil && !fl.Changed && f.fromFile != "" {
 				*f.dst = f.fromFile
@@ -136,6 +140,7 @@ SIGTERM or SIGINT.`,
 	cmd.Flags().StringVar(&c.Listen, "listen", fmt.Sprintf(":%d", cluster.DefaultCachePort), "address to listen on")
 	cmd.Flags().StringVar(&c.Upstream, "upstream", "", "channel base URL to pull missing artifacts from (off by default: air-gapped)")
 	cmd.Flags().StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token of the prefetch API (without it, prefetch is disabled)")
+	cmd.Flags().StringVar(&c.ChannelRoot, "channel-root", "", "the channel's root (as trust.root): prefetch then fetches by name, from --upstream, only what the verified channel lists")
 	return cmd
 }
 
@@ -154,7 +159,18 @@ func runCacheServe(ctx context.Context, c cacheConfig, stdout, stderr io.Writer)
 	if err := os.MkdirAll(c.channelDir(), 0o755); err != nil {
 		return err
 	}
+	var root []byte
+	if c.ChannelRoot != "" {
+		var err error
+		if root, err = os.ReadFile(c.ChannelRoot); err != nil {
+			return usagef("--channel-root: %v", err)
+		}
+		if c.Upstream == "" {
+			return usagef("--channel-root needs --upstream: the channel the daemon fetches from by name")
+		}
+	}
 	srv, err := cache.NewServer(cache.ServerConfig{
+		Root:       root,
 		Store:      &cache.Store{Dir: c.CacheDir},
 		ChannelDir: c.channelDir(),
 		Upstream:   c.Upstream,

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/channel"
 	tufpublish "github.com/sentinel-paas/sentinel/publish"
 )
@@ -559,4 +561,66 @@ func TestPatchStatusRecordsNoTrustedMetadata(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(state, "timestamp.json")); err != nil {
 		t.Errorf("patch install kept no trusted timestamp: %v", err)
 	}
+}
+
+// Must-show 7: a cache daemon that holds the channel's root fetches by
+// name, from its own upstream, only what its verified channel lists. A
+// prefetch naming a release the channel does not offer, or an artifact
+// (by URL and digest) that no listed release uses, is refused; the URL is
+// never fetched and its digest never becomes downloadable from the daemon.
+// Download-only through it then serves an upgrade with the upstream gone.
+func TestDaemonFetchesByNameOnly(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	lab.startCache(nil, "--channel-root", lab.TrustRoot, "--upstream", lab.upstream.URL)
+	var attackerHits atomic.Int64
+	attacker := serveFunc(t, func(w http.ResponseWriter, r *http.Request) {
+		attackerHits.Add(1)
+		w.Write([]byte("payload"))
+	})
+	evilSHA := strings.Repeat("ab", 32)
+	token := strings.TrimSpace(string(mustRead(t, lab.Cache.TokenFile)))
+	client := &cache.Client{BaseURL: "http://" + lab.cacheIP, Token: token}
+	evil := []cache.PrefetchArtifact{{URL: attacker + "evil.tar.gz", SHA256: evilSHA, Size: 7}}
+	for _, tc := range []struct {
+		req  cache.PrefetchRequest
+		want string
+	}{
+		{cache.PrefetchRequest{Names: &cache.PrefetchNames{Releases: []string{"9.9.9"}}}, "release 9.9.9 is not offered by the channel"},
+		{cache.PrefetchRequest{Names: &cache.PrefetchNames{Releases: []string{"3.4.2"}}, Artifacts: evil}, "is not an artifact of what the verified channel lists for releases 3.4.2"},
+		{cache.PrefetchRequest{Artifacts: evil}, "fetches by name"},
+	} {
+		if _, err := client.Prefetch(context.Background(), tc.req, func(cache.PrefetchEvent) {}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("prefetch %+v: %v, want a refusal saying %q", tc.req, err, tc.want)
+		}
+	}
+	if n := attackerHits.Load(); n != 0 {
+		t.Errorf("the daemon fetched the attacker's URL %d times", n)
+	}
+	resp, err := http.Get(cache.ArtifactURL("http://"+lab.cacheIP, evilSHA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		t.Error("the attacker's digest is downloadable from the daemon")
+	}
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	tw := lab.cutUpstream()
+	lab.mustSucceed("upgrade", "3.4.2", "--cache-ip", lab.cacheIP, "--yes")
+	lab.wantUpgraded("3.4.2")
+	if n := tw.hits.Load(); n != 0 {
+		t.Errorf("the upstream got %d requests", n)
+	}
+}
+
+func serveFunc(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String() + "/"
 }
