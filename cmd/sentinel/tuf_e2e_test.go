@@ -624,3 +624,44 @@ func serveFunc(t *testing.T, h http.HandlerFunc) string {
 	t.Cleanup(func() { srv.Close() })
 	return "http://" + ln.Addr().String() + "/"
 }
+
+// Must-show 3, end to end: the snapshot and timestamp keys leak and sign
+// a huge version, which the cluster trusts (it is validly signed); the
+// publisher's next real publication is then a rollback. Once the
+// publisher rotates those two keys in the root, the cluster accepts the
+// real metadata again and upgrades.
+func TestFastForwardRecoveryByRotation(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	pub, err := lab.Publisher() // the publisher's own versions, before the attack
+	if err != nil {
+		t.Fatal(err)
+	}
+	huge := int64(1) << 40
+	meta := filepath.Join(lab.UpstreamDir, "metadata")
+	snap, err := metadata.Snapshot().FromFile(filepath.Join(meta, fmt.Sprintf("%d.snapshot.json", pub.Versions()["snapshot"])))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap.Signed.Version = huge
+	tufpublish.SignWith(snap, lab.keyOf("snapshot"))
+	hugeSnap := filepath.Join(meta, fmt.Sprintf("%d.snapshot.json", huge))
+	snap.ToFile(hugeSnap, true)
+	lab.forgeTimestamp(func(ts *metadata.TimestampType) {
+		ts.Version = huge
+		ts.Meta["snapshot.json"] = metadata.MetaFile(huge)
+	}, lab.keyOf("timestamp"))
+	lab.trustNow()
+
+	os.Remove(hugeSnap)
+	if err := pub.Publish(); err != nil {
+		t.Fatal(err)
+	}
+	lab.wantRefusedUnchanged("metadata/timestamp.json", "rollback")
+	for _, role := range []string{"snapshot", "timestamp"} {
+		if _, err := pub.Rotate(role, 1, 1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	lab.wantUpgraded("3.4.2")
+}
