@@ -122,7 +122,7 @@ file reaches the nodes over SSH.`,
 }
 
 // startCache runs `sentinel cache serve` for the lab's cache node on the
-// core node's address.
+// core node's address, with the channel's root and upstream.
 func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
 	if sentinel == "" {
 		self, _ := os.Executable()
@@ -138,8 +138,13 @@ func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
 		return "", err
 	}
 	core, _ := lab.Node(c.Node)
-	line, pid, err := startDaemon(filepath.Join(lab.Dir, "cache.log"), sentinel, "cache", "serve", "--dir", c.Dir,
-		"--listen", core.Address+":0", "--token-file", c.TokenFile)
+	args := []string{"cache", "serve", "--dir", c.Dir, "--listen", core.Address + ":0", "--token-file", c.TokenFile}
+	if strings.HasPrefix(lab.ChannelURL, "http") && lab.TrustRoot != "" {
+		// The daemon holds the channel's root: prefetch fetches by name
+		// only what the verified channel lists.
+		args = append(args, "--channel-root", lab.TrustRoot, "--upstream", lab.ChannelURL)
+	}
+	line, pid, err := startDaemon(filepath.Join(lab.Dir, "cache.log"), sentinel, args...)
 	if err != nil {
 		return "", fmt.Errorf("the cache daemon did not start: %w", err)
 	}
