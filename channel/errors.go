@@ -72,6 +72,9 @@ func (c *Client) explain(err error, role string) error {
 	switch {
 	case errors.As(err, &dh):
 		return &FetchError{URL: dh.URL, Status: dh.StatusCode, Err: fmt.Errorf("HTTP %d", dh.StatusCode)}
+	case errors.Is(err, &metadata.ErrDownloadLengthMismatch{}) && announced(doc):
+		// Longer than the length the timestamp or snapshot signed for it.
+		return &Error{Doc: doc, Check: CheckMismatch, Err: err}
 	case errors.Is(err, &metadata.ErrDownloadLengthMismatch{}):
 		return &Error{Doc: doc, Check: CheckTooLarge, Err: err}
 	case errors.Is(err, &metadata.ErrExpiredMetadata{}):
@@ -86,6 +89,12 @@ func (c *Client) explain(err error, role string) error {
 		return &Error{Doc: doc, Check: CheckFormat, Err: err}
 	}
 	return fmt.Errorf("channel %s: %s: %w", c.base, doc, err)
+}
+
+// announced says whether a metadata file's length is signed by another
+// role: a snapshot's by the timestamp, a targets metadata's by the snapshot.
+func announced(doc string) bool {
+	return strings.HasSuffix(doc, ".snapshot.json") || strings.HasSuffix(doc, ".targets.json")
 }
 
 // lastDoc names the file go-tuf read last: the one it was verifying.
