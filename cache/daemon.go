@@ -95,6 +95,16 @@ func NewDaemon(c Config, logger *slog.Logger) (*Server, error) {
 		ReadHeaderTimeout: c.ReadHeaderTimeout, MaxConnsPerClient: c.MaxConnsPerClient,
 		MinFreeDisk: uint64(c.MinFreeDiskMiB) << 20, AccessLog: logger,
 	}
+	if c.TrustRoot != "" {
+		if c.Upstream == "" {
+			return nil, c.fieldError("trust_root", "needs upstream: the channel the daemon fetches from by name, verified from this root")
+		}
+		root, err := os.ReadFile(c.TrustRoot)
+		if err != nil {
+			return nil, c.fieldError("trust_root", err.Error())
+		}
+		sc.Root = root
+	}
 	var certs *certFiles
 	if c.TLS() {
 		var err error

@@ -23,10 +23,10 @@ func ArtifactURL(base, sha256Hex string) string {
 	return strings.TrimRight(base, "/") + artifactsPath + sha256Hex
 }
 
-// ChannelIndexURL is the daemon's copy of the channel's index, beside
-// which it serves every channel document as published.
-func ChannelIndexURL(base string) string {
-	return strings.TrimRight(base, "/") + channelPath + "index.json"
+// ChannelURL is the daemon's copy of the channel's repository (a TUF
+// repository kept byte for byte: metadata/ and targets/ below it).
+func ChannelURL(base string) string {
+	return strings.TrimRight(base, "/") + channelPath
 }
 
 // HealthURL answers once the daemon runs.

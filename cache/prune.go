@@ -20,7 +20,7 @@ type Usage map[string][]string // digest -> "3.4.2 router", ...
 func ChannelUsage(channelDir string) (Usage, map[string]*release.Manifest, error) {
 	u := Usage{}
 	manifests := map[string]*release.Manifest{}
-	paths, err := filepath.Glob(filepath.Join(channelDir, "releases", "*", "manifest.json"))
+	paths, err := channelDocs(channelDir, "manifest.json")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -39,7 +39,7 @@ func ChannelUsage(channelDir string) (Usage, map[string]*release.Manifest, error
 		}
 	}
 	// The releases' patches: their artifacts belong to the release too.
-	catalogs, err := filepath.Glob(filepath.Join(channelDir, "releases", "*", "patches.json"))
+	catalogs, err := channelDocs(channelDir, "patches.json")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -62,6 +62,13 @@ func ChannelUsage(channelDir string) (Usage, map[string]*release.Manifest, error
 		sort.Strings(u[d])
 	}
 	return u, manifests, nil
+}
+
+// channelDocs lists a release document of every release the channel
+// directory holds: a TUF repository's targets/releases/<v>/<sha256>.name
+// (every version of it the repository keeps).
+func channelDocs(channelDir, name string) ([]string, error) {
+	return filepath.Glob(filepath.Join(channelDir, "targets", "releases", "*", "*."+name))
 }
 
 // Prune removes the artifacts of the releases older than keepFrom that no
@@ -117,7 +124,7 @@ func (s *Store) Prune(channelDir, keepFrom string, unreferenced, dryRun bool) ([
 		return removed, err
 	}
 	for _, v := range dropReleases {
-		if err := os.RemoveAll(filepath.Join(channelDir, "releases", v)); err != nil {
+		if err := os.RemoveAll(filepath.Join(channelDir, "targets", "releases", v)); err != nil {
 			return removed, err
 		}
 	}

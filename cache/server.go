@@ -52,7 +52,7 @@ type ServerConfig struct {
 	// Store holds the artifacts served under /artifacts/sha256/<hex>.
 	Store *Store
 	// ChannelDir holds the channel metadata the cache serves read-only under
-	// /channel/ (index.json, releases/<v>/manifest.json, ...) and that
+	// /channel/ (the channel's TUF repository: metadata/, targets/) and that
 	// prefetch writes. "" disables both.
 	ChannelDir string
 	// Upstream is the channel base URL (http or https) the cache pulls a
@@ -61,6 +61,10 @@ type ServerConfig struct {
 	// URL is resolved against Upstream + "/" + the manifest's path relative
 	// to ChannelDir.
 	Upstream string
+	// Root, when set, is the channel's trusted root: the daemon then
+	// fetches by name only, what its verified channel at Upstream lists
+	// (see PrefetchNames).
+	Root []byte
 	// Token is the bearer token the prefetch API requires; "" disables
 	// prefetch (403).
 	Token string
@@ -579,6 +583,11 @@ func (s *Server) readLocations() (map[string]artifactLocation, error) {
 			if err != nil || (au.Scheme != "http" && au.Scheme != "https") {
 				continue
 			}
+			if strings.HasPrefix(p, "targets/") {
+				// A TUF repository serves a target under its consistent-snapshot name.
+				dir, file := path.Split(au.Path)
+				au.Path = dir + a.SHA256 + "." + file
+			}
 			if _, dup := locs[a.SHA256]; !dup {
 				locs[a.SHA256] = artifactLocation{url: au.String(), size: a.Size}
 			}
@@ -648,6 +657,8 @@ func (s *Server) handleChannel(w http.ResponseWriter, r *http.Request, name stri
 type PrefetchRequest struct {
 	Artifacts []PrefetchArtifact `json:"artifacts"`
 	Metadata  []PrefetchMetadata `json:"metadata"`
+	// Names is what a daemon holding the channel's root fetches (byname.go).
+	Names *PrefetchNames `json:"names,omitempty"`
 }
 
 // PrefetchArtifact is one artifact to download into the store.
@@ -751,7 +762,7 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 		prefetchError(w, http.StatusBadRequest, "bad request body: data after the JSON object")
 		return
 	}
-	arts, metas, err := s.checkPrefetch(&req)
+	arts, metas, err := s.resolvePrefetch(r.Context(), &req)
 	if err != nil {
 		prefetchError(w, http.StatusBadRequest, err.Error())
 		return
@@ -823,8 +834,8 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 }
 
 // checkPrefetch validates the whole request before anything is fetched or
-// written. Metadata files are returned in writing order: index.json files
-// last, so an index never names a manifest not yet written.
+// written. Metadata files are returned in writing order: the timestamp
+// last.
 func (s *Server) checkPrefetch(req *PrefetchRequest) ([]PrefetchArtifact, []metaFile, error) {
 	var arts []PrefetchArtifact
 	seen := map[string]bool{}
@@ -870,8 +881,10 @@ func (s *Server) checkPrefetch(req *PrefetchRequest) ([]PrefetchArtifact, []meta
 			}
 		}
 	}
+	// The timestamp last: it is what makes a client read the rest, so it
+	// never names a snapshot not yet written.
 	sort.SliceStable(metas, func(i, j int) bool {
-		return path.Base(metas[i].path) != "index.json" && path.Base(metas[j].path) == "index.json"
+		return metas[i].path != "metadata/timestamp.json" && metas[j].path == "metadata/timestamp.json"
 	})
 	return arts, metas, nil
 }

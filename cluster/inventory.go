@@ -331,7 +331,7 @@ func (inv *Inventory) validate() error {
 	}
 	if t := inv.Trust; t != nil {
 		if t.Root == "" {
-			return fmt.Errorf("field trust.root: missing (the channel's root.json from its publisher; remove trust: to run unverified)")
+			return fmt.Errorf("field trust.root: missing (the channel's root, obtained from its publisher out of band: every channel is verified)")
 		}
 		if t.ChannelID != "" && !channelID.MatchString(t.ChannelID) {
 			return fmt.Errorf("field trust.channel_id: %q: want letters, digits, '.', '_' or '-'", t.ChannelID)

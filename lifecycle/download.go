@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"os"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -14,7 +15,6 @@ import (
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/rollout"
-	"github.com/sentinel-paas/sentinel/source"
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
@@ -35,10 +35,12 @@ func (f *fill) add(a release.Artifact, name rollout.Step) {
 	f.total += a.Size
 }
 
-// documents adds every channel document read so far (and its signature),
-// so the cache node serves them as published.
-func (f *fill) documents(ch *release.Channel) error {
-	docs, err := ch.Documents()
+// documents adds the channel's repository files read so far (metadata
+// and documents, by their consistent-snapshot names), so the cache node
+// serves them byte for byte. A daemon that holds the channel's root
+// ignores them and fetches by name (cache.PrefetchNames).
+func (f *fill) documents(ctx context.Context, r *Run) error {
+	docs, err := r.tuf.Files(ctx)
 	if err != nil {
 		return err
 	}
@@ -161,20 +163,19 @@ func upgradeFill(ctx context.Context, r *Run, plan *rollout.Plan) (*fill, error)
 	if err != nil {
 		return nil, err
 	}
-	if !r.DryRun {
-		if err := source.Commit(ch); err != nil {
-			return nil, err
-		}
-	}
+	// By name too, for a daemon that holds the channel's root and fetches
+	// only what its own verified channel lists.
+	f.req.Names = &cache.PrefetchNames{Releases: plan.Hops, Patches: []string{plan.To}}
 	if hasBuild {
 		f.add(build.Artifact, rollout.Step{ID: "sentinel-" + build.Version, Component: "sentinel", Version: build.Version})
+		f.req.Names.Sentinel = &cache.Platform{OS: runtime.GOOS, Arch: runtime.GOARCH}
 	}
-	return f, f.documents(ch)
+	return f, f.documents(ctx, r)
 }
 
 // patchFill lists the artifacts of the named patches (all of the release's
 // without names) and the documents they need.
-func patchFill(r *Run, pr *patchRead, names []string) (*fill, error) {
+func patchFill(ctx context.Context, r *Run, pr *patchRead, names []string) (*fill, error) {
 	for _, name := range names {
 		if _, ok := pr.catalog.Patch(name); !ok {
 			return nil, usagef("release %s has no patch %q", pr.release, name)
@@ -189,7 +190,8 @@ func patchFill(r *Run, pr *patchRead, names []string) (*fill, error) {
 			f.add(c.Artifact, rollout.Step{ID: p.Name + "/" + c.Name + "/fetch", Component: c.Name, Version: c.Version})
 		}
 	}
-	return f, f.documents(pr.channel)
+	f.req.Names = &cache.PrefetchNames{Patches: []string{pr.release}}
+	return f, f.documents(ctx, r)
 }
 
 // prefetchPrinter renders the daemon's prefetch events through the same

@@ -69,7 +69,7 @@ func readPatches(ctx context.Context, r *Run) (*patchRead, error) {
 	if pr.manifest, err = ch.Manifest(ctx, pr.release); err != nil {
 		return nil, r.Source.Explain(err)
 	}
-	return pr, r.Source.Accept(ch)
+	return pr, nil
 }
 
 // selectNodes turns --node and --local into node names.
@@ -218,7 +218,7 @@ func PatchDownloadOnly(p PatchOptions) *Job {
 				return nil, err
 			}
 			rel = pr.release
-			f, err = patchFill(r, pr, p.Names)
+			f, err = patchFill(ctx, r, pr, p.Names)
 			return &rollout.Plan{From: rel, To: rel}, err
 		},
 		DryRun: func(r *Run) error {
@@ -455,7 +455,7 @@ func Preflight(ctx context.Context, inv *cluster.Inventory, env Env, o Options, 
 		if err != nil {
 			return err
 		}
-		in := rollout.PreflightInput{Inventory: inv, Transports: r.Transports, Plan: plan, ChannelURL: r.Source.IndexURL(),
+		in := rollout.PreflightInput{Inventory: inv, Transports: r.Transports, Plan: plan, ChannelURL: r.Source.ChannelURL(),
 			DownloadOnly: downloadOnly, CacheURL: r.FillCache, Runs: r.Runs, Ignore: o.Ignore, CachePeer: r.Source.Peer}
 		rep = rollout.Preflight(ctx, in)
 		return nil

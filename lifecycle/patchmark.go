@@ -7,14 +7,14 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
-	"github.com/sentinel-paas/sentinel/release"
 )
 
 // channelUnreachable: the channel (upstream or cache daemon) did not
 // answer, or answered with a server error: not a refusal of what it says.
 func channelUnreachable(err error) bool {
-	var fe *release.FetchError
+	var fe *channel.FetchError
 	return errors.As(err, &fe) && (fe.Status == 0 || fe.Status >= 500)
 }
 

@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
@@ -149,6 +150,10 @@ type Run struct {
 	lock    *resume.Lock
 	lease   *clusterLease
 	channel *release.Channel
+	tuf     *channel.Client
+	// expired lists the metadata accepted only because of
+	// --allow-expired-metadata, for the journal.
+	expired []string
 	offline bool // the resumed run downloads nothing
 	execErr error
 }
@@ -187,6 +192,9 @@ func open(inv *cluster.Inventory, env Env, o Options, job *Job) (r *Run, done fu
 		}
 		if r.Journal != nil {
 			r.Journal.Close()
+		}
+		if r.tuf != nil {
+			r.tuf.Close()
 		}
 		r.Printer.Close()
 		closeLog()
@@ -276,19 +284,21 @@ func (r *Run) warn(msg string) {
 }
 
 // Channel opens the channel once, verified; a failed open is tried again
-// by the next caller.
+// by the next caller. Expired metadata accepted under
+// --allow-expired-metadata is reported, logged, and kept for the journal.
 func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
 	if r.channel != nil {
 		return r.channel, nil
 	}
-	ch, err := r.Source.Open(ctx)
+	ch, c, err := r.Source.Open(ctx)
 	if err != nil {
 		return nil, err
 	}
-	if r.AllowExpired && ch.Verifier() != nil {
+	if r.AllowExpired {
 		r.Log.Warn("--allow-expired-metadata: expired channel metadata is accepted for this run")
 	}
-	r.channel = ch
+	r.expired = r.Source.Trust.Accepted(c)
+	r.channel, r.tuf = ch, c
 	return ch, nil
 }
 
@@ -372,6 +382,7 @@ func (r *Run) plan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	plan.ExpiredMetadata = r.expired
 	r.Plan = plan
 	if r.DryRun {
 		if r.Job.DryRun != nil {
@@ -392,7 +403,7 @@ func (r *Run) plan(ctx context.Context) error {
 }
 
 func (r *Run) preflight(ctx context.Context) error {
-	in := rollout.PreflightInput{Inventory: r.Inventory, Transports: r.Transports, Plan: r.Plan, ChannelURL: r.Source.IndexURL(),
+	in := rollout.PreflightInput{Inventory: r.Inventory, Transports: r.Transports, Plan: r.Plan, ChannelURL: r.Source.ChannelURL(),
 		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore, CachePeer: r.Source.Peer, Proxy: operatorProxy()}
 	if r.Job.DownloadOnly {
 		in.DownloadOnly, in.CacheURL = true, r.FillCache

@@ -70,9 +70,6 @@ func (r *Run) selfUpdate(ctx context.Context) error {
 	if err != nil {
 		return fail(err)
 	}
-	if err := r.Source.Accept(ch); err != nil {
-		return fail(err)
-	}
 	if !found {
 		builds = nil
 	}

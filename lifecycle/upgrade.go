@@ -99,11 +99,8 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	}
 	// The docs' first and last steps: maintenance mode on, then off.
 	plan.Maintenance = r.Inventory.Maintenance != nil && !r.NoMaintenance
-	if err := r.Source.Accept(ch); err != nil {
-		return nil, err
-	}
 	if !u.SkipDownload {
-		if err := r.Source.CheckArtifactSizes(ctx, ch, plan.Artifacts()); err != nil {
+		if err := r.Source.CheckArtifactSizes(ctx, plan.Artifacts()); err != nil {
 			return nil, err
 		}
 	}

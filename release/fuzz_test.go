@@ -66,3 +66,13 @@ func roundTrip(t *testing.T, data []byte, parse func(string, []byte) (any, error
 		t.Fatalf("round trip changed the value:\n%#v\n%#v", v, v2)
 	}
 }
+
+// FuzzParseSentinelBuilds: the same for tools/sentinel.json.
+func FuzzParseSentinelBuilds(f *testing.F) {
+	f.Add([]byte(`{"builds":[{"version":"0.2.0","os":"linux","arch":"amd64","artifact":{"url":"sentinel-0.2.0","sha256":"` + zeros64 + `","size":3}}]}`))
+	f.Add([]byte(`{"builds":[]}`))
+	f.Add([]byte(`{"builds":[{"version":"dev"}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		roundTrip(t, data, func(name string, data []byte) (any, error) { return ParseSentinelBuilds(name, data) })
+	})
+}

@@ -24,12 +24,15 @@ type Component struct {
 	Hooks    Hooks    `json:"hooks"`
 }
 
-// Artifact is the archive a component is installed from. URL may be relative
-// to the document that lists it.
+// Artifact is the archive a component is installed from. In a document,
+// URL is the artifact's target, relative to the document; once the
+// channel resolved it (Channel.Manifest), the target's URL, and
+// UnpackedSize the size the channel's signed targets give it unpacked.
 type Artifact struct {
-	URL    string `json:"url"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
+	URL          string `json:"url"`
+	SHA256       string `json:"sha256"`
+	Size         int64  `json:"size"`
+	UnpackedSize int64  `json:"unpacked_size,omitempty"`
 }
 
 // Hooks holds the limits of the hook scripts shipped inside the artifact

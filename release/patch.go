@@ -205,8 +205,8 @@ func contains(list []string, s string) bool {
 
 // Patches reads and validates the patch catalog of release v, checked
 // against the release's manifest. A release without a catalog has no
-// patches: an empty catalog, no error. Artifact URLs in the result are
-// absolute.
+// patches: an empty catalog, no error. Artifacts in the result are
+// resolved as Manifest's are.
 func (c *Channel) Patches(ctx context.Context, v string) (*Catalog, error) {
 	e, ok := c.Index.Entry(v)
 	if !ok {
@@ -215,20 +215,15 @@ func (c *Channel) Patches(ctx context.Context, v string) (*Catalog, error) {
 	if e.Patches == "" {
 		return &Catalog{Release: v}, nil
 	}
-	pu, err := c.URL.Parse(e.Patches)
+	name, err := targetName(e.Patches)
 	if err != nil {
-		return nil, &MetadataError{Doc: c.URL.String(), Err: fieldErr("releases.patches", err)}
+		return nil, &MetadataError{Doc: "index.json", Err: fieldErr("releases.patches", err)}
 	}
-	data, err := c.get(ctx, pu)
+	data, err := c.docs.Read(ctx, name)
 	if err != nil {
 		return nil, err
 	}
-	if rel, ok := relativePath(e.Patches); ok {
-		c.raw[rel] = data
-	} else {
-		c.elsewhere = append(c.elsewhere, e.Patches)
-	}
-	cat, err := ParsePatchCatalog(pu.String(), data)
+	cat, err := ParsePatchCatalog(name, data)
 	if err != nil {
 		return nil, err
 	}
@@ -236,17 +231,15 @@ func (c *Channel) Patches(ctx context.Context, v string) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := cat.Check(pu.String(), m); err != nil {
+	if err := cat.Check(name, m); err != nil {
 		return nil, err
 	}
 	for i := range cat.Patches {
 		for j := range cat.Patches[i].Components {
-			a := &cat.Patches[i].Components[j].Artifact
-			au, err := pu.Parse(a.URL)
-			if err != nil {
-				return nil, &MetadataError{Doc: pu.String(), Err: fieldErr(fmt.Sprintf("patches[%d] (patch %s).components[%d].artifact.url", i, cat.Patches[i].Name, j), err)}
+			field := fmt.Sprintf("patches[%d] (patch %s).components[%d].artifact", i, cat.Patches[i].Name, j)
+			if err := c.resolve(name, field, &cat.Patches[i].Components[j].Artifact); err != nil {
+				return nil, err
 			}
-			a.URL = au.String()
 		}
 	}
 	return cat, nil

@@ -129,18 +129,3 @@ func ProxyFor(rawURL string) string {
 	}
 	return p.Host
 }
-
-func proxyHint(rawURL string) string {
-	if p := ProxyFor(rawURL); p != "" {
-		return ", and that the proxy " + p + " from http_proxy/https_proxy works"
-	}
-	return ""
-}
-
-// describeProxyError says which proxy a failed request went through.
-func describeProxyError(req *http.Request, err error) error {
-	if p := ProxyFor(req.URL.String()); p != "" {
-		return fmt.Errorf("through proxy %s to %s: %w", p, req.URL.Host, err)
-	}
-	return err
-}

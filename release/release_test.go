@@ -1,10 +1,7 @@
 package release
 
 import (
-	"context"
 	"errors"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -138,35 +135,5 @@ func TestParseIndexRejects(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, c.want)
 			}
 		})
-	}
-}
-
-// A file:// channel resolves manifests and artifact URLs relative to the
-// documents that name them, and a manifest must agree with the index.
-func TestOpenChannelFile(t *testing.T) {
-	dir := t.TempDir()
-	os.MkdirAll(filepath.Join(dir, "releases", "3.4.2"), 0o755)
-	os.WriteFile(filepath.Join(dir, "index.json"), []byte(`{"channel":"s","releases":[{"version":"3.4.2","manifest":"releases/3.4.2/manifest.json"}]}`), 0o644)
-	os.WriteFile(filepath.Join(dir, "releases", "3.4.2", "manifest.json"), []byte(goodManifest), 0o644)
-	ch, err := OpenChannel(context.Background(), "file://"+filepath.Join(dir, "index.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := ch.Manifest(context.Background(), "3.4.2")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "file://" + filepath.Join(dir, "releases", "a", "nats.tgz"); m.Components[0].Artifact.URL != want {
-		t.Errorf("artifact URL = %s, want %s", m.Components[0].Artifact.URL, want)
-	}
-	os.WriteFile(filepath.Join(dir, "releases", "3.4.2", "manifest.json"), []byte(strings.Replace(goodManifest, `"version": "3.4.2", "components"`, `"version": "3.4.3", "components"`, 1)), 0o644)
-	if _, err := ch.Manifest(context.Background(), "3.4.2"); err == nil || !strings.Contains(err.Error(), "index says 3.4.2, manifest says 3.4.3") {
-		t.Errorf("mismatched manifest version: %v", err)
-	}
-	if _, err := OpenChannel(context.Background(), "ftp://x/index.json"); err == nil {
-		t.Error("ftp channel accepted")
-	}
-	if _, err := OpenChannel(context.Background(), "file:///nonexistent/index.json"); err == nil || !strings.Contains(err.Error(), "cannot read file:///nonexistent/index.json") {
-		t.Errorf("missing channel: %v", err)
 	}
 }

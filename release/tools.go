@@ -11,7 +11,7 @@ import (
 // offers, relative to its index. It is a well-known name rather than a
 // field of the index, so that sentinel builds which decode the index
 // strictly still read an index of a channel that publishes builds. Like
-// every document it has its .sig and is verified before it is parsed.
+// every document it is a target of the channel, verified before it is parsed.
 const SentinelBuildsPath = "tools/sentinel.json"
 
 // SentinelBuilds is the list of sentinel builds a channel offers for the
@@ -104,33 +104,25 @@ func (b *SentinelBuilds) Newest(goos, goarch string) (SentinelBuild, bool) {
 	return best, found
 }
 
-// SentinelBuilds reads the channel's builds document (SentinelBuildsPath),
-// verified like every document when the channel has a verifier. A channel
-// that publishes none offers no builds: found is false, with no error.
-// Artifact URLs in the result are absolute.
+// SentinelBuilds reads the channel's builds document (SentinelBuildsPath).
+// A channel that publishes none offers no builds: found is false, with no
+// error. Artifacts in the result are resolved as Manifest's are.
 func (c *Channel) SentinelBuilds(ctx context.Context) (builds *SentinelBuilds, found bool, err error) {
-	u, err := c.URL.Parse(SentinelBuildsPath)
-	if err != nil {
-		return nil, false, &MetadataError{Doc: c.URL.String(), Err: err}
-	}
-	data, err := c.get(ctx, u)
-	switch {
-	case isNotFound(err):
+	if !c.docs.Has(SentinelBuildsPath) {
 		return nil, false, nil
-	case err != nil:
+	}
+	data, err := c.docs.Read(ctx, SentinelBuildsPath)
+	if err != nil {
 		return nil, false, err
 	}
-	c.raw[SentinelBuildsPath] = data
-	b, err := ParseSentinelBuilds(u.String(), data)
+	b, err := ParseSentinelBuilds(SentinelBuildsPath, data)
 	if err != nil {
 		return nil, false, err
 	}
 	for i := range b.Builds {
-		au, err := u.Parse(b.Builds[i].Artifact.URL)
-		if err != nil {
-			return nil, false, &MetadataError{Doc: u.String(), Err: fieldErr(fmt.Sprintf("builds[%d].artifact.url", i), err)}
+		if err := c.resolve(SentinelBuildsPath, fmt.Sprintf("builds[%d].artifact", i), &b.Builds[i].Artifact); err != nil {
+			return nil, false, err
 		}
-		b.Builds[i].Artifact.URL = au.String()
 	}
 	return b, true, nil
 }

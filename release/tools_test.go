@@ -1,17 +1,9 @@
 package release
 
 import (
-	"context"
 	"errors"
-	"net/http"
-	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/sentinel-paas/sentinel/trust"
 )
 
 func TestParseBuildVersion(t *testing.T) {
@@ -69,72 +61,4 @@ func TestSentinelBuildsNewest(t *testing.T) {
 	if _, ok := b.Newest("darwin", "amd64"); ok {
 		t.Errorf("a build for darwin/amd64 where there is none")
 	}
-}
-
-// The builds document is verified like every document: refused when
-// tampered with, read (and kept for a cache) when signed, and its absence
-// means no builds.
-func TestChannelSentinelBuilds(t *testing.T) {
-	key := testKey(1)
-	doc := `{"builds":[{"version":"0.2.0","os":"linux","arch":"amd64","artifact":{"url":"sentinel-0.2.0","sha256":"` + sha + `","size":3}}]}`
-	open := func(t *testing.T, dir string, anchor []byte) *Channel {
-		t.Helper()
-		v, err := trust.NewVerifier(nil, anchor, trust.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		ch, err := OpenChannel(context.Background(), "file://"+filepath.Join(dir, "index.json"), WithTrust(v))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return ch
-	}
-	t.Run("absent", func(t *testing.T) {
-		dir, anchor := signedChannel(t, key)
-		b, found, err := open(t, dir, anchor).SentinelBuilds(context.Background())
-		if err != nil || found || b != nil {
-			t.Fatalf("got %v %v %v, want no builds and no error", b, found, err)
-		}
-	})
-	publish := func(t *testing.T) (string, []byte) {
-		dir, anchor := signedChannel(t, key)
-		os.MkdirAll(filepath.Join(dir, "tools"), 0o755)
-		os.WriteFile(filepath.Join(dir, SentinelBuildsPath), []byte(doc), 0o644)
-		resign(t, dir, SentinelBuildsPath, 1, time.Now().Add(time.Hour), key)
-		return dir, anchor
-	}
-	t.Run("signed, over HTTP", func(t *testing.T) {
-		dir, anchor := publish(t)
-		srv := httptest.NewServer(http.FileServer(http.Dir(dir)))
-		defer srv.Close()
-		v, _ := trust.NewVerifier(nil, anchor, trust.Options{})
-		ch, err := OpenChannel(context.Background(), srv.URL+"/index.json", WithTrust(v))
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, found, err := ch.SentinelBuilds(context.Background())
-		if err != nil || !found {
-			t.Fatalf("got %v %v", found, err)
-		}
-		nb, _ := b.Newest("linux", "amd64")
-		if nb.Artifact.URL != srv.URL+"/tools/sentinel-0.2.0" {
-			t.Errorf("artifact URL %s is not resolved against the document", nb.Artifact.URL)
-		}
-		docs, _ := ch.Documents()
-		if string(docs[SentinelBuildsPath]) != doc || len(docs[SentinelBuildsPath+".sig"]) == 0 {
-			t.Errorf("the builds document and its .sig are not kept for a cache")
-		}
-	})
-	t.Run("tampered", func(t *testing.T) {
-		dir, anchor := publish(t)
-		os.WriteFile(filepath.Join(dir, SentinelBuildsPath), []byte(strings.Replace(doc, "0.2.0", "0.3.0", 1)), 0o644)
-		_, _, err := open(t, dir, anchor).SentinelBuilds(context.Background())
-		wantRefusal(t, err, SentinelBuildsPath, trust.CheckDigest)
-	})
-	t.Run("signed by another key", func(t *testing.T) {
-		dir, anchor := publish(t)
-		resign(t, dir, SentinelBuildsPath, 1, time.Now().Add(time.Hour), testKey(7))
-		_, _, err := open(t, dir, anchor).SentinelBuilds(context.Background())
-		wantRefusal(t, err, SentinelBuildsPath, trust.CheckUnknownKey)
-	})
 }

@@ -29,8 +29,8 @@ func diskNeed(th preflight.Thresholds, isCache bool, np *NodePlan, cached map[st
 				toCache += uint64(a.Size)
 			}
 		case steps.OpInstall:
-			if s.Request.UnpackedSize > 0 {
-				unpacked += uint64(s.Request.UnpackedSize)
+			if s.Request.Artifact.UnpackedSize > 0 {
+				unpacked += uint64(s.Request.Artifact.UnpackedSize)
 			}
 		}
 	}

@@ -48,7 +48,7 @@ func TestPreflightDiskIsTheLargerNeed(t *testing.T) {
 			art := release.Artifact{URL: "https://up.example/a", SHA256: digest(c), Size: 2 * GiB}
 			name := string(rune('x' + i))
 			ss = append(ss, Step{ID: "3.4.2/" + name + "/fetch", Op: steps.OpFetch, Request: steps.Request{Artifact: art}},
-				Step{ID: "3.4.2/" + name + "/install", Op: steps.OpInstall, Request: steps.Request{Artifact: art, UnpackedSize: unpacked}})
+				Step{ID: "3.4.2/" + name + "/install", Op: steps.OpInstall, Request: steps.Request{Artifact: withUnpacked(art, unpacked)}})
 		}
 		return &Plan{From: "3.4.1", To: "3.4.2", Offline: true, Nodes: []NodePlan{{Node: "core", Roles: []string{"primary"}, Steps: ss}}}
 	}
@@ -84,4 +84,9 @@ func TestPreflightDiskIsTheLargerNeed(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withUnpacked(a release.Artifact, n int64) release.Artifact {
+	a.UnpackedSize = n
+	return a
 }

@@ -56,6 +56,9 @@ type Plan struct {
 	// Patches it names.
 	Kind    string   `json:"kind,omitempty"`
 	Patches []string `json:"patches,omitempty"`
+	// ExpiredMetadata records the channel metadata the run accepted only
+	// because of --allow-expired-metadata.
+	ExpiredMetadata []string `json:"expired_metadata,omitempty"`
 }
 
 // NodePlan is one node's share of the run.

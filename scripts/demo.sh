@@ -18,6 +18,10 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 step "bring up the docs' cluster with a load balancer and two routers (core and router-2; data services; three DEAs) on 3.4.1, the core node also the cache node; its apps live: instances are processes on the DEAs, the routers proxies, nginx in front of them"
 eval "$(sentinel-lab up --dir "$LAB" --layout seven --release 3.4.1 --live | tee /dev/stderr)"
 
+step "the channel, as its publisher keeps it (a TUF repository; keys in $LAB/keys, outside what is served): refresh its timestamp, then verify it from the operator's anchor as a cluster would"
+sentinel channel timestamp --keys "$LAB/keys" "$LAB/upstream"
+sentinel channel verify --metadata-only --root "$LAB/trust-root.json" "$LAB/upstream"
+
 step "traffic: a request to every app every 10 ms through the load balancer, from now until the end"
 sentinel-lab traffic --dir "$LAB" >"$LAB/traffic.txt" 2>&1 &
 TRAFFIC=$!

@@ -18,20 +18,20 @@ import (
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/release"
-	"github.com/sentinel-paas/sentinel/trust"
 )
 
 // Source is where one run reads the channel and the artifacts.
 type Source struct {
-	// Upstream is the channel's index URL, from the cluster file.
+	// Upstream is the channel repository's base URL, from the cluster file.
 	Upstream string
 	// Cache is the cache daemon's base URL (https://IP:PORT, or http://
 	// where the cluster file asks for plain HTTP); "" reads the upstream.
 	Cache string
 	// Peer verifies the cache daemon (see cluster.Inventory.CachePeer).
 	Peer cache.Peer
-	// Trust verifies every document read; nil reads them unverified.
+	// Trust verifies every document read (required: see Trust).
 	Trust *Trust
 	// Fill is the command that fills the cache node with what this run
 	// needs, for the advice of an error ("" when it has none).
@@ -41,16 +41,17 @@ type Source struct {
 // FromCache says whether the run reads the cache daemon.
 func (s Source) FromCache() bool { return s.Cache != "" }
 
-// IndexURL is the index the channel is opened from.
-func (s Source) IndexURL() string {
+// ChannelURL is the repository the channel is read from: the upstream, or
+// the cache daemon's byte-for-byte copy of it.
+func (s Source) ChannelURL() string {
 	if s.Cache != "" {
-		return cache.ChannelIndexURL(s.Cache)
+		return cache.ChannelURL(s.Cache)
 	}
 	return s.Upstream
 }
 
-// ArtifactURL is where this source serves an artifact: its upstream URL,
-// or the cache daemon's copy by digest.
+// ArtifactURL is where this source serves an artifact: its target's URL
+// upstream, or the cache daemon's copy by digest.
 func (s Source) ArtifactURL(a release.Artifact) string {
 	if s.Cache != "" {
 		return cache.ArtifactURL(s.Cache, a.SHA256)
@@ -60,7 +61,7 @@ func (s Source) ArtifactURL(a release.Artifact) string {
 
 // HTTPClient reads this source: through http_proxy and the like for the
 // upstream, directly for the cache daemon, which is on the cluster's own
-// network.
+// network. Slow peers fail in seconds, not minutes.
 func (s Source) HTTPClient() *http.Client {
 	if s.Cache != "" {
 		if c, err := s.Peer.HTTPClient(); err == nil {
@@ -73,6 +74,8 @@ func (s Source) HTTPClient() *http.Client {
 	if s.Cache != "" {
 		t.Proxy = nil
 	}
+	t.DialContext = (&net.Dialer{Timeout: 15 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	t.ResponseHeaderTimeout = 60 * time.Second
 	return &http.Client{Transport: t}
 }
 
@@ -84,54 +87,56 @@ func (s Source) String() string {
 	return "upstream"
 }
 
-// Open reads and verifies the channel's index (and its root rotations).
-// A document the cache daemon lacks is a *CacheMissError saying how to
-// fill it.
-func (s Source) Open(ctx context.Context) (*release.Channel, error) {
-	var opts []release.ChannelOption
+// Open verifies the channel's metadata (root rotations, timestamp,
+// snapshot, targets) and reads its index. A document the cache daemon
+// lacks is a *CacheMissError saying how to fill it.
+func (s Source) Open(ctx context.Context) (*release.Channel, *channel.Client, error) {
 	if s.Cache != "" {
-		opts = append(opts, release.WithoutProxy()) // the cache node is on the cluster's network
-		tc, err := cache.ClientTLS(s.Peer)
-		if err != nil {
-			return nil, &ConfigError{Msg: fmt.Sprintf("cache: %v", err)}
-		}
-		if tc != nil {
-			opts = append(opts, release.WithTLS(tc))
+		if _, err := cache.ClientTLS(s.Peer); err != nil {
+			return nil, nil, &ConfigError{Msg: fmt.Sprintf("cache: %v", err)}
 		}
 	}
-	trustOpts, err := s.Trust.channelOptions()
+	cfg, err := s.Trust.config(s.ChannelURL())
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	ch, err := release.OpenChannel(ctx, s.IndexURL(), append(opts, trustOpts...)...)
+	cfg.HTTP = s.HTTPClient()
+	c, err := channel.Open(ctx, cfg)
 	if err != nil {
-		return nil, s.Explain(err)
+		return nil, nil, s.Explain(err)
 	}
-	return ch, nil
+	ch, err := release.OpenChannel(ctx, c)
+	if err != nil {
+		c.Close()
+		return nil, nil, s.Explain(err)
+	}
+	return ch, c, nil
 }
-
-// Accept reports what was accepted only because expired metadata was
-// allowed, then raises the trusted versions to those just verified, so
-// that no later run takes older metadata. Call it once every document the
-// run acts on has verified, before anything changes.
-func (s Source) Accept(ch *release.Channel) error { return s.Trust.accept(ch) }
 
 // Explain turns what the cache daemon refused into what to do there: a
 // document it lacks (*CacheMissError), or one that failed verification,
-// whose refusal stays first and a *trust.Error.
+// whose refusal stays first and a *channel.Error.
 func (s Source) Explain(err error) error {
-	if s.Cache == "" || err == nil {
+	if err == nil {
+		return nil
+	}
+	var fe *channel.FetchError
+	if s.Cache == "" {
+		if errors.As(err, &fe) {
+			if p := release.ProxyFor(fe.URL); p != "" {
+				return fmt.Errorf("%w (through the proxy %s from http_proxy/https_proxy: check it works)", err, p)
+			}
+		}
 		return err
 	}
 	if ce := s.Peer.Refusal(strings.TrimPrefix(strings.TrimPrefix(s.Cache, "https://"), "http://"), err); ce != nil {
 		return ce
 	}
-	var te *trust.Error
+	var te *channel.Error
 	if errors.As(err, &te) && s.Fill != "" {
 		return fmt.Errorf("%w (read from the cache node %s: fill it again from the upstream with `%s` (`sentinel cache verify` there sets damaged artifacts aside), and if its files were changed there, find out who changed them)",
 			err, s.Cache, s.Fill)
 	}
-	var fe *release.FetchError
 	if !errors.As(err, &fe) {
 		return err
 	}
@@ -142,14 +147,22 @@ func (s Source) Explain(err error) error {
 	if fe.Status != http.StatusNotFound {
 		return err
 	}
-	what := "release " + path.Base(path.Dir(fe.URL))
+	return &CacheMissError{Cache: s.Cache, What: missing(fe.URL), Fill: s.Fill, Err: err}
+}
+
+// missing says what a URL of the cache's channel copy is, for people.
+func missing(u string) string {
+	dir, file := path.Split(u)
+	what := "release " + path.Base(dir)
 	switch {
-	case strings.HasSuffix(fe.URL, "/index.json"):
-		what = "any channel documents"
-	case strings.HasSuffix(fe.URL, "/patches.json"):
-		what = "the patches of " + what
+	case strings.Contains(u, "/metadata/"):
+		return "any channel documents"
+	case !strings.Contains(u, "/releases/"):
+		return "the channel's documents for this run"
+	case strings.HasSuffix(file, "patches.json"):
+		return "the patches of " + what
 	}
-	return &CacheMissError{Cache: s.Cache, What: what, Fill: s.Fill, Err: err}
+	return what
 }
 
 // CacheMissError: the cache daemon does not hold a document the run needs.

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -35,13 +36,13 @@ func TestCacheURL(t *testing.T) {
 // The cache daemon's layout is applied here, and only to a cache source.
 func TestSourceURLs(t *testing.T) {
 	a := release.Artifact{URL: "https://up.invalid/artifacts/aok.tgz", SHA256: strings.Repeat("ab", 32)}
-	up := Source{Upstream: "https://up.invalid/index.json"}
-	if up.IndexURL() != up.Upstream || up.ArtifactURL(a) != a.URL || up.FromCache() {
-		t.Errorf("upstream: %s %s", up.IndexURL(), up.ArtifactURL(a))
+	up := Source{Upstream: "https://up.invalid/channel/"}
+	if up.ChannelURL() != up.Upstream || up.ArtifactURL(a) != a.URL || up.FromCache() {
+		t.Errorf("upstream: %s %s", up.ChannelURL(), up.ArtifactURL(a))
 	}
 	c := Source{Upstream: up.Upstream, Cache: "http://10.0.0.1:9077"}
-	if c.IndexURL() != "http://10.0.0.1:9077/channel/index.json" || c.ArtifactURL(a) != "http://10.0.0.1:9077/artifacts/sha256/"+a.SHA256 {
-		t.Errorf("cache: %s %s", c.IndexURL(), c.ArtifactURL(a))
+	if c.ChannelURL() != "http://10.0.0.1:9077/channel/" || c.ArtifactURL(a) != "http://10.0.0.1:9077/artifacts/sha256/"+a.SHA256 {
+		t.Errorf("cache: %s %s", c.ChannelURL(), c.ArtifactURL(a))
 	}
 	if c.HTTPClient().Transport.(*http.Transport).Proxy != nil {
 		t.Error("the cache daemon is reached through a proxy")
@@ -55,21 +56,21 @@ func TestSourceURLs(t *testing.T) {
 func TestExplainCacheMiss(t *testing.T) {
 	c := Source{Cache: "http://10.0.0.1:9077", Fill: "sentinel upgrade 3.4.2 --download-only --cache-ip HOST"}
 	for url, what := range map[string]string{
-		"http://10.0.0.1:9077/channel/index.json":                   "any channel documents",
-		"http://10.0.0.1:9077/channel/releases/3.4.2/manifest.json": "release 3.4.2",
-		"http://10.0.0.1:9077/channel/releases/3.4.2/patches.json":  "the patches of release 3.4.2",
+		"http://10.0.0.1:9077/channel/metadata/timestamp.json":                   "any channel documents",
+		"http://10.0.0.1:9077/channel/targets/releases/3.4.2/ab12.manifest.json": "release 3.4.2",
+		"http://10.0.0.1:9077/channel/targets/releases/3.4.2/ab12.patches.json":  "the patches of release 3.4.2",
 	} {
-		err := c.Explain(&release.FetchError{URL: url, Status: http.StatusNotFound, Err: errors.New("404")})
+		err := c.Explain(&channel.FetchError{URL: url, Status: http.StatusNotFound, Err: errors.New("404")})
 		var miss *CacheMissError
 		if !errors.As(err, &miss) || miss.What != what || !strings.Contains(err.Error(), c.Fill) {
 			t.Errorf("%s: %v", url, err)
 		}
 	}
-	down := c.Explain(&release.FetchError{URL: "http://10.0.0.1:9077/channel/index.json", Err: errors.New("connection refused")})
+	down := c.Explain(&channel.FetchError{URL: "http://10.0.0.1:9077/channel/index.json", Err: errors.New("connection refused")})
 	if !strings.Contains(down.Error(), "the cache node http://10.0.0.1:9077 does not answer") || strings.Contains(down.Error(), "upstream") {
 		t.Errorf("an unreachable cache node: %v", down)
 	}
-	if err := (Source{}).Explain(&release.FetchError{Status: 404}); errors.As(err, new(*CacheMissError)) {
+	if err := (Source{}).Explain(&channel.FetchError{Status: 404}); errors.As(err, new(*CacheMissError)) {
 		t.Error("a miss at the upstream blamed the cache node")
 	}
 }

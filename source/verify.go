@@ -2,29 +2,27 @@ package source
 
 import (
 	"context"
-	"errors"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/url"
 	"os"
-	"path"
 	"path/filepath"
-	"strings"
 	"time"
 
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/release"
-	"github.com/sentinel-paas/sentinel/trust"
 )
 
 // ChannelCheck verifies a whole channel as a node would, for its
-// publisher or a mirror's operator (`sentinel release verify`): roots from
-// the anchor on, the index, every manifest and every artifact.
+// publisher or a mirror's operator (`sentinel channel verify`): the
+// metadata from the anchor on, the index, every manifest, patch catalog
+// and builds document, and every artifact.
 type ChannelCheck struct {
 	Root         string // the trust anchor's file
 	StateDir     string // keep trusted state here ("": none)
-	ChannelID    string
 	AllowExpired bool
 	MetadataOnly bool // do not read the artifacts
 	// Say reports one line per document ("ok ...", "REFUSED ..."); Warn
@@ -32,187 +30,142 @@ type ChannelCheck struct {
 	Say, Warn func(format string, args ...any)
 }
 
-// channelSource reads documents by their path relative to the channel.
-type channelSource struct {
-	base *url.URL // ends with "/"
-	http *http.Client
-}
-
-func openChannelSource(arg string) (*channelSource, error) {
-	u, err := url.Parse(arg)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
-		abs, err := filepath.Abs(arg)
-		if err != nil {
-			return nil, &ConfigError{Msg: err.Error()}
-		}
-		if st, err := os.Stat(abs); err != nil || !st.IsDir() {
-			return nil, &ConfigError{Msg: fmt.Sprintf("%s is not a channel directory (nor an http://, https:// or file:// URL)", arg)}
-		}
-		u = &url.URL{Scheme: "file", Path: filepath.ToSlash(abs)}
+// ChannelArg turns a channel directory or URL into the repository's URL.
+func ChannelArg(arg string) (string, error) {
+	if u, err := url.Parse(arg); err == nil && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "file") {
+		return arg, nil
 	}
-	if strings.HasSuffix(u.Path, "/index.json") {
-		u.Path = strings.TrimSuffix(u.Path, "index.json")
-	} else if !strings.HasSuffix(u.Path, "/") {
-		u.Path += "/"
-	}
-	t := http.DefaultTransport.(*http.Transport).Clone()
-	t.Proxy = release.ProxyFromEnvironment
-	return &channelSource{base: u, http: &http.Client{Transport: t, Timeout: 10 * time.Minute}}, nil
-}
-
-// open returns the document at ref, relative to the channel or to from;
-// found is false when the channel has no such file.
-func (s *channelSource) open(ctx context.Context, from *url.URL, ref string) (rc io.ReadCloser, u *url.URL, found bool, err error) {
-	u, err = from.Parse(ref)
+	abs, err := filepath.Abs(arg)
 	if err != nil {
-		return nil, nil, false, err
+		return "", &ConfigError{Msg: err.Error()}
 	}
-	if u.Scheme == "file" {
-		f, err := os.Open(u.Path)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, u, false, nil
-		}
-		return f, u, err == nil, err
+	if st, err := os.Stat(filepath.Join(abs, "metadata")); err != nil || !st.IsDir() {
+		return "", &ConfigError{Msg: fmt.Sprintf("%s is not a channel directory (no metadata/), nor an http://, https:// or file:// URL", arg)}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
-	if err != nil {
-		return nil, u, false, err
-	}
-	resp, err := s.http.Do(req)
-	if err != nil {
-		return nil, u, false, err
-	}
-	switch resp.StatusCode {
-	case http.StatusOK:
-		return resp.Body, u, true, nil
-	case http.StatusNotFound:
-		resp.Body.Close()
-		return nil, u, false, nil
-	}
-	resp.Body.Close()
-	return nil, u, false, fmt.Errorf("%s: HTTP %s", u, resp.Status)
+	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs) + "/"}).String(), nil
 }
 
-// read returns at most one byte more than any document may have, so that
-// the verifier, not a read error, refuses an oversized one.
-func (s *channelSource) read(ctx context.Context, ref string) ([]byte, bool, error) {
-	rc, _, found, err := s.open(ctx, s.base, ref)
-	if err != nil || !found {
-		return nil, found, err
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(io.LimitReader(rc, trust.MaxDocumentBytes+1))
-	return data, true, err
-}
-
-// Run verifies the channel at channel (a directory or a URL). Only a
-// channel that verified entirely raises the versions trusted.
-func (o ChannelCheck) Run(ctx context.Context, channel string) error {
+// Run verifies the channel at arg (a directory or a URL).
+func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 	if o.Root == "" {
-		return &ConfigError{Msg: "verify needs --root FILE: the channel's root.json as obtained from its publisher"}
+		return &ConfigError{Msg: "verify needs --root FILE: the channel's root as obtained from its publisher"}
 	}
 	anchor, err := os.ReadFile(o.Root)
 	if err != nil {
 		return &ConfigError{Msg: fmt.Sprintf("trust anchor: %v", err)}
 	}
-	src, err := openChannelSource(channel)
+	u, err := ChannelArg(arg)
 	if err != nil {
 		return err
 	}
-	var store *trust.Store
-	if o.StateDir != "" {
-		if store, err = trust.OpenStore(o.StateDir, o.ChannelID); err != nil {
-			return &ConfigError{Msg: err.Error()}
-		}
-	}
-	v, err := trust.NewVerifier(store, anchor, trust.Options{AllowExpired: o.AllowExpired})
+	hc := Source{}.HTTPClient()
+	c, err := channel.Open(ctx, channel.Config{URL: u, Anchor: anchor, StateDir: o.StateDir, AllowExpired: o.AllowExpired, HTTP: hc})
 	if err != nil {
+		o.Say("REFUSED %v\n", err)
 		return err
 	}
-	from := v.Root().Version
-	if err := v.UpdateRoots(func(name string) ([]byte, bool, error) { return src.read(ctx, name) }); err != nil {
-		o.Say("REFUSED %s\n", err)
-		return err
+	defer c.Close()
+	for _, e := range c.Expired() {
+		o.Warn("warning: %s expired %s; accepted only because of --allow-expired-metadata\n", e.Doc, e.Expires.Format(time.RFC3339))
 	}
-	o.Say("ok root.json version %d (trusted: version %d), threshold %d of %d keys, expires %s\n",
-		v.Root().Version, from, v.Root().Threshold, len(v.Root().Keys), v.Root().Expires.Format(time.RFC3339))
-
-	var refused []error
-	check := func(name string) []byte {
-		doc, found, err := src.read(ctx, name)
-		if err == nil && !found {
-			err = fmt.Errorf("%s: not found in the channel", name)
-		}
-		var sig []byte
-		if err == nil {
-			sig, _, err = src.read(ctx, trust.SigName(name))
-		}
-		var meta *trust.Meta
-		if err == nil {
-			meta, err = v.Verify(name, doc, sig)
-		}
-		if err != nil {
-			o.Say("REFUSED %s\n", err)
-			refused = append(refused, err)
-			return nil
-		}
-		o.Say("ok %s version %d expires %s\n", name, meta.Version, meta.Expires.Format(time.RFC3339))
-		if meta.Expired {
-			o.Warn("warning: %s expired %s; accepted only because of --allow-expired-metadata\n", name, meta.Expires.Format(time.RFC3339))
-		}
-		if meta.RootExpired {
-			o.Warn("warning: the trusted root expired %s; %s accepted only because of --allow-expired-metadata\n", v.Root().Expires.Format(time.RFC3339), name)
-		}
-		return doc
-	}
-
-	doc := check("index.json")
-	if doc == nil {
-		return refused[0]
-	}
-	ix, err := release.ParseIndex("index.json", doc)
+	o.Say("ok metadata: root, timestamp, snapshot and targets verified from the anchor\n")
+	ch, err := release.OpenChannel(ctx, c)
 	if err != nil {
+		o.Say("REFUSED %v\n", err)
 		return err
 	}
-	for _, r := range ix.Releases {
-		ref := path.Clean(r.Manifest)
-		if doc := check(ref); doc != nil && !o.MetadataOnly {
-			m, err := release.ParseManifest(ref, doc)
-			if err != nil {
-				return err
-			}
-			mu, _ := src.base.Parse(ref)
-			for _, c := range m.Components {
-				if err := o.checkArtifact(ctx, src, mu, c.Artifact); err != nil {
-					refused = append(refused, err)
-				}
-			}
+	o.Say("ok index.json: %d releases\n", len(ch.Index.Releases))
+	arts, err := o.documents(ctx, ch)
+	if err != nil {
+		o.Say("REFUSED %v\n", err)
+		return err
+	}
+	if o.MetadataOnly {
+		return nil
+	}
+	for _, a := range arts {
+		if err := checkArtifact(ctx, hc, a); err != nil {
+			o.Say("REFUSED %v\n", err)
+			return err
 		}
+		o.Say("ok %s %d bytes sha256 %s\n", a.URL, a.Size, a.SHA256)
 	}
-	if len(refused) > 0 {
-		return fmt.Errorf("%d refusal(s), the first: %w", len(refused), refused[0])
-	}
-	// Only a channel that verified entirely raises the versions trusted.
-	return v.Commit()
+	return nil
 }
 
-func (o ChannelCheck) checkArtifact(ctx context.Context, src *channelSource, manifest *url.URL, a release.Artifact) error {
-	rc, u, found, err := src.open(ctx, manifest, a.URL)
-	name := a.URL
-	if u != nil {
-		name = strings.TrimPrefix(u.String(), src.base.String())
+// documents reads every document the index names (manifests, patch
+// catalogs) and the builds document, and returns the artifacts they list.
+func (o ChannelCheck) documents(ctx context.Context, ch *release.Channel) ([]release.Artifact, error) {
+	var arts []release.Artifact
+	for _, r := range ch.Index.Releases {
+		m, err := ch.Manifest(ctx, r.Version)
+		if err != nil {
+			return nil, err
+		}
+		o.Say("ok %s\n", r.Manifest)
+		for _, comp := range m.Components {
+			arts = append(arts, comp.Artifact)
+		}
+		cat, err := ch.Patches(ctx, r.Version)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range cat.Patches {
+			for _, pc := range p.Components {
+				arts = append(arts, pc.Artifact)
+			}
+		}
 	}
-	if err == nil && !found {
-		err = fmt.Errorf("%s: not found in the channel", name)
+	b, found, err := ch.SentinelBuilds(ctx)
+	if err != nil || !found {
+		return arts, err
 	}
-	if err == nil {
-		err = trust.CheckArtifact(name, rc, a.Size, a.SHA256)
-		rc.Close()
+	o.Say("ok %s: %d builds\n", release.SentinelBuildsPath, len(b.Builds))
+	for _, sb := range b.Builds {
+		arts = append(arts, sb.Artifact)
 	}
+	return arts, nil
+}
+
+// checkArtifact downloads an artifact and checks its length and sha256.
+func checkArtifact(ctx context.Context, hc *http.Client, a release.Artifact) error {
+	var body io.ReadCloser
+	u, err := url.Parse(a.URL)
 	if err != nil {
-		o.Say("REFUSED %s\n", err)
 		return err
 	}
-	o.Say("ok %s %d bytes sha256 %s\n", name, a.Size, a.SHA256)
+	if u.Scheme == "file" {
+		f, err := os.Open(u.Path)
+		if err != nil {
+			return &channel.Error{Doc: a.URL, Check: channel.CheckLength, Err: err}
+		}
+		body = f
+	} else {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.URL, nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return &channel.FetchError{URL: a.URL, Err: err}
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return &channel.FetchError{URL: a.URL, Status: resp.StatusCode, Err: fmt.Errorf("HTTP %s", resp.Status)}
+		}
+		body = resp.Body
+	}
+	defer body.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, io.LimitReader(body, a.Size+1))
+	if err != nil {
+		return &channel.FetchError{URL: a.URL, Err: err}
+	}
+	if n != a.Size {
+		return &channel.Error{Doc: a.URL, Check: channel.CheckLength, Err: fmt.Errorf("%d bytes or more, the signed target says %d", n, a.Size)}
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); got != a.SHA256 {
+		return &channel.Error{Doc: a.URL, Check: channel.CheckHash, Err: fmt.Errorf("sha256 %s, the signed target says %s", got, a.SHA256)}
+	}
 	return nil
 }

@@ -31,6 +31,7 @@ type Agent struct {
 // maxUnpackedBytes bounds what one artifact may unpack to.
 const maxUnpackedBytes = 32 << 30
 
+
 // Do runs one operation. Only one changing operation runs on a node at a
 // time: a second agent waits for the first.
 func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) {
@@ -325,7 +326,7 @@ func (a *Agent) install(_ context.Context, req Request) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
-	limit, rule := UnpackLimit(fi.Size(), req.UnpackedSize)
+	limit, rule := UnpackLimit(fi.Size(), req.Artifact.UnpackedSize)
 	h := sha256.New()
 	tee := io.TeeReader(src, h)
 	unpackErr := Unpack(tee, tmp, limit)

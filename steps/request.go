@@ -52,12 +52,10 @@ type Request struct {
 	Component   string           `json:"component,omitempty"`
 	Version     string           `json:"version,omitempty"`
 	FromVersion string           `json:"from_version,omitempty"`
-	Artifact    release.Artifact `json:"artifact,omitzero"`
-	// UnpackedSize is the artifact's signed unpacked size (the bytes of its
-	// regular files): install refuses to unpack past it. 0: unknown, and
-	// the ratio rule of UnpackLimit applies.
-	UnpackedSize int64         `json:"unpacked_size,omitempty"`
-	Hooks        release.Hooks `json:"hooks,omitzero"`
+	// Artifact carries the signed unpacked size too: install refuses to
+	// unpack past it (0: unknown, and the ratio rule of UnpackLimit applies).
+	Artifact release.Artifact `json:"artifact,omitzero"`
+	Hooks    release.Hooks    `json:"hooks,omitzero"`
 	// Offline fetch: the artifact must already be in the node cache
 	// (--skip-download); it is verified, never downloaded.
 	Offline bool `json:"offline,omitempty"`

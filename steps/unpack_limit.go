@@ -42,8 +42,8 @@ func (a *Agent) unpackError(req Request, dir string, limit int64, rule string, e
 	switch {
 	case errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT):
 		need := "up to " + humanBytes(limit)
-		if req.UnpackedSize > 0 {
-			need = humanBytes(req.UnpackedSize)
+		if req.Artifact.UnpackedSize > 0 {
+			need = humanBytes(req.Artifact.UnpackedSize)
 		}
 		return &DiskFullError{Node: a.Node, Step: OpInstall, Path: dir, Need: need, What: what, Err: err}
 	case errors.Is(err, ErrUnpackLimit):

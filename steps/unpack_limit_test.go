@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/sentinel-paas/sentinel/release"
 )
 
 // Unpacking stops at the artifact's signed unpacked size: 8 MiB written of
@@ -27,7 +29,7 @@ func TestUnpackStopsAtSignedSize(t *testing.T) {
 			if size > 3<<20 {
 				t.Fatalf("the bomb is %d bytes compressed", size)
 			}
-			req := Request{Component: "logyard", Version: "3.4.2", UnpackedSize: tc.unpacked}
+			req := Request{Component: "logyard", Version: "3.4.2", Artifact: release.Artifact{UnpackedSize: tc.unpacked}}
 			req.Artifact.SHA256, req.Artifact.Size = digest, size
 			_, err := a.install(t.Context(), req)
 			if err == nil {

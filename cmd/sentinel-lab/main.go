@@ -122,7 +122,7 @@ file reaches the nodes over SSH.`,
 }
 
 // startCache runs `sentinel cache serve` for the lab's cache node on the
-// core node's address.
+// core node's address, with the channel's root and upstream.
 func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
 	if sentinel == "" {
 		self, _ := os.Executable()
@@ -139,8 +139,13 @@ func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
 	}
 	core, _ := lab.Node(c.Node)
 	crt, key := lab.CacheTLSFiles()
-	line, pid, err := startDaemon(filepath.Join(lab.Dir, "cache.log"), sentinel, "cache", "serve", "--dir", c.Dir,
-		"--listen", core.Address+":0", "--token-file", c.TokenFile, "--tls-cert", crt, "--tls-key", key)
+	args := []string{"cache", "serve", "--dir", c.Dir, "--listen", core.Address + ":0", "--token-file", c.TokenFile, "--tls-cert", crt, "--tls-key", key}
+	if strings.HasPrefix(lab.ChannelURL, "http") && lab.TrustRoot != "" {
+		// The daemon holds the channel's root: prefetch fetches by name
+		// only what the verified channel lists.
+		args = append(args, "--trust-root", lab.TrustRoot, "--upstream", lab.ChannelURL)
+	}
+	line, pid, err := startDaemon(filepath.Join(lab.Dir, "cache.log"), sentinel, args...)
 	if err != nil {
 		return "", fmt.Errorf("the cache daemon did not start: %w", err)
 	}
@@ -154,7 +159,7 @@ func startCache(lab *fixtures.Lab, sentinel string) (string, error) {
 }
 
 // startUpstream runs `sentinel-lab serve` in the background and returns its
-// index URL and pid.
+// repository URL and pid.
 func startUpstream(dir, listen string) (string, int, error) {
 	self, err := os.Executable()
 	if err != nil {
@@ -406,7 +411,7 @@ func faultCmd() *cobra.Command {
 				return fmt.Errorf("--component %q is not a fixture component (one of %s)", component, strings.Join(names, ", "))
 			}
 			if ver != "" {
-				if _, err := os.Stat(filepath.Join(lab.UpstreamDir, "releases", ver)); err != nil {
+				if _, err := os.Stat(filepath.Join(lab.SourceDir, "releases", ver)); err != nil {
 					return fmt.Errorf("--version %s: the lab's channel has no such release", ver)
 				}
 			}

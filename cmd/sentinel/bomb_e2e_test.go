@@ -6,12 +6,13 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sentinel-paas/sentinel/fixtures"
 )
 
 // writeBomb streams a .tar.gz holding one 2 GiB file of zeros to path: one
@@ -56,26 +57,36 @@ func writeBomb(t *testing.T, path string) (string, int64) {
 func TestUpgradeRefusesAZeroBomb(t *testing.T) {
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
-	digest, size := writeBomb(t, filepath.Join(lab.UpstreamDir, "artifacts", "logyard-3.4.2.tar.gz"))
+	art := "artifacts/logyard-3.4.2.tar.gz"
+	digest, size := writeBomb(t, lab.source(art))
 	if size > 3<<20 {
 		t.Fatalf("the bomb is %d bytes", size)
 	}
-	mpath := filepath.Join(lab.UpstreamDir, "releases", "3.4.2", "manifest.json")
-	var m map[string]any
-	if err := json.Unmarshal(mustRead(t, mpath), &m); err != nil {
-		t.Fatal(err)
-	}
-	for _, c := range m["components"].([]any) {
-		if c := c.(map[string]any); c["name"] == "logyard" {
-			art := c["artifact"].(map[string]any)
-			art["sha256"], art["size"] = digest, size
+	manifest := "releases/3.4.2/manifest.json"
+	editJSON(t, lab.source(manifest), func(m map[string]any) {
+		for _, c := range m["components"].([]any) {
+			if c := c.(map[string]any); c["name"] == "logyard" {
+				a := c["artifact"].(map[string]any)
+				a["sha256"], a["size"] = digest, size
+				delete(a, "unpacked_size")
+			}
 		}
-	}
-	data, _ := json.MarshalIndent(m, "", "  ")
-	if err := os.WriteFile(mpath, data, 0o644); err != nil {
+	})
+	// Signed as published, by a channel whose targets say nothing of the
+	// unpacked size: the ratio rule is what bounds it.
+	pub, err := lab.Publisher()
+	if err != nil {
 		t.Fatal(err)
 	}
-	lab.resign("releases/3.4.2/manifest.json") // signed as published
+	if err := pub.AddTarget(art, mustRead(t, lab.source(art)), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := fixtures.AddTargets(pub, lab.SourceDir, manifest); err != nil {
+		t.Fatal(err)
+	}
+	if err := pub.Publish(); err != nil {
+		t.Fatal(err)
+	}
 
 	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
 	if r.code != 1 {

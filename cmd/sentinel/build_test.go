@@ -291,7 +291,7 @@ func TestReleaseBuildIgnoresCrashInjection(t *testing.T) {
 		t.Fatalf("test build with %s: exit %d (signal %v), want SIGKILL", crashFirst[0], r.code, r.signal)
 	}
 
-	publish(t, lab, fixtures.SentinelBuildFile{Path: numberedBuild(t, "0.2.0"), Version: "0.2.0"})
+	publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: numberedBuild(t, "0.2.0"), Version: "0.2.0"})
 	r = lab.run(bin, []string{selfupdate.CrashAtEnv + "=" + selfupdate.CrashRenamed}, "upgrade", "--update-self")
 	if r.code != 0 {
 		t.Fatalf("release build's self-update with %s=%s: exit %d (signal %v), want it done\n%s", selfupdate.CrashAtEnv, selfupdate.CrashRenamed, r.code, r.signal, r.stderr)

@@ -90,7 +90,7 @@ func resolveCacheConfig(cmd *cobra.Command, c *cacheConfig, config string) error
 
 // serveFlags are the daemon's settings given on the command line instead
 // of a configuration file (the lab and the tests use them).
-var serveFlags = []string{"dir", "channel-dir", "listen", "upstream", "token-file", "tls-cert", "tls-key", "plain-http", "proxy", "log-file", "no-progress-timeout", "max-conns-per-client"}
+var serveFlags = []string{"dir", "channel-dir", "listen", "upstream", "token-file", "tls-cert", "tls-key", "plain-http", "proxy", "log-file", "no-progress-timeout", "max-conns-per-client", "trust-root"}
 
 func newCacheServeCmd() *cobra.Command {
 	var c cache.Config
@@ -139,6 +139,7 @@ and stops gracefully on SIGTERM or SIGINT.`,
 	f.StringVar(&c.LogFile, "log-file", "", "JSON log file, rotated (log_file; default stderr)")
 	f.DurationVar(&c.NoProgressTimeout, "no-progress-timeout", 0, "cut a client that reads nothing for this long (no_progress_timeout; default 60s)")
 	f.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", 0, "open connections allowed per client address (max_conns_per_client; default 64)")
+	f.StringVar(&c.TrustRoot, "trust-root", "", "the channel's root (trust_root; as the cluster file's trust.root): prefetch then fetches by name, from --upstream, only what the verified channel lists")
 	return cmd
 }
 

@@ -45,7 +45,6 @@ import (
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
-	"github.com/sentinel-paas/sentinel/trust"
 )
 
 // sentinelBin is the sentinel binary built once for the end-to-end tests:
@@ -165,7 +164,7 @@ func (l *testLab) core() cluster.Node {
 // manifest reads a release manifest of the lab's channel.
 func (l *testLab) manifest(version string) *release.Manifest {
 	l.t.Helper()
-	p := filepath.Join(l.UpstreamDir, "releases", version, "manifest.json")
+	p := filepath.Join(l.SourceDir, "releases", version, "manifest.json")
 	data, err := os.ReadFile(p)
 	if err != nil {
 		l.t.Fatal(err)
@@ -198,30 +197,31 @@ func (l *testLab) inventory() *cluster.Inventory {
 	return inv
 }
 
-// The lab's channel is signed at fixtures.LabMetadataVersion, valid a year.
-var labExpiry = time.Now().Add(365 * 24 * time.Hour)
-
-// sign writes DOC.sig for docs under dir (the lab's upstream when ""), as
-// the lab's publisher, or with keys when given.
-func (l *testLab) sign(dir string, version int64, expires time.Time, keys []*trust.PrivateKey, docs ...string) {
+// republish publishes docs of the lab's working tree (fixtures.Lab.SourceDir,
+// slash paths) again as its publisher would after editing them: a new
+// version of targets, snapshot and timestamp.
+func (l *testLab) republish(docs ...string) {
 	l.t.Helper()
-	pub, err := l.Publisher()
-	if err != nil {
-		l.t.Fatal(err)
-	}
-	if dir == "" {
-		dir = l.UpstreamDir
-	}
-	if err := pub.Sign(dir, version, expires, keys, docs...); err != nil {
+	if err := l.Republish(docs...); err != nil {
 		l.t.Fatal(err)
 	}
 }
 
-// resign re-signs docs of the lab's upstream as its publisher would after
-// editing them: same version, a valid expiry.
-func (l *testLab) resign(docs ...string) {
+// served is where the lab's upstream serves a target now (its
+// consistent-snapshot file), for a test to damage it.
+func (l *testLab) served(target string) string {
 	l.t.Helper()
-	l.sign("", fixtures.LabMetadataVersion, labExpiry, nil, docs...)
+	p, err := l.ServedPath(target)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	return p
+}
+
+// source is a file of the lab's working tree, for a test to edit before
+// republishing it.
+func (l *testLab) source(target string) string {
+	return filepath.Join(l.SourceDir, filepath.FromSlash(target))
 }
 
 // ----------------------------------------------------------------------------

@@ -14,13 +14,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/lifecycle"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/source"
-	"github.com/sentinel-paas/sentinel/trust"
 	"github.com/sentinel-paas/sentinel/ui"
 )
 
@@ -85,7 +85,7 @@ func badInput(err error) bool {
 		new(*usageError), new(*lifecycle.UsageError), new(*rollout.UsageError), new(*ui.ConfirmError), new(*cache.ConfigError),
 		new(*release.MetadataError), new(*release.UnknownReleaseError), new(*release.NoPathError),
 		new(*cluster.InventoryError), new(*resume.LockedError),
-		new(*trust.Error),          // a refused signature, expiry or version
+		new(*channel.Error), new(*channel.ConfigError), // refused channel metadata or documents
 		new(*cluster.HostKeyError), // known_hosts must be fixed: no retry helps
 		new(*source.AddressError), new(*cache.CertError), new(*source.CacheMissError), new(*source.ConfigError),
 	} {
@@ -169,7 +169,7 @@ and rolled back within --max-failures; 75 interrupted but resumable (for
 		return &usageError{msg: err.Error()}
 	})
 	root.AddCommand(newUpgradeCmd(stopping), newPreflightCmd(), newStatusCmd(), newCacheCmd(), newNodeCmd(), newVersionCmd())
-	root.AddCommand(newReleaseCmd())
+	root.AddCommand(newChannelCmd())
 	root.AddCommand(newPatchCmd(stopping))
 	root.AddCommand(newRecoverCmd())
 	root.AddCommand(newRunsCmd(), newAttachCmd(), newStopCmd(), newRestartCmd(stopping))

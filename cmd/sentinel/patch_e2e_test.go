@@ -484,7 +484,7 @@ func TestPatchRevertAndMark(t *testing.T) {
 // the field, and nothing is installed.
 func TestPatchBadCatalogRefused(t *testing.T) {
 	routerArtifact := func(lab *testLab) string {
-		return filepath.Join(lab.UpstreamDir, "artifacts", "router-3.4.2-p1.tar.gz")
+		return lab.served("artifacts/router-3.4.2-p1.tar.gz")
 	}
 	cases := []struct {
 		name     string
@@ -493,14 +493,14 @@ func TestPatchBadCatalogRefused(t *testing.T) {
 		wantErrs []string
 	}{
 		{"unknown role", func(t *testing.T, lab *testLab) {
-			p := filepath.Join(lab.UpstreamDir, fixtures.PatchCatalogPath("3.4.2"))
+			p := lab.source(filepath.ToSlash(fixtures.PatchCatalogPath("3.4.2")))
 			data, _ := os.ReadFile(p)
 			data = []byte(strings.Replace(string(data), `"controller"`, `"kontroller"`, 1))
 			if err := os.WriteFile(p, data, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			// The publisher's own mistake: signed as it is.
-			lab.resign(filepath.ToSlash(fixtures.PatchCatalogPath("3.4.2")))
+			lab.republish(filepath.ToSlash(fixtures.PatchCatalogPath("3.4.2")))
 		}, 2, []string{"patches.json", `patches[0] (patch aok-endpoint-fix).roles[1]: unknown role "kontroller"`}},
 		{"missing artifact", func(t *testing.T, lab *testLab) {
 			if err := os.Remove(routerArtifact(lab)); err != nil {

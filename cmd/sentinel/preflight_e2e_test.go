@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -237,7 +238,7 @@ func TestPreflightReachabilityThroughProxy(t *testing.T) {
 		}
 	}
 	viaProxy(proxy)
-	upstream := strings.TrimSuffix(strings.TrimPrefix(lab.upstream.URL, "http://"), "/index.json")
+	upstream := strings.TrimSuffix(strings.TrimPrefix(lab.upstream.URL, "http://"), "/")
 
 	if rep, r := lab.preflightJSON("3.4.2"); r.code != 0 {
 		t.Fatalf("preflight through a working proxy: exit %d, failures %v\n%s", r.code, failures(rep), r.stderr)
@@ -255,20 +256,14 @@ func TestPreflightReachabilityThroughProxy(t *testing.T) {
 		t.Errorf("proxy stopped: the message should name the proxy %s and the upstream %s: %s", proxy.addr, upstream, msg)
 	}
 
-	// An upstream host that does not answer: the channel (read from a file
-	// copy) sends the artifacts to a closed port.
+	// An upstream host that does not answer the node: the orchestrator
+	// reads the channel from it directly, but what comes through the
+	// node's proxy (tinyproxy says so with a Via header) gets its
+	// connection closed without an answer.
 	proxy2 := startTinyproxy(t)
 	viaProxy(proxy2)
-	dead := closedPort(t)
-	copyDir := t.TempDir()
-	if out, err := exec.Command("cp", "-a", lab.UpstreamDir+"/.", copyDir).CombinedOutput(); err != nil {
-		t.Fatalf("%v %s", err, out)
-	}
-	manifest := filepath.Join(copyDir, "releases", "3.4.2", "manifest.json")
-	data, _ := os.ReadFile(manifest)
-	os.WriteFile(manifest, []byte(strings.ReplaceAll(string(data), `"url": "../../artifacts/`, `"url": "http://`+dead+`/artifacts/`)), 0o644)
-	lab.sign(copyDir, fixtures.LabMetadataVersion, labExpiry, nil, "releases/3.4.2/manifest.json")
-	if err := lab.SetUpstream("file://"+filepath.Join(copyDir, "index.json"), 0); err != nil {
+	dead := silentToProxies(t, lab.UpstreamDir)
+	if err := lab.SetUpstream("http://"+dead+"/", 0); err != nil {
 		t.Fatal(err)
 	}
 	rep, r = lab.preflightJSON("3.4.2")
@@ -278,6 +273,29 @@ func TestPreflightReachabilityThroughProxy(t *testing.T) {
 	if msg := reachMessage(rep); !strings.Contains(msg, dead) || !strings.Contains(msg, proxy2.addr) {
 		t.Errorf("dead upstream host: the message should name %s and the proxy %s: %s", dead, proxy2.addr, msg)
 	}
+}
+
+// silentToProxies serves dir on loopback, except to requests that came
+// through a proxy: those it hangs up on without an answer.
+func silentToProxies(t *testing.T, dir string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := http.FileServer(http.Dir(dir))
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Via") != "" {
+			if c, _, err := w.(http.Hijacker).Hijack(); err == nil {
+				c.Close()
+			}
+			return
+		}
+		files.ServeHTTP(w, r)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
 }
 
 func reachMessage(rep ui.PreflightJSON) string {

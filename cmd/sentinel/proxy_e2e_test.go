@@ -13,7 +13,7 @@ func TestDownloadOnlyThroughProxy(t *testing.T) {
 	lab := newLab(t, 1, "3.4.1")
 	env := []string{"http_proxy=http://" + proxy.addr, "https_proxy=http://" + proxy.addr, "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY="}
 	lab.startCache(env)
-	upstreamHost := strings.TrimSuffix(strings.TrimPrefix(lab.upstream.URL, "http://"), "/index.json")
+	upstreamHost := strings.TrimSuffix(strings.TrimPrefix(lab.upstream.URL, "http://"), "/")
 
 	r := lab.sentinel(env, "upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
 	if r.code != 0 {

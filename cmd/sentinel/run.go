@@ -45,7 +45,7 @@ func (rf *runFlags) add(cmd *cobra.Command, upgrade bool) {
 func (rf *runFlags) addCommon(f *pflag.FlagSet) {
 	f.StringVar(&rf.cluster, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
 	f.StringVarP(&rf.output, "output", "o", "text", "output format: text or json (JSON lines)")
-	f.BoolVar(&rf.o.AllowExpired, "allow-expired-metadata", false, "accept expired channel metadata (signatures and versions are still checked); each document accepted so is reported and logged. For air-gapped sites that knowingly run on older metadata")
+	f.BoolVar(&rf.o.AllowExpired, "allow-expired-metadata", false, "accept expired channel metadata: only the expiry checks are skipped (signatures, thresholds, versions, snapshot consistency, lengths and hashes are still checked); each expired document accepted is reported, logged and recorded in the run's journal. For air-gapped windows run from a cache filled earlier (docs/operator.md: Air-gapped windows)")
 	_ = f.SetAnnotation("allow-expired-metadata", keptOnResume, []string{"upgrade", "patch"})
 	_ = f.SetAnnotation("output", keptOnResume, []string{"upgrade"})
 }

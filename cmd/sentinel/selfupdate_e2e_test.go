@@ -69,7 +69,7 @@ func installed(t *testing.T, src string) string {
 	return p
 }
 
-func publish(t *testing.T, lab *testLab, builds ...fixtures.SentinelBuildFile) {
+func publishBuilds(t *testing.T, lab *testLab, builds ...fixtures.SentinelBuildFile) {
 	t.Helper()
 	for i := range builds {
 		builds[i].OS, builds[i].Arch = runtime.GOOS, runtime.GOARCH
@@ -142,7 +142,7 @@ func TestSelfUpdateContinuesRunInNewBuild(t *testing.T) {
 	if got := lab.binaries(); !equal(got, []string{"0.1.0"}) {
 		t.Fatalf("journal binaries %v, want [0.1.0]", got)
 	}
-	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+	publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
 
 	r := lab.mustRun(bin, nil, "upgrade", "--resume")
 	if fileSum(t, bin) != fileSum(t, newer) || fileSum(t, bin+".old") != fileSum(t, old) {
@@ -180,7 +180,7 @@ func TestSelfUpdateContinuesRunInNewBuild(t *testing.T) {
 func TestSelfUpdateExplicit(t *testing.T) {
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab := newLab(t, 1, "3.4.1")
-	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+	publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
 
 	t.Run("alone", func(t *testing.T) {
 		bin := installed(t, old)
@@ -201,8 +201,8 @@ func TestSelfUpdateExplicit(t *testing.T) {
 	})
 	t.Run("never a downgrade", func(t *testing.T) {
 		bin := installed(t, newer)
-		publish(t, lab, fixtures.SentinelBuildFile{Path: old, Version: "0.1.0"})
-		defer publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+		publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: old, Version: "0.1.0"})
+		defer publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
 		r := lab.mustRun(bin, nil, "upgrade", "--update-self")
 		if fileSum(t, bin) != fileSum(t, newer) || !strings.Contains(r.stderr, "no downgrade") {
 			t.Fatalf("0.2.0 was replaced by 0.1.0, or not told why not:\n%s", r.stderr)
@@ -237,7 +237,7 @@ func TestSelfUpdateFailedCheckRolledBack(t *testing.T) {
 			lab := newLab(t, 1, "3.4.1")
 			bad := filepath.Join(t.TempDir(), "bad")
 			os.WriteFile(bad, []byte(tc.script), 0o755)
-			publish(t, lab, fixtures.SentinelBuildFile{Path: bad, Version: "0.2.0"})
+			publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: bad, Version: "0.2.0"})
 			bin := installed(t, old)
 
 			r := lab.run(bin, nil, "upgrade", "--update-self")
@@ -277,7 +277,7 @@ func TestRecoverAfterKillBetweenRenameAndReExec(t *testing.T) {
 	lab := newLab(t, 1, "3.4.1")
 	bin := installed(t, old)
 	lab.crashOld(bin, 20)
-	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+	publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
 
 	r := lab.run(bin, []string{selfupdate.CrashAtEnv + "=" + selfupdate.CrashRenamed}, "upgrade", "--resume")
 	if r.signal != syscall.SIGKILL {
@@ -421,7 +421,7 @@ func TestRecoverUsesTheRunsOwnCommand(t *testing.T) {
 func TestSelfUpdateFromCacheNode(t *testing.T) {
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab := newLab(t, 1, "3.4.1")
-	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+	publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
 	lab.startCache(nil)
 	bin := installed(t, old)
 
@@ -468,7 +468,7 @@ func TestSelfUpdatePushedBinariesFollow(t *testing.T) {
 		}
 	}
 	pushed(old)
-	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
+	publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
 	lab.mustRun(bin, nil, "upgrade", "--resume")
 	pushed(newer)
 	if got := lab.binaries(); !equal(got, []string{"0.1.0", "0.2.0<0.1.0"}) {
@@ -478,23 +478,21 @@ func TestSelfUpdatePushedBinariesFollow(t *testing.T) {
 	checkReachedOverSSH(t, sshds)
 }
 
-// A publisher signs the builds document with `sentinel release sign`
-// (it is signed along with the index), and an installed build takes it.
-func TestSelfUpdateBuildsSignedByReleaseSign(t *testing.T) {
+// A publisher offers a build with `sentinel channel add-sentinel`, and an
+// installed build takes it; a builds document whose bytes are not the
+// signed ones is refused, naming it, and nothing is replaced.
+func TestSelfUpdateBuildsPublishedByChannelAddSentinel(t *testing.T) {
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab := newLab(t, 1, "3.4.1")
-	publish(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
-	sig := filepath.Join(lab.UpstreamDir, "tools", "sentinel.json.sig")
-	os.Remove(sig)
+	lab.mustRun(sentinelBin, nil, "channel", "add-sentinel", "--keys", lab.KeysDir, "--version", "0.2.0",
+		"--os", runtime.GOOS, "--arch", runtime.GOARCH, newer, lab.UpstreamDir)
+	doc := lab.served("tools/sentinel.json")
+	restore := flipOneByte(t, doc)
 	bin := installed(t, old)
 	if r := lab.run(bin, nil, "upgrade", "--update-self"); r.code != 2 || !strings.Contains(r.stderr, "tools/sentinel.json") || fileSum(t, bin) != fileSum(t, old) {
-		t.Fatalf("an unsigned builds document: exit %d, want 2 naming it, and no update\n%s", r.code, r.stderr)
+		t.Fatalf("a builds document not as signed: exit %d, want 2 naming it, and no update\n%s", r.code, r.stderr)
 	}
-	keys := filepath.Join(lab.PublisherDir, "k1.key") + "," + filepath.Join(lab.PublisherDir, "k2.key")
-	r := lab.mustRun(sentinelBin, nil, "release", "sign", "--key", keys, "--version", "2", "--expires", "30d", lab.UpstreamDir)
-	if !strings.Contains(r.stdout, "signed tools/sentinel.json version 2") {
-		t.Fatalf("release sign did not sign the builds document:\n%s", r.stdout)
-	}
+	restore()
 	lab.mustRun(bin, nil, "upgrade", "--update-self")
 	if fileSum(t, bin) != fileSum(t, newer) {
 		t.Fatal("not updated")

@@ -159,7 +159,7 @@ func TestHealthFailureRollsBack(t *testing.T) {
 func TestDigestMismatchCaughtBeforeInstall(t *testing.T) {
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
-	art := filepath.Join(lab.UpstreamDir, "artifacts", "router-3.4.2.tar.gz")
+	art := lab.served("artifacts/router-3.4.2.tar.gz")
 	data, err := os.ReadFile(art)
 	if err != nil {
 		t.Fatal(err)
@@ -196,10 +196,10 @@ func TestBadInputChangesNothing(t *testing.T) {
 	before := nodeDigest(t, core.Root)
 
 	malformed := newLab(t, 1, "3.4.1")
-	manifest := filepath.Join(malformed.UpstreamDir, "releases", "3.4.2", "manifest.json")
+	manifest := malformed.source("releases/3.4.2/manifest.json")
 	data, _ := os.ReadFile(manifest)
 	os.WriteFile(manifest, []byte(strings.Replace(string(data), `"sha256": "`, `"sha256": "zz`, 1)), 0o644)
-	malformed.resign("releases/3.4.2/manifest.json") // signed as published: the parser must catch it
+	malformed.republish("releases/3.4.2/manifest.json") // signed as published: the parser must catch it
 	malformedBefore := nodeDigest(t, malformed.core().Root)
 
 	cases := []struct {
