@@ -31,7 +31,6 @@ type Agent struct {
 // maxUnpackedBytes bounds what one artifact may unpack to.
 const maxUnpackedBytes = 32 << 30
 
-
 // Do runs one operation. Only one changing operation runs on a node at a
 // time: a second agent waits for the first.
 func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) {

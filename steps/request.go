@@ -49,9 +49,9 @@ var Ops = opNames()
 // Request is the JSON document an agent operation reads on stdin. Each
 // operation uses the fields it needs.
 type Request struct {
-	Component   string           `json:"component,omitempty"`
-	Version     string           `json:"version,omitempty"`
-	FromVersion string           `json:"from_version,omitempty"`
+	Component   string `json:"component,omitempty"`
+	Version     string `json:"version,omitempty"`
+	FromVersion string `json:"from_version,omitempty"`
 	// Artifact carries the signed unpacked size too: install refuses to
 	// unpack past it (0: unknown, and the ratio rule of UnpackLimit applies).
 	Artifact release.Artifact `json:"artifact,omitzero"`
