@@ -268,6 +268,9 @@ func (r *Run) chooseSource(ctx context.Context) error {
 		if err := source.CheckPeer(ctx, cacheURL, peer); err != nil {
 			return err
 		}
+		if msg := source.ProxyMismatch(ctx, cacheURL, peer, inv.Channel); msg != "" {
+			r.warn(msg)
+		}
 	}
 	if r.Job.DownloadOnly {
 		r.FillCache = cacheURL // the metadata comes from the upstream: the cache may not hold it yet
