@@ -52,18 +52,8 @@ func TestOperatorAndDaemonProxiesSeeTheirOwnTraffic(t *testing.T) {
 	clear := []string{"http_proxy=", "https_proxy=", "all_proxy=", "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "ALL_PROXY=", "NO_PROXY="}
 	lab.startCache(clear, "--proxy", "http://"+daemonProxy.addr, "--trust-root", lab.TrustRoot, "--upstream", lab.upstream.URL)
 	opEnv := append(clear, "http_proxy=http://"+opProxy.addr, "https_proxy=http://"+opProxy.addr)
-	upstreamHost := strings.TrimSuffix(strings.TrimPrefix(lab.upstream.URL, "http://"), "/")
-	if i := strings.Index(upstreamHost, "/"); i >= 0 {
-		upstreamHost = upstreamHost[:i]
-	}
-	artifactGETs := func(p *tinyproxy) (n int64) {
-		for _, line := range strings.Split(p.logText(t), "\n") {
-			if strings.Contains(line, "GET http://"+upstreamHost+"/") && strings.Contains(line, "/artifacts/") {
-				n++
-			}
-		}
-		return n
-	}
+	upstreamHost := hostOf(lab.upstream.URL)
+	artifactGETs := func(p *tinyproxy) int64 { return p.artifactGETs(t, upstreamHost) }
 
 	r := lab.sentinel(opEnv, "upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
 	if r.code != 0 {
@@ -97,4 +87,24 @@ func TestOperatorAndDaemonProxiesSeeTheirOwnTraffic(t *testing.T) {
 		t.Errorf("the daemon's proxy carried %d artifact downloads, %d after the fill: the nodes' went through it", got, got-filled)
 	}
 	checkAllOn(t, lab, "3.4.2")
+}
+
+// hostOf is the host:port of an http URL.
+func hostOf(rawURL string) string {
+	h := strings.TrimPrefix(rawURL, "http://")
+	if i := strings.Index(h, "/"); i >= 0 {
+		h = h[:i]
+	}
+	return h
+}
+
+// artifactGETs counts the artifact downloads from host the proxy carried
+// (artifacts are TUF targets: /targets/artifacts/<hash>.<name>).
+func (p *tinyproxy) artifactGETs(t *testing.T, host string) (n int64) {
+	for _, line := range strings.Split(p.logText(t), "\n") {
+		if strings.Contains(line, "GET http://"+host+"/") && strings.Contains(line, "/artifacts/") {
+			n++
+		}
+	}
+	return n
 }
