@@ -245,7 +245,7 @@ func (r *Run) takeLock(ctx context.Context) error {
 // to take its artifacts from, unless --no-cache; else the upstream.
 func (r *Run) chooseSource(ctx context.Context) error {
 	inv := r.Inventory
-	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill,
+	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill, Mirrors: inv.Mirrors, Registry: inv.RegistrySettings(),
 		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn}}
 	cacheURL := ""
 	if r.CacheAddr != "" {
@@ -293,6 +293,9 @@ func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
 	ch, c, err := r.Source.Open(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for _, p := range r.Source.Passed() {
+		r.warn(fmt.Sprintf("the channel mirror %s did not answer: the next one in order was used, %s read from %s", p, "the channel is", r.Source.Read()))
 	}
 	if r.AllowExpired {
 		r.Log.Warn("--allow-expired-metadata: expired channel metadata is accepted for this run")
@@ -532,6 +535,10 @@ func (r *Run) executor() *rollout.Executor {
 	if exec.Source.CacheURL != "" {
 		exec.Source.CacheURL = source.CacheBase(exec.Source.CacheURL, r.Source.Peer)
 		exec.Source.CachePeer = r.Source.Peer
+	} else if !exec.Source.Offline {
+		// The channel was read from a registry: nodes take the artifacts
+		// from the same one, by digest.
+		exec.Source.Registry = r.Source.RegistryFetch()
 	}
 	return exec
 }

@@ -2,12 +2,9 @@ package oci_test
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -25,63 +22,19 @@ import (
 
 const testUser, testPassword = "publisher", "s3cret-registry"
 
-// registries are three docker-registry processes on loopback, all TLS
-// with one self-signed certificate for 127.0.0.1: basic (htpasswd basic
-// auth), origin (bearer tokens from a token service that takes the same
-// credentials) and mirror, a pull-through mirror of origin (no auth of its
-// own; distribution 2.8 logs in to its upstream through a token service).
-type registries struct {
-	basic, origin, mirror *fixtures.Registry
-	cert                  *fixtures.TLSCert
-	ca                    string // the CA file
-	auth                  string // a Docker config.json for basic and origin
-}
-
-func startRegistries(t *testing.T) *registries {
+// startRegistries starts fixtures.RegistrySet, or skips without
+// docker-registry.
+func startRegistries(t *testing.T) *fixtures.RegistrySet {
 	t.Helper()
 	if err := fixtures.CheckRegistry(); err != nil {
 		t.Skip(err)
 	}
-	cert, err := fixtures.NewTLSCert(fixtures.CertSpec{Subject: "registry", IPs: []string{"127.0.0.1"}})
+	rs, err := fixtures.StartRegistrySet(t.TempDir(), testUser, testPassword)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	r := &registries{cert: cert, ca: filepath.Join(dir, "ca.pem"), auth: filepath.Join(dir, "auth.json")}
-	if err := os.WriteFile(r.ca, cert.CertPEM, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ts, err := fixtures.StartTokenServer(cert, testUser, testPassword)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ts.Close() })
-	start := func(name string, spec fixtures.RegistrySpec) *fixtures.Registry {
-		reg, err := fixtures.StartRegistry(filepath.Join(dir, name), spec)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = reg.Stop() })
-		return reg
-	}
-	r.basic = start("basic", fixtures.RegistrySpec{Cert: cert, User: testUser, Password: testPassword})
-	r.origin = start("origin", fixtures.RegistrySpec{Cert: cert, Token: ts})
-	r.mirror = start("mirror", fixtures.RegistrySpec{Cert: cert,
-		Proxy: r.origin.URL, ProxyUser: testUser, ProxyPassword: testPassword, ProxyCA: cert})
-	writeAuth(t, r.auth, map[string][2]string{r.basic.Addr: {testUser, testPassword}, r.origin.Addr: {testUser, testPassword}})
-	return r
-}
-
-func writeAuth(t *testing.T, path string, creds map[string][2]string) {
-	t.Helper()
-	auths := map[string]map[string]string{}
-	for host, c := range creds {
-		auths[host] = map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte(c[0] + ":" + c[1]))}
-	}
-	data, _ := json.Marshal(map[string]any{"auths": auths})
-	if err := os.WriteFile(path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(rs.Close)
+	return rs
 }
 
 // publishedChannel is a signed channel repository and its trust anchor.
@@ -104,9 +57,9 @@ func publishedChannel(t *testing.T) (repoDir string, anchor []byte, ch *fixtures
 	return repoDir, anchor, ch
 }
 
-func access(t *testing.T, r *registries, host string) oci.Access {
+func access(t *testing.T, r *fixtures.RegistrySet, host string) oci.Access {
 	t.Helper()
-	a, err := oci.Settings{CAFile: r.ca, AuthFile: r.auth}.ForHost(context.Background(), host)
+	a, err := oci.Settings{CAFile: r.CAFile, AuthFile: r.AuthFile}.ForHost(context.Background(), host)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -130,8 +83,8 @@ func TestChannelThroughRegistryAndMirror(t *testing.T) {
 	regs := startRegistries(t)
 	repoDir, anchor, _ := publishedChannel(t)
 	ctx := context.Background()
-	basic := ref(t, "oci://"+regs.basic.Addr+"/sentinel/stable")
-	origin := ref(t, "oci://"+regs.origin.Addr+"/sentinel/stable")
+	basic := ref(t, "oci://"+regs.Basic.Addr+"/sentinel/stable")
+	origin := ref(t, "oci://"+regs.Origin.Addr+"/sentinel/stable")
 	if _, err := oci.Push(ctx, repoDir, basic, access(t, regs, basic.Host)); err != nil {
 		t.Fatalf("pushing to the registry with basic auth: %v", err)
 	}
@@ -150,8 +103,8 @@ func TestChannelThroughRegistryAndMirror(t *testing.T) {
 		t.Errorf("second push of the same channel: %+v, want nothing uploaded and the same manifest %s", again, pushed.Manifest)
 	}
 
-	mirror := ref(t, "oci://"+regs.mirror.Addr+"/sentinel/stable")
-	servers := map[oci.Ref]*fixtures.Registry{basic: regs.basic, origin: regs.origin, mirror: regs.mirror}
+	mirror := ref(t, "oci://"+regs.Mirror.Addr+"/sentinel/stable")
+	servers := map[oci.Ref]*fixtures.Registry{basic: regs.Basic, origin: regs.Origin, mirror: regs.Mirror}
 	for _, r := range []oci.Ref{basic, origin, mirror} {
 		t.Run(r.Host, func(t *testing.T) {
 			rem, err := oci.NewRemote(r, access(t, regs, r.Host))
@@ -230,7 +183,7 @@ func TestBlobTransferResumesThroughRegistry(t *testing.T) {
 	regs := startRegistries(t)
 	repoDir, _, ch := publishedChannel(t)
 	ctx := context.Background()
-	origin := ref(t, "oci://"+regs.basic.Addr+"/sentinel/stable")
+	origin := ref(t, "oci://"+regs.Basic.Addr+"/sentinel/stable")
 	if _, err := oci.Push(ctx, repoDir, origin, access(t, regs, origin.Host)); err != nil {
 		t.Fatal(err)
 	}
@@ -244,7 +197,7 @@ func TestBlobTransferResumesThroughRegistry(t *testing.T) {
 	}
 	zerolog.SetGlobalLevel(zerolog.Disabled)
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
-	proxy := toxiproxy.NewProxy(server, "registry", "127.0.0.1:0", regs.basic.Addr)
+	proxy := toxiproxy.NewProxy(server, "registry", "127.0.0.1:0", regs.Basic.Addr)
 	if err := server.Collection.Add(proxy, true); err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,143 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/fixtures"
+)
+
+// registryLab is a lab whose channel is pushed, with `sentinel channel
+// push`, to the registry with bearer tokens (regs.Origin), read through
+// its pull-through mirror (regs.Mirror) first and the registry itself
+// second, as the cluster file's mirrors; the lab's HTTP upstream is gone.
+func registryLab(t *testing.T, nodes int) (*testLab, *fixtures.RegistrySet, *tripwire) {
+	t.Helper()
+	if err := fixtures.CheckRegistry(); err != nil {
+		t.Skip(err)
+	}
+	lab := newLab(t, nodes, "3.4.1")
+	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(regs.Close)
+	origin := "oci://" + regs.Origin.Addr + "/sentinel/stable"
+	out := lab.mustSucceed("channel", "push", lab.UpstreamDir, origin, "--registry-auth", regs.AuthFile, "--registry-ca", regs.CAFile)
+	if !strings.Contains(out.stdout, "tagged") {
+		t.Fatalf("channel push printed:\n%s", out.stdout)
+	}
+	f, err := os.OpenFile(lab.ClusterFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("mirrors:\n  - oci://" + regs.Mirror.Addr + "/sentinel/stable\n  - " + origin +
+		"\nregistry_auth: " + regs.AuthFile + "\nregistry_ca: " + regs.CAFile + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return lab, regs, lab.cutUpstream()
+}
+
+// blobOf is the sha256 of a file of the lab's channel repository, the
+// digest of its blob in the registry.
+func blobOf(t *testing.T, lab *testLab, rel string) string {
+	t.Helper()
+	sum := sha256.Sum256(mustRead(t, filepath.Join(lab.UpstreamDir, filepath.FromSlash(rel))))
+	return hex.EncodeToString(sum[:])
+}
+
+// TestUpgradeFromRegistryMirrorsFallBack: five nodes upgrade with the
+// channel and every artifact read through the pull-through mirror (the
+// upstream gone); with the mirror stopped, the next upgrade falls back to
+// the registry itself, listed second, and says so.
+func TestUpgradeFromRegistryMirrorsFallBack(t *testing.T) {
+	longScenario(t)
+	lab, regs, upstream := registryLab(t, 5)
+
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	checkAllOn(t, lab, "3.4.2")
+	for _, c := range lab.manifest("3.4.2").Components {
+		if _, err := regs.Mirror.BlobPath(c.Artifact.SHA256); err != nil {
+			t.Errorf("the pull-through mirror never served %s %s (%v): the nodes did not read through it", c.Name, c.Version, err)
+		}
+	}
+
+	if err := regs.Mirror.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	out := lab.mustSucceed("upgrade", "3.4.3", "--yes")
+	checkAllOn(t, lab, "3.4.3")
+	if !strings.Contains(out.stderr, regs.Mirror.Addr) || !strings.Contains(out.stderr, "did not answer") {
+		t.Errorf("the fallback from the stopped mirror %s was not reported:\n%s", regs.Mirror.Addr, out.stderr)
+	}
+	if n := upstream.hits.Load(); n != 0 {
+		t.Errorf("the gone upstream was asked %d times", n)
+	}
+}
+
+// TestRegistryServingTamperedFilesIsRefused: a registry whose stored
+// blobs were edited on disk serves them as they are; a tampered
+// timestamp is refused as metadata (exit 2), a tampered artifact at its
+// fetch (exit 1), and neither installs anything.
+func TestRegistryServingTamperedFilesIsRefused(t *testing.T) {
+	longScenario(t)
+	lab, regs, _ := registryLab(t, 1)
+	core := lab.core()
+	installed := func() string {
+		return treeDigest(t, filepath.Join(core.Root, "code")) + treeDigest(t, filepath.Join(core.Root, "etc"))
+	}
+	before := installed()
+	tamper := func(sha string) func() {
+		p, err := regs.Origin.BlobPath(sha)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig := mustRead(t, p)
+		bad := append([]byte(nil), orig...)
+		bad[len(bad)/2] ^= 0x01
+		if err := os.WriteFile(p, bad, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return func() {
+			if err := os.WriteFile(p, orig, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := regs.Mirror.Stop(); err != nil { // read the tampered registry directly
+		t.Fatal(err)
+	}
+
+	restore := tamper(blobOf(t, lab, "metadata/timestamp.json"))
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.code != 2 || !strings.Contains(r.stderr, "timestamp") {
+		t.Errorf("a tampered timestamp in the registry: exit %d, want 2 naming the timestamp\n%s", r.code, r.stderr)
+	}
+	if installed() != before {
+		t.Error("something was installed from a registry serving a tampered timestamp")
+	}
+	restore()
+
+	var router string
+	for _, c := range lab.manifest("3.4.2").Components {
+		if c.Name == "router" {
+			router = c.Artifact.SHA256
+		}
+	}
+	tamper(router)
+	r = lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	if r.code != 1 || !strings.Contains(r.stderr+r.stdout, router[:12]) {
+		t.Errorf("a tampered artifact in the registry: exit %d, want 1 naming its digest\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if installed() != before {
+		t.Error("something was installed from a registry serving a tampered artifact")
+	}
+}
