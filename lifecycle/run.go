@@ -21,6 +21,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
@@ -543,6 +544,22 @@ func (r *Run) executor() *rollout.Executor {
 	return exec
 }
 
+// reopenRegistry: a resumed run whose artifacts are in a registry opens
+// the channel again (at the first of the mirrors that answers today), so
+// its nodes know which registry to fetch what is left from.
+func (r *Run) reopenRegistry(ctx context.Context) error {
+	if r.Source.FromCache() || r.offline || r.Journaled.Plan.CacheURL != "" && !r.NoCache {
+		return nil
+	}
+	for _, a := range r.Journaled.Plan.Artifacts() {
+		if oci.IsRef(a.URL) {
+			_, err := r.Channel(ctx)
+			return err
+		}
+	}
+	return nil
+}
+
 // reopen opens the journal of the unfinished run to go on with it.
 func (r *Run) reopen(ctx context.Context) error {
 	last := r.Last
@@ -590,6 +607,9 @@ func (r *Run) reopen(ctx context.Context) error {
 		run.Plan.MaxInFlight = run.Plan.MaxInFlightOf(a) // this process only: the journal keeps the plan
 	}
 	r.Journaled, r.Plan = run, run.Plan
+	if err := r.reopenRegistry(ctx); err != nil {
+		return err
+	}
 	exec := r.executor()
 	r.Printer.Notef("sentinel: resuming run %s (%s) at %s%s", run.ID, r.Job.Summary(run.Plan), run.Where(), r.Job.ResumeSource(exec.Source))
 	r.Log.Info("resuming run", zap.String("run", run.ID), zap.String("at", run.Where()), zap.String("source", exec.Source.String()))

@@ -141,3 +141,14 @@ func TestRegistryServingTamperedFilesIsRefused(t *testing.T) {
 		t.Error("something was installed from a registry serving a tampered artifact")
 	}
 }
+
+// TestResumeFromRegistry: a run reading a registry, killed after its
+// first fetches, resumes and takes what is left from the registry (the
+// resumed process opens the channel again to know which one).
+func TestResumeFromRegistry(t *testing.T) {
+	longScenario(t)
+	lab, _, _ := registryLab(t, 2)
+	lab.crashAt(6, "upgrade", "3.4.2", "--yes", "--no-self-update")
+	lab.mustSucceed("upgrade", "--resume", "--yes", "--no-self-update")
+	checkAllOn(t, lab, "3.4.2")
+}
