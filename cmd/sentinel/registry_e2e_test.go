@@ -152,3 +152,28 @@ func TestResumeFromRegistry(t *testing.T) {
 	lab.mustSucceed("upgrade", "--resume", "--yes", "--no-self-update")
 	checkAllOn(t, lab, "3.4.2")
 }
+
+// TestRegistryBadInput: registry URLs and settings that cannot be used
+// are refused with exit 2 before anything is read or changed.
+func TestRegistryBadInput(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	before := nodeDigest(t, lab.core().Root)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "ftp://127.0.0.1/x"}, "mirrors[0]"},
+		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:5000/Bad"}, "not a repository name"},
+		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:9/x", "--registry-auth", filepath.Join(t.TempDir(), "missing.json")}, "registry auth file"},
+		{[]string{"channel", "push", lab.UpstreamDir, "https://127.0.0.1/x"}, "oci://HOST[:PORT]/REPO"},
+		{[]string{"channel", "push", filepath.Join(t.TempDir(), "none"), "oci://127.0.0.1:9/x"}, "not a channel directory"},
+	} {
+		r := lab.sentinel(nil, tc.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("sentinel %v: exit %d, want 2 saying %q\n%s", tc.args, r.code, tc.want, r.stderr)
+		}
+	}
+	if nodeDigest(t, lab.core().Root) != before {
+		t.Error("bad registry input changed the node")
+	}
+}
