@@ -76,8 +76,9 @@ func ref(t *testing.T, raw string) oci.Ref {
 }
 
 // TestChannelThroughRegistryAndMirror pushes a channel to a registry with
-// basic auth and to one with bearer tokens, then reads it, verified, from
-// both and from the second one's pull-through mirror; artifacts come by
+// basic auth and to one with bearer tokens, copies it from the first to
+// a repository of the second, then reads it, verified, from each and from
+// the second one's pull-through mirror; artifacts come by
 // digest in ranges (206, the digest as ETag).
 func TestChannelThroughRegistryAndMirror(t *testing.T) {
 	regs := startRegistries(t)
@@ -103,9 +104,19 @@ func TestChannelThroughRegistryAndMirror(t *testing.T) {
 		t.Errorf("second push of the same channel: %+v, want nothing uploaded and the same manifest %s", again, pushed.Manifest)
 	}
 
+	// The operator's copy: from the registry with basic auth into another
+	// repository of the one with tokens.
+	copied := ref(t, "oci://"+regs.Origin.Addr+"/operator/copy")
+	digest, err := oci.Copy(ctx, basic, access(t, regs, basic.Host), copied, access(t, regs, copied.Host))
+	if err != nil {
+		t.Fatalf("copying %s to %s: %v", basic, copied, err)
+	}
+	if digest != pushed.Manifest {
+		t.Errorf("the copy's manifest is %s, the original's %s", digest, pushed.Manifest)
+	}
 	mirror := ref(t, "oci://"+regs.Mirror.Addr+"/sentinel/stable")
-	servers := map[oci.Ref]*fixtures.Registry{basic: regs.Basic, origin: regs.Origin, mirror: regs.Mirror}
-	for _, r := range []oci.Ref{basic, origin, mirror} {
+	servers := map[oci.Ref]*fixtures.Registry{basic: regs.Basic, origin: regs.Origin, mirror: regs.Mirror, copied: regs.Origin}
+	for _, r := range []oci.Ref{basic, origin, mirror, copied} {
 		t.Run(r.Host, func(t *testing.T) {
 			rem, err := oci.NewRemote(r, access(t, regs, r.Host))
 			if err != nil {

@@ -37,16 +37,8 @@ func (s *Source) openAt(ctx context.Context, u string) (*release.Channel, *chann
 	}
 	var rem *oci.Remote
 	if oci.IsRef(u) {
-		ref, err := oci.ParseRef(u)
-		if err != nil {
-			return nil, nil, nil, &ConfigError{Msg: err.Error()}
-		}
-		acc, err := s.Registry.ForHost(ctx, ref.Host)
-		if err != nil {
-			return nil, nil, nil, &ConfigError{Msg: err.Error()}
-		}
-		if rem, err = oci.NewRemote(ref, acc); err != nil {
-			return nil, nil, nil, &ConfigError{Msg: fmt.Sprintf("registry %s: %v", ref, err)}
+		if rem, err = s.remote(ctx, u); err != nil {
+			return nil, nil, nil, err
 		}
 		cfg.HTTP = rem.HTTPClient()
 	} else {
@@ -62,6 +54,23 @@ func (s *Source) openAt(ctx context.Context, u string) (*release.Channel, *chann
 		return nil, nil, nil, err
 	}
 	return ch, c, rem, nil
+}
+
+// remote is the registry channel at u with the registry settings.
+func (s *Source) remote(ctx context.Context, u string) (*oci.Remote, error) {
+	ref, err := oci.ParseRef(u)
+	if err != nil {
+		return nil, &ConfigError{Msg: err.Error()}
+	}
+	acc, err := s.Registry.ForHost(ctx, ref.Host)
+	if err != nil {
+		return nil, &ConfigError{Msg: err.Error()}
+	}
+	rem, err := oci.NewRemote(ref, acc)
+	if err != nil {
+		return nil, &ConfigError{Msg: fmt.Sprintf("registry %s: %v", ref, err)}
+	}
+	return rem, nil
 }
 
 // unavailable says whether a source failed to serve rather than served

@@ -344,5 +344,7 @@ so that a later run refuses older metadata (a rollback).`,
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", "keep trusted metadata here (default: none, each run starts from --root)")
 	cmd.Flags().BoolVar(&o.AllowExpired, "allow-expired-metadata", false, "accept expired metadata (each document is reported; every other check runs): for air-gapped mirrors only")
 	cmd.Flags().BoolVar(&o.MetadataOnly, "metadata-only", false, "do not read the artifacts")
+	cmd.Flags().StringVar(&o.Registry.AuthFile, "registry-auth", "", "for an oci:// channel: the registry's credentials, a Docker config.json")
+	cmd.Flags().StringVar(&o.Registry.CAFile, "registry-ca", "", "for an oci:// channel: the registry's CA (PEM)")
 	return cmd
 }

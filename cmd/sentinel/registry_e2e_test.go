@@ -61,6 +61,11 @@ func blobOf(t *testing.T, lab *testLab, rel string) string {
 func TestUpgradeFromRegistryMirrorsFallBack(t *testing.T) {
 	longScenario(t)
 	lab, regs, upstream := registryLab(t, 5)
+	origin := "oci://" + regs.Origin.Addr + "/sentinel/stable"
+	v := lab.mustSucceed("channel", "verify", "--root", lab.TrustRoot, origin, "--registry-auth", regs.AuthFile, "--registry-ca", regs.CAFile)
+	if !strings.Contains(v.stdout, "ok index.json") || strings.Contains(v.stdout, "REFUSED") {
+		t.Errorf("channel verify of the pushed registry channel:\n%s", v.stdout)
+	}
 
 	lab.mustSucceed("upgrade", "3.4.2", "--yes")
 	checkAllOn(t, lab, "3.4.2")
@@ -133,6 +138,11 @@ func TestRegistryServingTamperedFilesIsRefused(t *testing.T) {
 		}
 	}
 	tamper(router)
+	origin := "oci://" + regs.Origin.Addr + "/sentinel/stable"
+	v := lab.sentinel(nil, "channel", "verify", "--root", lab.TrustRoot, origin, "--registry-auth", regs.AuthFile, "--registry-ca", regs.CAFile)
+	if v.code != 2 || !strings.Contains(v.stdout, "REFUSED") || !strings.Contains(v.stdout, router[:12]) {
+		t.Errorf("channel verify of a registry serving a tampered artifact: exit %d, want 2 and the artifact REFUSED\n%s%s", v.code, v.stdout, v.stderr)
+	}
 	r = lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
 	if r.code != 1 || !strings.Contains(r.stderr+r.stdout, router[:12]) {
 		t.Errorf("a tampered artifact in the registry: exit %d, want 1 naming its digest\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
