@@ -248,6 +248,13 @@ func (r *Run) chooseSource(ctx context.Context) error {
 	inv := r.Inventory
 	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill, Mirrors: inv.Mirrors, Registry: inv.RegistrySettings(),
 		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn}}
+	if r.Job.DownloadOnly {
+		for _, u := range append([]string{inv.Channel}, inv.Mirrors...) {
+			if oci.IsRef(u) {
+				return usagef("--download-only fills the cache daemon from an http(s) channel; %s is a registry, which the cache daemon cannot read yet: fill your registry with `sentinel channel copy` instead, or run this with the channel's http(s) URL and no registry mirrors (--mirror)", u)
+			}
+		}
+	}
 	cacheURL := ""
 	if r.CacheAddr != "" {
 		var err error
@@ -296,7 +303,7 @@ func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
 		return nil, err
 	}
 	for _, p := range r.Source.Passed() {
-		r.warn(fmt.Sprintf("the channel mirror %s did not answer: the next one in order was used, %s read from %s", p, "the channel is", r.Source.Read()))
+		r.warn(fmt.Sprintf("the channel mirror %s did not answer: the next in order was used, and this run reads the channel and its artifacts from %s (start that mirror again, or take it out of mirrors)", p, r.Source.Read()))
 	}
 	if r.AllowExpired {
 		r.Log.Warn("--allow-expired-metadata: expired channel metadata is accepted for this run")

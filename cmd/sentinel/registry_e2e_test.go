@@ -176,6 +176,7 @@ func TestRegistryBadInput(t *testing.T) {
 		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:5000/Bad"}, "not a repository name"},
 		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:9/x", "--registry-auth", filepath.Join(t.TempDir(), "missing.json")}, "registry auth file"},
 		{[]string{"channel", "push", lab.UpstreamDir, "https://127.0.0.1/x"}, "oci://HOST[:PORT]/REPO"},
+		{[]string{"upgrade", "3.4.2", "--download-only", "--cache-ip", "127.0.0.1:9", "--mirror", "oci://127.0.0.1:9/x"}, "sentinel channel copy"},
 		{[]string{"channel", "push", filepath.Join(t.TempDir(), "none"), "oci://127.0.0.1:9/x"}, "not a channel directory"},
 	} {
 		r := lab.sentinel(nil, tc.args...)
