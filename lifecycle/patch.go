@@ -275,6 +275,9 @@ func PatchDownloadOnly(p PatchOptions) *Job {
 // installed. The run's fetch steps then find them in place.
 func prefetchPatches(ctx context.Context, r *Run, catalog *release.Catalog) error {
 	src := r.Plan.DefaultSource()
+	if src.CacheURL == "" && !src.Offline {
+		src.Registry = r.Source.RegistryFetch()
+	}
 	src.CachePeer = r.Source.Peer
 	var mu sync.Mutex
 	var problems []error
