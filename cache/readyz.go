@@ -98,6 +98,9 @@ func (s *Server) Ready() ReadyReport {
 	if s.cfg.PlainHTTP {
 		rep.Warnings = append(rep.Warnings, PlainHTTPWarning)
 	}
+	if s.token() != "" && !s.canPrefetch() {
+		rep.Warnings = append(rep.Warnings, prefetchDisabled)
+	}
 	s.readyCredentials(&rep, fail)
 	rep.Ready = len(rep.Reasons) == 0
 	return rep
