@@ -65,7 +65,7 @@ type testArtifact struct {
 
 func daemonManifest(arts ...testArtifact) []byte {
 	type comp struct {
-		Name     string           `json:"name"`
+		Name     string       `json:"name"`
 		Artifact testArtifact `json:"artifact"`
 	}
 	var doc struct {
