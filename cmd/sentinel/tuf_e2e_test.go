@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -575,7 +576,7 @@ func TestPatchStatusRecordsNoTrustedMetadata(t *testing.T) {
 // Download-only through it then serves an upgrade with the upstream gone.
 func TestDaemonFetchesByNameOnly(t *testing.T) {
 	lab := newLab(t, 1, "3.4.1")
-	lab.startCache(nil, "--trust-root", lab.TrustRoot, "--upstream", lab.upstream.URL)
+	lab.startCache(nil)
 	var attackerHits atomic.Int64
 	attacker := serveFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		attackerHits.Add(1)
@@ -583,24 +584,35 @@ func TestDaemonFetchesByNameOnly(t *testing.T) {
 	})
 	evilSHA := strings.Repeat("ab", 32)
 	token := strings.TrimSpace(string(mustRead(t, lab.Cache.TokenFile)))
-	client := &cache.Client{BaseURL: "http://" + lab.cacheIP, Token: token}
-	evil := []cache.PrefetchArtifact{{URL: attacker + "evil.tar.gz", SHA256: evilSHA, Size: 7}}
+	hc, err := cache.Peer{Fingerprint: lab.Cache.TLSFingerprint}.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &cache.Client{BaseURL: "https://" + lab.cacheIP, Token: token, HTTP: hc}
+	oldStyle := []byte(`{"artifacts":[{"url":"` + attacker + `evil.tar.gz","sha256":"` + evilSHA + `","size":7}]}`)
 	for _, tc := range []struct {
 		req  cache.PrefetchRequest
 		want string
 	}{
-		{cache.PrefetchRequest{Names: &cache.PrefetchNames{Releases: []string{"9.9.9"}}}, "release 9.9.9 is not offered by the channel"},
-		{cache.PrefetchRequest{Names: &cache.PrefetchNames{Releases: []string{"3.4.2"}}, Artifacts: evil}, "is not an artifact of what the verified channel lists for releases 3.4.2"},
-		{cache.PrefetchRequest{Artifacts: evil}, "fetches by name"},
+		{cache.PrefetchRequest{Releases: []string{"9.9.9"}}, `release "9.9.9" is not offered by the channel`},
+		{cache.PrefetchRequest{Releases: []string{attacker + "evil.tar.gz"}}, "is not offered by the channel"},
+		{cache.PrefetchRequest{Releases: []string{evilSHA}}, "is not offered by the channel"},
 	} {
 		if _, err := client.Prefetch(context.Background(), tc.req, func(cache.PrefetchEvent) {}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("prefetch %+v: %v, want a refusal saying %q", tc.req, err, tc.want)
 		}
 	}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+lab.cacheIP+"/prefetch", bytes.NewReader(oldStyle))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := hc.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("an old-style body naming a URL: %v %v, want 400", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if n := attackerHits.Load(); n != 0 {
 		t.Errorf("the daemon fetched the attacker's URL %d times", n)
 	}
-	resp, err := http.Get(cache.ArtifactURL("http://"+lab.cacheIP, evilSHA))
+	resp, err := hc.Get(cache.ArtifactURL("https://"+lab.cacheIP, evilSHA))
 	if err != nil {
 		t.Fatal(err)
 	}
