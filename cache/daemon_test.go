@@ -678,3 +678,28 @@ func TestSystemdDropIn(t *testing.T) {
 		t.Error("a path with a quote was accepted")
 	}
 }
+
+// A daemon with a token but no channel root and upstream starts and serves
+// what it holds; it says at start and on /readyz that prefetch is
+// disabled and which settings enable it, and refuses prefetch.
+func TestDaemonWithoutRootSaysPrefetchDisabled(t *testing.T) {
+	dir := t.TempDir()
+	daemonWriteFile(t, filepath.Join(dir, "token"), []byte("t0k3n"))
+	d := startTestDaemon(t, Config{TokenFile: filepath.Join(dir, "token")})
+	m := d.log.wait(t, "the prefetch-disabled warning", func(m map[string]any) bool {
+		return m["level"] == "WARN" && strings.Contains(fmt.Sprint(m["msg"]), "prefetch is disabled")
+	})
+	if msg := fmt.Sprint(m["msg"]); !strings.Contains(msg, "trust_root") || !strings.Contains(msg, "upstream") {
+		t.Errorf("the start warning does not name the settings: %s", msg)
+	}
+	if _, rep := readyz(t, d); !strings.Contains(strings.Join(rep.Warnings, "\n"), "prefetch is disabled") {
+		t.Errorf("/readyz warnings: %q", rep.Warnings)
+	}
+	if code := prefetchStatus(t, d, "t0k3n"); code != statusTokenTaken {
+		t.Errorf("prefetch: %d, want the refusal naming trust_root and upstream", code)
+	}
+	digest := d.putArtifact(t, []byte("served all the same"))
+	if resp, _ := d.get(t, "/artifacts/sha256/"+digest); resp.StatusCode != http.StatusOK {
+		t.Errorf("serving a stored artifact: %d", resp.StatusCode)
+	}
+}
