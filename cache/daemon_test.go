@@ -303,7 +303,7 @@ func TestDaemonReadyz(t *testing.T) {
 	if code != http.StatusServiceUnavailable || reasonChecks(rep) != "channel" || !strings.Contains(rep.Reasons[0].Reason, "--download-only") {
 		t.Fatalf("empty cache: %d %+v; want 503 naming the missing channel", code, rep)
 	}
-	daemonWriteFile(t, filepath.Join(d.cfg.ChannelDir, "index.json"), []byte(`{}`))
+	daemonWriteFile(t, filepath.Join(d.cfg.ChannelDir, "metadata", "timestamp.json"), []byte(`{}`))
 	code, rep = readyz(t, d)
 	if code != http.StatusOK || !rep.Ready || len(rep.Reasons) != 0 {
 		t.Fatalf("with a channel: %d %+v; want 200", code, rep)

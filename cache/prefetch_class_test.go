@@ -28,6 +28,7 @@ import (
 // the channel names.
 type prefetchLab struct {
 	daemon   *httptest.Server
+	srv      *cache.Server
 	storeDir string
 	chDir    string
 	upstream *fixtures.Upstream
@@ -80,7 +81,7 @@ func newPrefetchLab(t *testing.T) *prefetchLab {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.daemon = httptest.NewServer(srv.Handler())
+	l.srv, l.daemon = srv, httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { l.daemon.Close(); srv.Close(context.Background()) })
 	return l
 }
@@ -145,6 +146,11 @@ func TestPrefetchOfEveryShapeRevealsNothing(t *testing.T) {
 	// verified channel names for 3.4.1.
 	if code, body := l.prefetch(t, mustJSON(t, cache.PrefetchRequest{Releases: []string{"3.4.1"}})); code != 200 || !strings.Contains(body, `"failed":0`) {
 		t.Fatalf("prefetch of 3.4.1: HTTP %d %s", code, body)
+	}
+	for _, r := range l.srv.Ready().Reasons {
+		if r.Check == "channel" {
+			t.Errorf("/readyz after the fill: %s", r.Reason)
+		}
 	}
 	store0, ch0 := tree(t, l.storeDir), tree(t, l.chDir)
 	if len(store0) == 0 || len(ch0) == 0 {

@@ -131,12 +131,13 @@ func (s *Server) readyCredentials(rep *ReadyReport, fail func(check, format stri
 	}
 }
 
-// channelPresent: the cache holds a channel's index.
+// channelPresent: the cache holds a channel, a TUF repository, whose
+// timestamp prefetch writes last, once everything else is in place.
 func channelPresent(channelDir string) bool {
 	if channelDir == "" {
 		return false
 	}
-	fi, err := os.Stat(filepath.Join(channelDir, "index.json"))
+	fi, err := os.Stat(filepath.Join(channelDir, "metadata", "timestamp.json"))
 	return err == nil && fi.Mode().IsRegular()
 }
 
