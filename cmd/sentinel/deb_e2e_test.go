@@ -279,7 +279,18 @@ func fillAsTheProductDoes(t *testing.T, lab *testLab, fingerprint string) string
 // (copied where the daemon's user reads it) and upstream.
 func configureDaemon(t *testing.T, lab *testLab) {
 	t.Helper()
-	const conf, root = "/etc/sentinel/sentinel-d.yaml", "/etc/sentinel/trust-root.json"
+	const conf = "/etc/sentinel/sentinel-d.yaml"
+	// Outside /etc/sentinel, which --purge must leave empty, and readable
+	// by the daemon's user (t.TempDir is not).
+	dir, err := os.MkdirTemp("", "sentinel-trust-root-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	root := filepath.Join(dir, "root.json")
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(root, mustRead(t, lab.TrustRoot), 0o644); err != nil {
 		t.Fatal(err)
 	}

@@ -313,8 +313,9 @@ func TestChannelRefusalsChangeNothing(t *testing.T) {
 }
 
 // hostileCache serves a cache directory the way an attacker who owns the
-// cache node would, counting the artifacts it hands out.
-func hostileCache(t *testing.T, cacheDir, channelDir string) (addr string, gets *atomic.Int64) {
+// cache node would, over TLS with the node's own certificate and key (it
+// holds them), counting the artifacts it hands out.
+func hostileCache(t *testing.T, cacheDir, channelDir, certFile, keyFile string) (addr string, gets *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -336,7 +337,7 @@ func hostileCache(t *testing.T, cacheDir, channelDir string) (addr string, gets 
 			http.NotFound(w, r)
 		}
 	})}
-	go srv.Serve(ln)
+	go srv.ServeTLS(ln, certFile, keyFile)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), gets
 }
@@ -352,7 +353,8 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
 	tw := lab.cutUpstream()
 	chDir := lab.Cache.ChannelDirectory()
-	hostile, hostileGets := hostileCache(t, lab.Cache.Dir, chDir)
+	crt, key := lab.CacheTLSFiles()
+	hostile, hostileGets := hostileCache(t, lab.Cache.Dir, chDir, crt, key)
 	routerSHA, routerSize := lab.artifactOf("3.4.2", "router")
 	stored := filepath.Join(lab.Cache.Dir, "sha256", routerSHA)
 	evilSHA, _ := lab.artifactOf("3.4.3", "router")
@@ -401,7 +403,7 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 			if r.code != 2 || !strings.Contains(r.stderr, tc.doc) || !checked {
 				t.Fatalf("exit %d, want 2 naming %s and the %s check:\n%s", r.code, tc.doc, tc.check, r.stderr)
 			}
-			if !strings.Contains(r.stderr, "read from the cache node http://"+tc.cache+": fill it again from the upstream") {
+			if !strings.Contains(r.stderr, "read from the cache node https://"+tc.cache+": fill it again from the upstream") {
 				t.Errorf("the refusal does not say what to do about the cache node:\n%s", r.stderr)
 			}
 			for name, d := range lab.nodeDigests() {
