@@ -32,8 +32,8 @@ type PrefetchError struct {
 
 func (e *PrefetchError) Error() string { return fmt.Sprintf("cache daemon %s: %s", e.URL, e.Msg) }
 
-// Prefetch asks the daemon to fetch the artifacts (verified) and store the
-// metadata documents, reporting each event it streams back.
+// Prefetch asks the daemon to fill itself with what req names, from the
+// channel it verifies, reporting each event it streams back.
 func (c *Client) Prefetch(ctx context.Context, req PrefetchRequest, onEvent func(PrefetchEvent)) (PrefetchResult, error) {
 	if !strings.HasPrefix(c.BaseURL, "https://") && !c.PlainHTTP {
 		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: "the prefetch token is only sent over TLS: set cache.tls_fingerprint or cache.ca_file in the cluster file (or, knowing the token then crosses the network in clear, cache.plain_http: true)"}
@@ -78,6 +78,10 @@ func (c *Client) Prefetch(ctx context.Context, req PrefetchRequest, onEvent func
 		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: "prefetch is disabled on this daemon: give it a token_file in its configuration"}
 	default:
 		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		var refusal struct{ Error string }
+		if json.Unmarshal(msg, &refusal) == nil && refusal.Error != "" {
+			return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: fmt.Sprintf("refused (HTTP %d): %s", resp.StatusCode, refusal.Error)}
+		}
 		return PrefetchResult{}, &PrefetchError{URL: c.BaseURL, Msg: fmt.Sprintf("HTTP %s: %s", resp.Status, strings.TrimSpace(string(msg)))}
 	}
 	sc := bufio.NewScanner(resp.Body)

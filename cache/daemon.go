@@ -157,6 +157,9 @@ func ServeDaemon(ctx context.Context, s *Server, c Config, logger *slog.Logger, 
 		if c.PlainHTTP {
 			logger.Warn(PlainHTTPWarning)
 		}
+		if s.token() != "" && !s.canPrefetch() {
+			logger.Warn(prefetchDisabled)
+		}
 		if ready != nil {
 			ready(a)
 		}

@@ -303,7 +303,7 @@ func TestDaemonReadyz(t *testing.T) {
 	if code != http.StatusServiceUnavailable || reasonChecks(rep) != "channel" || !strings.Contains(rep.Reasons[0].Reason, "--download-only") {
 		t.Fatalf("empty cache: %d %+v; want 503 naming the missing channel", code, rep)
 	}
-	daemonWriteFile(t, filepath.Join(d.cfg.ChannelDir, "index.json"), []byte(`{}`))
+	daemonWriteFile(t, filepath.Join(d.cfg.ChannelDir, "metadata", "timestamp.json"), []byte(`{}`))
 	code, rep = readyz(t, d)
 	if code != http.StatusOK || !rep.Ready || len(rep.Reasons) != 0 {
 		t.Fatalf("with a channel: %d %+v; want 200", code, rep)
@@ -390,7 +390,7 @@ func TestDaemonAccessLog(t *testing.T) {
 	}{
 		{"GET", "/artifacts/sha256/" + digest, 200, 14},
 		{"GET", "/artifacts/sha256/" + strings.Repeat("0", 64), 404, -1},
-		{"POST", "/prefetch", 200, -1},
+		{"POST", "/prefetch", 403, -1}, // the token taken; no channel root here
 	} {
 		m := d.log.wait(t, want.method+" "+want.path, func(m map[string]any) bool {
 			return m["msg"] == "request" && m["method"] == want.method && m["path"] == want.path
@@ -524,30 +524,38 @@ func TestDaemonReloadsCertAndToken(t *testing.T) {
 	})
 
 	// The token.
-	if code := prefetchStatus(t, d, "first"); code != 200 {
+	if code := prefetchStatus(t, d, "first"); code != statusTokenTaken {
 		t.Fatalf("prefetch with the token: %d", code)
 	}
 	daemonWriteFile(t, token, []byte("second-and-longer"))
 	if code := prefetchStatus(t, d, "first"); code != http.StatusUnauthorized {
 		t.Errorf("the old token after a change: %d, want 401", code)
 	}
-	if code := prefetchStatus(t, d, "second-and-longer"); code != 200 {
+	if code := prefetchStatus(t, d, "second-and-longer"); code != statusTokenTaken {
 		t.Errorf("the new token: %d, want 200", code)
 	}
 }
 
+// prefetchStatus is the status of an authorized-looking prefetch, with
+// statusTokenTaken standing for the daemon's refusal for want of a
+// channel root (these daemons hold none): it got past TLS and the token.
 func prefetchStatus(t *testing.T, d *testDaemon, token string) int {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, d.base+"/prefetch", strings.NewReader(`{"artifacts":[]}`))
+	req, _ := http.NewRequest(http.MethodPost, d.base+"/prefetch", strings.NewReader(`{"releases":["3.4.2"]}`))
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := d.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	io.Copy(io.Discard, resp.Body)
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
+	if resp.StatusCode == http.StatusForbidden && strings.Contains(string(body), "fetches by name only") {
+		return statusTokenTaken
+	}
 	return resp.StatusCode
 }
+
+const statusTokenTaken = 1
 
 // A token is taken only over TLS: a prefetch over plain HTTP is refused
 // unless the daemon was told plain_http.
@@ -564,13 +572,13 @@ func TestTokenOverPlainHTTPRefused(t *testing.T) {
 		t.Errorf("the client's error for a token over plain HTTP: %v; want the daemon's reason", err)
 	}
 	plain := daemonStart(t, ServerConfig{Store: st, ChannelDir: filepath.Join(st.Dir, "channel"), Token: "t0k3n", PlainHTTP: true})
-	if resp, _ := daemonPrefetch(t, plain, "Bearer t0k3n", PrefetchRequest{}); resp.StatusCode != http.StatusOK {
-		t.Errorf("with PlainHTTP: %d", resp.StatusCode)
+	if resp, ev := daemonPrefetch(t, plain, "Bearer t0k3n", PrefetchRequest{}); resp.StatusCode != http.StatusForbidden || !strings.Contains(fmt.Sprint(ev), "fetches by name only") {
+		t.Errorf("with PlainHTTP: %d %v, want the token taken (then refused for want of a channel root)", resp.StatusCode, ev)
 	}
 	dir := t.TempDir()
 	daemonWriteFile(t, filepath.Join(dir, "token"), []byte("t0k3n"))
 	tlsd := startTestDaemon(t, Config{TokenFile: filepath.Join(dir, "token")})
-	if code := prefetchStatus(t, tlsd, "t0k3n"); code != http.StatusOK {
+	if code := prefetchStatus(t, tlsd, "t0k3n"); code != statusTokenTaken {
 		t.Errorf("over TLS: %d", code)
 	}
 }
@@ -695,5 +703,30 @@ func TestDaemonReadyzNamesItsProxy(t *testing.T) {
 	d = startTestDaemon(t, Config{})
 	if _, rep = readyz(t, d); rep.Proxy != "" {
 		t.Errorf("no proxy anywhere: /readyz says %q, want \"\" (direct)", rep.Proxy)
+	}
+}
+
+// A daemon with a token but no channel root and upstream starts and serves
+// what it holds; it says at start and on /readyz that prefetch is
+// disabled and which settings enable it, and refuses prefetch.
+func TestDaemonWithoutRootSaysPrefetchDisabled(t *testing.T) {
+	dir := t.TempDir()
+	daemonWriteFile(t, filepath.Join(dir, "token"), []byte("t0k3n"))
+	d := startTestDaemon(t, Config{TokenFile: filepath.Join(dir, "token")})
+	m := d.log.wait(t, "the prefetch-disabled warning", func(m map[string]any) bool {
+		return m["level"] == "WARN" && strings.Contains(fmt.Sprint(m["msg"]), "prefetch is disabled")
+	})
+	if msg := fmt.Sprint(m["msg"]); !strings.Contains(msg, "trust_root") || !strings.Contains(msg, "upstream") {
+		t.Errorf("the start warning does not name the settings: %s", msg)
+	}
+	if _, rep := readyz(t, d); !strings.Contains(strings.Join(rep.Warnings, "\n"), "prefetch is disabled") {
+		t.Errorf("/readyz warnings: %q", rep.Warnings)
+	}
+	if code := prefetchStatus(t, d, "t0k3n"); code != statusTokenTaken {
+		t.Errorf("prefetch: %d, want the refusal naming trust_root and upstream", code)
+	}
+	digest := d.putArtifact(t, []byte("served all the same"))
+	if resp, _ := d.get(t, "/artifacts/sha256/"+digest); resp.StatusCode != http.StatusOK {
+		t.Errorf("serving a stored artifact: %d", resp.StatusCode)
 	}
 }

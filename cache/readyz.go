@@ -102,6 +102,9 @@ func (s *Server) Ready() ReadyReport {
 	if s.cfg.PlainHTTP {
 		rep.Warnings = append(rep.Warnings, PlainHTTPWarning)
 	}
+	if s.token() != "" && !s.canPrefetch() {
+		rep.Warnings = append(rep.Warnings, prefetchDisabled)
+	}
 	s.readyCredentials(&rep, fail)
 	rep.Ready = len(rep.Reasons) == 0
 	return rep
@@ -132,12 +135,13 @@ func (s *Server) readyCredentials(rep *ReadyReport, fail func(check, format stri
 	}
 }
 
-// channelPresent: the cache holds a channel's index.
+// channelPresent: the cache holds a channel, a TUF repository, whose
+// timestamp prefetch writes last, once everything else is in place.
 func channelPresent(channelDir string) bool {
 	if channelDir == "" {
 		return false
 	}
-	fi, err := os.Stat(filepath.Join(channelDir, "index.json"))
+	fi, err := os.Stat(filepath.Join(channelDir, "metadata", "timestamp.json"))
 	return err == nil && fi.Mode().IsRegular()
 }
 

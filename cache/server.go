@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"crypto/tls"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"os"
 	"path"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,9 +59,9 @@ type ServerConfig struct {
 	// URL is resolved against Upstream + "/" + the manifest's path relative
 	// to ChannelDir.
 	Upstream string
-	// Root, when set, is the channel's trusted root: the daemon then
-	// fetches by name only, what its verified channel at Upstream lists
-	// (see PrefetchNames).
+	// Root is the channel's trusted root. Prefetch needs it and Upstream:
+	// the daemon fetches by name only what its verified channel at
+	// Upstream lists (PrefetchRequest). Without them prefetch is refused.
 	Root []byte
 	// Proxy is the proxy of the daemon's own upstream fetches (its
 	// configuration's proxy); nil: http_proxy, https_proxy and no_proxy
@@ -105,7 +103,8 @@ type ServerConfig struct {
 //	                                  it is first served; a miss is 404, or with
 //	                                  Upstream pulled through (HEAD too) and served
 //	GET/HEAD /channel/<path>          a regular file of ChannelDir; no listings, no dotfiles
-//	POST     /prefetch                fill the cache (bearer token); JSON lines back
+//	POST     /prefetch                fill the cache by name (bearer token, Root and
+//	                                  Upstream); JSON lines back
 //	GET      /metrics                 Prometheus text format
 //	GET      /healthz                 "ok"
 //	GET      /readyz                  200, or 503 with the reasons (readyz.go)
@@ -287,8 +286,8 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request, rest str
 	}
 	if !found {
 		s.m.misses.Add(1)
-		http.Error(w, fmt.Sprintf("artifact sha256:%s is not in this cache, and no manifest the cache holds lists it, so it cannot be pulled from %s.\n"+
-			"Fill the cache: sentinel upgrade VERSION --download-only --cache-ip <this cache's address>\n", digest, s.upstream), http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("artifact sha256:%s is not in this cache, and no manifest the cache holds lists it, so it is not pulled from the upstream.\n"+
+			"Fill the cache: sentinel upgrade VERSION --download-only --cache-ip <this cache's address>\n", digest), http.StatusNotFound)
 		return
 	}
 	if _, err := s.fetchShared(ctx, digest, loc); err != nil {
@@ -298,7 +297,7 @@ func (s *Server) handleArtifact(w http.ResponseWriter, r *http.Request, rest str
 		}
 		s.m.errors.Add(1)
 		s.logf("cache: pulling %s from %s: %v", digest, loc.url, err)
-		http.Error(w, fmt.Sprintf("artifact sha256:%s is not in this cache and pulling it from upstream failed: %v", digest, err), http.StatusBadGateway)
+		http.Error(w, fmt.Sprintf("artifact sha256:%s is not in this cache and pulling it through failed: %s", digest, fetchFailure(err)), http.StatusBadGateway)
 		return
 	}
 	f, fi, err = s.openVerified(ctx, digest)
@@ -657,27 +656,6 @@ func (s *Server) handleChannel(w http.ResponseWriter, r *http.Request, name stri
 
 // ---- prefetch ----
 
-// PrefetchRequest is the body of POST /prefetch.
-type PrefetchRequest struct {
-	Artifacts []PrefetchArtifact `json:"artifacts"`
-	Metadata  []PrefetchMetadata `json:"metadata"`
-	// Names is what a daemon holding the channel's root fetches (byname.go).
-	Names *PrefetchNames `json:"names,omitempty"`
-}
-
-// PrefetchArtifact is one artifact to download into the store.
-type PrefetchArtifact struct {
-	URL    string `json:"url"`
-	SHA256 string `json:"sha256"`
-	Size   int64  `json:"size"`
-}
-
-// PrefetchMetadata is one channel file to write under ChannelDir.
-type PrefetchMetadata struct {
-	Path          string `json:"path"`
-	ContentBase64 string `json:"content_base64"`
-}
-
 // PrefetchEvent is one JSON line of the prefetch response. Event is
 // "progress" (a download started or advanced: Bytes so far of Size),
 // "done" (an artifact is in the store, Cached if it already was; or a
@@ -750,23 +728,32 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	if !s.canPrefetch() {
+		prefetchError(w, http.StatusForbidden, prefetchDisabled)
+		return
+	}
 	var req PrefetchRequest
 	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, MaxPrefetchBody))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			prefetchError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", MaxPrefetchBody))
+			prefetchError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes: a prefetch names releases, patches and a sentinel build, nothing more; nothing fetched", MaxPrefetchBody))
 			return
 		}
-		prefetchError(w, http.StatusBadRequest, "bad request body: "+err.Error())
+		prefetchError(w, http.StatusBadRequest, "bad request body: "+err.Error()+
+			`: the body is {"releases": [...], "patches": [...], "sentinel": {"os": ..., "arch": ...}}, names only (a sentinel that sends URLs or documents is older than this daemon: upgrade it); nothing fetched`)
 		return
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		prefetchError(w, http.StatusBadRequest, "bad request body: data after the JSON object")
+		prefetchError(w, http.StatusBadRequest, "bad request body: data after the JSON object; nothing fetched")
 		return
 	}
 	arts, metas, err := s.resolvePrefetch(r.Context(), &req)
+	if errors.Is(err, errChannelUnreadable) {
+		prefetchError(w, http.StatusBadGateway, err.Error())
+		return
+	}
 	if err != nil {
 		prefetchError(w, http.StatusBadRequest, err.Error())
 		return
@@ -824,7 +811,8 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 			for _, m := range metas {
 				if err := s.writeChannelFile(m); err != nil {
 					res.Failed++
-					emit(PrefetchEvent{Event: "error", Path: m.path, Error: err.Error()})
+					s.logf("cache: prefetch: writing %s: %v", m.path, err)
+					emit(PrefetchEvent{Event: "error", Path: m.path, Error: "cannot write it into the cache's channel directory: the daemon's log says why (disk full? channel_dir's owner?); run the prefetch again"})
 					continue
 				}
 				res.MetadataWritten++
@@ -837,89 +825,34 @@ func (s *Server) handlePrefetch(w http.ResponseWriter, r *http.Request) {
 	emit(res)
 }
 
-// checkPrefetch validates the whole request before anything is fetched or
-// written. Metadata files are returned in writing order: the timestamp
-// last.
-func (s *Server) checkPrefetch(req *PrefetchRequest) ([]PrefetchArtifact, []metaFile, error) {
-	var arts []PrefetchArtifact
-	seen := map[string]bool{}
-	for i, a := range req.Artifacts {
-		if !isDigestName(a.SHA256) {
-			return nil, nil, fmt.Errorf("artifacts[%d].sha256: %q is not 64 lowercase hex digits", i, a.SHA256)
-		}
-		if a.Size < 0 {
-			return nil, nil, fmt.Errorf("artifacts[%d].size: negative", i)
-		}
-		u, err := url.Parse(a.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, nil, fmt.Errorf("artifacts[%d].url: %q is not an http:// or https:// URL", i, a.URL)
-		}
-		if !seen[a.SHA256] {
-			seen[a.SHA256] = true
-			arts = append(arts, a)
-		}
-	}
-	var metas []metaFile
-	paths := map[string]bool{}
-	for i, m := range req.Metadata {
-		if s.cfg.ChannelDir == "" {
-			return nil, nil, errors.New("this cache has no channel directory: it cannot hold metadata")
-		}
-		if !validChannelPath(m.Path) {
-			return nil, nil, fmt.Errorf("metadata[%d].path: %q must be a clean relative path of [a-zA-Z0-9._/-] with no element starting with a dot", i, m.Path)
-		}
-		if paths[m.Path] {
-			return nil, nil, fmt.Errorf("metadata[%d].path: %q given twice", i, m.Path)
-		}
-		paths[m.Path] = true
-		data, err := base64.StdEncoding.DecodeString(m.ContentBase64)
-		if err != nil {
-			return nil, nil, fmt.Errorf("metadata[%d].content_base64: %v", i, err)
-		}
-		metas = append(metas, metaFile{path: m.Path, data: data})
-	}
-	for p := range paths {
-		for q := range paths {
-			if strings.HasPrefix(q, p+"/") {
-				return nil, nil, fmt.Errorf("metadata: %q is both a file and a directory of %q", p, q)
-			}
-		}
-	}
-	// The timestamp last: it is what makes a client read the rest, so it
-	// never names a snapshot not yet written.
-	sort.SliceStable(metas, func(i, j int) bool {
-		return metas[i].path != "metadata/timestamp.json" && metas[j].path == "metadata/timestamp.json"
-	})
-	return arts, metas, nil
-}
-
 // prefetchOne makes sure one artifact is in the store, verified, and
 // reports whether it already was.
-func (s *Server) prefetchOne(ctx context.Context, a PrefetchArtifact, emit func(any)) (bool, error) {
+func (s *Server) prefetchOne(ctx context.Context, a prefetchTarget, emit func(any)) (bool, error) {
 	fail := func(err error) (bool, error) {
-		emit(PrefetchEvent{Event: "error", SHA256: a.SHA256, Error: err.Error()})
+		s.logf("cache: prefetch: %s from %s: %v", a.sha256, a.url, err)
+		emit(PrefetchEvent{Event: "error", SHA256: a.sha256, Error: fetchFailure(err)})
 		return false, err
 	}
-	size := a.Size
+	size := a.size
 	// Already stored: re-hash it (once per process) so the cache is known
 	// good before the maintenance window; a rotten copy is quarantined and
 	// fetched again.
-	if f, _, err := s.openVerified(ctx, a.SHA256); err == nil {
+	if f, _, err := s.openVerified(ctx, a.sha256); err == nil {
 		f.Close()
-		emit(PrefetchEvent{Event: "done", SHA256: a.SHA256, Bytes: &size, Cached: true})
+		emit(PrefetchEvent{Event: "done", SHA256: a.sha256, Bytes: &size, Cached: true})
 		return true, nil
 	} else if !errors.Is(err, errNotStored) {
 		return fail(err)
 	}
 
 	var zero int64
-	emit(PrefetchEvent{Event: "progress", SHA256: a.SHA256, Bytes: &zero, Size: &size})
+	emit(PrefetchEvent{Event: "progress", SHA256: a.sha256, Bytes: &zero, Size: &size})
 	done := make(chan struct{})
 	var downloaded bool
 	var err error
 	go func() {
 		defer close(done)
-		downloaded, err = s.fetchShared(ctx, a.SHA256, artifactLocation{url: a.URL, size: a.Size})
+		downloaded, err = s.fetchShared(ctx, a.sha256, artifactLocation{url: a.url, size: a.size})
 	}()
 	tick := time.NewTicker(prefetchProgressInterval)
 	defer tick.Stop()
@@ -932,16 +865,16 @@ wait:
 		case <-tick.C:
 			// Best effort: the size of the download in progress, where the
 			// store keeps it (README: cache/partial/ while downloading).
-			if fi, err := os.Stat(filepath.Join(s.cfg.Store.Dir, "partial", a.SHA256+".part")); err == nil && fi.Size() != last {
+			if fi, err := os.Stat(filepath.Join(s.cfg.Store.Dir, "partial", a.sha256+".part")); err == nil && fi.Size() != last {
 				last = fi.Size()
-				emit(PrefetchEvent{Event: "progress", SHA256: a.SHA256, Bytes: &last, Size: &size})
+				emit(PrefetchEvent{Event: "progress", SHA256: a.sha256, Bytes: &last, Size: &size})
 			}
 		}
 	}
 	if err != nil {
 		return fail(err)
 	}
-	emit(PrefetchEvent{Event: "done", SHA256: a.SHA256, Bytes: &size, Cached: !downloaded})
+	emit(PrefetchEvent{Event: "done", SHA256: a.sha256, Bytes: &size, Cached: !downloaded})
 	return !downloaded, nil
 }
 

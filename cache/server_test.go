@@ -56,10 +56,17 @@ func daemonWriteFile(t *testing.T, p string, data []byte) {
 	}
 }
 
-func daemonManifest(arts ...PrefetchArtifact) []byte {
+// testArtifact is a manifest's artifact entry, for pull-through tests.
+type testArtifact struct {
+	URL    string `json:"url"`
+	SHA256 string `json:"sha256"`
+	Size   int64  `json:"size"`
+}
+
+func daemonManifest(arts ...testArtifact) []byte {
 	type comp struct {
-		Name     string           `json:"name"`
-		Artifact PrefetchArtifact `json:"artifact"`
+		Name     string       `json:"name"`
+		Artifact testArtifact `json:"artifact"`
 	}
 	var doc struct {
 		Version    string `json:"version"`
@@ -535,37 +542,31 @@ func daemonTree(t *testing.T, dir string) []string {
 	return out
 }
 
+// The prefetch API's gate: no token, a wrong one, or no channel root and
+// upstream, and nothing is fetched or written. What an authorized
+// request can do is in prefetch_class_test.go, against a real channel.
 func TestServerPrefetch(t *testing.T) {
-	upDir := t.TempDir()
-	a1, a2, a3 := daemonRand(300<<10, 21), daemonRand(70<<10, 22), daemonRand(1000, 23)
-	up := daemonUpstream(t, upDir, map[string][]byte{"art/a1": a1, "art/a2": a2, "art/a3": a3})
 	st := &Store{Dir: t.TempDir()}
-	daemonPut(t, st, a3) // already cached
 	ch := filepath.Join(t.TempDir(), "channel")
 	const token = "s3cret-t0ken"
-
-	index := []byte(`{"channel":"stable","releases":[{"version":"1.0.0","manifest":"releases/1.0.0/manifest.json"}]}`)
-	arts := []PrefetchArtifact{
-		{URL: up.URL + "/art/a1", SHA256: daemonDigest(a1), Size: int64(len(a1))},
-		{URL: up.URL + "/art/a2", SHA256: daemonDigest(a2), Size: int64(len(a2))},
-		{URL: up.URL + "/art/a3", SHA256: daemonDigest(a3), Size: int64(len(a3))},
-	}
-	manifest := daemonManifest(arts...)
-	req := PrefetchRequest{
-		Artifacts: arts,
-		Metadata: []PrefetchMetadata{
-			{Path: "index.json", ContentBase64: base64.StdEncoding.EncodeToString(index)},
-			{Path: "releases/1.0.0/manifest.json", ContentBase64: base64.StdEncoding.EncodeToString(manifest)},
-		},
-	}
+	req := PrefetchRequest{Releases: []string{"1.0.0"}}
 
 	// Prefetch disabled without a token.
 	off := daemonStart(t, ServerConfig{Store: st, ChannelDir: ch})
 	if resp, _ := daemonPrefetch(t, off, "Bearer "+token, req); resp.StatusCode != 403 {
 		t.Errorf("no token configured: HTTP %d, want 403", resp.StatusCode)
 	}
+	// A token but no root and upstream: refused, saying what to set.
+	noRoot := daemonStart(t, ServerConfig{Store: st, ChannelDir: ch, Token: token, PlainHTTP: true})
+	resp, lines := daemonPrefetch(t, noRoot, "Bearer "+token, req)
+	if resp.StatusCode != 403 || len(lines) != 1 || !strings.Contains(fmt.Sprint(lines[0]["error"]), "trust_root") || !strings.Contains(fmt.Sprint(lines[0]["error"]), "upstream") {
+		t.Errorf("no root: HTTP %d %v, want 403 naming trust_root and upstream", resp.StatusCode, lines)
+	}
+	if rep := noRoot.s.Ready(); !strings.Contains(strings.Join(rep.Warnings, "\n"), "prefetch is disabled") {
+		t.Errorf("/readyz warnings %q do not say prefetch is disabled", rep.Warnings)
+	}
 
-	srv := daemonStart(t, ServerConfig{Store: st, ChannelDir: ch, Token: token, PlainHTTP: true})
+	srv := daemonStart(t, ServerConfig{Store: st, ChannelDir: ch, Token: token, PlainHTTP: true, Root: []byte("{}"), Upstream: "http://127.0.0.1:1"})
 	for _, auth := range []string{"", "Bearer wrong", "Bearer " + token + "x", "Basic " + base64.StdEncoding.EncodeToString([]byte("u:"+token)), token, "Bearer"} {
 		resp, _ := daemonPrefetch(t, srv, auth, req)
 		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
@@ -575,118 +576,8 @@ func TestServerPrefetch(t *testing.T) {
 	if code, _ := srv.get(t, "/prefetch"); code != 405 {
 		t.Errorf("GET /prefetch: HTTP %d", code)
 	}
-	if up.hits("/art/a1") != 0 || len(daemonTree(t, ch)) != 0 {
+	if len(daemonTree(t, ch)) != 0 || len(daemonTree(t, filepath.Join(st.Dir, "sha256"))) != 0 {
 		t.Fatal("refused requests fetched or wrote something")
-	}
-
-	// Hostile metadata paths: the whole request is refused, nothing fetched
-	// or written.
-	for _, p := range []string{"../x", "/abs", "a/../../x", "a/./b", "a//b", ".hidden", "dir/.git", "", "a\\b", "x y", "index.json/", "%2e%2e/x"} {
-		bad := req
-		bad.Metadata = append([]PrefetchMetadata{{Path: p, ContentBase64: "eA=="}}, req.Metadata...)
-		resp, lines := daemonPrefetch(t, srv, "Bearer "+token, bad)
-		if resp.StatusCode != 400 || len(lines) != 1 || lines[0]["event"] != "error" {
-			t.Errorf("metadata path %q: HTTP %d, %v", p, resp.StatusCode, lines)
-		}
-	}
-	for _, bad := range []PrefetchRequest{
-		{Artifacts: []PrefetchArtifact{{URL: "file:///etc/passwd", SHA256: daemonDigest(a1), Size: 1}}},
-		{Artifacts: []PrefetchArtifact{{URL: up.URL + "/art/a1", SHA256: strings.ToUpper(daemonDigest(a1)), Size: 1}}},
-		{Metadata: []PrefetchMetadata{{Path: "a", ContentBase64: "!!"}}},
-		{Metadata: []PrefetchMetadata{{Path: "a", ContentBase64: ""}, {Path: "a", ContentBase64: ""}}},
-	} {
-		if resp, _ := daemonPrefetch(t, srv, "Bearer "+token, bad); resp.StatusCode != 400 {
-			t.Errorf("%+v: HTTP %d, want 400", bad, resp.StatusCode)
-		}
-	}
-	if up.hits("/art/a1") != 0 || len(daemonTree(t, ch)) != 0 || st.Has(daemonDigest(a1)) {
-		t.Fatalf("a refused request fetched or wrote something: %v", daemonTree(t, ch))
-	}
-
-	// The real thing.
-	resp, lines := daemonPrefetch(t, srv, "Bearer "+token, req)
-	if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-ndjson" {
-		t.Fatalf("prefetch: HTTP %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	progress, done, cached := map[string]bool{}, map[string]bool{}, map[string]bool{}
-	for _, l := range lines[:len(lines)-1] {
-		switch l["event"] {
-		case "progress":
-			progress[l["sha256"].(string)] = true
-		case "done":
-			key, _ := l["sha256"].(string)
-			if key == "" {
-				key, _ = l["path"].(string)
-			}
-			done[key] = true
-			if l["cached"] == true {
-				cached[key] = true
-			}
-		default:
-			t.Errorf("unexpected line %v", l)
-		}
-	}
-	last := lines[len(lines)-1]
-	if last["event"] != "result" || last["fetched"] != 2.0 || last["cached"] != 1.0 || last["failed"] != 0.0 || last["metadata_written"] != 2.0 {
-		t.Errorf("result line %v", last)
-	}
-	for _, a := range arts[:2] {
-		if !progress[a.SHA256] || !done[a.SHA256] || cached[a.SHA256] {
-			t.Errorf("%s: progress %v done %v cached %v", a.URL, progress[a.SHA256], done[a.SHA256], cached[a.SHA256])
-		}
-	}
-	if !cached[arts[2].SHA256] || progress[arts[2].SHA256] {
-		t.Errorf("already cached artifact: %v", lines)
-	}
-	if !done["index.json"] || !done["releases/1.0.0/manifest.json"] {
-		t.Errorf("metadata not reported done: %v", lines)
-	}
-	for _, a := range [][]byte{a1, a2, a3} {
-		if b, err := os.ReadFile(st.Path(daemonDigest(a))); err != nil || !bytes.Equal(b, a) {
-			t.Errorf("artifact not stored: %v", err)
-		}
-	}
-	if b, _ := os.ReadFile(filepath.Join(ch, "index.json")); !bytes.Equal(b, index) {
-		t.Errorf("index.json: %q", b)
-	}
-	if b, _ := os.ReadFile(filepath.Join(ch, "releases", "1.0.0", "manifest.json")); !bytes.Equal(b, manifest) {
-		t.Errorf("manifest: %q", b)
-	}
-	if tree := daemonTree(t, ch); len(tree) != 4 { // index.json, releases, releases/1.0.0, manifest
-		t.Errorf("channel dir holds %v (temporary files left?)", tree)
-	}
-	if code, body := srv.get(t, "/channel/index.json"); code != 200 || !bytes.Equal(body, index) {
-		t.Errorf("served index.json: HTTP %d", code)
-	}
-	if up.hits("/art/a3") != 0 {
-		t.Error("fetched an artifact that was already cached")
-	}
-
-	// An artifact the upstream serves with other bytes: an error line, and
-	// the metadata is not written.
-	wrong := PrefetchRequest{
-		Artifacts: []PrefetchArtifact{{URL: up.URL + "/art/a2", SHA256: daemonDigest([]byte("other")), Size: int64(len(a2))}},
-		Metadata:  []PrefetchMetadata{{Path: "releases/2.0.0/manifest.json", ContentBase64: "e30="}},
-	}
-	resp, lines = daemonPrefetch(t, srv, "Bearer "+token, wrong)
-	errLines := 0
-	for _, l := range lines {
-		if l["event"] == "error" {
-			errLines++
-		}
-	}
-	last = lines[len(lines)-1]
-	if resp.StatusCode != 200 || errLines != 2 || last["failed"] != 2.0 || last["metadata_written"] != 0.0 {
-		t.Errorf("mismatching artifact: %v", lines)
-	}
-	if _, err := os.Stat(filepath.Join(ch, "releases", "2.0.0")); !errors.Is(err, os.ErrNotExist) {
-		t.Error("metadata written although an artifact failed")
-	}
-
-	// The body is capped.
-	huge := PrefetchRequest{Metadata: []PrefetchMetadata{{Path: "big", ContentBase64: strings.Repeat("A", MaxPrefetchBody)}}}
-	if resp, _ := daemonPrefetch(t, srv, "Bearer "+token, huge); resp.StatusCode != 413 {
-		t.Errorf("oversized body: HTTP %d, want 413", resp.StatusCode)
 	}
 }
 
@@ -726,8 +617,8 @@ func TestServerMetrics(t *testing.T) {
 	daemonFlip(t, st.Path(dCorrupt), 10)
 	ch := t.TempDir()
 	daemonWriteFile(t, filepath.Join(ch, "releases", "1.0.0", "manifest.json"), daemonManifest(
-		PrefetchArtifact{URL: "../../art/pulled", SHA256: daemonDigest(pulled), Size: int64(len(pulled))},
-		PrefetchArtifact{URL: "../../art/gone", SHA256: daemonDigest(gone), Size: int64(len(gone))}))
+		testArtifact{URL: "../../art/pulled", SHA256: daemonDigest(pulled), Size: int64(len(pulled))},
+		testArtifact{URL: "../../art/gone", SHA256: daemonDigest(gone), Size: int64(len(gone))}))
 	srv := daemonStart(t, ServerConfig{Store: st, ChannelDir: ch, Upstream: up.URL + "/"})
 
 	var received int64
@@ -804,7 +695,7 @@ func TestServerPullThroughCollapses(t *testing.T) {
 	up := daemonUpstream(t, upDir, map[string][]byte{"a": data})
 	ch := t.TempDir()
 	d := daemonDigest(data)
-	daemonWriteFile(t, filepath.Join(ch, "m.json"), daemonManifest(PrefetchArtifact{URL: "a", SHA256: d, Size: int64(len(data))}))
+	daemonWriteFile(t, filepath.Join(ch, "m.json"), daemonManifest(testArtifact{URL: "a", SHA256: d, Size: int64(len(data))}))
 	st := &Store{Dir: t.TempDir()}
 	srv := daemonStart(t, ServerConfig{Store: st, ChannelDir: ch, Upstream: up.URL})
 	codes := daemonParallel(t, 40, func(i int) int {
@@ -914,7 +805,7 @@ func TestServerShutdownWaitsForDownloads(t *testing.T) {
 	}))
 	t.Cleanup(up.Close)
 	ch := t.TempDir()
-	daemonWriteFile(t, filepath.Join(ch, "m.json"), daemonManifest(PrefetchArtifact{URL: "a", SHA256: d, Size: int64(len(data))}))
+	daemonWriteFile(t, filepath.Join(ch, "m.json"), daemonManifest(testArtifact{URL: "a", SHA256: d, Size: int64(len(data))}))
 	st := &Store{Dir: t.TempDir()}
 	shut := make(chan struct{})
 	srv := daemonStartServer(t, ServerConfig{Store: st, ChannelDir: ch, Upstream: up.URL, ShutdownTimeout: time.Minute}, func() { close(shut) })

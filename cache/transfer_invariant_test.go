@@ -54,7 +54,7 @@ func TestPullThroughOfAChangedPartialFileServesTheRealBytes(t *testing.T) {
 	up := daemonUpstream(t, t.TempDir(), map[string][]byte{"a": data})
 	ch := t.TempDir()
 	d := daemonDigest(data)
-	daemonWriteFile(t, filepath.Join(ch, "m.json"), daemonManifest(PrefetchArtifact{URL: "a", SHA256: d, Size: int64(len(data))}))
+	daemonWriteFile(t, filepath.Join(ch, "m.json"), daemonManifest(testArtifact{URL: "a", SHA256: d, Size: int64(len(data))}))
 	st := interrupted(t, t.TempDir(), up.URL+"/a", data)
 	part := filepath.Join(st.Dir, "partial", d+".part")
 	f, err := os.OpenFile(part, os.O_WRONLY, 0)

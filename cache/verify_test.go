@@ -200,8 +200,8 @@ func TestVerifyQuarantinesFlippedByte(t *testing.T) {
 	}
 	chDir := t.TempDir()
 	daemonWriteFile(t, filepath.Join(chDir, "releases", "1.0.0", "manifest.json"), daemonManifest(
-		PrefetchArtifact{URL: "../../artifacts/a.bin", SHA256: da, Size: int64(len(good))},
-		PrefetchArtifact{URL: "../../artifacts/b.bin", SHA256: db, Size: int64(len(other))}))
+		testArtifact{URL: "../../artifacts/a.bin", SHA256: da, Size: int64(len(good))},
+		testArtifact{URL: "../../artifacts/b.bin", SHA256: db, Size: int64(len(other))}))
 	pull := daemonStart(t, ServerConfig{Store: st, ChannelDir: chDir, Upstream: up.URL})
 	before := up.hits("/artifacts/a.bin")
 	code, body := pull.get(t, "/artifacts/sha256/"+da)

@@ -2,11 +2,8 @@ package lifecycle
 
 import (
 	"context"
-	"encoding/base64"
 	"os"
 	"runtime"
-	"slices"
-	"sort"
 	"strings"
 
 	"go.uber.org/zap"
@@ -18,8 +15,11 @@ import (
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
-// fill is what a download-only run puts in the cache node: artifacts, and
-// the channel documents as published, with a name for each artifact.
+// fill is what a download-only run asks the cache node for: names only
+// (releases, patch catalogs, a sentinel build). The daemon resolves them
+// through the channel it verifies itself and fetches what that lists,
+// with the channel's files; the artifacts listed here, from this run's
+// own verified channel, only label the daemon's progress and size it.
 type fill struct {
 	req   cache.PrefetchRequest
 	names map[string]rollout.Step // by sha256
@@ -31,28 +31,7 @@ func (f *fill) add(a release.Artifact, name rollout.Step) {
 		return
 	}
 	f.names[a.SHA256] = name
-	f.req.Artifacts = append(f.req.Artifacts, cache.PrefetchArtifact{URL: a.URL, SHA256: a.SHA256, Size: a.Size})
 	f.total += a.Size
-}
-
-// documents adds the channel's repository files read so far (metadata
-// and documents, by their consistent-snapshot names), so the cache node
-// serves them byte for byte. A daemon that holds the channel's root
-// ignores them and fetches by name (cache.PrefetchNames).
-func (f *fill) documents(ctx context.Context, r *Run) error {
-	docs, err := r.tuf.Files(ctx)
-	if err != nil {
-		return err
-	}
-	paths := make([]string, 0, len(docs))
-	for p := range docs {
-		paths = append(paths, p)
-	}
-	sort.Strings(paths)
-	for _, p := range paths {
-		f.req.Metadata = append(f.req.Metadata, cache.PrefetchMetadata{Path: p, ContentBase64: base64.StdEncoding.EncodeToString(docs[p])})
-	}
-	return nil
 }
 
 // prefetch asks the cache daemon to fetch f, shown as the run's progress.
@@ -61,7 +40,7 @@ func (r *Run) prefetch(ctx context.Context, f *fill) (cache.PrefetchResult, erro
 	if err != nil {
 		return cache.PrefetchResult{}, err
 	}
-	r.Log.Info("download-only", zap.String("cache", r.FillCache), zap.Int("artifacts", len(f.req.Artifacts)), zap.Int64("bytes", f.total))
+	r.Log.Info("download-only", zap.String("cache", r.FillCache), zap.Strings("releases", f.req.Releases), zap.Strings("patches", f.req.Patches), zap.Int("artifacts", len(f.names)), zap.Int64("bytes", f.total))
 	hc, err := r.Source.Peer.HTTPClient()
 	if err != nil {
 		return cache.PrefetchResult{}, err
@@ -114,12 +93,12 @@ func DownloadOnly(u UpgradeOptions) *Job {
 	}
 	job.NothingToDo, job.Question = nil, nil
 	job.DryRun = func(r *Run) error {
-		r.Printer.Textf("Would fill the cache %s with %d artifacts (%s) and %d documents for %s -> %s.\n", r.FillCache, len(f.req.Artifacts), preflight.FormatBytes(f.total), len(f.req.Metadata), r.Plan.From, r.Plan.To)
+		r.Printer.Textf("Would fill the cache %s with %d artifacts (%s) and the channel's documents for %s -> %s.\n", r.FillCache, len(f.names), preflight.FormatBytes(f.total), r.Plan.From, r.Plan.To)
 		return errDone
 	}
 	job.Execute = func(ctx context.Context, r *Run) error {
 		if !r.Printer.JSON() {
-			r.Printer.Textf("Filling the cache %s: %d artifacts (%s) and %d documents for %s -> %s\n", r.FillCache, len(f.req.Artifacts), preflight.FormatBytes(f.total), len(f.req.Metadata), r.Plan.From, r.Plan.To)
+			r.Printer.Textf("Filling the cache %s: %d artifacts (%s) and the channel's documents for %s -> %s\n", r.FillCache, len(f.names), preflight.FormatBytes(f.total), r.Plan.From, r.Plan.To)
 		}
 		res, err := r.prefetch(ctx, f)
 		if err == nil && !r.Printer.JSON() {
@@ -163,18 +142,17 @@ func upgradeFill(ctx context.Context, r *Run, plan *rollout.Plan) (*fill, error)
 	if err != nil {
 		return nil, err
 	}
-	// By name too, for a daemon that holds the channel's root and fetches
-	// only what its own verified channel lists.
-	f.req.Names = &cache.PrefetchNames{Releases: plan.Hops, Patches: []string{plan.To}}
+	f.req = cache.PrefetchRequest{Releases: plan.Hops, Patches: []string{plan.To}}
 	if hasBuild {
 		f.add(build.Artifact, rollout.Step{ID: "sentinel-" + build.Version, Component: "sentinel", Version: build.Version})
-		f.req.Names.Sentinel = &cache.Platform{OS: runtime.GOOS, Arch: runtime.GOARCH}
+		f.req.Sentinel = &cache.Platform{OS: runtime.GOOS, Arch: runtime.GOARCH}
 	}
-	return f, f.documents(ctx, r)
+	return f, nil
 }
 
-// patchFill lists the artifacts of the named patches (all of the release's
-// without names) and the documents they need.
+// patchFill asks for the release's patch catalog. The daemon fetches the
+// catalog's every artifact (it takes release names, not patch names), so
+// every patch is listed to label its progress; names are checked here.
 func patchFill(ctx context.Context, r *Run, pr *patchRead, names []string) (*fill, error) {
 	for _, name := range names {
 		if _, ok := pr.catalog.Patch(name); !ok {
@@ -183,15 +161,12 @@ func patchFill(ctx context.Context, r *Run, pr *patchRead, names []string) (*fil
 	}
 	f := &fill{names: map[string]rollout.Step{}}
 	for _, p := range pr.catalog.Patches {
-		if len(names) > 0 && !slices.Contains(names, p.Name) {
-			continue
-		}
 		for _, c := range p.Components {
 			f.add(c.Artifact, rollout.Step{ID: p.Name + "/" + c.Name + "/fetch", Component: c.Name, Version: c.Version})
 		}
 	}
-	f.req.Names = &cache.PrefetchNames{Patches: []string{pr.release}}
-	return f, f.documents(ctx, r)
+	f.req = cache.PrefetchRequest{Patches: []string{pr.release}}
+	return f, nil
 }
 
 // prefetchPrinter renders the daemon's prefetch events through the same

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -289,8 +290,13 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.inv.Cache = &cluster.CacheNode{Node: w.inv.Core().Name, Dir: dir, TLSFingerprint: cert.Fingerprint}
+	// The daemon holds the channel's root and the upstream: prefetch is by name.
+	root, err := os.ReadFile(lab.TrustRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n",
-		TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS()}}})
+		Root: root, Upstream: up.URL, TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS()}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -351,7 +357,12 @@ func TestLifecyclePlainHTTPCacheOnlyWhenAsked(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n", PlainHTTP: true})
+	root, err := os.ReadFile(lab.TrustRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n", PlainHTTP: true,
+		Root: root, Upstream: up.URL})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -252,12 +252,12 @@ func PatchDownloadOnly(p PatchOptions) *Job {
 			return &rollout.Plan{From: rel, To: rel}, err
 		},
 		DryRun: func(r *Run) error {
-			r.Printer.Textf("Would fill the cache %s with %d patch artifacts (%s) and %d documents of release %s.\n", r.FillCache, len(f.req.Artifacts), preflight.FormatBytes(f.total), len(f.req.Metadata), rel)
+			r.Printer.Textf("Would fill the cache %s with %d patch artifacts (%s) and the channel's documents of release %s.\n", r.FillCache, len(f.names), preflight.FormatBytes(f.total), rel)
 			return errDone
 		},
 		Execute: func(ctx context.Context, r *Run) error {
 			if !r.Printer.JSON() {
-				r.Printer.Textf("Filling the cache %s: %d patch artifacts (%s) and %d documents of release %s\n", r.FillCache, len(f.req.Artifacts), preflight.FormatBytes(f.total), len(f.req.Metadata), rel)
+				r.Printer.Textf("Filling the cache %s: %d patch artifacts (%s) and the channel's documents of release %s\n", r.FillCache, len(f.names), preflight.FormatBytes(f.total), rel)
 			}
 			res, err := r.prefetch(ctx, f)
 			if err == nil && !r.Printer.JSON() {

@@ -37,6 +37,38 @@ type Expiry struct{ Root, Targets, Snapshot, Timestamp time.Duration }
 // re-signs (`sentinel channel timestamp`) more often than that.
 var DefaultExpiry = Expiry{Root: 365 * 24 * time.Hour, Targets: 90 * 24 * time.Hour, Snapshot: 7 * 24 * time.Hour, Timestamp: 24 * time.Hour}
 
+// MaxExpiry bounds a validity period: longer is a typo, not a policy.
+const MaxExpiry = 10 * 365 * 24 * time.Hour
+
+// Check refuses a validity period that is not positive (metadata already
+// expired when signed) or absurdly long, naming the role.
+func (e Expiry) Check() error {
+	for _, p := range []struct {
+		role string
+		d    time.Duration
+	}{{metadata.ROOT, e.Root}, {metadata.TARGETS, e.Targets}, {metadata.SNAPSHOT, e.Snapshot}, {metadata.TIMESTAMP, e.Timestamp}} {
+		if p.d <= 0 {
+			return fmt.Errorf("the %s's validity %s is not positive: it would be signed already expired, and every client would refuse it; give a positive duration (default %s)", p.role, p.d, DefaultExpiry.of(p.role))
+		}
+		if p.d > MaxExpiry {
+			return fmt.Errorf("the %s's validity %s is longer than %s: give a shorter duration (default %s)", p.role, p.d, MaxExpiry, DefaultExpiry.of(p.role))
+		}
+	}
+	return nil
+}
+
+func (e Expiry) of(role string) time.Duration {
+	switch role {
+	case metadata.ROOT:
+		return e.Root
+	case metadata.TARGETS:
+		return e.Targets
+	case metadata.SNAPSHOT:
+		return e.Snapshot
+	}
+	return e.Timestamp
+}
+
 // Roles are the top-level roles, in the order they are signed.
 var Roles = []string{metadata.ROOT, metadata.TARGETS, metadata.SNAPSHOT, metadata.TIMESTAMP}
 
@@ -76,6 +108,9 @@ func Init(dir, keysDir string, opt InitOptions) (*Repo, error) {
 	}
 	if opt.Expiry == (Expiry{}) {
 		opt.Expiry = DefaultExpiry
+	}
+	if err := opt.Expiry.Check(); err != nil {
+		return nil, err
 	}
 	if err := keysApart(dir, keysDir); err != nil {
 		return nil, err
@@ -346,6 +381,9 @@ func validTarget(name string) bool {
 // timestamp (online keys) and writes them, the timestamp last: a reader
 // sees the new state only once all of it is there.
 func (r *Repo) Publish() error {
+	if err := r.Expiry.Check(); err != nil {
+		return err
+	}
 	now := r.Now()
 	r.targets.Signed.Version++
 	r.targets.Signed.Expires = now.Add(r.Expiry.Targets)
@@ -391,6 +429,9 @@ func (r *Repo) publishSnapshot() error {
 // Timestamp signs a new timestamp (online key) for the current snapshot:
 // run it more often than the timestamp expires.
 func (r *Repo) Timestamp() error {
+	if err := r.Expiry.Check(); err != nil {
+		return err
+	}
 	r.timestamp.Signed.Version++
 	r.timestamp.Signed.Expires = r.Now().Add(r.Expiry.Timestamp)
 	ts, err := r.signers(&r.root.Signed, metadata.TIMESTAMP)
@@ -422,6 +463,9 @@ func metaFile(version int64, data []byte) *metadata.MetaFiles {
 // from a fast-forward attack (specification 5.3.11): clients then drop
 // the trusted snapshot and timestamp and accept the publisher's again.
 func (r *Repo) Rotate(role string, count, threshold int) ([]*Key, error) {
+	if err := r.Expiry.Check(); err != nil {
+		return nil, err
+	}
 	if _, ok := r.root.Signed.Roles[role]; !ok {
 		return nil, fmt.Errorf("no role %q: want one of %s", role, strings.Join(Roles, ", "))
 	}

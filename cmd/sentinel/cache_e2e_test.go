@@ -1,6 +1,9 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -153,17 +156,25 @@ func TestCacheVerifyQuarantines(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The daemon has an upstream (prefetch needs one), so it pulls the
+	// artifact through again: it serves the real bytes or nothing, never
+	// the damaged ones.
 	resp, err := pinned.Get("https://" + lab.cacheIP + "/artifacts/sha256/" + router)
 	if err != nil {
 		t.Fatal(err)
 	}
+	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
+	sum := sha256.Sum256(body)
+	pulled := resp.StatusCode == http.StatusOK
+	if pulled && hex.EncodeToString(sum[:]) != router {
+		t.Errorf("the daemon serves the damaged bytes of a quarantined artifact")
+	} else if !pulled && resp.StatusCode != http.StatusNotFound {
 		t.Errorf("the daemon answers %d for a quarantined artifact", resp.StatusCode)
 	}
 	out := lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
-	if !strings.Contains(out.stdout, "1 fetched now") {
-		t.Errorf("refill did not fetch the quarantined artifact again:\n%s", out.stdout)
+	if want := map[bool]string{true: "0 fetched now", false: "1 fetched now"}[pulled]; !strings.Contains(out.stdout, want) {
+		t.Errorf("refill after the quarantine (pulled through: %v) does not say %q:\n%s", pulled, want, out.stdout)
 	}
 	lab.mustSucceed("cache", "verify", "--dir", lab.Cache.Dir)
 }

@@ -131,7 +131,7 @@ and stops gracefully on SIGTERM or SIGINT.`,
 	f.StringVar(&c.ChannelDir, "channel-dir", "", "where the channel documents are kept (channel_dir; default DIR/channel)")
 	f.StringVar(&c.Listen, "listen", fmt.Sprintf(":%d", cluster.DefaultCachePort), "address to listen on (listen)")
 	f.StringVar(&c.Upstream, "upstream", "", "channel base URL to pull missing artifacts from (upstream; off by default: air-gapped)")
-	f.StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token of the prefetch API (token_file; without it, prefetch is disabled)")
+	f.StringVar(&c.TokenFile, "token-file", "", "file holding the bearer token of the prefetch API (token_file; prefetch also needs --trust-root and --upstream)")
 	f.StringVar(&c.TLSCertFile, "tls-cert", "", "PEM certificate (tls_cert_file)")
 	f.StringVar(&c.TLSKeyFile, "tls-key", "", "PEM private key (tls_key_file)")
 	f.BoolVar(&c.PlainHTTP, "plain-http", false, "serve plain HTTP, without TLS (plain_http: true); the token then crosses the network in clear")
@@ -139,7 +139,7 @@ and stops gracefully on SIGTERM or SIGINT.`,
 	f.StringVar(&c.LogFile, "log-file", "", "JSON log file, rotated (log_file; default stderr)")
 	f.DurationVar(&c.NoProgressTimeout, "no-progress-timeout", 0, "cut a client that reads nothing for this long (no_progress_timeout; default 60s)")
 	f.IntVar(&c.MaxConnsPerClient, "max-conns-per-client", 0, "open connections allowed per client address (max_conns_per_client; default 64)")
-	f.StringVar(&c.TrustRoot, "trust-root", "", "the channel's root (trust_root; as the cluster file's trust.root): prefetch then fetches by name, from --upstream, only what the verified channel lists")
+	f.StringVar(&c.TrustRoot, "trust-root", "", "the channel's root (trust_root; as the cluster file's trust.root): prefetch needs it and --upstream: it fetches by name only what the verified channel lists")
 	return cmd
 }
 

@@ -53,6 +53,14 @@ func (f *expiryFlags) add(cmd *cobra.Command) {
 	cmd.Flags().DurationVar(&f.e.Targets, "targets-expiry", f.e.Targets, "validity of the targets metadata signed now")
 	cmd.Flags().DurationVar(&f.e.Snapshot, "snapshot-expiry", f.e.Snapshot, "validity of the snapshot signed now")
 	cmd.Flags().DurationVar(&f.e.Timestamp, "timestamp-expiry", f.e.Timestamp, "validity of the timestamp signed now")
+	// Refused before anything is read or written: metadata signed with a
+	// validity already past is refused by every client.
+	cmd.PreRunE = func(*cobra.Command, []string) error {
+		if err := f.e.Check(); err != nil {
+			return usagef("%v (--root-expiry, --targets-expiry, --snapshot-expiry, --timestamp-expiry)", err)
+		}
+		return nil
+	}
 }
 
 // openRepo opens CHANNEL_DIR with the keys of --keys.

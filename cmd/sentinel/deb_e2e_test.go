@@ -9,27 +9,24 @@ package main
 
 import (
 	"bufio"
-	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"os/user"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/cluster"
 )
 
 const debVersion = "0.9.1"
@@ -75,13 +72,15 @@ func TestDebianPackage(t *testing.T) {
 
 	execStart, userName := unitExecStart(t)
 	client, addr := daemonClient(t, fingerprint)
+	lab := newLab(t, 1, "3.4.1")
+	configureDaemon(t, lab)
 	stop := startAsUnit(t, execStart, userName)
 
 	rep := readyz(t, client, addr, http.StatusServiceUnavailable)
 	if len(rep.Reasons) != 1 || rep.Reasons[0].Check != "channel" || rep.TLS == nil || rep.TLS.Fingerprint != fingerprint {
 		t.Fatalf("/readyz before the fill: %+v", rep)
 	}
-	digest := fillOverTLS(t, client, addr)
+	digest := fillAsTheProductDoes(t, lab, fingerprint)
 	if rep := readyz(t, client, addr, http.StatusOK); !rep.Ready {
 		t.Errorf("/readyz after the fill: %+v", rep)
 	}
@@ -260,30 +259,52 @@ func readyz(t *testing.T, c *http.Client, addr string, want int) cache.ReadyRepo
 	return rep
 }
 
-// fillOverTLS fills the cache through the daemon's prefetch API over TLS
-// with the packaged token, as --download-only does, from an upstream on
-// loopback. It returns the artifact's digest.
-func fillOverTLS(t *testing.T, c *http.Client, addr string) string {
+// fillAsTheProductDoes fills the packaged daemon the way an operator does:
+// the daemon's config given the channel's root and upstream (a lab's), the
+// daemon started, then `sentinel upgrade --download-only` from the lab's
+// cluster file, whose cache section pins the fingerprint postinst printed
+// and names the packaged token. It returns a digest the fill stored.
+func fillAsTheProductDoes(t *testing.T, lab *testLab, fingerprint string) string {
 	t.Helper()
-	artifact := []byte("an artifact of release 3.4.2\n")
-	sum := sha256.Sum256(artifact)
-	digest := hex.EncodeToString(sum[:])
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(artifact) }))
-	defer up.Close()
-	token, err := os.ReadFile("/etc/sentinel/sentinel-d.token")
+	c := &cluster.CacheNode{Node: lab.core().Name, Dir: "/var/lib/sentinel-d", TokenFile: "/etc/sentinel/sentinel-d.token", TLSFingerprint: fingerprint}
+	if err := lab.SetCacheDaemon(c, 9077, 0); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "sentinel", "upgrade", "3.4.2", "--download-only", "--cluster", lab.ClusterFile, "--cache-ip", lab.core().Address, "--yes")
+	sha, _ := lab.artifactOf("3.4.2", "router")
+	return sha
+}
+
+// configureDaemon gives the packaged configuration the lab's channel root
+// (copied where the daemon's user reads it) and upstream.
+func configureDaemon(t *testing.T, lab *testLab) {
+	t.Helper()
+	const conf = "/etc/sentinel/sentinel-d.yaml"
+	// Outside /etc/sentinel, which --purge must leave empty, and readable
+	// by the daemon's user (t.TempDir is not).
+	dir, err := os.MkdirTemp("", "sentinel-trust-root-")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cl := &cache.Client{BaseURL: "https://" + addr, Token: strings.TrimSpace(string(token)), HTTP: c}
-	req := cache.PrefetchRequest{
-		Artifacts: []cache.PrefetchArtifact{{URL: up.URL + "/a.tar.gz", SHA256: digest, Size: int64(len(artifact))}},
-		Metadata:  []cache.PrefetchMetadata{{Path: "index.json", ContentBase64: base64.StdEncoding.EncodeToString([]byte(`{"releases":[]}`))}},
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	root := filepath.Join(dir, "root.json")
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	res, err := cl.Prefetch(context.Background(), req, func(cache.PrefetchEvent) {})
-	if err != nil || res.Fetched != 1 || res.MetadataWritten != 1 {
-		t.Fatalf("prefetch over TLS: %+v, %v", res, err)
+	if err := os.WriteFile(root, mustRead(t, lab.TrustRoot), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	return digest
+	data := string(mustRead(t, conf))
+	for key, v := range map[string]string{"upstream": lab.upstream.URL, "trust_root": root} {
+		line := regexp.MustCompile(`(?m)^` + key + `: .*$`)
+		if !line.MatchString(data) {
+			t.Fatalf("the packaged %s has no %s setting", conf, key)
+		}
+		data = line.ReplaceAllString(data, key+": "+strconv.Quote(v))
+	}
+	if err := os.WriteFile(conf, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // moveCacheDir follows the docs: cache_dir moved to another disk in the

@@ -31,6 +31,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -506,9 +507,14 @@ func mustRead(t testing.TB, p string) []byte {
 // The cache node and the upstream
 
 // startCache makes the core node the cache node and runs the real
-// `sentinel cache serve` for it, as an operator would.
+// `sentinel cache serve` for it, as an operator would: holding the
+// channel's root and the lab's upstream, which prefetch needs (unless
+// extraArgs give their own --trust-root).
 func (l *testLab) startCache(env []string, extraArgs ...string) {
 	l.t.Helper()
+	if !slices.Contains(extraArgs, "--trust-root") {
+		extraArgs = append(extraArgs, "--trust-root", l.TrustRoot, "--upstream", l.upstream.URL)
+	}
 	c, err := l.PrepareCache()
 	if err != nil {
 		l.t.Fatal(err)

@@ -1,8 +1,13 @@
 package main
 
 import (
+	"crypto/sha256"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -98,5 +103,67 @@ func TestPublisherWorkflowFromEmptyDirectory(t *testing.T) {
 	}
 	if served, _ := filepath.Glob(filepath.Join(dir, "*", "*.key")); len(served) > 0 {
 		t.Errorf("keys in the served tree: %v", served)
+	}
+}
+
+// dirState is every file under dir with its content, to tell whether a
+// refused command wrote anything.
+func dirState(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			data, _ := os.ReadFile(p)
+			fmt.Fprintf(&b, "%s %x\n", p, sha256.Sum256(data))
+		}
+		return nil
+	})
+	return b.String()
+}
+
+// Issue 16 break 7 (its last part), on the channel commands: a validity
+// that is negative, zero or absurd would sign metadata every client
+// refuses; each is exit 2 before any file is written.
+func TestChannelExpiryPastRefused(t *testing.T) {
+	work := t.TempDir()
+	dir, keys := filepath.Join(work, "channel"), filepath.Join(work, "keys")
+	sentinel := func(args ...string) (int, string) {
+		t.Helper()
+		out, err := exec.Command(sentinelBin, args...).CombinedOutput()
+		var ee *exec.ExitError
+		if err != nil && !errors.As(err, &ee) {
+			t.Fatal(err)
+		}
+		if ee != nil {
+			return ee.ExitCode(), string(out)
+		}
+		return 0, string(out)
+	}
+	if code, out := sentinel("channel", "init", "--keys", keys, dir); code != 0 {
+		t.Fatalf("channel init: exit %d\n%s", code, out)
+	}
+	before := dirState(t, work)
+	fresh := filepath.Join(work, "fresh")
+	for _, flag := range []string{"--root-expiry", "--targets-expiry", "--snapshot-expiry", "--timestamp-expiry"} {
+		for _, v := range []string{"-5m", "0s", "-8760h", "876000h"} {
+			for _, cmd := range [][]string{
+				{"channel", "init", "--keys", filepath.Join(fresh, "keys"), filepath.Join(fresh, "channel")},
+				{"channel", "publish", "--keys", keys, dir},
+				{"channel", "timestamp", "--keys", keys, dir},
+				{"channel", "rotate", "--keys", keys, "--role", "timestamp", dir},
+			} {
+				args := append(append([]string(nil), cmd...), flag+"="+v)
+				code, out := sentinel(args...)
+				if code != 2 || !strings.Contains(out, "validity") {
+					t.Errorf("%v: exit %d, want 2 naming the validity\n%s", args, code, out)
+				}
+			}
+		}
+	}
+	if after := dirState(t, work); after != before {
+		t.Errorf("a refused command wrote files:\n%s\n---\n%s", before, after)
+	}
+	if _, err := os.Stat(fresh); !os.IsNotExist(err) {
+		t.Errorf("a refused init made %s (%v)", fresh, err)
 	}
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -312,8 +313,9 @@ func TestChannelRefusalsChangeNothing(t *testing.T) {
 }
 
 // hostileCache serves a cache directory the way an attacker who owns the
-// cache node would, counting the artifacts it hands out.
-func hostileCache(t *testing.T, cacheDir, channelDir string) (addr string, gets *atomic.Int64) {
+// cache node would, over TLS with the node's own certificate and key (it
+// holds them), counting the artifacts it hands out.
+func hostileCache(t *testing.T, cacheDir, channelDir, certFile, keyFile string) (addr string, gets *atomic.Int64) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -335,7 +337,7 @@ func hostileCache(t *testing.T, cacheDir, channelDir string) (addr string, gets 
 			http.NotFound(w, r)
 		}
 	})}
-	go srv.Serve(ln)
+	go srv.ServeTLS(ln, certFile, keyFile)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String(), gets
 }
@@ -351,7 +353,8 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
 	tw := lab.cutUpstream()
 	chDir := lab.Cache.ChannelDirectory()
-	hostile, hostileGets := hostileCache(t, lab.Cache.Dir, chDir)
+	crt, key := lab.CacheTLSFiles()
+	hostile, hostileGets := hostileCache(t, lab.Cache.Dir, chDir, crt, key)
 	routerSHA, routerSize := lab.artifactOf("3.4.2", "router")
 	stored := filepath.Join(lab.Cache.Dir, "sha256", routerSHA)
 	evilSHA, _ := lab.artifactOf("3.4.3", "router")
@@ -383,7 +386,10 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 			p.ToFile(ts, true)
 		}, "metadata/timestamp.json", "unknown-key"},
 		{"the stored artifact replaced, of another size", hostile, func() {
-			os.WriteFile(stored, append(append([]byte(nil), evil...), 0), 0o644)
+			// evil plus a byte can have the signed size by chance (the
+			// fixture archives differ by a few bytes): one byte more than
+			// the signed size cannot.
+			os.WriteFile(stored, bytes.Repeat([]byte{0}, int(routerSize)+1), 0o644)
 		}, "router-3.4.2.tar.gz", "length"},
 	}
 	for _, tc := range cases {
@@ -400,7 +406,7 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 			if r.code != 2 || !strings.Contains(r.stderr, tc.doc) || !checked {
 				t.Fatalf("exit %d, want 2 naming %s and the %s check:\n%s", r.code, tc.doc, tc.check, r.stderr)
 			}
-			if !strings.Contains(r.stderr, "read from the cache node http://"+tc.cache+": fill it again from the upstream") {
+			if !strings.Contains(r.stderr, "read from the cache node https://"+tc.cache+": fill it again from the upstream") {
 				t.Errorf("the refusal does not say what to do about the cache node:\n%s", r.stderr)
 			}
 			for name, d := range lab.nodeDigests() {
@@ -575,7 +581,7 @@ func TestPatchStatusRecordsNoTrustedMetadata(t *testing.T) {
 // Download-only through it then serves an upgrade with the upstream gone.
 func TestDaemonFetchesByNameOnly(t *testing.T) {
 	lab := newLab(t, 1, "3.4.1")
-	lab.startCache(nil, "--trust-root", lab.TrustRoot, "--upstream", lab.upstream.URL)
+	lab.startCache(nil)
 	var attackerHits atomic.Int64
 	attacker := serveFunc(t, func(w http.ResponseWriter, r *http.Request) {
 		attackerHits.Add(1)
@@ -583,24 +589,35 @@ func TestDaemonFetchesByNameOnly(t *testing.T) {
 	})
 	evilSHA := strings.Repeat("ab", 32)
 	token := strings.TrimSpace(string(mustRead(t, lab.Cache.TokenFile)))
-	client := &cache.Client{BaseURL: "http://" + lab.cacheIP, Token: token}
-	evil := []cache.PrefetchArtifact{{URL: attacker + "evil.tar.gz", SHA256: evilSHA, Size: 7}}
+	hc, err := cache.Peer{Fingerprint: lab.Cache.TLSFingerprint}.HTTPClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &cache.Client{BaseURL: "https://" + lab.cacheIP, Token: token, HTTP: hc}
+	oldStyle := []byte(`{"artifacts":[{"url":"` + attacker + `evil.tar.gz","sha256":"` + evilSHA + `","size":7}]}`)
 	for _, tc := range []struct {
 		req  cache.PrefetchRequest
 		want string
 	}{
-		{cache.PrefetchRequest{Names: &cache.PrefetchNames{Releases: []string{"9.9.9"}}}, "release 9.9.9 is not offered by the channel"},
-		{cache.PrefetchRequest{Names: &cache.PrefetchNames{Releases: []string{"3.4.2"}}, Artifacts: evil}, "is not an artifact of what the verified channel lists for releases 3.4.2"},
-		{cache.PrefetchRequest{Artifacts: evil}, "fetches by name"},
+		{cache.PrefetchRequest{Releases: []string{"9.9.9"}}, `release "9.9.9" is not offered by the channel`},
+		{cache.PrefetchRequest{Releases: []string{attacker + "evil.tar.gz"}}, "is not offered by the channel"},
+		{cache.PrefetchRequest{Releases: []string{evilSHA}}, "is not offered by the channel"},
 	} {
 		if _, err := client.Prefetch(context.Background(), tc.req, func(cache.PrefetchEvent) {}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("prefetch %+v: %v, want a refusal saying %q", tc.req, err, tc.want)
 		}
 	}
+	req, _ := http.NewRequest(http.MethodPost, "https://"+lab.cacheIP+"/prefetch", bytes.NewReader(oldStyle))
+	req.Header.Set("Authorization", "Bearer "+token)
+	if resp, err := hc.Do(req); err != nil || resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("an old-style body naming a URL: %v %v, want 400", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	if n := attackerHits.Load(); n != 0 {
 		t.Errorf("the daemon fetched the attacker's URL %d times", n)
 	}
-	resp, err := http.Get(cache.ArtifactURL("http://"+lab.cacheIP, evilSHA))
+	resp, err := hc.Get(cache.ArtifactURL("https://"+lab.cacheIP, evilSHA))
 	if err != nil {
 		t.Fatal(err)
 	}
