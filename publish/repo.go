@@ -48,10 +48,10 @@ func (e Expiry) Check() error {
 		d    time.Duration
 	}{{metadata.ROOT, e.Root}, {metadata.TARGETS, e.Targets}, {metadata.SNAPSHOT, e.Snapshot}, {metadata.TIMESTAMP, e.Timestamp}} {
 		if p.d <= 0 {
-			return fmt.Errorf("the %s's validity %s is not positive: it would be signed already expired, and every client would refuse it; give a positive duration (default %s)", p.role, p.d, DefaultExpiry.of(p.role))
+			return fmt.Errorf("the validity of the %s metadata, %s, is not positive: it would be signed already expired, and every client would refuse it; give a positive duration (default %s)", p.role, p.d, DefaultExpiry.of(p.role))
 		}
 		if p.d > MaxExpiry {
-			return fmt.Errorf("the %s's validity %s is longer than %s: give a shorter duration (default %s)", p.role, p.d, MaxExpiry, DefaultExpiry.of(p.role))
+			return fmt.Errorf("the validity of the %s metadata, %s, is longer than %s: give a shorter duration (default %s)", p.role, p.d, MaxExpiry, DefaultExpiry.of(p.role))
 		}
 	}
 	return nil
