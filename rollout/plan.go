@@ -86,7 +86,8 @@ type Step struct {
 // phase tells how a failure of the step is handled.
 func (s Step) inUpgrade() bool {
 	switch s.Op {
-	case steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth, OpWatch:
+	case steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth, OpWatch,
+		steps.OpAction, steps.OpReboot:
 		return true
 	}
 	return false

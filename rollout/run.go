@@ -561,6 +561,12 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		if !req.Direct && !req.Offline {
 			req.Proxy = x.Proxy
 		}
+	case steps.OpAction:
+		req.Proxy = x.Proxy
+	case steps.OpReboot:
+		if req.Reboot != nil && req.Reboot.Self {
+			x.Progress.Logf(node, "node %s is the machine this run runs on: it reboots now, and this process with it; the journal records where the run is. Once the machine is back, run `%s`", node, x.Advice.resume())
+		}
 	case steps.OpRetire:
 		req.SkipDrain = x.SkipDrain
 		if !x.SkipDrain {
@@ -586,6 +592,11 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 			res, err = x.watch(ctx, run, node, s)
 			return err
 		}
+		if s.Op == OpWaitBack {
+			var err error
+			res, err = x.waitBack(ctx, node, s)
+			return err
+		}
 		return x.Transports[node].Call(ctx, s.Op, req, &res, func(ev cluster.Event) {
 			switch ev.Kind {
 			case "log":
@@ -598,7 +609,20 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 			}
 		})
 	}
-	err := x.retryUnreachable(ctx, node, s, call)
+	var err error
+	switch s.Op {
+	case OpWaitBack: // waits for the node up to its own deadline
+		err = call()
+	case steps.OpReboot:
+		err = call()
+		if errors.As(err, new(*cluster.UnreachableError)) {
+			// The node went away before its answer reached us: what a
+			// reboot does. wait-back tells whether it came back rebooted.
+			err, res = nil, steps.Result{Changed: true, Note: "the node went away (rebooting)"}
+		}
+	default:
+		err = x.retryUnreachable(ctx, node, s, call)
+	}
 	x.Progress.StepFinished(node, s, res, err)
 	out := stepOutcome{Node: node, Step: s.ID, Changed: res.Changed, Note: res.Note}
 	if err != nil {
@@ -772,6 +796,9 @@ func (x *Executor) failed(ctx context.Context, run *Run, np NodePlan, s Step, ms
 // stopping it (a patch's switch-only components, --no-restart) back to
 // what it had before, switched only, as it was never restarted.
 func rollbackSteps(run *Run, np NodePlan, rel string) []Step {
+	if run.Plan.Kind == KindMaintain {
+		return maintainRecovery(run, np)
+	}
 	stopped := map[string]bool{} // components the release stops on the node
 	for _, s := range np.Steps {
 		if s.Release == rel && s.Op == steps.OpStop {
