@@ -183,7 +183,7 @@ func (x *Executor) waitBack(ctx context.Context, node string, s Step) (steps.Res
 			if away {
 				return steps.Result{Changed: true, Note: "back from its reboot"}, nil
 			}
-			return steps.Result{Note: "answers, not rebooting"}, nil
+			return steps.Result{Note: "its agent answers, no reboot pending"}, nil
 		case err == nil:
 			last = errors.New("its agent answers, but the reboot it asked for has not happened yet")
 		default:
