@@ -32,10 +32,14 @@ type MaintainOptions struct {
 // cluster nodes, one node at a time, and reboot each", under the rollout's
 // rules. Journaled and resumable with `sentinel maintain --resume`.
 func Maintain(o MaintainOptions) *Job {
+	action := o.Action
+	if action == "" { // --resume: the journal has it
+		action = "ACTION"
+	}
 	return &Job{
 		Kind:          rollout.KindMaintain,
 		SkipPreflight: true, // nothing is installed; the nodes answer when planned
-		Advice:        rollout.Advice{Resume: "sentinel maintain --resume", Rerun: "sentinel maintain " + o.Action},
+		Advice:        rollout.Advice{Resume: "sentinel maintain --resume", Rerun: "sentinel maintain " + action},
 		Plan:          o.plan,
 		Question: func(r *Run) (string, string) {
 			n := len(r.Plan.WorkingNodes())

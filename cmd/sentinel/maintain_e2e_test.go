@@ -207,7 +207,10 @@ func TestMaintainNodeNotBackIsUnreachable(t *testing.T) {
 			t.Errorf("node %s was maintained while %s was away", name, lost)
 		}
 	}
-	lab.mustSucceed("maintain", "--resume", "--exclude-node", lost, "--reason", "did not boot")
+	r = lab.sentinel(nil, "maintain", "--resume", "--exclude-node", lost, "--reason", "did not boot")
+	if r.code != exitExcluded || !strings.Contains(r.stderr, lost+": excluded") {
+		t.Fatalf("resume without %s: exit %d, want %d naming it\nstdout:\n%s\nstderr:\n%s", lost, r.code, exitExcluded, r.stdout, r.stderr)
+	}
 	var finished []string
 	for _, n := range order {
 		if n != lost {
@@ -259,8 +262,8 @@ func TestMaintainActionFailure(t *testing.T) {
 
 	// A new run with a failure budget: dea-2 fails again, the others go on.
 	r = lab.sentinel(nil, "maintain", "os-security-updates", "--yes", "--max-failures", "1")
-	if r.code == 0 || r.code == exitInterrupted {
-		t.Fatalf("exit %d, want a failed node reported\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	if r.code != exitFailedWithinBudget {
+		t.Fatalf("exit %d, want 5 (a node failed within the budget)\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
 	for _, name := range order[2:] {
 		if !strings.Contains(r.stdout, "["+name+"] wait-back") {
