@@ -68,7 +68,9 @@ type RebootRequest struct {
 
 // RebootRequired is the file a node's packages leave when they want a
 // reboot (Debian's update-notifier), under the node root.
-func (l Layout) RebootRequired() string { return filepath.Join(l.Root, "var", "run", "reboot-required") }
+func (l Layout) RebootRequired() string {
+	return filepath.Join(l.Root, "var", "run", "reboot-required")
+}
 
 // Rebooting is there from a reboot's request until the node boots again.
 func (l Layout) Rebooting() string { return filepath.Join(l.Root, "var", "run", "sentinel-rebooting") }
