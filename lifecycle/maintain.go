@@ -41,6 +41,7 @@ func Maintain(o MaintainOptions) *Job {
 		SkipPreflight: true, // nothing is installed; the nodes answer when planned
 		Advice:        rollout.Advice{Resume: "sentinel maintain --resume", Rerun: "sentinel maintain " + action},
 		Plan:          o.plan,
+		DryRun:        o.dryRun,
 		Question: func(r *Run) (string, string) {
 			n := len(r.Plan.WorkingNodes())
 			return fmt.Sprintf("Run %s on %d node(s) one at a time (%s), stopping their components and rebooting them (%s)? [y/N] ", o.Action, n, strings.Join(r.Plan.WorkingNodes(), ", "), o.Reboot),
@@ -128,4 +129,57 @@ func SelfNode(inv *cluster.Inventory) string {
 		}
 	}
 	return ""
+}
+
+// dryRun shows the order, what each node goes through, and which
+// roles go down (JSON: the plan).
+func (o MaintainOptions) dryRun(r *Run) error {
+	p, pr := r.Plan, r.Printer
+	if pr.JSON() {
+		if err := pr.Plan(p); err != nil {
+			return err
+		}
+		return errDone
+	}
+	pr.Textf("Dry run, nothing changed: %s on %d node(s), in this order, reboot %s (back within %s):\n", o.Action, len(p.WorkingNodes()), o.Reboot, o.RebootTimeout)
+	for i, name := range p.WorkingNodes() {
+		for _, np := range p.Nodes {
+			if np.Node == name {
+				pr.Textf("  %d. %-14s [%s] %s\n", i+1, name, strings.Join(np.Roles, ","), maintainSummary(np))
+			}
+		}
+	}
+	pr.Textf("Downtime by role:\n")
+	for _, d := range p.Downtime() {
+		note := fmt.Sprintf("%d nodes, one at a time: never all down", len(d.Nodes))
+		switch {
+		case len(d.Down) > 0:
+			note = "down while " + strings.Join(d.Down, ", ") + " is maintained (the role's only node)"
+		case d.Role == release.RoleDEA:
+			note = fmt.Sprintf("%d DEAs, each retired first (its apps moved after a capacity check): apps with two or more instances stay up", len(d.Nodes))
+		}
+		pr.Textf("  %-18s %s\n", d.Role, note)
+	}
+	return errDone
+}
+
+// maintainSummary says in a few words what a node goes through.
+func maintainSummary(np rollout.NodePlan) string {
+	var parts []string
+	comps := 0
+	for _, s := range np.Steps {
+		switch s.Op {
+		case steps.OpRetire:
+			parts = append(parts, "retire")
+		case steps.OpStop:
+			comps++
+		case steps.OpAction:
+			parts = append(parts, fmt.Sprintf("stop %d components", comps), "action")
+		case steps.OpReboot:
+			parts = append(parts, "reboot", "wait for it", fmt.Sprintf("start and check %d components", comps))
+		case steps.OpUnretire:
+			parts = append(parts, "unretire")
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -294,3 +294,67 @@ func TestMaintainActionSeesOperatorProxy(t *testing.T) {
 		t.Errorf("--reboot never rebooted: %v", got)
 	}
 }
+
+// Bad input is refused with exit 2 before anything changes: an action the
+// cluster file does not declare, a reboot policy that does not exist, an
+// actions: entry that is not valid.
+func TestMaintainRefusesBadInput(t *testing.T) {
+	lab := newLab(t, 2, "3.4.1")
+	if err := lab.SetMaintenance(map[string]cluster.Action{"os-security-updates": {Command: updateAction}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"maintain", "kernel-updates", "--yes"}, `unknown action "kernel-updates": the cluster file`},
+		{[]string{"maintain", "os-security-updates", "--reboot", "sometimes", "--yes"}, `--reboot "sometimes"`},
+		{[]string{"maintain", "--yes"}, "which action?"},
+		{[]string{"maintain", "--resume"}, "no run to resume"},
+	} {
+		r := lab.sentinel(nil, c.args...)
+		if r.code != 2 || !strings.Contains(r.stderr, c.want) {
+			t.Errorf("%v: exit %d, want 2 saying %q\n%s", c.args, r.code, c.want, r.stderr)
+		}
+	}
+	if err := lab.SetMaintenance(map[string]cluster.Action{"os-security-updates": {Command: "true", Mirror: "ftp://mirror.invalid/"}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if r := lab.sentinel(nil, "maintain", "os-security-updates", "--yes"); r.code != 2 || !strings.Contains(r.stderr, "actions.os-security-updates.mirror") {
+		t.Errorf("a bad mirror: exit %d, want 2 naming the field\n%s", r.code, r.stderr)
+	}
+	for _, n := range lab.Nodes {
+		if _, err := os.Stat(filepath.Join(n.Root, "var", "log", "maintained")); err == nil {
+			t.Errorf("node %s was changed by bad input", n.Name)
+		}
+	}
+}
+
+// --dry-run shows the order, the core last, and which roles go down,
+// and changes nothing.
+func TestMaintainDryRun(t *testing.T) {
+	lab := newLab(t, 5, "3.4.1")
+	if err := lab.SetMaintenance(map[string]cluster.Action{"os-security-updates": {Command: updateAction}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.mustSucceed("maintain", "os-security-updates", "--dry-run")
+	order := planOrder(lab)
+	at := -1
+	for _, name := range order {
+		i := strings.Index(r.stdout, ". "+name+" ")
+		if i < at {
+			t.Errorf("--dry-run does not list %s in order %v:\n%s", name, order, r.stdout)
+		}
+		at = i
+	}
+	for _, want := range []string{"dea-1          [dea] retire, stop 4 components, action, reboot", "Downtime by role:", "primary", "down while core is maintained", "DEAs, each retired first"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("--dry-run does not say %q:\n%s", want, r.stdout)
+		}
+	}
+	for _, n := range lab.Nodes {
+		if _, err := os.Stat(filepath.Join(n.Root, "var", "log", "maintained")); err == nil {
+			t.Errorf("node %s was changed by --dry-run", n.Name)
+		}
+	}
+}
