@@ -1,0 +1,90 @@
+package rollout
+
+import (
+	"context"
+	"slices"
+	"testing"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// oneRelease is a channel of one release whose components apply to every
+// role.
+type oneRelease struct{ m *release.Manifest }
+
+func (c oneRelease) Manifest(context.Context, string) (*release.Manifest, error) { return c.m, nil }
+func (c oneRelease) Path(string, string) ([]string, error)                       { return nil, nil }
+func (c oneRelease) Latest() string                                              { return c.m.Version }
+
+func maintainInput(self string) MaintainInput {
+	inv := &cluster.Inventory{Nodes: []cluster.Node{
+		{Name: "core", Roles: []string{release.RolePrimary}},
+		{Name: "ops", Roles: []string{release.RoleRouter}},
+		{Name: "dea-1", Roles: []string{release.RoleDEA}},
+		{Name: "router-2", Roles: []string{release.RoleRouter}},
+	}}
+	facts := map[string]*steps.Facts{}
+	for _, n := range inv.Nodes {
+		facts[n.Name] = &steps.Facts{Record: &steps.Record{Release: "3.4.1"}, Current: map[string]string{"a": "3.4.1", "b": "3.4.1"}}
+	}
+	return MaintainInput{Inventory: inv, Facts: facts, Self: self,
+		Action: steps.ActionRequest{Name: "up", Command: "true"}, Reboot: steps.RebootRequest{Policy: steps.RebootAlways}}
+}
+
+var everyRole = []string{release.RolePrimary, release.RoleRouter, release.RoleDEA}
+
+var twoComponents = oneRelease{&release.Manifest{Version: "3.4.1", Components: []release.Component{
+	{Name: "a", Version: "3.4.1", Roles: everyRole}, {Name: "b", Version: "3.4.1", Roles: everyRole}}}}
+
+// Role order, the core last, and the orchestrator's own node after it;
+// each node's steps stop, act, reboot, wait, start; a DEA retired around.
+func TestPlanMaintainOrderAndSteps(t *testing.T) {
+	p, err := PlanMaintain(t.Context(), twoComponents, maintainInput("ops"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := p.WorkingNodes(), []string{"dea-1", "router-2", "core", "ops"}; !slices.Equal(got, want) {
+		t.Errorf("order %v, want %v", got, want)
+	}
+	var ids []string
+	for _, s := range p.Nodes[0].Steps {
+		ids = append(ids, s.ID)
+	}
+	want := []string{"retire", "stop/b", "stop/a", "action", "reboot", "wait-back", "start/a", "health/a", "start/b", "health/b", "unretire"}
+	if !slices.Equal(ids, want) {
+		t.Errorf("DEA steps %v, want %v", ids, want)
+	}
+	last := p.Nodes[len(p.Nodes)-1]
+	for _, s := range last.Steps {
+		if s.Op == steps.OpReboot && !s.Request.Reboot.Self {
+			t.Error("the orchestrator's own node's reboot is not marked as its own")
+		}
+	}
+	if p.Kind != KindMaintain {
+		t.Errorf("kind %q", p.Kind)
+	}
+}
+
+// A node whose action failed gets back what the run stopped: only the
+// components it stopped, started in order, and the DEA unretired.
+func TestMaintainRecovery(t *testing.T) {
+	p, err := PlanMaintain(t.Context(), twoComponents, maintainInput(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	np := p.Nodes[0]
+	run := &Run{Plan: p, Steps: map[string]map[string]*StepState{np.Node: {}}}
+	for _, id := range []string{"retire", "stop/b", "stop/a"} {
+		run.Steps[np.Node][id] = &StepState{State: StateDone}
+	}
+	run.Steps[np.Node]["action"] = &StepState{State: StateFailed}
+	var ids []string
+	for _, s := range rollbackSteps(run, np, "") {
+		ids = append(ids, s.ID)
+	}
+	if want := []string{"recover/start/a", "recover/health/a", "recover/start/b", "recover/health/b", "recover/unretire"}; !slices.Equal(ids, want) {
+		t.Errorf("recovery %v, want %v", ids, want)
+	}
+}
