@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/rollout"
@@ -42,6 +44,7 @@ func Maintain(o MaintainOptions) *Job {
 		Advice:        rollout.Advice{Resume: "sentinel maintain --resume", Rerun: "sentinel maintain " + action},
 		Plan:          o.plan,
 		DryRun:        o.dryRun,
+		Stage:         o.preflight,
 		Question: func(r *Run) (string, string) {
 			n := len(r.Plan.WorkingNodes())
 			return fmt.Sprintf("Run %s on %d node(s) one at a time (%s), stopping their components and rebooting them (%s)? [y/N] ", o.Action, n, strings.Join(r.Plan.WorkingNodes(), ", "), o.Reboot),
@@ -182,4 +185,24 @@ func maintainSummary(np rollout.NodePlan) string {
 		}
 	}
 	return strings.Join(parts, ", ")
+}
+
+// preflight is maintenance's own (the upgrade's looks at disk for
+// artifacts and at releases, which a maintenance run leaves alone).
+func (o MaintainOptions) preflight(ctx context.Context, r *Run) error {
+	in := rollout.PreflightInput{Inventory: r.Inventory, Transports: r.Transports, Plan: r.Plan,
+		LockHeldByUs: r.lock != nil, Runs: r.Runs, Ignore: r.Ignore, Proxy: operatorProxy()}
+	rep := rollout.MaintainPreflight(ctx, in, r.Inventory.Actions[o.Action].Mirror)
+	for _, res := range rep.Results {
+		if res.Status != "PASS" {
+			r.Log.Warn("preflight", zap.String("node", res.Node), zap.String("check", res.Check), zap.String("status", res.Status), zap.Strings("messages", res.Messages))
+		}
+	}
+	if err := r.Printer.Preflight(rep); err != nil {
+		return err
+	}
+	if err := rep.Err(); err != nil {
+		return &PreflightError{Err: err}
+	}
+	return nil
 }

@@ -65,6 +65,7 @@ it. Journaled: 'sentinel maintain --resume' finishes an interrupted run.`,
 	f.StringVar(&rf.o.Update.Canaries, "canaries", "", "how many nodes of each redundant role go first, each alone")
 	f.StringVar(&rf.o.Update.WatchTime, "watch-time", "", "accepted for symmetry with upgrade; maintenance has no watch step")
 	f.StringVar(&rf.o.Update.MaxFailures, "max-failures", "", "how many nodes may fail (their components are started again) while the run goes on, N or a percentage")
+	f.StringVar(&rf.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all")
 	f.StringArrayVar(&rf.o.Exclude, "exclude-node", nil, "with --resume: leave this node out of the unfinished run (repeatable), with --reason")
 	f.StringVar(&rf.o.ExcludeReason, "reason", "", "why the --exclude-node nodes are left out (kept in the journal)")
 	return cmd

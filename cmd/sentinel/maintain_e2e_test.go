@@ -2,10 +2,13 @@ package main
 
 import (
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -355,6 +358,39 @@ func TestMaintainDryRun(t *testing.T) {
 	for _, n := range lab.Nodes {
 		if _, err := os.Stat(filepath.Join(n.Root, "var", "log", "maintained")); err == nil {
 			t.Errorf("node %s was changed by --dry-run", n.Name)
+		}
+	}
+}
+
+// Preflight: the action's package mirror answers from every node through
+// the operator's proxy (tinyproxy carries it); a mirror that does not
+// answer refuses the run (exit 3) naming it, before any change.
+func TestMaintainPreflightReachesMirrorThroughProxy(t *testing.T) {
+	proxy := startTinyproxy(t)
+	var mirrorHits atomic.Int64
+	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { mirrorHits.Add(1) }))
+	t.Cleanup(mirror.Close)
+	lab, _ := rebootLab(t, 2, map[string]cluster.Action{"os-security-updates": {Command: updateAction, Mirror: mirror.URL + "/ubuntu/"}})
+	env := []string{"http_proxy=http://" + proxy.addr, "https_proxy=http://" + proxy.addr, "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY="}
+	r := lab.sentinel(env, "maintain", "os-security-updates", "--yes", "--reboot", "never")
+	if r.code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if mirrorHits.Load() < int64(len(lab.Nodes)) {
+		t.Errorf("the mirror saw %d requests, want one from each of %d nodes", mirrorHits.Load(), len(lab.Nodes))
+	}
+	if log := proxy.logText(t); !strings.Contains(log, strings.TrimPrefix(mirror.URL, "http://")) {
+		t.Errorf("the proxy did not carry the mirror check:\n%s", log)
+	}
+
+	mirror.Close()
+	r = lab.sentinel(env, "maintain", "os-security-updates", "--yes", "--reboot", "never")
+	if r.code != 3 || !strings.Contains(r.stdout+r.stderr, strings.TrimPrefix(mirror.URL, "http://")) {
+		t.Fatalf("a mirror that does not answer: exit %d, want 3 naming it\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, n := range lab.Nodes {
+		if data := mustRead(t, filepath.Join(n.Root, "var", "log", "maintained")); strings.Count(string(data), n.Name) != 1 {
+			t.Errorf("node %s: the action ran again though preflight refused: %q", n.Name, data)
 		}
 	}
 }
