@@ -394,3 +394,31 @@ func TestMaintainPreflightReachesMirrorThroughProxy(t *testing.T) {
 		}
 	}
 }
+
+// Must show 1, apps kept up: on the seven-node live lab (apps that really
+// serve, two routers behind nginx, three DEAs), the action on every node
+// with requests to every app throughout: each DEA retired (its instances
+// moved) before its components stop, one at a time, and no request to an
+// app with two or more instances fails. The lab's reboot needs SSH, which
+// the live lab does not use: --reboot never here; the SSH scenarios above
+// reboot.
+func TestMaintainKeepsAppsUp(t *testing.T) {
+	longScenario(t)
+	lab, lv := liveLab(t, "seven", 2048, fixtures.DefaultLiveApps)
+	if err := lab.SetMaintenance(map[string]cluster.Action{"os-security-updates": {Command: updateAction}}, ""); err != nil {
+		t.Fatal(err)
+	}
+	tr := startTraffic(t, lv)
+	lab.mustSucceed("maintain", "os-security-updates", "--yes", "--reboot", "never")
+	rep := tr.Stop()
+	checkNoFailures(t, rep, fixtures.DefaultLiveApps, "3.4.1")
+	if err := lv.Controller.CheckAvailability(); err != nil {
+		t.Errorf("the controller's timeline: %v", err)
+	}
+	checkRetiredOneAtATime(t, lv.Controller, 3)
+	for _, n := range lab.Nodes {
+		if data := mustRead(t, filepath.Join(n.Root, "var", "log", "maintained")); strings.TrimSpace(string(data)) != n.Name {
+			t.Errorf("node %s: the action ran %q", n.Name, data)
+		}
+	}
+}
