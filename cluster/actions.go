@@ -25,6 +25,15 @@ func (a *Action) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind == yaml.ScalarNode {
 		return n.Decode(&a.Command)
 	}
+	// KnownFields does not reach through a custom unmarshaler: a typo
+	// must not leave a mirror unchecked or a timeout unbounded.
+	for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		switch k := n.Content[i].Value; k {
+		case "command", "mirror", "timeout":
+		default:
+			return fmt.Errorf("line %d: field %s not found in an action (command, mirror, timeout)", n.Content[i].Line, k)
+		}
+	}
 	type plain Action
 	var p plain
 	if err := n.Decode(&p); err != nil {
