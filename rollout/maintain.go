@@ -66,7 +66,7 @@ func PlanMaintain(ctx context.Context, ch Channel, in MaintainInput) (*Plan, err
 			return nil, &UsageError{Msg: fmt.Sprintf("--role: unknown role %q", r)}
 		}
 	}
-	plan := &Plan{Kind: KindMaintain}
+	plan := &Plan{Kind: KindMaintain, Last: in.Self}
 	ordered := Order(in.Inventory.Nodes)
 	if i := slices.IndexFunc(ordered, func(n cluster.Node) bool { return n.Name == in.Self }); i >= 0 {
 		self := ordered[i]

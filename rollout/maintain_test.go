@@ -2,8 +2,14 @@ package rollout
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
@@ -86,5 +92,86 @@ func TestMaintainRecovery(t *testing.T) {
 	}
 	if want := []string{"recover/start/a", "recover/health/a", "recover/start/b", "recover/health/b", "recover/unretire"}; !slices.Equal(ids, want) {
 		t.Errorf("recovery %v, want %v", ids, want)
+	}
+}
+
+// logProgress keeps what the executor says per node.
+type logProgress struct {
+	quietProgress
+	mu   sync.Mutex
+	logs map[string][]string
+}
+
+func (p *logProgress) Logf(node, format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.logs[node] = append(p.logs[node], fmt.Sprintf(format, args...))
+}
+
+// The machine the run runs on reboots last, and the run says, before,
+// what to run once it is back; a node that does not come back within its
+// deadline interrupts the run (resumable) naming it, and nothing after it
+// starts.
+func TestMaintainExecuteOwnNodeAndDeadline(t *testing.T) {
+	in := maintainInput("ops")
+	in.Reboot.Timeout = release.Duration(50 * time.Millisecond)
+	p, err := PlanMaintain(t.Context(), twoComponents, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, run := startRun(t, p)
+	prog := &logProgress{logs: map[string][]string{}}
+	x.Progress, x.SkipDrain, x.Advice = prog, true, Advice{Resume: "sentinel maintain --resume"}
+	var mu sync.Mutex
+	var order []string
+	x.Transports = map[string]cluster.Transport{}
+	for _, name := range []string{"core", "ops", "dea-1", "router-2"} {
+		x.Transports[name] = nodeFunc(func(context.Context, string, any) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(order) == 0 || order[len(order)-1] != name {
+				order = append(order, name)
+			}
+			return nil
+		})
+	}
+	if err := x.Execute(t.Context(), run); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"dea-1", "router-2", "core", "ops"}; !slices.Equal(order, want) {
+		t.Errorf("nodes went %v, want %v (the own node after the core)", order, want)
+	}
+	said := func(node string) bool {
+		return slices.ContainsFunc(prog.logs[node], func(s string) bool { return strings.Contains(s, "run `sentinel maintain --resume`") })
+	}
+	if !said("ops") || said("core") || said("dea-1") {
+		t.Errorf("the own node's reboot notice: %v", prog.logs)
+	}
+
+	p, err = PlanMaintain(t.Context(), twoComponents, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x, run = startRun(t, p)
+	x.SkipDrain = true
+	var after atomic.Int32
+	x.Transports = map[string]cluster.Transport{
+		"dea-1": nodeFunc(func(_ context.Context, op string, _ any) error {
+			if op == steps.OpBootState {
+				return &cluster.UnreachableError{Node: "dea-1", Op: op, Err: errors.New("connection refused")}
+			}
+			return nil
+		}),
+		"router-2": nodeFunc(func(context.Context, string, any) error { after.Add(1); return nil }),
+		"core":     nodeFunc(func(context.Context, string, any) error { after.Add(1); return nil }),
+		"ops":      nodeFunc(func(context.Context, string, any) error { after.Add(1); return nil }),
+	}
+	err = x.Execute(t.Context(), run)
+	var ie *InterruptedError
+	if !errors.As(err, &ie) || ie.Node != "dea-1" || !strings.Contains(err.Error(), "did not come back from its reboot within 50ms") {
+		t.Fatalf("a node not back: %v", err)
+	}
+	if after.Load() != 0 {
+		t.Errorf("%d calls to the nodes after dea-1", after.Load())
 	}
 }

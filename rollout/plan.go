@@ -38,6 +38,9 @@ type Plan struct {
 	// Canaries is how many nodes of each redundant role go first, each
 	// alone, before the others of the role (schedule.go).
 	Canaries int `json:"canaries,omitempty"`
+	// Last is a node that goes alone after every other, the core too: the
+	// machine the run runs on, when a maintenance run reboots it.
+	Last string `json:"last,omitempty"`
 	// WatchTime is how long every component of a node must stay healthy
 	// after its start before the node counts as done (its watch step).
 	WatchTime release.Duration `json:"watch_time,omitempty"`

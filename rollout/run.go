@@ -298,6 +298,7 @@ func (x *Executor) pass(ctx context.Context, run *Run, nodes []NodePlan, canary 
 		}
 	}
 	sched := newScheduler(run.Plan.Nodes, append(begun, fresh...), run.Plan.MaxInFlight, canary)
+	sched.last = run.Plan.Last
 	type outcome struct {
 		node string
 		err  error
