@@ -37,6 +37,22 @@ func rebootLab(t *testing.T, nodes int, actions map[string]cluster.Action) (*tes
 		for _, n := range lab.Nodes {
 			os.Remove(lab.RebootHold(n.Name)) // a held node comes back, and its new sshd is recorded
 		}
+		// Every node that went down is back (its new sshd in lab.json)
+		// before the sshds are stopped.
+		for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			got, _ := lab.Reboots()
+			away := 0
+			for _, e := range got {
+				if e[0] == "down" {
+					away++
+				} else {
+					away--
+				}
+			}
+			if away == 0 {
+				break
+			}
+		}
 		now, err := fixtures.LoadLab(lab.Dir)
 		if err != nil {
 			return
