@@ -103,6 +103,10 @@ type StepFailedError struct {
 	// Kept says what the node's record keeps after a rollback.
 	Kept   string
 	Advice Advice
+	// Recovered: a maintenance run's failed node, its components started
+	// again where they were (there is no release to roll back to).
+	Recovered bool
+	Unretired bool // and its DEA took instances again
 }
 
 func (e *StepFailedError) Error() string {
@@ -115,6 +119,12 @@ func (e *StepFailedError) Error() string {
 	switch {
 	case e.Resumable:
 		msg += fmt.Sprintf("; fix the cause, then run `%s` to retry it", e.Advice.resume())
+	case e.Recovered && e.RollbackErr == "":
+		dea := ""
+		if e.Unretired {
+			dea = " and the DEA unretired"
+		}
+		msg += fmt.Sprintf("; its components were started again as they were (%s)%s. Fix the cause, then run `%s` again", strings.Join(rolled, ", "), dea, e.Advice.rerun())
 	case e.RollbackErr != "":
 		msg += fmt.Sprintf("; rolling back%s failed too: %s. Look at `sentinel status`, bring those components up by hand, then run `%s` again", to, clause(e.RollbackErr), e.Advice.rerun())
 	case len(rolled) == 0:
@@ -173,7 +183,7 @@ func advise(err error, a Advice, kept string) {
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	err := x.execute(ctx, run)
 	kept := "node.json unchanged"
-	if run.Plan.Kind != "" {
+	if run.Plan.Kind != "" && run.Plan.Kind != KindMaintain && run.Plan.Kind != KindRestart {
 		kept = "the patch is not recorded on that node"
 	}
 	advise(err, x.Advice, kept)
@@ -868,6 +878,10 @@ func releaseBefore(np NodePlan, rel string) string {
 func (x *Executor) rollback(ctx context.Context, run *Run, np NodePlan, rb *rollbackStart) error {
 	cause := run.state(np.Node, rb.Cause)
 	fe := &StepFailedError{Node: np.Node, Step: rb.Cause, Err: cause.Error, Output: cause.Output, RolledTo: releaseBefore(np, rb.Release)}
+	if run.Plan.Kind == KindMaintain {
+		fe.RolledTo, fe.Recovered = "", true
+		fe.Unretired = slices.ContainsFunc(rb.Steps, func(s Step) bool { return s.Op == steps.OpUnretire })
+	}
 	for _, s := range np.Steps {
 		if s.ID == rb.Cause {
 			fe.Component = s.Component

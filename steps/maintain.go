@@ -121,7 +121,7 @@ func (a *Agent) action(ctx context.Context, req Request) (Result, error) {
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		return Result{}, &HookError{Component: "action", Version: ar.Name, Hook: "action", Reason: err.Error()}
+		return Result{}, &HookError{Component: ar.Name, Version: actionFrom, Hook: "action", Reason: err.Error()}
 	}
 	stop := context.AfterFunc(cctx, func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
 	err = cmd.Wait()
@@ -136,8 +136,12 @@ func (a *Agent) action(ctx context.Context, req Request) (Result, error) {
 		reason = fmt.Sprintf("timed out after %s (raise the action's timeout in the cluster file if it is slow)", timeout)
 	}
 	fmt.Fprintf(log, "== failed: %s\n", reason)
-	return Result{}, &HookError{Component: "action", Version: ar.Name, Hook: "action", Reason: reason, Output: tail}
+	return Result{}, &HookError{Component: ar.Name, Version: actionFrom, Hook: "action", Reason: reason, Output: tail}
 }
+
+// actionFrom words where an action comes from in its HookError: "action
+// hook of os-security-updates (the cluster file's action) failed: ...".
+const actionFrom = "(the cluster file's action)"
 
 // proxyEnv is the operator's proxy as the environment variables apt, curl
 // and wget read (lower and upper case: tools differ).

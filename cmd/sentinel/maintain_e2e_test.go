@@ -264,7 +264,7 @@ func TestMaintainActionFailure(t *testing.T) {
 	if r.code != 1 {
 		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
-	for _, want := range []string{"dea-2", "E: Failed to fetch security updates"} {
+	for _, want := range []string{"node dea-2: step action failed", "E: Failed to fetch security updates", "components were started again as they were (logyard, dea_ng, kato, sentinel) and the DEA unretired", "run `sentinel maintain os-security-updates` again"} {
 		if !strings.Contains(r.stderr, want) {
 			t.Errorf("the error does not show %q:\n%s", want, r.stderr)
 		}
