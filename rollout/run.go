@@ -183,7 +183,7 @@ func advise(err error, a Advice, kept string) {
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	err := x.execute(ctx, run)
 	kept := "node.json unchanged"
-	if run.Plan.Kind != "" && run.Plan.Kind != KindMaintain && run.Plan.Kind != KindRestart {
+	if run.Plan.Kind != "" && run.Plan.Kind != KindMaintain {
 		kept = "the patch is not recorded on that node"
 	}
 	advise(err, x.Advice, kept)
