@@ -71,7 +71,12 @@ func Maintain(o MaintainOptions) *Job {
 			}
 			return nil
 		},
-		Unfinished:   func(*rollout.Run) string { return "Finish it first with its own --resume" },
+		Unfinished: func(last *rollout.Run) string {
+			if last.Plan.Kind == rollout.KindMaintain {
+				return "Finish it first with `sentinel maintain --resume`"
+			}
+			return "Finish it first with `sentinel upgrade --resume`"
+		},
 		Done:         func(*rollout.Run) string { return "its nodes were maintained" },
 		Summary:      func(p *rollout.Plan) string { return "maintenance of " + strings.Join(p.WorkingNodes(), ", ") },
 		ResumeSource: func(source.Fetch) string { return "" },
