@@ -226,6 +226,9 @@ func TestMaintainNodeNotBackIsUnreachable(t *testing.T) {
 			t.Errorf("node %s was maintained while %s was away", name, lost)
 		}
 	}
+	if r := lab.sentinel(nil, "maintain", "os-security-updates", "--yes"); r.code != 2 || !strings.Contains(r.stderr, "sentinel maintain --resume") {
+		t.Errorf("a new run beside the unfinished one: exit %d, want 2 pointing to --resume\n%s", r.code, r.stderr)
+	}
 	r = lab.sentinel(nil, "maintain", "--resume", "--exclude-node", lost, "--reason", "did not boot")
 	if r.code != exitExcluded || !strings.Contains(r.stderr, lost+": excluded") {
 		t.Fatalf("resume without %s: exit %d, want %d naming it\nstdout:\n%s\nstderr:\n%s", lost, r.code, exitExcluded, r.stdout, r.stderr)
