@@ -374,6 +374,10 @@ func TestMaintainDryRun(t *testing.T) {
 			t.Errorf("--dry-run does not say %q:\n%s", want, r.stdout)
 		}
 	}
+	j := lab.mustSucceed("maintain", "os-security-updates", "--dry-run", "--output", "json")
+	if !strings.Contains(j.stdout, `"kind": "maintain"`) || !strings.Contains(j.stdout, `"op": "wait-back"`) {
+		t.Errorf("--dry-run --output json does not carry the maintenance plan:\n%s", j.stdout)
+	}
 	for _, n := range lab.Nodes {
 		if _, err := os.Stat(filepath.Join(n.Root, "var", "log", "maintained")); err == nil {
 			t.Errorf("node %s was changed by --dry-run", n.Name)
