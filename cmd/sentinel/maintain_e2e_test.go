@@ -315,6 +315,12 @@ func TestMaintainActionSeesOperatorProxy(t *testing.T) {
 	if got, _ := lab.Reboots(); len(got) != 0 {
 		t.Errorf("--reboot never rebooted: %v", got)
 	}
+	if st := lab.mustSucceed("status"); !strings.Contains(st.stdout, "maintenance on 3.4.1, SUCCEEDED") {
+		t.Errorf("status does not show the maintenance run:\n%s", st.stdout)
+	}
+	if runs := lab.mustSucceed("runs"); !strings.Contains(runs.stdout, "maintain 3.4.1 -> 3.4.1") || !strings.Contains(runs.stdout, "maintain env") {
+		t.Errorf("runs does not list the maintenance run:\n%s", runs.stdout)
+	}
 }
 
 // Bad input is refused with exit 2 before anything changes: an action the
