@@ -58,6 +58,11 @@ type Inventory struct {
 	// Maintenance switches the cluster's maintenance mode: a run turns it
 	// on before its first change and off after its last.
 	Maintenance *MaintenanceConfig `yaml:"maintenance,omitempty"`
+	// Actions are the commands `sentinel maintain ACTION` runs on the
+	// nodes (actions.go); RebootCommand reboots a node after one (default
+	// steps.DefaultRebootCommand).
+	Actions       map[string]Action `yaml:"actions,omitempty"`
+	RebootCommand string            `yaml:"reboot_command,omitempty"`
 
 	path string
 }
@@ -278,6 +283,9 @@ func LoadInventory(path string) (*Inventory, error) {
 func (inv *Inventory) Path() string { return inv.path }
 
 func (inv *Inventory) validate() error {
+	if err := inv.validateActions(); err != nil {
+		return err
+	}
 	if m := inv.Maintenance; m != nil && (len(m.On) == 0 || len(m.Off) == 0 || len(m.Status) == 0) {
 		return fmt.Errorf("field maintenance: needs on, off and status commands (lists of shell commands), or no maintenance block at all")
 	}

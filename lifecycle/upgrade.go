@@ -56,6 +56,10 @@ func Upgrade(u UpgradeOptions) *Job {
 			if err != nil || r.Printer.JSON() {
 				return err
 			}
+			if r.Plan.Kind == rollout.KindMaintain {
+				r.Printer.Textf("Maintenance of %s finished. `sentinel status` shows every node.\n", strings.Join(r.Plan.WorkingNodes(), ", "))
+				return nil
+			}
 			if r.Plan.Kind == rollout.KindRestart {
 				r.Printer.Textf("Restart of %s finished. `sentinel status` shows every node.\n", strings.Join(r.Plan.WorkingNodes(), ", "))
 				return nil

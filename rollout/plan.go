@@ -38,6 +38,9 @@ type Plan struct {
 	// Canaries is how many nodes of each redundant role go first, each
 	// alone, before the others of the role (schedule.go).
 	Canaries int `json:"canaries,omitempty"`
+	// Last is a node that goes alone after every other, the core too: the
+	// machine the run runs on, when a maintenance run reboots it.
+	Last string `json:"last,omitempty"`
 	// WatchTime is how long every component of a node must stay healthy
 	// after its start before the node counts as done (its watch step).
 	WatchTime release.Duration `json:"watch_time,omitempty"`
@@ -86,7 +89,8 @@ type Step struct {
 // phase tells how a failure of the step is handled.
 func (s Step) inUpgrade() bool {
 	switch s.Op {
-	case steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth, OpWatch:
+	case steps.OpInstall, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpHealth, OpWatch,
+		steps.OpAction, steps.OpReboot:
 		return true
 	}
 	return false

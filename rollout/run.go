@@ -103,6 +103,10 @@ type StepFailedError struct {
 	// Kept says what the node's record keeps after a rollback.
 	Kept   string
 	Advice Advice
+	// Recovered: a maintenance run's failed node, its components started
+	// again where they were (there is no release to roll back to).
+	Recovered bool
+	Unretired bool // and its DEA took instances again
 }
 
 func (e *StepFailedError) Error() string {
@@ -115,6 +119,12 @@ func (e *StepFailedError) Error() string {
 	switch {
 	case e.Resumable:
 		msg += fmt.Sprintf("; fix the cause, then run `%s` to retry it", e.Advice.resume())
+	case e.Recovered && e.RollbackErr == "":
+		dea := ""
+		if e.Unretired {
+			dea = " and the DEA unretired"
+		}
+		msg += fmt.Sprintf("; its components were started again as they were (%s)%s. Fix the cause, then run `%s` again", strings.Join(rolled, ", "), dea, e.Advice.rerun())
 	case e.RollbackErr != "":
 		msg += fmt.Sprintf("; rolling back%s failed too: %s. Look at `sentinel status`, bring those components up by hand, then run `%s` again", to, clause(e.RollbackErr), e.Advice.rerun())
 	case len(rolled) == 0:
@@ -173,7 +183,7 @@ func advise(err error, a Advice, kept string) {
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	err := x.execute(ctx, run)
 	kept := "node.json unchanged"
-	if run.Plan.Kind != "" {
+	if run.Plan.Kind != "" && run.Plan.Kind != KindMaintain {
 		kept = "the patch is not recorded on that node"
 	}
 	advise(err, x.Advice, kept)
@@ -298,6 +308,7 @@ func (x *Executor) pass(ctx context.Context, run *Run, nodes []NodePlan, canary 
 		}
 	}
 	sched := newScheduler(run.Plan.Nodes, append(begun, fresh...), run.Plan.MaxInFlight, canary)
+	sched.last = run.Plan.Last
 	type outcome struct {
 		node string
 		err  error
@@ -561,6 +572,12 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		if !req.Direct && !req.Offline {
 			req.Proxy = x.Proxy
 		}
+	case steps.OpAction:
+		req.Proxy = x.Proxy
+	case steps.OpReboot:
+		if req.Reboot != nil && req.Reboot.Self {
+			x.Progress.Logf(node, "node %s is the machine this run runs on: it reboots now, and this process with it; the journal records where the run is. Once the machine is back, run `%s`", node, x.Advice.resume())
+		}
 	case steps.OpRetire:
 		req.SkipDrain = x.SkipDrain
 		if !x.SkipDrain {
@@ -586,6 +603,11 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 			res, err = x.watch(ctx, run, node, s)
 			return err
 		}
+		if s.Op == OpWaitBack {
+			var err error
+			res, err = x.waitBack(ctx, node, s)
+			return err
+		}
 		return x.Transports[node].Call(ctx, s.Op, req, &res, func(ev cluster.Event) {
 			switch ev.Kind {
 			case "log":
@@ -598,7 +620,20 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 			}
 		})
 	}
-	err := x.retryUnreachable(ctx, node, s, call)
+	var err error
+	switch s.Op {
+	case OpWaitBack: // waits for the node up to its own deadline
+		err = call()
+	case steps.OpReboot:
+		err = call()
+		if errors.As(err, new(*cluster.UnreachableError)) {
+			// The node went away before its answer reached us: what a
+			// reboot does. wait-back tells whether it came back rebooted.
+			err, res = nil, steps.Result{Changed: true, Note: "the node went away (rebooting)"}
+		}
+	default:
+		err = x.retryUnreachable(ctx, node, s, call)
+	}
 	x.Progress.StepFinished(node, s, res, err)
 	out := stepOutcome{Node: node, Step: s.ID, Changed: res.Changed, Note: res.Note}
 	if err != nil {
@@ -772,6 +807,9 @@ func (x *Executor) failed(ctx context.Context, run *Run, np NodePlan, s Step, ms
 // stopping it (a patch's switch-only components, --no-restart) back to
 // what it had before, switched only, as it was never restarted.
 func rollbackSteps(run *Run, np NodePlan, rel string) []Step {
+	if run.Plan.Kind == KindMaintain {
+		return maintainRecovery(run, np)
+	}
 	stopped := map[string]bool{} // components the release stops on the node
 	for _, s := range np.Steps {
 		if s.Release == rel && s.Op == steps.OpStop {
@@ -840,6 +878,10 @@ func releaseBefore(np NodePlan, rel string) string {
 func (x *Executor) rollback(ctx context.Context, run *Run, np NodePlan, rb *rollbackStart) error {
 	cause := run.state(np.Node, rb.Cause)
 	fe := &StepFailedError{Node: np.Node, Step: rb.Cause, Err: cause.Error, Output: cause.Output, RolledTo: releaseBefore(np, rb.Release)}
+	if run.Plan.Kind == KindMaintain {
+		fe.RolledTo, fe.Recovered = "", true
+		fe.Unretired = slices.ContainsFunc(rb.Steps, func(s Step) bool { return s.Op == steps.OpUnretire })
+	}
 	for _, s := range np.Steps {
 		if s.ID == rb.Cause {
 			fe.Component = s.Component

@@ -58,6 +58,7 @@ type scheduler struct {
 	pending  []NodePlan // in plan order
 	inFlight []NodePlan
 	canary   map[string]bool
+	last     string // Plan.Last
 }
 
 func newScheduler(all []NodePlan, todo []NodePlan, maxInFlight int, canary map[string]bool) *scheduler {
@@ -81,7 +82,14 @@ func (s *scheduler) next() []NodePlan {
 }
 
 func (s *scheduler) mayStart(np NodePlan) bool {
-	if isCore(np) && (len(s.inFlight) > 0 || len(s.pending) > 1) {
+	if np.Node == s.last && (len(s.inFlight) > 0 || len(s.pending) > 1) {
+		return false
+	}
+	others := len(s.pending) - 1
+	if s.last != "" && np.Node != s.last && slices.ContainsFunc(s.pending, func(p NodePlan) bool { return p.Node == s.last }) {
+		others-- // the last node waits for the core, not the core for it
+	}
+	if isCore(np) && (len(s.inFlight) > 0 || others > 0) {
 		return false
 	}
 	for _, f := range s.inFlight {
@@ -122,6 +130,7 @@ func Simulate(p *Plan, cost func(NodePlan) float64) []Slot {
 		}
 	}
 	s := newScheduler(p.Nodes, todo, p.MaxInFlight, canaries(p))
+	s.last = p.Last
 	now := 0.0
 	var slots []Slot
 	running := map[string]float64{} // node -> end

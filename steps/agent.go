@@ -101,6 +101,10 @@ var operations = []operation{
 	}},
 	// The lease is the cluster's, not this node's steps': never behind one.
 	{name: OpLease, unlocked: true, run: (*Agent).lease},
+	{name: OpAction, run: (*Agent).action},
+	{name: OpReboot, run: (*Agent).reboot},
+	// Asked over and over while a node reboots: reads only.
+	{name: OpBootState, unlocked: true, run: (*Agent).bootState},
 }
 
 func opNames() []string {

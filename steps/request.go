@@ -108,6 +108,9 @@ type Request struct {
 	// (a crash, a lost node). Only then do stop, start and migrate ask the
 	// component's status hook whether their effect is already in place.
 	Retry bool `json:"retry,omitempty"`
+	// Action and Reboot: rolling node maintenance (maintain.go).
+	Action *ActionRequest `json:"action,omitempty"`
+	Reboot *RebootRequest `json:"reboot,omitempty"`
 }
 
 // RestartItem is one component of a node restart.
@@ -131,6 +134,8 @@ type Result struct {
 	Clock int64 `json:"clock,omitempty"`
 	// Lease: the answer to a lease request.
 	Lease *LeaseResult `json:"lease,omitempty"`
+	// BootState: a reboot asked for has not happened yet.
+	Rebooting bool `json:"rebooting,omitempty"`
 }
 
 // Facts is what a node says about itself.

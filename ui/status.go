@@ -22,6 +22,9 @@ func PrintStatus(w io.Writer, r lifecycle.StatusReport, allSteps bool) {
 		switch {
 		case run.Kind == rollout.KindRestart:
 			fmt.Fprintf(w, "Run %s: restart on %s, %s\n", run.ID, run.To, strings.ToUpper(run.Status))
+		case run.Kind == rollout.KindMaintain:
+			resumeCmd = "sentinel maintain --resume"
+			fmt.Fprintf(w, "Run %s: maintenance on %s, %s\n", run.ID, run.To, strings.ToUpper(run.Status))
 		case run.Kind != "":
 			verb := strings.TrimPrefix(run.Kind, "patch-")
 			resumeCmd = "sentinel patch " + verb + " --resume"

@@ -340,12 +340,15 @@ func upstreamCmd() *cobra.Command {
 func nodeCmd() *cobra.Command {
 	var dir string
 	cmd := &cobra.Command{
-		Use:   "node stop|start NAME",
+		Use:   "node stop|start|reboot NAME",
 		Short: "Lose a lab node (its sshd and every connection through it stopped) or bring it back",
 		Long: `For a lab brought up with --ssh: 'node stop NAME' stops the node's sshd and
 kills every session through it, as if the machine went away mid-run;
 'node start NAME' starts the sshd again on the same address and port with
-the same host key, so a run stopped with exit code 75 can be resumed.`,
+the same host key, so a run stopped with exit code 75 can be resumed.
+'node reboot NAME' is the lab's reboot_command for 'sentinel maintain': it
+returns at once and, once the agent that ran it has ended, stops the
+node, empties its root's var/run (as a boot does) and starts it again.`,
 		Example: `  sentinel-lab node stop --dir /tmp/lab dea-2
   sentinel-lab node start --dir /tmp/lab dea-2`,
 		Args: cobra.ExactArgs(2),
@@ -359,6 +362,8 @@ the same host key, so a run stopped with exit code 75 can be resumed.`,
 				return err
 			}
 			switch args[0] {
+			case "reboot":
+				return rebootNode(lab, args[1])
 			case "stop":
 				return s.Stop()
 			case "start":
@@ -369,7 +374,7 @@ the same host key, so a run stopped with exit code 75 can be resumed.`,
 				fmt.Printf("# node %s: sshd on %s (pid %d)\n", n.Name, s.Addr, s.PID)
 				return lab.UseSSH(n.Name, s.Access(n.RemoteBinary))
 			}
-			return fmt.Errorf("node takes stop or start, not %q", args[0])
+			return fmt.Errorf("node takes stop, start or reboot, not %q", args[0])
 		},
 	}
 	cmd.Flags().StringVar(&dir, "dir", "", "lab directory (required)")
@@ -435,4 +440,16 @@ func faultCmd() *cobra.Command {
 	f.StringVar(&ver, "version", "", "only this release's hook (default: any)")
 	f.BoolVar(&clear, "clear", false, "remove every fault on the node")
 	return cmd
+}
+
+// rebootEnv marks the detached half of `node reboot`.
+const rebootEnv = "SENTINEL_LAB_REBOOTING"
+
+// rebootNode returns at once, the reboot going on in a process of its own
+// (fixtures.RebootNode).
+func rebootNode(lab *fixtures.Lab, name string) error {
+	if os.Getenv(rebootEnv) == "" {
+		return fixtures.DetachReboot(os.Args[1:], []string{rebootEnv + "=1"}, filepath.Join(lab.Dir, "reboot-"+name+".log"))
+	}
+	return lab.RebootNode(name, fixtures.AgentPID())
 }

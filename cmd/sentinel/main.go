@@ -174,7 +174,7 @@ and rolled back within --max-failures; 75 interrupted but resumable (for
 	root.AddCommand(newChannelCmd())
 	root.AddCommand(newPatchCmd(stopping))
 	root.AddCommand(newRecoverCmd())
-	root.AddCommand(newRunsCmd(), newAttachCmd(), newStopCmd(), newRestartCmd(stopping))
+	root.AddCommand(newRunsCmd(), newAttachCmd(), newStopCmd(), newRestartCmd(stopping), newMaintainCmd(stopping))
 	for _, extra := range extraCommands {
 		root.AddCommand(extra(root))
 	}
