@@ -21,11 +21,19 @@ type runLevel struct {
 	begun, finished  map[string]bool
 	nodes, doneHere  int
 	started, doneAll int
+
+	// A staging run's fleet-wide bytes: each fetch step's latest count.
+	bytesTotal, bytesDone int64
+	stepBytes             map[string]int64
+	shownTenth            int64
 }
 
 func newRunLevel(next rollout.Progress, run *rollout.Run) *runLevel {
 	l := &runLevel{next: next, start: time.Now(), last: map[string]string{}, first: map[string]string{},
-		begun: map[string]bool{}, finished: map[string]bool{}}
+		begun: map[string]bool{}, finished: map[string]bool{}, stepBytes: map[string]int64{}}
+	if run.Plan.Kind == rollout.KindStage {
+		l.bytesTotal = run.Plan.StagedBytes()
+	}
 	for _, np := range run.Plan.Nodes {
 		if len(np.Steps) == 0 {
 			continue
@@ -87,7 +95,8 @@ func (l *runLevel) note(node string, news bool, event string) (rollout.RunProgre
 		l.doneAll++
 		l.doneHere++
 	}
-	rp := rollout.RunProgress{Nodes: l.nodes, Started: l.started, Done: l.doneAll, Node: node, Event: event, Elapsed: time.Since(l.start)}
+	rp := rollout.RunProgress{Nodes: l.nodes, Started: l.started, Done: l.doneAll, Node: node, Event: event, Elapsed: time.Since(l.start),
+		BytesDone: l.bytesDone, BytesTotal: l.bytesTotal}
 	if l.doneHere > 0 && l.doneAll < l.nodes {
 		rp.ETA = rp.Elapsed / time.Duration(l.doneHere) * time.Duration(l.nodes-l.doneAll)
 	}
@@ -102,6 +111,25 @@ func (l *runLevel) show(rp rollout.RunProgress) {
 
 func (l *runLevel) Transfer(node string, s rollout.Step, tp steps.FetchProgress) {
 	l.next.Transfer(node, s, tp)
+	if l.bytesTotal == 0 {
+		return
+	}
+	l.mu.Lock()
+	key := node + "\x00" + s.ID
+	l.bytesDone += tp.Done - l.stepBytes[key]
+	l.stepBytes[key] = tp.Done
+	// One fleet line per tenth of the total, not one per transfer event.
+	tenth := l.bytesDone * 10 / l.bytesTotal
+	show := tenth > l.shownTenth
+	if show {
+		l.shownTenth = tenth
+	}
+	rp := rollout.RunProgress{Nodes: l.nodes, Started: l.started, Done: l.doneAll, Node: node, Event: "bytes",
+		Elapsed: time.Since(l.start), BytesDone: l.bytesDone, BytesTotal: l.bytesTotal}
+	l.mu.Unlock()
+	if show {
+		l.show(rp)
+	}
 }
 
 func (l *runLevel) Logf(node, format string, args ...any) { l.next.Logf(node, format, args...) }

@@ -60,6 +60,10 @@ func Upgrade(u UpgradeOptions) *Job {
 				r.Printer.Textf("Restart of %s finished. `sentinel status` shows every node.\n", strings.Join(r.Plan.WorkingNodes(), ", "))
 				return nil
 			}
+			if r.Plan.Kind == rollout.KindStage {
+				r.Printer.Textf("%s", stagedMessage(r))
+				return nil
+			}
 			if r.Plan.Kind != "" { // `upgrade --resume` finishes a patch run too
 				r.Printer.Textf("Patch %s of %s finished. `sentinel patch status` shows every node.\n", patches.Verb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
 				return nil

@@ -297,6 +297,7 @@ func (x *Executor) pass(ctx context.Context, run *Run, nodes []NodePlan, canary 
 		}
 	}
 	sched := newScheduler(run.Plan.Nodes, append(begun, fresh...), run.Plan.MaxInFlight, canary)
+	sched.free = run.Plan.Kind == KindStage
 	type outcome struct {
 		node string
 		err  error

@@ -58,6 +58,9 @@ type scheduler struct {
 	pending  []NodePlan // in plan order
 	inFlight []NodePlan
 	canary   map[string]bool
+	// free: only the bound on nodes in flight applies (a staging run,
+	// which takes no node down).
+	free bool
 }
 
 func newScheduler(all []NodePlan, todo []NodePlan, maxInFlight int, canary map[string]bool) *scheduler {
@@ -81,6 +84,9 @@ func (s *scheduler) next() []NodePlan {
 }
 
 func (s *scheduler) mayStart(np NodePlan) bool {
+	if s.free {
+		return true
+	}
 	if isCore(np) && (len(s.inFlight) > 0 || len(s.pending) > 1) {
 		return false
 	}
