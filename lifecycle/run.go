@@ -151,6 +151,7 @@ type Run struct {
 	lease   *clusterLease
 	channel *release.Channel
 	tuf     *channel.Client
+	level   *runLevel // the run-level line, and what the fetch steps moved
 	// expired lists the metadata accepted only because of
 	// --allow-expired-metadata, for the journal.
 	expired []string
@@ -481,7 +482,8 @@ func (r *Run) record(exec *rollout.Executor) error {
 		}
 		shown = teeProgress{r.Printer, p}
 	}
-	exec.Progress = &loggedProgress{next: newRunLevel(shown, r.Journaled), log: r.Log}
+	r.level = newRunLevel(shown, r.Journaled)
+	exec.Progress = &loggedProgress{next: r.level, log: r.Log}
 	if r.Started != nil {
 		r.Started(id)
 	}

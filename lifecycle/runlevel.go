@@ -1,9 +1,11 @@
 package lifecycle
 
 import (
+	"fmt"
 	"sync"
 	"time"
 
+	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
 )
@@ -21,6 +23,11 @@ type runLevel struct {
 	begun, finished  map[string]bool
 	nodes, doneHere  int
 	started, doneAll int
+
+	// What the fetch steps did in this process: downloaded, or found in
+	// the node cache.
+	fetched, fromCache int
+	fetchedBytes       int64
 
 	// A staging run's fleet-wide bytes: each fetch step's latest count.
 	bytesTotal, bytesDone int64
@@ -75,6 +82,14 @@ func (l *runLevel) StepStarted(node string, s rollout.Step) {
 func (l *runLevel) StepFinished(node string, s rollout.Step, res steps.Result, err error) {
 	l.next.StepFinished(node, s, res, err)
 	l.mu.Lock()
+	if err == nil && s.Op == steps.OpFetch {
+		if res.Changed {
+			l.fetched++
+			l.fetchedBytes += s.Request.Artifact.Size
+		} else {
+			l.fromCache++
+		}
+	}
 	rp, show := l.note(node, err == nil && s.ID == l.last[node] && !l.finished[node], "node-done")
 	l.mu.Unlock()
 	if show {
@@ -133,3 +148,20 @@ func (l *runLevel) Transfer(node string, s rollout.Step, tp steps.FetchProgress)
 }
 
 func (l *runLevel) Logf(node, format string, args ...any) { l.next.Logf(node, format, args...) }
+
+// fetchedLine says what the run's fetch steps moved in this process: the
+// window after staging should say nothing was fetched.
+func (l *runLevel) fetchedLine() string {
+	if l == nil {
+		return ""
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.fetched == 0 && l.fromCache == 0:
+		return ""
+	case l.fetched == 0:
+		return fmt.Sprintf("Nothing fetched: all %d artifacts were in the node caches, verified.\n", l.fromCache)
+	}
+	return fmt.Sprintf("Fetched %d artifacts (%s); %d were in the node caches already.\n", l.fetched, preflight.FormatBytes(l.fetchedBytes), l.fromCache)
+}

@@ -60,6 +60,9 @@ func Upgrade(u UpgradeOptions) *Job {
 				r.Printer.Textf("Restart of %s finished. `sentinel status` shows every node.\n", strings.Join(r.Plan.WorkingNodes(), ", "))
 				return nil
 			}
+			if line := r.level.fetchedLine(); line != "" {
+				r.Printer.Textf("%s", line)
+			}
 			if r.Plan.Kind == rollout.KindStage {
 				r.Printer.Textf("%s", stagedMessage(r))
 				return nil
@@ -103,7 +106,9 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	}
 	// The docs' first and last steps: maintenance mode on, then off.
 	plan.Maintenance = r.Inventory.Maintenance != nil && !r.NoMaintenance
-	if !u.SkipDownload {
+	// A channel read from the kept state has no source to ask; the sizes
+	// are signed all the same.
+	if !u.SkipDownload && !r.tuf.Kept() {
 		if err := r.Source.CheckArtifactSizes(ctx, plan.Artifacts()); err != nil {
 			return nil, err
 		}

@@ -103,7 +103,9 @@ func (s Source) Open(ctx context.Context) (*release.Channel, *channel.Client, er
 	cfg.HTTP = s.HTTPClient()
 	c, err := channel.Open(ctx, cfg)
 	if err != nil {
-		return nil, nil, s.Explain(err)
+		if c, err = s.openKept(cfg, err); err != nil {
+			return nil, nil, s.Explain(err)
+		}
 	}
 	ch, err := release.OpenChannel(ctx, c)
 	if err != nil {
