@@ -97,6 +97,13 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	if err != nil {
 		return nil, err
 	}
+	if r.tuf.Kept() && !u.SkipDownload {
+		// No source answers: nothing can be downloaded, so the run is one
+		// from the node caches, each node's artifacts checked there before
+		// any change (as with --skip-download).
+		r.warn("no source answers: the run downloads nothing and takes every artifact from the node caches (staged with --stage), checked before any change")
+		u.SkipDownload = true
+	}
 	unanswered := r.GatherSomeFacts(ctx)
 	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: r.Inventory, Facts: r.Facts, Target: u.Target, Force: u.Force, RunID: r.ID,
 		CacheURL: r.Source.Cache, SkipDownload: u.SkipDownload, DrainDeadline: u.DrainTimeout, RoleOrder: u.RoleOrder, Only: u.Only,
@@ -106,9 +113,7 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	}
 	// The docs' first and last steps: maintenance mode on, then off.
 	plan.Maintenance = r.Inventory.Maintenance != nil && !r.NoMaintenance
-	// A channel read from the kept state has no source to ask; the sizes
-	// are signed all the same.
-	if !u.SkipDownload && !r.tuf.Kept() {
+	if !u.SkipDownload {
 		if err := r.Source.CheckArtifactSizes(ctx, plan.Artifacts()); err != nil {
 			return nil, err
 		}

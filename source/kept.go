@@ -37,9 +37,10 @@ func (s Source) openKept(cfg channel.Config, openErr error) (*channel.Client, er
 	return c, nil
 }
 
-// unreachable: the source did not answer at all (no HTTP status), as
-// opposed to answering with an error or with something refused.
+// unreachable: the source did not answer (no HTTP status) or said it is
+// unavailable (5xx), as opposed to a document it lacks or something
+// refused once read.
 func unreachable(err error) bool {
 	var fe *channel.FetchError
-	return errors.As(err, &fe) && fe.Status == 0
+	return errors.As(err, &fe) && (fe.Status == 0 || fe.Status >= 500)
 }
