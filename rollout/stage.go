@@ -22,8 +22,8 @@ func StagePlan(p *Plan, parallel int) *Plan {
 	if parallel < 1 {
 		parallel = DefaultStageParallel
 	}
-	st := &Plan{From: p.From, To: p.To, Kind: KindStage, MaxInFlight: parallel,
-		ExpiredMetadata: p.ExpiredMetadata}
+	st := &Plan{From: p.From, To: p.To, Kind: KindStage, MaxInFlight: parallel, Hops: p.Hops, Force: p.Force,
+		Source: p.Source, CacheURL: p.CacheURL, Offline: p.Offline, ExpiredMetadata: p.ExpiredMetadata}
 	for _, np := range p.Nodes {
 		out := NodePlan{Node: np.Node, Roles: np.Roles, From: np.From, Skip: np.Skip}
 		for _, s := range np.Steps {

@@ -14,7 +14,7 @@ import (
 // A staging run only fetches, and nodes that an upgrade keeps apart (DEAs,
 // the core) fetch together, up to the bound and never beyond it.
 func TestStageFetchesAllNodesAtOnceWithinTheBound(t *testing.T) {
-	up := &Plan{From: "3.4.1", To: "3.4.2", MaxInFlight: 1, Maintenance: true}
+	up := &Plan{From: "3.4.1", To: "3.4.2", MaxInFlight: 1, Maintenance: true, Source: "https://10.0.0.1:9077", CacheURL: "https://10.0.0.1:9077"}
 	for _, n := range []struct{ name, role string }{{"dea-1", "dea"}, {"dea-2", "dea"}, {"dea-3", "dea"}, {"router-1", "router"}, {"router-2", "router"}, {"core", "primary"}} {
 		up.Nodes = append(up.Nodes, NodePlan{Node: n.name, Roles: []string{n.role}, Steps: []Step{
 			{ID: "retire", Op: steps.OpRetire},
@@ -26,8 +26,8 @@ func TestStageFetchesAllNodesAtOnceWithinTheBound(t *testing.T) {
 	}
 	const parallel = 3
 	plan := StagePlan(up, parallel)
-	if plan.Kind != KindStage || plan.Maintenance || plan.StagedBytes() != 600 {
-		t.Fatalf("stage plan: kind %q, maintenance %v, %d bytes; want kind stage, no maintenance, 600 bytes", plan.Kind, plan.Maintenance, plan.StagedBytes())
+	if plan.Kind != KindStage || plan.Maintenance || plan.StagedBytes() != 600 || plan.CacheURL != up.CacheURL {
+		t.Fatalf("stage plan: kind %q, maintenance %v, %d bytes, cache %q; want kind stage, no maintenance, 600 bytes, the upgrade's cache", plan.Kind, plan.Maintenance, plan.StagedBytes(), plan.CacheURL)
 	}
 
 	var (

@@ -9,12 +9,16 @@ import (
 )
 
 // Staging puts every node's artifacts in its node cache and changes
-// nothing else; then, with every source gone (the upstream stopped, no
-// cache daemon), the window's upgrade runs from the node caches on the
+// nothing else; then, with every source gone (the upstream and the cache
+// daemon stopped), the window's upgrade runs from the node caches on the
 // channel metadata verified at staging, and fetches nothing.
 func TestStageThenWindowWithoutSources(t *testing.T) {
 	longScenario(t)
 	lab := newLab(t, 5, "3.4.1")
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	filled := lab.upstream.ArtifactBytes()
+	// The cluster file names the cache node: staging reads from its daemon.
 	out := lab.mustSucceed("upgrade", "3.4.2", "--stage", "--stage-parallel", "3", "--yes")
 	if !strings.Contains(out.stdout, "Staged 3.4.2 on") {
 		t.Errorf("staging output:\n%s", out.stdout)
@@ -22,11 +26,13 @@ func TestStageThenWindowWithoutSources(t *testing.T) {
 	for _, n := range lab.Nodes {
 		t.Run("staged/"+n.Name, func(t *testing.T) { everyComponentOn(t, n.Root, "3.4.1") })
 	}
-	if lab.upstream.ArtifactBytes() == 0 {
-		t.Fatal("staging took no artifact bytes from the upstream")
+	if n := lab.upstream.ArtifactBytes() - filled; n != 0 {
+		t.Errorf("staging from the cache daemon took %d artifact bytes from the upstream", n)
 	}
 
-	// Every source gone: nothing listens on the upstream's address.
+	// Every source gone: nothing listens on the upstream's or the cache
+	// daemon's address.
+	lab.stopCache()
 	if err := lab.upstream.Close(); err != nil {
 		t.Fatal(err)
 	}
