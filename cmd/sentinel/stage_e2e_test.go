@@ -36,7 +36,11 @@ func TestStageThenWindowWithoutSources(t *testing.T) {
 	if err := lab.upstream.Close(); err != nil {
 		t.Fatal(err)
 	}
-	win := lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	// A numbered build, which looks for a newer build of itself first.
+	win := lab.mustRun(numberedBuild(t, "0.1.0"), nil, "upgrade", "3.4.2", "--yes")
+	if !strings.Contains(win.stderr, "self-update skipped") {
+		t.Errorf("the window does not warn that its self-update was skipped:\n%s", win.stderr)
+	}
 	if !strings.Contains(win.stdout, "Nothing fetched") {
 		t.Errorf("the window's summary does not say nothing was fetched:\n%s", win.stdout)
 	}
