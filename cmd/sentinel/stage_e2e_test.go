@@ -14,13 +14,16 @@ import (
 // channel metadata verified at staging, and fetches nothing.
 func TestStageThenWindowWithoutSources(t *testing.T) {
 	longScenario(t)
-	lab := newLab(t, 5, "3.4.1")
+	lab := newLabWith(t, fixtures.LabOptions{Layout: "twenty", Release: "3.4.1"})
+	if len(lab.Nodes) != 20 {
+		t.Fatalf("the twenty-node layout has %d nodes", len(lab.Nodes))
+	}
 	lab.startCache(nil)
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
 	filled := lab.upstream.ArtifactBytes()
 	// The cluster file names the cache node: staging reads from its daemon.
-	out := lab.mustSucceed("upgrade", "3.4.2", "--stage", "--stage-parallel", "3", "--yes")
-	if !strings.Contains(out.stdout, "Staged 3.4.2 on") {
+	out := lab.mustSucceed("upgrade", "3.4.2", "--stage", "--yes")
+	if !strings.Contains(out.stdout, "Staged 3.4.2 on 20 nodes") {
 		t.Errorf("staging output:\n%s", out.stdout)
 	}
 	for _, n := range lab.Nodes {
@@ -37,7 +40,7 @@ func TestStageThenWindowWithoutSources(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A numbered build, which looks for a newer build of itself first.
-	win := lab.mustRun(numberedBuild(t, "0.1.0"), nil, "upgrade", "3.4.2", "--yes")
+	win := lab.mustRun(numberedBuild(t, "0.1.0"), nil, "upgrade", "3.4.2", "--max-in-flight", "4", "--yes")
 	if !strings.Contains(win.stderr, "self-update skipped") {
 		t.Errorf("the window does not warn that its self-update was skipped:\n%s", win.stderr)
 	}
