@@ -39,7 +39,6 @@ func Stage(u UpgradeOptions, parallel int) *Job {
 				r.Plan.From, r.Plan.To, len(r.Plan.WorkingNodes()), r.Plan.MaxInFlight)
 		}
 	}
-	job.Done = func(last *rollout.Run) string { return "the artifacts of " + last.Plan.To + " are staged on the nodes" }
 	job.Summary = func(p *rollout.Plan) string { return "stage " + p.From + " -> " + p.To }
 	return job
 }

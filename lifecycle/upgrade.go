@@ -80,8 +80,13 @@ func Upgrade(u UpgradeOptions) *Job {
 			}
 			return nil
 		},
-		Unfinished:   func(*rollout.Run) string { return "Pass --resume to finish it" },
-		Done:         func(last *rollout.Run) string { return "the cluster is on " + last.Plan.To },
+		Unfinished: func(*rollout.Run) string { return "Pass --resume to finish it" },
+		Done: func(last *rollout.Run) string {
+			if last.Plan.Kind == rollout.KindStage {
+				return "the artifacts of " + last.Plan.To + " are staged on the nodes"
+			}
+			return "the cluster is on " + last.Plan.To
+		},
 		Summary:      func(p *rollout.Plan) string { return p.From + " -> " + p.To },
 		ResumeSource: func(f source.Fetch) string { return "; artifacts from " + f.String() },
 	}
