@@ -3,7 +3,6 @@ package cache
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -47,7 +46,7 @@ func (s *Server) resolvePrefetch(ctx context.Context, req *PrefetchRequest) ([]P
 		return nil, nil, fmt.Errorf("this cache holds the channel's root but has no upstream or channel directory to fill")
 	}
 	c, err := channel.Open(ctx, channel.Config{URL: s.upstream.String() + "/", Anchor: s.cfg.Root,
-		StateDir: filepath.Join(s.cfg.Store.Dir, "trust"), HTTP: &http.Client{Transport: &http.Transport{Proxy: release.ProxyFromEnvironment}}})
+		StateDir: filepath.Join(s.cfg.Store.Dir, "trust"), HTTP: s.upstreamClient()})
 	if err != nil {
 		return nil, nil, fmt.Errorf("verifying the channel at %s: %w", s.upstream, err)
 	}

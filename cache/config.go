@@ -99,10 +99,28 @@ func (e *ConfigError) Error() string {
 	return where + ": " + e.Msg
 }
 
-// LoadConfig reads and checks a configuration file: YAML, unknown fields
-// refused, at most MaxConfigBytes. Relative paths in it are taken from the
-// file's directory. Defaults are filled in.
+// LoadConfig reads and checks a configuration file (ReadConfig, then
+// Check): what the daemon needs. Defaults are filled in.
 func LoadConfig(path string) (Config, error) {
+	c, err := ReadConfig(path)
+	if err != nil {
+		return c, err
+	}
+	if err := c.Check(); err != nil {
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			ce.File = path
+		}
+		return c, err
+	}
+	return c, nil
+}
+
+// ReadConfig reads a configuration file without checking the daemon's
+// settings: for the commands that only need its cache_dir and
+// channel_dir. YAML, unknown fields refused, at most MaxConfigBytes;
+// relative paths are taken from the file's directory.
+func ReadConfig(path string) (Config, error) {
 	var c Config
 	f, err := os.Open(path)
 	if err != nil {
@@ -127,13 +145,6 @@ func LoadConfig(path string) (Config, error) {
 		if *p != "" && !filepath.IsAbs(*p) {
 			*p = filepath.Join(dir, *p)
 		}
-	}
-	if err := c.Check(); err != nil {
-		var ce *ConfigError
-		if errors.As(err, &ce) {
-			ce.File = path
-		}
-		return c, err
 	}
 	return c, nil
 }

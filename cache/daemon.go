@@ -83,14 +83,15 @@ func NewDaemon(c Config, logger *slog.Logger) (*Server, error) {
 		return nil, c.fieldError("channel_dir", err.Error())
 	}
 	store := &Store{Dir: c.CacheDir}
+	var proxy *url.URL
 	if c.Proxy != "" { // else the environment's, as curl reads it
-		pu, _ := url.Parse(c.Proxy) // checked by Check
+		proxy, _ = url.Parse(c.Proxy) // checked by Check
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.Proxy = http.ProxyURL(pu)
+		t.Proxy = http.ProxyURL(proxy)
 		store.HTTP = &http.Client{Transport: t}
 	}
 	sc := ServerConfig{
-		Store: store, ChannelDir: c.ChannelDir, Upstream: c.Upstream, Log: logf,
+		Store: store, ChannelDir: c.ChannelDir, Upstream: c.Upstream, Log: logf, Proxy: proxy,
 		PlainHTTP: c.PlainHTTP, NoProgressTimeout: c.NoProgressTimeout, IdleTimeout: c.IdleTimeout,
 		ReadHeaderTimeout: c.ReadHeaderTimeout, MaxConnsPerClient: c.MaxConnsPerClient,
 		MinFreeDisk: uint64(c.MinFreeDiskMiB) << 20, AccessLog: logger,

@@ -670,3 +670,30 @@ func TestSystemdDropIn(t *testing.T) {
 		t.Error("a path with a quote was accepted")
 	}
 }
+
+// /readyz names the proxy of the daemon's own upstream fetches: its
+// configuration's (host and port, never credentials) over the
+// environment's, the environment's when none is configured, "" direct.
+func TestDaemonReadyzNamesItsProxy(t *testing.T) {
+	for _, v := range []string{"http_proxy", "https_proxy", "all_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"} {
+		t.Setenv(v, "")
+	}
+	t.Setenv("https_proxy", "http://127.0.0.9:8888")
+	d := startTestDaemon(t, Config{Proxy: "http://op:pa55word@127.0.0.7:3128"})
+	_, rep := readyz(t, d)
+	if rep.Proxy != "127.0.0.7:3128" {
+		t.Errorf("configured proxy: /readyz says %q, want 127.0.0.7:3128", rep.Proxy)
+	}
+	if strings.Contains(string(mustJSON(rep)), "pa55word") {
+		t.Error("/readyz shows the proxy's password")
+	}
+	d = startTestDaemon(t, Config{})
+	if _, rep = readyz(t, d); rep.Proxy != "127.0.0.9:8888" {
+		t.Errorf("no proxy configured: /readyz says %q, want the environment's 127.0.0.9:8888", rep.Proxy)
+	}
+	t.Setenv("https_proxy", "")
+	d = startTestDaemon(t, Config{})
+	if _, rep = readyz(t, d); rep.Proxy != "" {
+		t.Errorf("no proxy anywhere: /readyz says %q, want \"\" (direct)", rep.Proxy)
+	}
+}

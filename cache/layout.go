@@ -29,5 +29,8 @@ func ChannelURL(base string) string {
 	return strings.TrimRight(base, "/") + channelPath
 }
 
+// ReadyURL answers whether the daemon can do its job (ReadyReport).
+func ReadyURL(base string) string { return strings.TrimRight(base, "/") + readyPath }
+
 // HealthURL answers once the daemon runs.
 func HealthURL(base string) string { return strings.TrimRight(base, "/") + healthPath }

@@ -24,9 +24,13 @@ type ReadyReport struct {
 	Reasons   []ReadyReason `json:"reasons"`  // why not ready; empty when ready
 	Warnings  []string      `json:"warnings"` // served all the same
 	PlainHTTP bool          `json:"plain_http"`
-	TLS       *ReadyTLS     `json:"tls,omitempty"`
-	Token     *ReadyToken   `json:"token,omitempty"`
-	Disk      *ReadyDisk    `json:"disk,omitempty"`
+	// Proxy is what the daemon's own upstream fetches go through (its
+	// configuration's proxy, else its environment's), as host:port; ""
+	// when direct. The orchestrator compares it with the operator's.
+	Proxy string      `json:"proxy"`
+	TLS   *ReadyTLS   `json:"tls,omitempty"`
+	Token *ReadyToken `json:"token,omitempty"`
+	Disk  *ReadyDisk  `json:"disk,omitempty"`
 }
 
 // ReadyReason is one failed check: store, disk, channel or tls.
@@ -76,7 +80,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 // Ready runs the readiness checks: the store readable and writable, the
 // disk not full, a channel present, the certificate valid.
 func (s *Server) Ready() ReadyReport {
-	rep := ReadyReport{Reasons: []ReadyReason{}, Warnings: []string{}, PlainHTTP: s.cfg.PlainHTTP}
+	rep := ReadyReport{Reasons: []ReadyReason{}, Warnings: []string{}, PlainHTTP: s.cfg.PlainHTTP, Proxy: s.reportedProxy()}
 	fail := func(check, format string, args ...any) {
 		rep.Reasons = append(rep.Reasons, ReadyReason{Check: check, Reason: fmt.Sprintf(format, args...)})
 	}

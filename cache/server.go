@@ -65,6 +65,10 @@ type ServerConfig struct {
 	// fetches by name only, what its verified channel at Upstream lists
 	// (see PrefetchNames).
 	Root []byte
+	// Proxy is the proxy of the daemon's own upstream fetches (its
+	// configuration's proxy); nil: http_proxy, https_proxy and no_proxy
+	// from the daemon's environment. A prefetch request never chooses it.
+	Proxy *url.URL
 	// Token is the bearer token the prefetch API requires; "" disables
 	// prefetch (403).
 	Token string

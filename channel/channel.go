@@ -157,13 +157,14 @@ func (c *Client) Close() {
 	}
 }
 
-// BaseURL checks a channel URL (http, https, file) and returns it with a
-// trailing slash. A URL naming an index.json is refused: the channel is
+// BaseURL checks a channel URL (http, https, file, or oci:// for a
+// registry, read through an HTTP client that knows that scheme: see package
+// oci) and returns it with a trailing slash. A URL naming an index.json is refused: the channel is
 // the repository, not a document of it.
 func BaseURL(raw string) (*url.URL, error) {
 	u, err := url.Parse(raw)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
-		return nil, &ConfigError{Msg: fmt.Sprintf("channel %q: want the http://, https:// or file:// URL of the channel's repository (the directory holding metadata/ and targets/)", raw)}
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file" && u.Scheme != "oci") {
+		return nil, &ConfigError{Msg: fmt.Sprintf("channel %q: want the http://, https:// or file:// URL of the channel's repository (the directory holding metadata/ and targets/), or oci://HOST[:PORT]/REPO for a registry", raw)}
 	}
 	if strings.HasSuffix(u.Path, "/index.json") || u.Path == "index.json" {
 		return nil, &ConfigError{Msg: fmt.Sprintf("channel %q names an index.json: channels are TUF repositories now; write the repository's base URL instead (%q, the directory holding metadata/ and targets/)", raw, strings.TrimSuffix(raw, "index.json"))}

@@ -20,6 +20,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 )
@@ -29,6 +30,15 @@ import (
 type Inventory struct {
 	Name    string `yaml:"name"`
 	Channel string `yaml:"channel"`
+	// Mirrors are channel URLs read before the channel, in order: the next
+	// is tried when one does not answer (docs/operator.md: Registries and
+	// mirrors). http(s)://, file:// or oci://HOST[:PORT]/REPO.
+	Mirrors []string `yaml:"mirrors,omitempty"`
+	// RegistryAuth: a Docker config.json with the registries' credentials.
+	RegistryAuth string `yaml:"registry_auth,omitempty"`
+	// RegistryCA: the PEM CA the registries' certificates are checked
+	// against ("": the system's roots).
+	RegistryCA string `yaml:"registry_ca,omitempty"`
 	// StateDir holds run journals and the run lock; default <core root>/var/sentinel.
 	StateDir string `yaml:"state_dir,omitempty"`
 	Nodes    []Node `yaml:"nodes"`
@@ -107,6 +117,19 @@ func (inv *Inventory) TrustRoot() string {
 		return inv.Trust.Root
 	}
 	return filepath.Join(filepath.Dir(inv.path), inv.Trust.Root)
+}
+
+// RegistrySettings are the registries' CA and credentials, their paths
+// made absolute against the cluster file's directory.
+func (inv *Inventory) RegistrySettings() oci.Settings {
+	return oci.Settings{CAFile: inv.relPath(inv.RegistryCA), AuthFile: inv.relPath(inv.RegistryAuth)}
+}
+
+func (inv *Inventory) relPath(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(inv.path), p)
 }
 
 // TrustChannelID names the channel's trusted state.
@@ -260,6 +283,9 @@ func (inv *Inventory) validate() error {
 	}
 	if inv.Channel == "" {
 		return fmt.Errorf("field channel: missing (the URL of the release channel index)")
+	}
+	if err := CheckChannelURLs(inv.Channel, inv.Mirrors); err != nil {
+		return err
 	}
 	if len(inv.Nodes) == 0 {
 		return fmt.Errorf("field nodes: no nodes")
@@ -476,3 +502,26 @@ type InventoryError struct {
 
 func (e *InventoryError) Error() string { return fmt.Sprintf("cluster file %s: %v", e.Path, e.Err) }
 func (e *InventoryError) Unwrap() error { return e.Err }
+
+// CheckChannelURLs checks the registry URLs among the channel and its
+// mirrors, and that every mirror is a URL sentinel reads (bad input,
+// refused before any run).
+func CheckChannelURLs(channel string, mirrors []string) error {
+	if oci.IsRef(channel) {
+		if _, err := oci.ParseRef(channel); err != nil {
+			return fmt.Errorf("field channel: %w", err)
+		}
+	}
+	for i, m := range mirrors {
+		if oci.IsRef(m) {
+			if _, err := oci.ParseRef(m); err != nil {
+				return fmt.Errorf("field mirrors[%d]: %w", i, err)
+			}
+			continue
+		}
+		if !strings.HasPrefix(m, "http://") && !strings.HasPrefix(m, "https://") && !strings.HasPrefix(m, "file://") {
+			return fmt.Errorf("field mirrors[%d]: %q: want oci://HOST[:PORT]/REPO, or the http(s):// or file:// URL of a copy of the channel's repository", i, m)
+		}
+	}
+	return nil
+}

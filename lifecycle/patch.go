@@ -41,6 +41,9 @@ type patchRead struct {
 	release  string
 	catalog  *release.Catalog
 	manifest *release.Manifest
+	// unanswered: the nodes that did not tell their facts (the plan says
+	// which of them it can do without).
+	unanswered map[string]error
 }
 
 // readPatches reads the channel, the nodes' facts and the catalog of the
@@ -50,11 +53,13 @@ func readPatches(ctx context.Context, r *Run) (*patchRead, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := r.GatherFacts(ctx); err != nil {
-		return nil, err
-	}
+	unanswered := r.GatherSomeFacts(ctx)
 	core := r.Inventory.Core()
 	cf := r.Facts[core.Name]
+	if err := unanswered[core.Name]; cf == nil && err != nil {
+		return nil, fmt.Errorf("node %s (the core node) did not answer: %w. A patch run needs its facts, whichever nodes it patches: "+
+			"the core's release chooses the patch catalog. Bring it back and run again", core.Name, err)
+	}
 	if cf == nil || cf.Record == nil {
 		problem := "no facts"
 		if cf != nil {
@@ -62,7 +67,7 @@ func readPatches(ctx context.Context, r *Run) (*patchRead, error) {
 		}
 		return nil, &rollout.UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", core.Name, problem)}
 	}
-	pr := &patchRead{channel: ch, release: cf.Record.Release}
+	pr := &patchRead{channel: ch, release: cf.Record.Release, unanswered: unanswered}
 	if pr.catalog, err = ch.Patches(ctx, pr.release); err != nil {
 		return nil, r.Source.Explain(err)
 	}
@@ -70,6 +75,25 @@ func readPatches(ctx context.Context, r *Run) (*patchRead, error) {
 		return nil, r.Source.Explain(err)
 	}
 	return pr, nil
+}
+
+// warnUnanswered says which nodes a planned run goes on without.
+func warnUnanswered(r *Run, unanswered map[string]error) {
+	for _, n := range r.Inventory.Nodes {
+		if err := unanswered[n.Name]; err != nil {
+			r.warn(fmt.Sprintf("node %s did not answer (%v); this run does not concern it and goes on without it. Check it before the next whole-cluster run", n.Name, err))
+		}
+	}
+}
+
+// everyNode: status and mark speak of every node, so each must answer.
+func (pr *patchRead) everyNode(inv *cluster.Inventory) error {
+	for _, n := range inv.Nodes {
+		if err := pr.unanswered[n.Name]; err != nil {
+			return fmt.Errorf("reading node facts: %w", err)
+		}
+	}
+	return nil
 }
 
 // selectNodes turns --node and --local into node names.
@@ -139,11 +163,17 @@ func Patch(p PatchOptions) *Job {
 			}
 			catalog = pr.catalog
 			in := patches.PlanInput{Inventory: r.Inventory, Facts: r.Facts, Catalog: pr.catalog, Manifest: pr.manifest, Names: p.Names, Only: only,
-				NoRestart: p.NoRestart, Reinstall: p.Reinstall, RunID: r.ID, CacheURL: r.Source.Cache, DrainDeadline: p.DrainTimeout}
+				NoRestart: p.NoRestart, Reinstall: p.Reinstall, RunID: r.ID, CacheURL: r.Source.Cache, DrainDeadline: p.DrainTimeout,
+				Unanswered: pr.unanswered}
+			planFor := patches.MakeInstallPlan
 			if p.Kind == patches.KindRevert {
-				return patches.MakeRevertPlan(in)
+				planFor = patches.MakeRevertPlan
 			}
-			return patches.MakeInstallPlan(in)
+			plan, err := planFor(in)
+			if err == nil {
+				warnUnanswered(r, pr.unanswered)
+			}
+			return plan, err
 		},
 		NothingToDo: func(r *Run) error {
 			if r.Printer.JSON() {
@@ -245,6 +275,9 @@ func PatchDownloadOnly(p PatchOptions) *Job {
 // installed. The run's fetch steps then find them in place.
 func prefetchPatches(ctx context.Context, r *Run, catalog *release.Catalog) error {
 	src := r.Plan.DefaultSource()
+	if src.CacheURL == "" && !src.Offline {
+		src.Registry = r.Source.RegistryFetch()
+	}
 	src.CachePeer = r.Source.Peer
 	var mu sync.Mutex
 	var problems []error
@@ -338,6 +371,9 @@ func PatchStatus(ctx context.Context, inv *cluster.Inventory, env Env, o Options
 	err := query(ctx, inv, env, o, Patch(PatchOptions{}), func(ctx context.Context, r *Run) error {
 		pr, err := readPatches(ctx, r)
 		if err == nil {
+			err = pr.everyNode(r.Inventory)
+		}
+		if err == nil {
 			st = patches.ComputeStatus(pr.catalog, pr.manifest, r.Inventory, r.Facts)
 		}
 		return err
@@ -378,7 +414,9 @@ func PatchMark(ctx context.Context, inv *cluster.Inventory, env Env, o Options, 
 		case channelUnreachable(err):
 			pr, targets, err = markWithoutCatalog(ctx, r, only, name, installed, err)
 		case err == nil:
-			targets, err = markTargets(r, pr, only, name)
+			if err = pr.everyNode(r.Inventory); err == nil {
+				targets, err = markTargets(r, pr, only, name)
+			}
 		}
 		if err != nil {
 			return err

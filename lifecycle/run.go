@@ -21,6 +21,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
@@ -246,8 +247,15 @@ func (r *Run) takeLock(ctx context.Context) error {
 // to take its artifacts from, unless --no-cache; else the upstream.
 func (r *Run) chooseSource(ctx context.Context) error {
 	inv := r.Inventory
-	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill,
+	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill, Mirrors: inv.Mirrors, Registry: inv.RegistrySettings(),
 		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn}}
+	if r.Job.DownloadOnly {
+		for _, u := range append([]string{inv.Channel}, inv.Mirrors...) {
+			if oci.IsRef(u) {
+				return usagef("--download-only fills the cache daemon from an http(s) channel; %s is a registry, which the cache daemon cannot read yet: fill your registry with `sentinel channel copy` instead, or run this with the channel's http(s) URL and no registry mirrors (--mirror)", u)
+			}
+		}
+	}
 	cacheURL := ""
 	if r.CacheAddr != "" {
 		var err error
@@ -268,6 +276,9 @@ func (r *Run) chooseSource(ctx context.Context) error {
 		r.Source.Peer, cacheURL = peer, source.CacheBase(cacheURL, peer)
 		if err := source.CheckPeer(ctx, cacheURL, peer); err != nil {
 			return err
+		}
+		if msg := source.ProxyMismatch(ctx, cacheURL, peer, inv.Channel); msg != "" {
+			r.warn(msg)
 		}
 	}
 	if r.Job.DownloadOnly {
@@ -294,6 +305,9 @@ func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
 	ch, c, err := r.Source.Open(ctx)
 	if err != nil {
 		return nil, err
+	}
+	for _, p := range r.Source.Passed() {
+		r.warn(fmt.Sprintf("the channel mirror %s did not answer: the next in order was used, and this run reads the channel and its artifacts from %s (start that mirror again, or take it out of mirrors)", p, r.Source.Read()))
 	}
 	if r.AllowExpired {
 		r.Log.Warn("--allow-expired-metadata: expired channel metadata is accepted for this run")
@@ -534,8 +548,28 @@ func (r *Run) executor() *rollout.Executor {
 	if exec.Source.CacheURL != "" {
 		exec.Source.CacheURL = source.CacheBase(exec.Source.CacheURL, r.Source.Peer)
 		exec.Source.CachePeer = r.Source.Peer
+	} else if !exec.Source.Offline {
+		// The channel was read from a registry: nodes take the artifacts
+		// from the same one, by digest.
+		exec.Source.Registry = r.Source.RegistryFetch()
 	}
 	return exec
+}
+
+// reopenRegistry: a resumed run whose artifacts are in a registry opens
+// the channel again (at the first of the mirrors that answers today), so
+// its nodes know which registry to fetch what is left from.
+func (r *Run) reopenRegistry(ctx context.Context) error {
+	if r.Source.FromCache() || r.offline || r.Journaled.Plan.CacheURL != "" && !r.NoCache {
+		return nil
+	}
+	for _, a := range r.Journaled.Plan.Artifacts() {
+		if oci.IsRef(a.URL) {
+			_, err := r.Channel(ctx)
+			return err
+		}
+	}
+	return nil
 }
 
 // reopen opens the journal of the unfinished run to go on with it.
@@ -585,6 +619,9 @@ func (r *Run) reopen(ctx context.Context) error {
 		run.Plan.MaxInFlight = run.Plan.MaxInFlightOf(a) // this process only: the journal keeps the plan
 	}
 	r.Journaled, r.Plan = run, run.Plan
+	if err := r.reopenRegistry(ctx); err != nil {
+		return err
+	}
 	exec := r.executor()
 	r.Printer.Notef("sentinel: resuming run %s (%s) at %s%s", run.ID, r.Job.Summary(run.Plan), run.Where(), r.Job.ResumeSource(exec.Source))
 	r.Log.Info("resuming run", zap.String("run", run.ID), zap.String("at", run.Where()), zap.String("source", exec.Source.String()))

@@ -94,8 +94,8 @@ func (r *Run) replaceSelf(ctx context.Context, d selfupdate.Decision, alone bool
 	}
 	u := &selfupdate.Updater{Path: exe, StoreDir: filepath.Join(r.Inventory.State(), "self-update")}
 	from := r.Source.ArtifactURL(d.Build.Artifact)
-	if r.Source.FromCache() {
-		u.HTTP = r.Source.HTTPClient()
+	if r.Source.FromCache() || r.Source.RegistryFetch() != nil {
+		u.HTTP = r.Source.HTTPClient() // the cache daemon's pin, or the registry's CA and credentials
 	}
 	r.Printer.Notef("sentinel: self-update: %s; fetching it from %s", d.Reason, from)
 	stored, err := u.Fetch(ctx, from, d.Build)

@@ -32,6 +32,11 @@ type PlanInput struct {
 	CacheURL  string
 	// DrainDeadline bounds a DEA's drain (0: the default).
 	DrainDeadline time.Duration
+	// Unanswered are the nodes that could not tell their facts. One
+	// outside the run (not selected, or of no role these patches
+	// concern) need not answer; the core node must (its release chooses
+	// the catalog).
+	Unanswered map[string]error
 }
 
 // check validates the names the operator gave.
@@ -85,6 +90,14 @@ func newPlan(in PlanInput, kind string, patchList []release.Patch,
 	}
 	for _, n := range rollout.Order(in.Inventory.Nodes) {
 		f := in.Facts[n.Name]
+		if err := in.Unanswered[n.Name]; f == nil && err != nil {
+			np, err := in.unanswered(n, patchList, err)
+			if err != nil {
+				return nil, err
+			}
+			plan.Nodes = append(plan.Nodes, np)
+			continue
+		}
 		if f == nil || f.Record == nil {
 			return nil, &rollout.UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", n.Name, recordProblem(f))}
 		}
@@ -100,6 +113,28 @@ func newPlan(in PlanInput, kind string, patchList []release.Patch,
 		plan.Nodes = append(plan.Nodes, np)
 	}
 	return plan, nil
+}
+
+// unanswered plans a node that did not tell its facts: left out, saying
+// so, when the run does not concern it; else the run cannot be planned.
+func (in PlanInput) unanswered(n cluster.Node, list []release.Patch, err error) (rollout.NodePlan, error) {
+	np := rollout.NodePlan{Node: n.Name, Roles: n.Roles}
+	if len(in.Only) > 0 && !slices.Contains(in.Only, n.Name) {
+		np.Skip = fmt.Sprintf("not selected (--node); it did not answer: %v", err)
+		return np, nil
+	}
+	var concern []string
+	for _, p := range list {
+		if len(nodeComponents(p, in.Manifest, n.Roles)) > 0 {
+			concern = append(concern, p.Name)
+		}
+	}
+	if len(concern) == 0 {
+		np.Skip = fmt.Sprintf("not affected: no patch of this run concerns its roles (%s); it did not answer: %v", strings.Join(n.Roles, ","), err)
+		return np, nil
+	}
+	return np, fmt.Errorf("node %s: %s concern(s) its roles (%s), and it did not answer: %w. Bring it back and run again, or leave it out: name the patches for other roles, or choose nodes with --node",
+		n.Name, strings.Join(concern, ", "), strings.Join(n.Roles, ","), err)
 }
 
 func recordProblem(f *steps.Facts) string {

@@ -252,3 +252,35 @@ func TestRevertPlanSwitchOnlyLast(t *testing.T) {
 		t.Errorf("core steps %v\nwant %v", got, want)
 	}
 }
+
+// A node that did not answer is left out when the run does not concern
+// it (not selected, or of no role its patches touch), and refuses the
+// plan, named, when it does.
+func TestPlanWithoutAnUnansweredNode(t *testing.T) {
+	cat, m, inv := fixture()
+	f := facts("3.4.2")
+	delete(f, "router-1")
+	away := map[string]error{"router-1": fmt.Errorf("agent did not answer")}
+	for _, planFor := range []func(PlanInput) (*rollout.Plan, error){MakeInstallPlan, MakeRevertPlan} {
+		in := PlanInput{Inventory: inv, Facts: f, Catalog: cat, Manifest: m, Unanswered: away, RunID: "r"}
+		plan, err := planFor(in)
+		if err != nil {
+			t.Fatalf("controller patches, the router away: %v", err)
+		}
+		if np := plan.Nodes[0]; np.Node != "router-1" || !strings.Contains(np.Skip, "not affected") || !strings.Contains(np.Skip, "did not answer") {
+			t.Errorf("router-1 planned %+v, want left out saying it did not answer", np)
+		}
+	}
+	// A patch for the router's role concerns it.
+	cat.Patches = append(cat.Patches, release.Patch{ID: 3, Name: "router-fix", Roles: []string{"router"},
+		Components: []release.PatchComponent{{Name: "router", Version: "3.4.2-p1", Restart: true, Artifact: release.Artifact{SHA256: d1, Size: 1}}}})
+	in := PlanInput{Inventory: inv, Facts: f, Catalog: cat, Manifest: m, Unanswered: away, Names: []string{"router-fix"}, RunID: "r"}
+	if _, err := MakeInstallPlan(in); err == nil || !strings.Contains(err.Error(), "node router-1") || !strings.Contains(err.Error(), "router-fix") {
+		t.Errorf("a patch for the router with the router away: %v, want a refusal naming router-1 and router-fix", err)
+	}
+	in.Only = []string{"core"}
+	plan, err := MakeInstallPlan(in)
+	if err != nil || !strings.Contains(plan.Nodes[0].Skip, "not selected") {
+		t.Errorf("--node core, the router away: %v, %+v", err, plan)
+	}
+}

@@ -397,7 +397,11 @@ func FetchRequest(f source.Fetch, req steps.Request) steps.Request {
 		return req
 	}
 	req.Artifact.URL, req.Direct = f.ArtifactURL(req.Artifact)
-	if req.Direct && f.CachePeer.TLS() {
+	switch {
+	case f.CacheURL == "" && f.Registry != nil:
+		a := f.Registry.Access
+		req.Registry = &a
+	case req.Direct && f.CachePeer.TLS():
 		p := f.CachePeer
 		req.CachePeer = &p
 	}

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs, idempotently, the real parts the tests run: OpenSSH (the SSH
 # transport's sshd), tinyproxy (the HTTP
-# proxy of the proxy tests), man-db and systemd (the Debian package's test
+# proxy of the proxy tests), docker-registry (distribution 2.8: the OCI
+# registries and pull-through mirror of the registry tests; the tests
+# start their own, the package's service is left alone), man-db and systemd (the Debian package's test
 # reads its man page and runs systemd-analyze verify on its unit) and, for
 # `make bench`, nginx and curl. Nothing is
 # installed when everything is there; without root it only says what is
@@ -18,7 +20,7 @@ if command -v go >/dev/null && [ "$(cd / && env -u GOTOOLCHAIN go env GOTOOLCHAI
 fi
 
 need=()
-for pkg in tinyproxy openssh-server openssh-client sudo nginx-light curl openssl man-db systemd; do
+for pkg in tinyproxy openssh-server openssh-client sudo nginx-light curl openssl man-db systemd docker-registry; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

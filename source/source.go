@@ -19,6 +19,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/channel"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -36,25 +37,40 @@ type Source struct {
 	// Fill is the command that fills the cache node with what this run
 	// needs, for the advice of an error ("" when it has none).
 	Fill string
+	// Mirrors are channel URLs (http(s), file, oci://) tried in order
+	// before the upstream; the next is tried when one does not answer or
+	// fails with a server error, never when what it serves is refused.
+	Mirrors []string
+	// Registry: the CA and credentials of the registries (oci://).
+	Registry oci.Settings
+
+	read *opened
 }
 
 // FromCache says whether the run reads the cache daemon.
 func (s Source) FromCache() bool { return s.Cache != "" }
 
-// ChannelURL is the repository the channel is read from: the upstream, or
-// the cache daemon's byte-for-byte copy of it.
+// ChannelURL is the repository the channel is read from: the upstream (or
+// the mirror Open chose), or the cache daemon's byte-for-byte copy of it.
 func (s Source) ChannelURL() string {
 	if s.Cache != "" {
 		return cache.ChannelURL(s.Cache)
+	}
+	if s.read != nil {
+		return s.read.url
 	}
 	return s.Upstream
 }
 
 // ArtifactURL is where this source serves an artifact: its target's URL
-// upstream, or the cache daemon's copy by digest.
+// upstream, the registry's blob by digest, or the cache daemon's copy by
+// digest.
 func (s Source) ArtifactURL(a release.Artifact) string {
 	if s.Cache != "" {
 		return cache.ArtifactURL(s.Cache, a.SHA256)
+	}
+	if rem := s.registry(); rem != nil {
+		return rem.Ref.BlobURL(rem.Access.Scheme(), a.SHA256)
 	}
 	return a.URL
 }
@@ -63,6 +79,11 @@ func (s Source) ArtifactURL(a release.Artifact) string {
 // upstream, directly for the cache daemon, which is on the cluster's own
 // network. Slow peers fail in seconds, not minutes.
 func (s Source) HTTPClient() *http.Client {
+	if rem := s.registry(); rem != nil && s.Cache == "" {
+		if c, err := rem.Access.HTTPClient(rem.Ref.Host); err == nil {
+			return c
+		}
+	}
 	if s.Cache != "" {
 		if c, err := s.Peer.HTTPClient(); err == nil {
 			return c
@@ -84,35 +105,45 @@ func (s Source) String() string {
 	if s.Cache != "" {
 		return s.Cache
 	}
+	if s.read != nil && s.read.url != s.Upstream {
+		return s.read.url
+	}
 	return "upstream"
 }
 
 // Open verifies the channel's metadata (root rotations, timestamp,
-// snapshot, targets) and reads its index. A document the cache daemon
-// lacks is a *CacheMissError saying how to fill it.
-func (s Source) Open(ctx context.Context) (*release.Channel, *channel.Client, error) {
+// snapshot, targets) and reads its index, from the first of the mirrors
+// and the upstream that answers. A document the cache daemon lacks is a
+// *CacheMissError saying how to fill it.
+func (s *Source) Open(ctx context.Context) (*release.Channel, *channel.Client, error) {
 	if s.Cache != "" {
 		if _, err := cache.ClientTLS(s.Peer); err != nil {
 			return nil, nil, &ConfigError{Msg: fmt.Sprintf("cache: %v", err)}
 		}
 	}
-	cfg, err := s.Trust.config(s.ChannelURL())
-	if err != nil {
-		return nil, nil, err
-	}
-	cfg.HTTP = s.HTTPClient()
-	c, err := channel.Open(ctx, cfg)
-	if err != nil {
-		if c, err = s.openKept(cfg, err); err != nil {
+	var passed []string
+	var last error
+	for _, u := range s.candidates() {
+		ch, c, rem, err := s.openAt(ctx, u)
+		if err == nil {
+			s.read = &opened{url: u, remote: rem, passed: passed}
+			return ch, c, nil
+		}
+		if !unavailable(err) {
 			return nil, nil, s.Explain(err)
 		}
+		passed = append(passed, fmt.Sprintf("%s (%v)", u, err))
+		last = err
 	}
-	ch, err := release.OpenChannel(ctx, c)
-	if err != nil {
-		c.Close()
-		return nil, nil, s.Explain(err)
+	// No source answers: the channel as a run verified it earlier
+	// (staging), kept in the trusted state (kept.go).
+	if ch, c, ok := s.openKept(last); ok {
+		return ch, c, nil
 	}
-	return ch, c, nil
+	if len(passed) == 1 {
+		return nil, nil, s.Explain(last)
+	}
+	return nil, nil, allUnavailable(passed, s.Explain(last))
 }
 
 // Explain turns what the cache daemon refused into what to do there: a
@@ -257,6 +288,26 @@ type Fetch struct {
 	// CachePeer verifies the daemon; it travels in each fetch request, and
 	// the node's agent checks the daemon's certificate itself.
 	CachePeer cache.Peer
+	// Registry: nodes fetch every artifact by digest from this registry
+	// (the mirror or upstream the run opened the channel at), with its CA
+	// and credentials sent in each fetch request, never journaled.
+	Registry *Registry `json:"-"`
+}
+
+// Registry is a registry nodes fetch blobs from, and how to reach it.
+type Registry struct {
+	Ref    oci.Ref
+	Access oci.Access
+}
+
+// RegistryFetch is where nodes fetch artifacts when the run opened the
+// channel in a registry (nil otherwise, and for a cache daemon).
+func (s Source) RegistryFetch() *Registry {
+	rem := s.registry()
+	if rem == nil || s.Cache != "" {
+		return nil
+	}
+	return &Registry{Ref: rem.Ref, Access: rem.Access}
 }
 
 func (f Fetch) String() string {
@@ -265,6 +316,8 @@ func (f Fetch) String() string {
 		return "node caches only"
 	case f.CacheURL != "":
 		return f.CacheURL
+	case f.Registry != nil:
+		return f.Registry.Ref.String()
 	}
 	return "upstream"
 }
@@ -274,6 +327,9 @@ func (f Fetch) String() string {
 func (f Fetch) ArtifactURL(a release.Artifact) (url string, direct bool) {
 	if f.CacheURL != "" {
 		return cache.ArtifactURL(f.CacheURL, a.SHA256), true
+	}
+	if f.Registry != nil {
+		return f.Registry.Ref.BlobURL(f.Registry.Access.Scheme(), a.SHA256), true
 	}
 	return a.URL, false
 }

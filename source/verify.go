@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sentinel-paas/sentinel/channel"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -25,6 +26,8 @@ type ChannelCheck struct {
 	StateDir     string // keep trusted state here ("": none)
 	AllowExpired bool
 	MetadataOnly bool // do not read the artifacts
+	// Registry: CA and credentials for an oci:// channel.
+	Registry oci.Settings
 	// Say reports one line per document ("ok ...", "REFUSED ..."); Warn
 	// what was accepted only because expired metadata was allowed.
 	Say, Warn func(format string, args ...any)
@@ -32,7 +35,7 @@ type ChannelCheck struct {
 
 // ChannelArg turns a channel directory or URL into the repository's URL.
 func ChannelArg(arg string) (string, error) {
-	if u, err := url.Parse(arg); err == nil && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "file") {
+	if u, err := url.Parse(arg); err == nil && (u.Scheme == "http" || u.Scheme == "https" || u.Scheme == "file" || u.Scheme == oci.Scheme) {
 		return arg, nil
 	}
 	abs, err := filepath.Abs(arg)
@@ -40,7 +43,7 @@ func ChannelArg(arg string) (string, error) {
 		return "", &ConfigError{Msg: err.Error()}
 	}
 	if st, err := os.Stat(filepath.Join(abs, "metadata")); err != nil || !st.IsDir() {
-		return "", &ConfigError{Msg: fmt.Sprintf("%s is not a channel directory (no metadata/), nor an http://, https:// or file:// URL", arg)}
+		return "", &ConfigError{Msg: fmt.Sprintf("%s is not a channel directory (no metadata/), nor an http://, https://, file:// or oci:// URL", arg)}
 	}
 	return (&url.URL{Scheme: "file", Path: filepath.ToSlash(abs) + "/"}).String(), nil
 }
@@ -59,6 +62,14 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 		return err
 	}
 	hc := Source{}.HTTPClient()
+	if oci.IsRef(u) {
+		// Every document and artifact through the registry's manifest.
+		rem, err := (&Source{Registry: o.Registry}).remote(ctx, u)
+		if err != nil {
+			return err
+		}
+		hc = rem.HTTPClient()
+	}
 	c, err := channel.Open(ctx, channel.Config{URL: u, Anchor: anchor, StateDir: o.StateDir, AllowExpired: o.AllowExpired, HTTP: hc})
 	if err != nil {
 		o.Say("REFUSED %v\n", err)

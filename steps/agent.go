@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -237,6 +238,17 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 			c, err := req.CachePeer.HTTPClient()
 			if err != nil {
 				return Result{}, fmt.Errorf("the cache daemon's certificate settings sent by the orchestrator: %w", err)
+			}
+			store.HTTP = c
+		}
+		if req.Registry != nil {
+			u, err := url.Parse(req.Artifact.URL)
+			if err != nil {
+				return Result{}, fmt.Errorf("the registry URL sent by the orchestrator: %w", err)
+			}
+			c, err := req.Registry.HTTPClient(u.Host)
+			if err != nil {
+				return Result{}, fmt.Errorf("the registry settings sent by the orchestrator: %w", err)
 			}
 			store.HTTP = c
 		}

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/release"
 )
 
@@ -64,7 +65,11 @@ type Request struct {
 	Direct bool `json:"direct,omitempty"`
 	// CachePeer: how this node verifies the cache daemon's certificate
 	// (from the cluster file, sent by the orchestrator with each fetch).
-	CachePeer  *cache.Peer       `json:"cache_peer,omitempty"`
+	CachePeer *cache.Peer `json:"cache_peer,omitempty"`
+	// Registry: the artifact's URL is a registry's blob, reached with this
+	// CA and these credentials (sent by the orchestrator with each fetch,
+	// like CachePeer; never journaled).
+	Registry   *oci.Access       `json:"registry,omitempty"`
 	BackupID   string            `json:"backup_id,omitempty"`
 	Release    string            `json:"release,omitempty"`
 	Components map[string]string `json:"components,omitempty"`

@@ -64,7 +64,7 @@ func existingCacheDir(dir string) error {
 
 func resolveCacheConfig(cmd *cobra.Command, c *cacheConfig, config string) error {
 	if config != "" {
-		file, err := cache.LoadConfig(config)
+		file, err := cache.ReadConfig(config)
 		if err != nil {
 			return err
 		}

@@ -34,10 +34,13 @@ From an empty directory (docs/publishing.md walks through it):
   sentinel channel timestamp --keys ONLINE_KEYS CHANNEL_DIR     (more often than daily)
   sentinel channel publish --keys KEYS CHANNEL_DIR              (re-sign targets, snapshot, timestamp)
   sentinel channel rotate --keys KEYS --role ROLE CHANNEL_DIR
-  sentinel channel verify --root ROOT.json CHANNEL_DIR_OR_URL`,
+  sentinel channel verify --root ROOT.json CHANNEL_DIR_OR_URL
+  sentinel channel push CHANNEL_DIR oci://HOST[:PORT]/REPO       (a registry as the channel)
+  sentinel channel copy oci://SRC/REPO oci://DST/REPO            (fill the operator's registry)`,
 	}
 	cmd.AddCommand(newChannelInitCmd(), newChannelAddReleaseCmd(), newChannelAddPatchCmd(), newChannelAddSentinelCmd(),
-		newChannelPublishCmd(), newChannelTimestampCmd(), newChannelRotateCmd(), newChannelVerifyCmd())
+		newChannelPublishCmd(), newChannelTimestampCmd(), newChannelRotateCmd(), newChannelVerifyCmd(),
+		newChannelPushCmd(), newChannelCopyCmd())
 	return cmd
 }
 
@@ -341,5 +344,7 @@ so that a later run refuses older metadata (a rollback).`,
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", "keep trusted metadata here (default: none, each run starts from --root)")
 	cmd.Flags().BoolVar(&o.AllowExpired, "allow-expired-metadata", false, "accept expired metadata (each document is reported; every other check runs): for air-gapped mirrors only")
 	cmd.Flags().BoolVar(&o.MetadataOnly, "metadata-only", false, "do not read the artifacts")
+	cmd.Flags().StringVar(&o.Registry.AuthFile, "registry-auth", "", "for an oci:// channel: the registry's credentials, a Docker config.json")
+	cmd.Flags().StringVar(&o.Registry.CAFile, "registry-ca", "", "for an oci:// channel: the registry's CA (PEM)")
 	return cmd
 }

@@ -45,7 +45,8 @@ the same checks first. Exit code 3 when a check fails;
 	run.addCommon(f)
 	f.BoolVar(&u.Force, "force", false, "as for upgrade: the target may be the nodes' own release")
 	f.BoolVar(&downloadOnly, "download-only", false, "check for a download-only run")
-	f.StringVar(&run.o.CacheAddr, "cache-ip", "", "check for a run from the cache node IP[:PORT]")
+	f.StringVar(&run.o.CacheAddr, "cache-ip", "", "check for a run from the cache node IP[:PORT] (default: the cluster file's cache section)")
+	f.BoolVar(&run.o.NoCache, "no-cache", false, "check for a run from the upstream, though the cluster file's cache section names a cache node")
 	f.BoolVar(&u.SkipDownload, "skip-download", false, "check for a run from the node caches only")
 	f.StringVar(&run.ignore, "ignore-preflight-errors", "", "checks whose failures are only warnings: NAME,... or all ("+strings.Join(preflight.Names(), ", ")+")")
 	return cmd

@@ -17,6 +17,7 @@ import (
 	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/lifecycle"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
@@ -88,6 +89,7 @@ func badInput(err error) bool {
 		new(*channel.Error), new(*channel.ConfigError), // refused channel metadata or documents
 		new(*cluster.HostKeyError), // known_hosts must be fixed: no retry helps
 		new(*source.AddressError), new(*cache.CertError), new(*source.CacheMissError), new(*source.ConfigError),
+		new(*oci.RefError), new(*oci.SettingsError), // a registry URL or its settings
 	} {
 		if errors.As(err, target) {
 			return true

@@ -75,6 +75,8 @@ func limitedLab(t *testing.T, l limits) *testLab {
 		}
 		return nil
 	}})
+	// The core is the cache node (its cache_dir's threshold applies), but no
+	// daemon runs: the tests read the upstream (--no-cache).
 	c, err := lab.PrepareCache()
 	if err != nil {
 		t.Fatal(err)
@@ -123,7 +125,7 @@ func failures(rep ui.PreflightJSON) []string {
 // check leaves the others failing; "all" passes; a misspelt name is bad usage.
 func TestPreflightRealLimits(t *testing.T) {
 	lab := limitedLab(t, limits{routerDisk: 69 * gib / 10, coreDisk: 99 * gib / 10, deaMem: 500 << 20, coreMem: 11 * gib / 10})
-	rep, r := lab.preflightJSON("3.4.2")
+	rep, r := lab.preflightJSON("3.4.2", "--no-cache")
 	if r.code != 3 || rep.OK {
 		t.Fatalf("preflight: exit %d, ok %v\n%s", r.code, rep.OK, r.stderr)
 	}
@@ -153,7 +155,7 @@ func TestPreflightRealLimits(t *testing.T) {
 	for _, n := range lab.Nodes {
 		before[n.Name] = nodeDigest(t, n.Root)
 	}
-	up := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
+	up := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--no-cache")
 	if up.code != 3 || !strings.Contains(up.stderr, "preflight failed, nothing was changed") || !strings.Contains(up.stderr, "--ignore-preflight-errors") {
 		t.Fatalf("upgrade over failing preflight: exit %d\n%s", up.code, up.stderr)
 	}
@@ -163,7 +165,7 @@ func TestPreflightRealLimits(t *testing.T) {
 		}
 	}
 
-	rep, r = lab.preflightJSON("3.4.2", "--ignore-preflight-errors", "memory")
+	rep, r = lab.preflightJSON("3.4.2", "--no-cache", "--ignore-preflight-errors", "memory")
 	if got := failures(rep); r.code != 3 || strings.Join(got, ",") != "core/DiskSpace,router-3/DiskSpace" {
 		t.Errorf("ignoring Memory: exit %d, failures %v", r.code, got)
 	}
@@ -172,13 +174,13 @@ func TestPreflightRealLimits(t *testing.T) {
 			t.Errorf("ignored Memory check reads %+v", res)
 		}
 	}
-	if rep, r := lab.preflightJSON("3.4.2", "--ignore-preflight-errors", "all"); r.code != 0 || !rep.OK {
+	if rep, r := lab.preflightJSON("3.4.2", "--no-cache", "--ignore-preflight-errors", "all"); r.code != 0 || !rep.OK {
 		t.Errorf("ignoring all: exit %d\n%s", r.code, r.stderr)
 	}
-	if r := lab.sentinel(nil, "preflight", "3.4.2", "--ignore-preflight-errors", "Memroy"); r.code != 2 || !strings.Contains(r.stderr, "Memroy") {
+	if r := lab.sentinel(nil, "preflight", "3.4.2", "--no-cache", "--ignore-preflight-errors", "Memroy"); r.code != 2 || !strings.Contains(r.stderr, "Memroy") {
 		t.Errorf("misspelt check name: exit %d\n%s", r.code, r.stderr)
 	}
-	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--ignore-preflight-errors", "Memroy"); r.code != 2 {
+	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes", "--no-cache", "--ignore-preflight-errors", "Memroy"); r.code != 2 {
 		t.Errorf("misspelt check name in upgrade: exit %d\n%s", r.code, r.stderr)
 	}
 }
@@ -187,7 +189,7 @@ func TestPreflightRealLimits(t *testing.T) {
 // threshold is exercised on both sides with real limits.
 func TestPreflightJustAboveThresholds(t *testing.T) {
 	lab := limitedLab(t, limits{routerDisk: 71 * gib / 10, coreDisk: 101 * gib / 10, deaMem: 520 << 20, coreMem: 105 * gib / 100})
-	rep, r := lab.preflightJSON("3.4.2")
+	rep, r := lab.preflightJSON("3.4.2", "--no-cache")
 	if r.code != 0 || !rep.OK {
 		t.Fatalf("preflight just above the thresholds: exit %d, failures %v\n%s", r.code, failures(rep), r.stdout)
 	}

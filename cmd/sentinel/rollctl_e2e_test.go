@@ -526,11 +526,9 @@ func TestOperatorProxyReachesNodesOverSSH(t *testing.T) {
 		t.Fatalf("upgrade through the proxy over SSH: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 	checkReachedOverSSH(t, sshds)
-	upstreamHost := strings.TrimSuffix(strings.TrimPrefix(lab.upstream.URL, "http://"), "/index.json")
-	log := proxy.logText(t)
-	proxied := int64(strings.Count(log, "GET http://"+upstreamHost+"/artifacts/"))
+	proxied := proxy.artifactGETs(t, hostOf(lab.upstream.URL))
 	if n := lab.upstream.ArtifactDownloads(); n == 0 || proxied != n {
-		t.Errorf("%d artifact downloads reached the upstream, %d of them through the proxy: want all\n%s", n, proxied, log)
+		t.Errorf("%d artifact downloads reached the upstream, %d of them through the proxy: want all\n%s", n, proxied, proxy.logText(t))
 	}
 	checkAllOn(t, lab, "3.4.2")
 }

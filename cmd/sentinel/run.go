@@ -2,6 +2,7 @@ package main
 
 import (
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -21,6 +22,9 @@ type runFlags struct {
 	cluster string
 	output  string
 	ignore  string
+	// mirrors, registryAuth, registryCA override the cluster file's.
+	mirrors                  []string
+	registryAuth, registryCA string
 }
 
 // add defines them; the run's own command (upgrade, or a patch verb)
@@ -46,6 +50,9 @@ func (rf *runFlags) addCommon(f *pflag.FlagSet) {
 	f.StringVar(&rf.cluster, "cluster", "", "cluster file (default $SENTINEL_CLUSTER, then /s/etc/sentinel/cluster.yaml)")
 	f.StringVarP(&rf.output, "output", "o", "text", "output format: text or json (JSON lines)")
 	f.BoolVar(&rf.o.AllowExpired, "allow-expired-metadata", false, "accept expired channel metadata: only the expiry checks are skipped (signatures, thresholds, versions, snapshot consistency, lengths and hashes are still checked); each expired document accepted is reported, logged and recorded in the run's journal. For air-gapped windows run from a cache filled earlier (docs/operator.md: Air-gapped windows)")
+	f.StringArrayVar(&rf.mirrors, "mirror", nil, "read the channel from this mirror first (oci://HOST[:PORT]/REPO, or http(s)://); repeat it for more, tried in order before the channel, the next when one does not answer (replaces the cluster file's mirrors)")
+	f.StringVar(&rf.registryAuth, "registry-auth", "", "the registries' credentials: a Docker config.json (replaces the cluster file's registry_auth)")
+	f.StringVar(&rf.registryCA, "registry-ca", "", "the CA (PEM) the registries' certificates are checked against (replaces the cluster file's registry_ca)")
 	_ = f.SetAnnotation("allow-expired-metadata", keptOnResume, []string{"upgrade", "patch"})
 	_ = f.SetAnnotation("output", keptOnResume, []string{"upgrade"})
 }
@@ -167,6 +174,18 @@ func (rf *runFlags) inventory() (*cluster.Inventory, error) {
 	if rf.o.NoCache && rf.o.CacheAddr != "" {
 		return nil, usagef("--no-cache and --cache-ip contradict each other")
 	}
+	if len(rf.mirrors) > 0 {
+		if err := cluster.CheckChannelURLs(inv.Channel, rf.mirrors); err != nil {
+			return nil, usagef("--mirror: %v", err)
+		}
+		inv.Mirrors = rf.mirrors
+	}
+	if rf.registryAuth != "" {
+		inv.RegistryAuth = absPath(rf.registryAuth)
+	}
+	if rf.registryCA != "" {
+		inv.RegistryCA = absPath(rf.registryCA)
+	}
 	// A resumed run keeps the source it was planned with unless told.
 	if rf.o.CacheAddr == "" && !rf.o.NoCache && !rf.o.Resume {
 		rf.o.CacheAddr = inv.CacheAddress()
@@ -179,4 +198,13 @@ func (rf *runFlags) options() lifecycle.Options {
 	o := rf.o
 	o.Command, o.Version = os.Args, version
 	return o
+}
+
+// absPath is a path given on the command line, made absolute against the
+// working directory (the cluster file's paths are against its directory).
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil {
+		return a
+	}
+	return p
 }

@@ -6,12 +6,14 @@ package main
 // upgrade (fixtures/live.go, nginx.go, traffic.go).
 
 import (
+	"encoding/json"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/resume"
 )
 
 // liveLab is a lab of the layout whose apps serve for real; everything it
@@ -100,6 +102,46 @@ func TestLiveTrafficNoFailedRequests(t *testing.T) {
 		t.Errorf("the controller's timeline: %v", err)
 	}
 	checkAllOn(t, lab, "3.4.2")
+}
+
+// The docs' closing restart ("kato restart on all nodes" before leaving
+// maintenance mode) under live traffic: after the core, every node
+// upgraded before it restarts again, rolling, DEAs retired around it, the
+// routers one at a time; no request to an app with two or more instances
+// fails.
+//
+// A long scenario (about 45 s: the seven nodes' upgrade and then their
+// closing restart, three DEA retirements each): make test-e2e runs it.
+// make test keeps TestClosingRestartThenMaintenanceOff (the order of the
+// closing restart, without traffic) and TestLiveTrafficNoFailedRequests.
+func TestLiveTrafficClosingRestartNoFailedRequests(t *testing.T) {
+	longScenario(t)
+	lab, lv := liveLab(t, "seven", 2048, fixtures.DefaultLiveApps)
+	tr := startTraffic(t, lv)
+	lab.mustSucceed("upgrade", "3.4.2", "--yes", "--closing-restart")
+	rep := tr.Stop()
+	checkNoFailures(t, rep, fixtures.DefaultLiveApps, "3.4.2")
+	if err := lv.Controller.CheckAvailability(); err != nil {
+		t.Errorf("the controller's timeline: %v", err)
+	}
+	checkAllOn(t, lab, "3.4.2")
+	// The closing restart did happen, on every node upgraded before the core.
+	done := map[string]bool{}
+	jr, err := resume.Read(lab.journalPath())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range jr.Records {
+		var v struct{ Node, Step string }
+		if rec.Type == "step-done" && json.Unmarshal(rec.Data, &v) == nil {
+			done[v.Node+" "+v.Step] = true
+		}
+	}
+	for _, n := range []string{"router-2", "services", "dea-1", "dea-2", "dea-3"} {
+		if !done[n+" closing/restart"] || (strings.HasPrefix(n, "dea-") && !done[n+" closing/retire"]) {
+			t.Errorf("%s: no closing restart (or, for a DEA, no retirement around it) in the journal", n)
+		}
+	}
 }
 
 // The proof can fail: without draining (--skip-drain) a DEA's instances

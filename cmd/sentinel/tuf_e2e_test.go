@@ -464,7 +464,7 @@ func TestSignedUnpackedSizeBoundsUnpack(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
-	if r.code != 1 || !strings.Contains(r.stderr, "limit of 100 uncompressed bytes") {
+	if r.code != 1 || !strings.Contains(r.stderr, "its signed unpacked size, 100 bytes") {
 		t.Fatalf("exit %d, want 1 naming the signed limit:\n%s", r.code, r.stderr)
 	}
 	if _, err := os.Stat(filepath.Join(lab.core().Root, "code", "router", "releases", "3.4.2")); err == nil {

@@ -3,8 +3,12 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // awayWhile makes a node's agent unreachable while the flag file exists:
@@ -59,4 +63,73 @@ func TestUnreachableNodeStopsRunResumable(t *testing.T) {
 	for _, n := range lab.Nodes {
 		everyComponentOn(t, n.Root, "3.4.2")
 	}
+}
+
+// recordedPatches is what node.json of the node records as installed.
+func recordedPatches(t *testing.T, lab *testLab, node string) []string {
+	t.Helper()
+	n, _ := lab.Node(node)
+	rec, err := steps.ReadRecord(n.Root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.Patches
+}
+
+// Planning a patch run for some nodes does not need the others to
+// answer: with a DEA's transport broken, a patch for the router and
+// controller roles installs on the core (warning about the DEA), and so
+// does `--local`; a patch the DEA's role needs is refused naming it; with
+// the core away, a run for a DEA is refused saying the core is needed.
+func TestPatchRunWithAnotherNodeAway(t *testing.T) {
+	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.2"})
+	lab.SetMaintenanceHook("true")
+	flag := awayWhile(t, lab, "dea-2")
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := lab.sentinel(nil, "patch", "install", "aok-endpoint-fix", "--yes")
+	if r.code != 0 {
+		t.Fatalf("a router patch with dea-2 away: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if out := r.stdout + r.stderr; !strings.Contains(out, "node dea-2 did not answer") {
+		t.Errorf("nothing warned that dea-2 did not answer:\n%s", out)
+	}
+	if got := recordedPatches(t, lab, "core"); !slices.Contains(got, "aok-endpoint-fix") {
+		t.Errorf("core records patches %v, want aok-endpoint-fix", got)
+	}
+
+	r = lab.sentinel([]string{"SENTINEL_NODE=core"}, "patch", "install", "logs-endpoint-fix", "--local", "--yes")
+	if r.code != 0 {
+		t.Fatalf("patch install --local on the core with dea-2 away: exit %d\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	if got := recordedPatches(t, lab, "core"); !slices.Contains(got, "logs-endpoint-fix") {
+		t.Errorf("core records patches %v, want logs-endpoint-fix", got)
+	}
+
+	// A patch for the DEAs concerns dea-2: refused, naming it, nothing changed.
+	r = lab.sentinel(nil, "patch", "install", "dea-staging-timeout-fix", "--yes")
+	if r.code == 0 || !strings.Contains(r.stderr, "node dea-2") || !strings.Contains(r.stderr, "--node") {
+		t.Errorf("a DEA patch with dea-2 away: exit %d, want a refusal naming dea-2 and --node\n%s", r.code, r.stderr)
+	}
+	if got := recordedPatches(t, lab, "dea-1"); slices.Contains(got, "dea-staging-timeout-fix") {
+		t.Errorf("the refused run patched dea-1: %v", got)
+	}
+	// Left out with --node, it goes on.
+	lab.mustSucceed("patch", "install", "dea-staging-timeout-fix", "--node", "dea-1", "--yes")
+	if got := recordedPatches(t, lab, "dea-1"); !slices.Contains(got, "dea-staging-timeout-fix") {
+		t.Errorf("dea-1 records patches %v, want dea-staging-timeout-fix", got)
+	}
+
+	// The core's facts are needed by every patch run.
+	os.Remove(flag)
+	coreFlag := awayWhile(t, lab, "core")
+	if err := os.WriteFile(coreFlag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = lab.sentinel(nil, "patch", "install", "dea-staging-timeout-fix", "--node", "dea-3", "--yes")
+	if r.code == 0 || !strings.Contains(r.stderr, "node core (the core node) did not answer") || !strings.Contains(r.stderr, "patch catalog") {
+		t.Errorf("a patch run with the core away: exit %d, want a refusal naming the core\n%s", r.code, r.stderr)
+	}
+	t.Logf("with the core away:\n%s", r.stderr)
 }

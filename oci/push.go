@@ -1,0 +1,181 @@
+package oci
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+
+	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2"
+	"oras.land/oras-go/v2/registry/remote"
+)
+
+// Repository is oras-go's handle on ref, reached with a.
+func Repository(ref Ref, a Access) (*remote.Repository, error) {
+	repo, err := remote.NewRepository(ref.Reference())
+	if err != nil {
+		return nil, &RefError{Raw: ref.String(), Why: err.Error()}
+	}
+	if repo.Client, err = a.AuthClient(ref.Host); err != nil {
+		return nil, err
+	}
+	repo.PlainHTTP = a.PlainHTTP
+	return repo, nil
+}
+
+// Pushed is what Push put in the registry.
+type Pushed struct {
+	Files, Uploaded int
+	Bytes           int64
+	Manifest        string // its digest
+	Tags            []string
+}
+
+// Push publishes the channel repository in dir (metadata/ and targets/, as
+// `sentinel channel` builds it) to ref: each file as a blob (those the
+// registry holds already are not sent again), then one manifest listing
+// them, tagged with the timestamp's version and latest. The tags move
+// last, so a client reads the previous publication or this one, whole.
+func Push(ctx context.Context, dir string, ref Ref, a Access) (*Pushed, error) {
+	version, err := timestampVersion(filepath.Join(dir, "metadata", "timestamp.json"))
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a channel repository (sentinel channel init/publish build one): %w", dir, err)
+	}
+	repo, err := Repository(ref, a)
+	if err != nil {
+		return nil, err
+	}
+	files, err := channelFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := &Pushed{Files: len(files)}
+	layers := make([]ocispec.Descriptor, 0, len(files))
+	for _, rel := range files {
+		desc, sent, err := pushFile(ctx, repo, dir, rel)
+		if err != nil {
+			return nil, fmt.Errorf("pushing %s to %s: %w", rel, ref, err)
+		}
+		if sent {
+			out.Uploaded++
+			out.Bytes += desc.Size
+		}
+		layers = append(layers, desc)
+	}
+	man, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, ArtifactType, oras.PackManifestOptions{Layers: layers,
+		// The same channel pushed again is the same manifest: its time is
+		// in the signed metadata, not here.
+		ManifestAnnotations: map[string]string{ocispec.AnnotationCreated: "1970-01-01T00:00:00Z"}})
+	if err != nil {
+		return nil, fmt.Errorf("pushing the manifest to %s: %w", ref, err)
+	}
+	out.Manifest = man.Digest.String()
+	out.Tags = []string{"v" + strconv.FormatInt(version, 10), LatestTag}
+	for _, tag := range out.Tags {
+		if err := repo.Tag(ctx, man, tag); err != nil {
+			return nil, fmt.Errorf("tagging the manifest %s on %s: %w", tag, ref, err)
+		}
+	}
+	return out, nil
+}
+
+// channelFiles lists the repository's files below dir, sorted, as paths
+// with forward slashes.
+func channelFiles(dir string) ([]string, error) {
+	var out []string
+	for _, top := range []string{"metadata", "targets"} {
+		err := filepath.WalkDir(filepath.Join(dir, top), func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if d.Type().IsRegular() {
+				rel, err := filepath.Rel(dir, p)
+				if err != nil {
+					return err
+				}
+				out = append(out, filepath.ToSlash(rel))
+			}
+			return nil
+		})
+		if err != nil && !(top == "targets" && errors.Is(err, fs.ErrNotExist)) {
+			return nil, err
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+// pushFile sends one file as a blob unless the registry has it already.
+func pushFile(ctx context.Context, repo *remote.Repository, dir, rel string) (ocispec.Descriptor, bool, error) {
+	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rel)))
+	if err != nil {
+		return ocispec.Descriptor{}, false, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	size, err := io.Copy(h, f)
+	if err != nil {
+		return ocispec.Descriptor{}, false, err
+	}
+	desc := ocispec.Descriptor{MediaType: FileMediaType, Size: size,
+		Digest:      digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))),
+		Annotations: map[string]string{TitleAnnotation: rel}}
+	if ok, err := repo.Blobs().Exists(ctx, desc); err == nil && ok {
+		return desc, false, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return desc, false, err
+	}
+	if err := repo.Blobs().Push(ctx, desc, f); err != nil {
+		return desc, false, err
+	}
+	return desc, true, nil
+}
+
+// Copy copies the latest publication at src, with every blob, to dst and
+// tags it latest there: the cache-filling step
+// of a registry the operator runs. Blobs dst holds are not sent again.
+func Copy(ctx context.Context, src Ref, srcAccess Access, dst Ref, dstAccess Access) (string, error) {
+	from, err := Repository(src, srcAccess)
+	if err != nil {
+		return "", err
+	}
+	to, err := Repository(dst, dstAccess)
+	if err != nil {
+		return "", err
+	}
+	desc, err := oras.Copy(ctx, from, LatestTag, to, LatestTag, oras.DefaultCopyOptions)
+	if err != nil {
+		return "", fmt.Errorf("copying %s to %s: %w", src, dst, err)
+	}
+	return desc.Digest.String(), nil
+}
+
+// timestampVersion reads the version of a timestamp.json, for the tag
+// (unverified: it only names the publication).
+func timestampVersion(path string) (int64, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	var ts struct {
+		Signed struct {
+			Type    string `json:"_type"`
+			Version int64  `json:"version"`
+		} `json:"signed"`
+	}
+	if err := json.Unmarshal(data, &ts); err != nil || ts.Signed.Type != "timestamp" || ts.Signed.Version < 1 {
+		return 0, fmt.Errorf("%s is not a TUF timestamp", path)
+	}
+	return ts.Signed.Version, nil
+}

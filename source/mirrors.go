@@ -1,0 +1,114 @@
+package source
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/sentinel-paas/sentinel/channel"
+	"github.com/sentinel-paas/sentinel/oci"
+	"github.com/sentinel-paas/sentinel/release"
+)
+
+// opened is where Open read the channel: the first of the mirrors, then
+// the upstream, that answered.
+type opened struct {
+	url    string
+	remote *oci.Remote // the registry, when url is oci://
+	passed []string    // the mirrors that failed before it, with why
+}
+
+// candidates are the channel URLs Open tries, in order: the cache daemon
+// alone, else the mirrors and then the upstream.
+func (s *Source) candidates() []string {
+	if s.Cache != "" {
+		return []string{s.ChannelURL()}
+	}
+	return append(append([]string(nil), s.Mirrors...), s.Upstream)
+}
+
+// openAt opens the channel at url (verified, index read).
+func (s *Source) openAt(ctx context.Context, u string) (*release.Channel, *channel.Client, *oci.Remote, error) {
+	cfg, err := s.Trust.config(u)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	var rem *oci.Remote
+	if oci.IsRef(u) {
+		if rem, err = s.remote(ctx, u); err != nil {
+			return nil, nil, nil, err
+		}
+		cfg.HTTP = rem.HTTPClient()
+	} else {
+		cfg.HTTP = s.HTTPClient()
+	}
+	c, err := channel.Open(ctx, cfg)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ch, err := release.OpenChannel(ctx, c)
+	if err != nil {
+		c.Close()
+		return nil, nil, nil, err
+	}
+	return ch, c, rem, nil
+}
+
+// remote is the registry channel at u with the registry settings.
+func (s *Source) remote(ctx context.Context, u string) (*oci.Remote, error) {
+	ref, err := oci.ParseRef(u)
+	if err != nil {
+		return nil, &ConfigError{Msg: err.Error()}
+	}
+	acc, err := s.Registry.ForHost(ctx, ref.Host)
+	if err != nil {
+		return nil, &ConfigError{Msg: err.Error()}
+	}
+	rem, err := oci.NewRemote(ref, acc)
+	if err != nil {
+		return nil, &ConfigError{Msg: fmt.Sprintf("registry %s: %v", ref, err)}
+	}
+	return rem, nil
+}
+
+// unavailable says whether a source failed to serve rather than served
+// something refused: nothing answered, a timeout, or a server error. Only
+// then is the next mirror tried; a verification failure is a refusal.
+func unavailable(err error) bool {
+	var fe *channel.FetchError
+	if !errors.As(err, &fe) {
+		return false
+	}
+	return fe.Status == 0 || fe.Status >= http.StatusInternalServerError
+}
+
+// Passed lists the mirrors Open passed over, each with why.
+func (s *Source) Passed() []string {
+	if s.read == nil {
+		return nil
+	}
+	return s.read.passed
+}
+
+// Read is the channel URL Open read ("" before Open).
+func (s *Source) Read() string {
+	if s.read == nil {
+		return ""
+	}
+	return s.read.url
+}
+
+// Registry is the registry Open read the channel from, or nil.
+func (s *Source) registry() *oci.Remote {
+	if s.read == nil {
+		return nil
+	}
+	return s.read.remote
+}
+
+// allUnavailable is the error when no mirror and not the upstream answered.
+func allUnavailable(tried []string, last error) error {
+	return fmt.Errorf("no source of the channel answered: %s; the last error: %w (start one of them, or list a mirror that runs with --mirror or the cluster file's mirrors)", strings.Join(tried, "; "), last)
+}
