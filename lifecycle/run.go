@@ -248,7 +248,10 @@ func (r *Run) takeLock(ctx context.Context) error {
 func (r *Run) chooseSource(ctx context.Context) error {
 	inv := r.Inventory
 	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill, Mirrors: inv.Mirrors, Registry: inv.RegistrySettings(),
-		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn}}
+		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn},
+		// Only an upgrade (the window after staging) may run on the
+		// channel kept at staging; other runs say their source is gone.
+		Kept: r.Job.Kind == "upgrade"}
 	if r.Job.DownloadOnly {
 		for _, u := range append([]string{inv.Channel}, inv.Mirrors...) {
 			if oci.IsRef(u) {

@@ -22,7 +22,7 @@ import (
 // reported). ok is false when nothing usable is kept; a kept state that
 // was refused is warned about.
 func (s *Source) openKept(openErr error) (*release.Channel, *channel.Client, bool) {
-	if openErr == nil || !unavailable(openErr) {
+	if !s.Kept || openErr == nil || !unavailable(openErr) {
 		return nil, nil, false
 	}
 	cfg, err := s.Trust.config(s.Upstream)

@@ -34,6 +34,9 @@ type Source struct {
 	Peer cache.Peer
 	// Trust verifies every document read (required: see Trust).
 	Trust *Trust
+	// Kept lets Open fall back to the channel kept in the trusted state
+	// when no source answers (kept.go): the upgrade's window after staging.
+	Kept bool
 	// Fill is the command that fills the cache node with what this run
 	// needs, for the advice of an error ("" when it has none).
 	Fill string
