@@ -28,6 +28,7 @@ import (
 
 	"github.com/theupdateframework/go-tuf/v2/metadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/config"
+	"github.com/theupdateframework/go-tuf/v2/metadata/trustedmetadata"
 	"github.com/theupdateframework/go-tuf/v2/metadata/updater"
 )
 
@@ -70,6 +71,9 @@ type Client struct {
 	expired []Expired
 	dir     string // the trusted metadata go-tuf keeps
 	tmp     string // a ReadOnly client's scratch copy of it
+
+	kept  bool                             // opened by OpenKept: no network
+	local *trustedmetadata.TrustedMetadata // OpenKept's verified metadata
 }
 
 // Expired is a document accepted only because expired metadata was allowed.
@@ -140,7 +144,7 @@ func Open(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, c.explain(err, "")
 	}
 	if cfg.AllowExpired {
-		c.expired = expiredNow(c.up, time.Now())
+		c.expired = expiredIn(c.up.GetTrustedMetadataSet(), time.Now())
 	}
 	return c, nil
 }
@@ -227,8 +231,7 @@ func trustedRoot(anchor []byte, dir string) ([]byte, error) {
 	return data, nil
 }
 
-func expiredNow(up *updater.Updater, now time.Time) []Expired {
-	t := up.GetTrustedMetadataSet()
+func expiredIn(t trustedmetadata.TrustedMetadata, now time.Time) []Expired {
 	var out []Expired
 	add := func(doc string, exp time.Time) {
 		if now.After(exp) {
@@ -251,7 +254,7 @@ func (c *Client) URL() string { return c.base.String() }
 
 // Target describes a target of the verified targets metadata.
 func (c *Client) Target(name string) (Target, error) {
-	tf, ok := c.up.GetTopLevelTargets()[name]
+	tf, ok := c.topTargets()[name]
 	if !ok {
 		return Target{}, &Error{Doc: name, Check: CheckNotListed, Err: errors.New("no such target in the signed targets metadata")}
 	}
@@ -305,13 +308,16 @@ func ParseCustom(raw []byte) (Custom, error) {
 // Read returns the target's bytes, read from its consistent-snapshot name
 // and checked against its signed length and sha256.
 func (c *Client) Read(ctx context.Context, name string) ([]byte, error) {
-	tf, ok := c.up.GetTopLevelTargets()[name]
+	tf, ok := c.topTargets()[name]
 	if !ok {
 		return nil, &Error{Doc: name, Check: CheckNotListed, Err: errors.New("no such target in the signed targets metadata")}
 	}
 	t, err := c.target(tf)
 	if err != nil {
 		return nil, err
+	}
+	if c.kept {
+		return c.readKept(tf, t)
 	}
 	c.f.ctx = ctx
 	data, err := c.f.DownloadFile(t.URL, t.Length, 0)
@@ -328,12 +334,13 @@ func (c *Client) Read(ctx context.Context, name string) ([]byte, error) {
 		}
 		return nil, &Error{Doc: name, Check: check, Err: fmt.Errorf("%s: %w", t.URL, err)}
 	}
+	c.keep(t, data)
 	return data, nil
 }
 
 // Has says whether the signed targets list name.
 func (c *Client) Has(name string) bool {
-	_, ok := c.up.GetTopLevelTargets()[name]
+	_, ok := c.topTargets()[name]
 	return ok
 }
 
@@ -343,7 +350,7 @@ func (c *Client) Has(name string) bool {
 // trusted, and the targets read so far (documents, not artifacts).
 func (c *Client) Files(ctx context.Context) (map[string][]byte, error) {
 	c.f.ctx = ctx
-	t := c.up.GetTrustedMetadataSet()
+	t := c.trusted()
 	out := map[string][]byte{}
 	for v := int64(1); v <= t.Root.Signed.Version; v++ {
 		name := fmt.Sprintf("metadata/%d.root.json", v)

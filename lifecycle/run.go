@@ -152,6 +152,7 @@ type Run struct {
 	lease   *clusterLease
 	channel *release.Channel
 	tuf     *channel.Client
+	level   *runLevel // the run-level line, and what the fetch steps moved
 	// expired lists the metadata accepted only because of
 	// --allow-expired-metadata, for the journal.
 	expired []string
@@ -247,7 +248,10 @@ func (r *Run) takeLock(ctx context.Context) error {
 func (r *Run) chooseSource(ctx context.Context) error {
 	inv := r.Inventory
 	r.Source = source.Source{Upstream: inv.Channel, Fill: r.Job.Fill, Mirrors: inv.Mirrors, Registry: inv.RegistrySettings(),
-		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn}}
+		Trust: &source.Trust{Inventory: inv, AllowExpired: r.AllowExpired, ReadOnly: r.DryRun, Warn: r.warn},
+		// Only an upgrade (the window after staging) may run on the
+		// channel kept at staging; other runs say their source is gone.
+		Kept: r.Job.Kind == "upgrade"}
 	if r.Job.DownloadOnly {
 		for _, u := range append([]string{inv.Channel}, inv.Mirrors...) {
 			if oci.IsRef(u) {
@@ -495,7 +499,8 @@ func (r *Run) record(exec *rollout.Executor) error {
 		}
 		shown = teeProgress{r.Printer, p}
 	}
-	exec.Progress = &loggedProgress{next: newRunLevel(shown, r.Journaled), log: r.Log}
+	r.level = newRunLevel(shown, r.Journaled)
+	exec.Progress = &loggedProgress{next: r.level, log: r.Log}
 	if r.Started != nil {
 		r.Started(id)
 	}

@@ -66,6 +66,9 @@ func (r *Run) selfUpdate(ctx context.Context) error {
 	if err != nil {
 		return fail(fmt.Errorf("reading the channel for sentinel builds: %w", err))
 	}
+	if r.tuf.Kept() {
+		return fail(errors.New("no source of the channel answers, and the metadata kept from staging offers no build to fetch"))
+	}
 	builds, found, err := ch.SentinelBuilds(ctx)
 	if err != nil {
 		return fail(err)

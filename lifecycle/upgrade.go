@@ -64,6 +64,13 @@ func Upgrade(u UpgradeOptions) *Job {
 				r.Printer.Textf("Restart of %s finished. `sentinel status` shows every node.\n", strings.Join(r.Plan.WorkingNodes(), ", "))
 				return nil
 			}
+			if line := r.level.fetchedLine(); line != "" {
+				r.Printer.Textf("%s", line)
+			}
+			if r.Plan.Kind == rollout.KindStage {
+				r.Printer.Textf("%s", stagedMessage(r))
+				return nil
+			}
 			if r.Plan.Kind != "" { // `upgrade --resume` finishes a patch run too
 				r.Printer.Textf("Patch %s of %s finished. `sentinel patch status` shows every node.\n", patches.Verb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
 				return nil
@@ -77,8 +84,13 @@ func Upgrade(u UpgradeOptions) *Job {
 			}
 			return nil
 		},
-		Unfinished:   func(*rollout.Run) string { return "Pass --resume to finish it" },
-		Done:         func(last *rollout.Run) string { return "the cluster is on " + last.Plan.To },
+		Unfinished: func(*rollout.Run) string { return "Pass --resume to finish it" },
+		Done: func(last *rollout.Run) string {
+			if last.Plan.Kind == rollout.KindStage {
+				return "the artifacts of " + last.Plan.To + " are staged on the nodes"
+			}
+			return "the cluster is on " + last.Plan.To
+		},
 		Summary:      func(p *rollout.Plan) string { return p.From + " -> " + p.To },
 		ResumeSource: func(f source.Fetch) string { return "; artifacts from " + f.String() },
 	}
@@ -93,6 +105,13 @@ func (u UpgradeOptions) plan(ctx context.Context, r *Run) (*rollout.Plan, error)
 	update, err := r.UpdatePolicy()
 	if err != nil {
 		return nil, err
+	}
+	if r.tuf.Kept() && !u.SkipDownload {
+		// No source answers: nothing can be downloaded, so the run is one
+		// from the node caches, each node's artifacts checked there before
+		// any change (as with --skip-download).
+		r.warn("no source answers: the run downloads nothing and takes every artifact from the node caches (staged with --stage), checked before any change")
+		u.SkipDownload = true
 	}
 	unanswered := r.GatherSomeFacts(ctx)
 	plan, err := rollout.MakePlan(ctx, channelAdapter{ch}, rollout.PlanInput{Inventory: r.Inventory, Facts: r.Facts, Target: u.Target, Force: u.Force, RunID: r.ID,

@@ -7,10 +7,13 @@
 //	header: "SNTLJNL1" (8 bytes)
 //	record: payload length (uint32 LE) | CRC32-C of payload (uint32 LE) | payload
 //
-// The payload is the JSON encoding of a Record. Every Append writes, in one
-// write, the records deferred before it and its own, and fsyncs before it
-// returns, so a crash can tear at most the last write, at the end of the
-// file; anything else that fails to verify is corruption and is never
+// The payload is the JSON encoding of a Record. Appends commit in groups:
+// an Append queues its record, and one appender at a time (the leader) writes
+// every queued record in one write and fsyncs; appenders that queued while a
+// leader's fsync was in flight wait for the next leader, whose one fsync
+// covers them all. No Append returns before its record is durable. Writes
+// never overlap, so a crash can tear at most the last write, at the end of
+// the file; anything else that fails to verify is corruption and is never
 // skipped.
 package resume
 
@@ -92,14 +95,29 @@ func (e *CorruptError) Error() string {
 // file itself; callers hold the run Lock while a Journal is open for writing.
 type Journal struct {
 	mu         sync.Mutex
+	flushed    *sync.Cond // broadcast when a leader's write and fsync end
 	path       string
 	f          *os.File
-	size       int64  // bytes of verified content; the next record goes here
-	seq        uint64 // Seq of the last record
+	size       int64  // bytes written and fsynced; the next write goes here
+	seq        uint64 // Seq of the last record taken
+	durable    uint64 // Seq of the last record fsynced
 	crashAfter uint64 // 0: no crash injection
 	err        error  // sticky: after a failed write or fsync the file state is unknown
 	closed     bool
-	pending    []byte // deferred records' frames, not yet written
+	flushing   bool   // a leader is writing and fsyncing outside mu
+	syncs      uint64 // fsyncs of records, for the benchmarks
+	pending    []byte // queued records' frames, not yet written
+
+	// Test hooks: sync replaces f.Sync; queued runs (under mu) when a record
+	// is queued behind a leader's flush in flight.
+	sync   func(*os.File) error
+	queued func(seq uint64)
+}
+
+func newJournal(path string, f *os.File, size int64, crashAfter uint64) *Journal {
+	j := &Journal{path: path, f: f, size: size, crashAfter: crashAfter, sync: (*os.File).Sync}
+	j.flushed = sync.NewCond(&j.mu)
+	return j
 }
 
 // Create makes a new journal file at path (which must not exist) and fsyncs
@@ -128,7 +146,7 @@ func Create(path string) (*Journal, error) {
 	if err := durable.SyncDir(filepath.Dir(path)); err != nil {
 		return fail(fmt.Errorf("create journal %s: %w", path, err))
 	}
-	return &Journal{path: path, f: f, size: headerLen, crashAfter: crashAfter}, nil
+	return newJournal(path, f, headerLen, crashAfter), nil
 }
 
 // Open replays the journal at path and opens it for appending. A torn last
@@ -185,9 +203,10 @@ func openFile(path string, f *os.File, crashAfter uint64) (*Journal, Replay, err
 			return nil, Replay{}, fmt.Errorf("journal %s: fsync after cutting torn tail at byte %d: %w", path, t.Offset, err)
 		}
 	}
-	j := &Journal{path: path, f: f, size: size, crashAfter: crashAfter}
+	j := newJournal(path, f, size, crashAfter)
 	if n := len(rp.Records); n > 0 {
 		j.seq = rp.Records[n-1].Seq
+		j.durable = j.seq
 	}
 	return j, rp, nil
 }
@@ -207,8 +226,10 @@ func Read(path string) (Replay, error) {
 	return replay(path, buf)
 }
 
-// Append marshals data to JSON (nil means no data), writes it as the next
-// record and fsyncs. Seq continues from the replayed records.
+// Append marshals data to JSON (nil means no data), queues it as the next
+// record and returns once it is durable: written and fsynced, by this call
+// or by a concurrent one whose fsync covered it (group commit). Seq
+// continues from the replayed records.
 //
 // Crash injection for tests: when SENTINEL_CRASH_AFTER_RECORD was set to k > 0
 // at Create/Open, the process SIGKILLs itself right after record k is durable,
@@ -219,9 +240,8 @@ func (j *Journal) Append(typ string, data any) (Record, error) {
 	return j.append(typ, data, true)
 }
 
-// AppendDeferred takes a record like Append but keeps it in memory: the
-// next Append (or Close) writes it, with its own record, in one write and
-// one fsync. It is for records whose loss in a crash only costs repeating
+// AppendDeferred takes a record like Append but only queues it: the next
+// Append's group (or Close) writes and fsyncs it. It is for records whose loss in a crash only costs repeating
 // idempotent work: a step's success, whose step runs again on resume.
 func (j *Journal) AppendDeferred(typ string, data any) (Record, error) {
 	return j.append(typ, data, false)
@@ -261,37 +281,79 @@ func (j *Journal) append(typ string, data any, sync bool) (Record, error) {
 	copy(frame[frameLen:], payload)
 
 	j.seq = rec.Seq
+	j.pending = append(j.pending, frame...)
 	if !sync {
-		j.pending = append(j.pending, frame...)
 		return rec, nil
 	}
-	if err := j.flush(frame); err != nil {
-		j.err = fmt.Errorf("append record %d to journal %s at byte %d: %w", rec.Seq, j.path, j.size, err)
-		return Record{}, j.err
+	if j.flushing && j.queued != nil {
+		j.queued(rec.Seq)
+	}
+	if err := j.waitDurable(rec.Seq); err != nil {
+		return Record{}, err
 	}
 	// The crash hook fires once record k is durable: a deferred record k
-	// becomes so with the next write.
+	// becomes so with the next group.
 	if j.crashAfter != 0 && rec.Seq >= j.crashAfter {
 		crashhook.Kill()
 	}
 	return rec, nil
 }
 
-// flush writes the deferred frames and frame in one write, and fsyncs.
-// After a failed write or fsync the page cache may not match the disk, so
-// the caller makes the error sticky; reopening replays what is really
-// there.
-func (j *Journal) flush(frame []byte) error {
-	buf := append(j.pending, frame...)
-	if _, err := j.f.WriteAt(buf, j.size); err != nil {
+// waitDurable returns once record seq is fsynced, leading a group commit
+// when no flush is in flight and waiting for the one in flight otherwise.
+// Called with mu held.
+func (j *Journal) waitDurable(seq uint64) error {
+	for j.durable < seq {
+		if j.err != nil {
+			return j.err
+		}
+		if j.flushing {
+			j.flushed.Wait()
+			continue
+		}
+		j.lead()
+	}
+	return nil
+}
+
+// lead writes every queued record in one write and fsyncs, with mu released
+// so that appenders queue behind it. After a failed write or fsync the page
+// cache may not match the disk, so the error is sticky; reopening replays
+// what is really there.
+func (j *Journal) lead() {
+	buf, first, last, off := j.pending, j.durable+1, j.seq, j.size
+	j.pending = nil
+	j.flushing = true
+	j.mu.Unlock()
+	err := j.write(buf, off)
+	j.mu.Lock()
+	j.flushing = false
+	if err != nil {
+		j.err = fmt.Errorf("append records %d-%d to journal %s at byte %d: %w", first, last, j.path, off, err)
+	} else {
+		j.size += int64(len(buf))
+		j.durable = last
+		j.syncs++
+	}
+	j.flushed.Broadcast()
+}
+
+func (j *Journal) write(buf []byte, off int64) error {
+	if _, err := j.f.WriteAt(buf, off); err != nil {
 		return err
 	}
-	if err := j.f.Sync(); err != nil {
+	if err := j.sync(j.f); err != nil {
 		return fmt.Errorf("fsync: %w", err)
 	}
-	j.size += int64(len(buf))
-	j.pending = nil
 	return nil
+}
+
+// Syncs counts the fsyncs that made records durable since Create or Open:
+// with group commit, fewer than the records.
+func (j *Journal) Syncs() uint64 {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	return j.syncs
 }
 
 // Path returns the journal's file path.
@@ -305,8 +367,10 @@ func (j *Journal) Close() error {
 		return nil
 	}
 	j.closed = true
-	if len(j.pending) > 0 && j.err == nil {
-		if err := j.flush(nil); err != nil {
+	// Appenders still waiting are woken by this flush or find the file closed
+	// only after their records are durable.
+	if j.err == nil {
+		if err := j.waitDurable(j.seq); err != nil {
 			j.f.Close()
 			return fmt.Errorf("close journal %s: %w", j.path, err)
 		}

@@ -845,3 +845,85 @@ func TestAppendDeferred(t *testing.T) {
 	}
 	checkSeqs(t, rp.Records, 4)
 }
+
+// Appends that arrive while a leader's fsync is in flight share the next
+// fsync, and none returns before its record is durable: after a crash that
+// keeps only what was fsynced, every acknowledged record reads back.
+func TestGroupCommit(t *testing.T) {
+	const n = 16
+	path := filepath.Join(t.TempDir(), "run.wal")
+	j, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var (
+		syncs      int
+		lastSynced int64 // the file's length at the last fsync that took
+		crash      bool  // the next fsync never reaches the disk
+	)
+	release := make(chan struct{})
+	queued := make(chan uint64, n)
+	j.sync = func(f *os.File) error {
+		syncs++ // one leader at a time: no lock needed
+		if syncs == 1 {
+			<-release
+		}
+		if crash {
+			return errors.New("machine lost power")
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			return err
+		}
+		lastSynced = fi.Size()
+		return f.Sync()
+	}
+	j.queued = func(seq uint64) { queued <- seq }
+
+	acked := make([]Record, n)
+	errs := make([]error, n)
+	done := make(chan int, n)
+	for i := range n {
+		go func() {
+			acked[i], errs[i] = j.Append("step-done", map[string]int{"i": i})
+			done <- i
+		}()
+	}
+	// The first appender leads and holds its fsync until every other one
+	// has queued behind it.
+	for range n - 1 {
+		<-queued
+	}
+	close(release)
+	for range n {
+		if i := <-done; errs[i] != nil {
+			t.Fatalf("append %d: %v", i, errs[i])
+		}
+	}
+	if syncs >= n || syncs != 2 {
+		t.Errorf("%d concurrent appends took %d fsyncs, want 2 (the first leader's and one for the rest)", n, syncs)
+	}
+
+	crash = true
+	if rec, err := j.Append("step-start", nil); err == nil {
+		t.Fatalf("append whose fsync failed was acknowledged as %+v", rec)
+	}
+	if err := os.Truncate(path, lastSynced); err != nil {
+		t.Fatal(err)
+	}
+	rp, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bySeq := map[uint64]Record{}
+	for _, r := range rp.Records {
+		bySeq[r.Seq] = r
+	}
+	for i, a := range acked {
+		if got, ok := bySeq[a.Seq]; !ok || !reflect.DeepEqual(got, a) {
+			t.Errorf("acknowledged record %d (append %d) after the crash: %+v, present %v; want %+v", a.Seq, i, got, ok, a)
+		}
+	}
+	checkSeqs(t, rp.Records, n)
+}

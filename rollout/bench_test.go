@@ -74,6 +74,9 @@ func benchPlan(nodes []cluster.Node, stepsPerNode, maxInFlight int) *Plan {
 //	wall/nominal-critical  the same with hooks at their nominal duration
 //	overhead-µs/node (wall - critical path) / nodes
 //	peak-RSS-MiB    the process's high-water mark after the run
+//	fsyncs/record   journal fsyncs per record: below 1 as steps that
+//	                finish together share one (group commit), and as a
+//	                step's success rides with the next record's fsync
 func BenchmarkRollout(b *testing.B) {
 	const hook = 5 * time.Millisecond
 	const stepsPerNode = 12
@@ -94,6 +97,7 @@ func BenchmarkRollout(b *testing.B) {
 			// measured against it.
 			real := calibrate(hook)
 			var wall, critical, nominal time.Duration
+			var syncs, records float64
 			for i := 0; i < b.N; i++ {
 				plan := benchPlan(nodes, stepsPerNode, 8)
 				runs := Runs{Dir: b.TempDir()}
@@ -107,6 +111,8 @@ func BenchmarkRollout(b *testing.B) {
 					b.Fatal(err)
 				}
 				wall += time.Since(start)
+				syncs += float64(j.Syncs())
+				records += float64(run.Records)
 				j.Close()
 				critical += criticalPath(plan, real)
 				nominal += criticalPath(plan, hook)
@@ -115,6 +121,7 @@ func BenchmarkRollout(b *testing.B) {
 			b.ReportMetric(float64(wall)/float64(nominal), "wall/nominal-critical")
 			b.ReportMetric(float64(wall-critical)/float64(b.N)/float64(n)/1e3, "overhead-µs/node")
 			b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
+			b.ReportMetric(syncs/records, "fsyncs/record")
 		})
 	}
 }

@@ -10,7 +10,11 @@ type RunProgress struct {
 	Started int    `json:"started"` // nodes begun (this one is node Started of Nodes)
 	Done    int    `json:"done"`    // nodes finished
 	Node    string `json:"node"`    // the node that just began or finished
-	Event   string `json:"event"`   // "node-started" or "node-done"
+	Event   string `json:"event"`   // "node-started", "node-done" or "bytes"
+	// BytesDone of BytesTotal: the whole fleet's transfer, on a staging
+	// run (event "bytes", and with the node events).
+	BytesDone  int64 `json:"bytes_done,omitempty"`
+	BytesTotal int64 `json:"bytes_total,omitempty"`
 	// Elapsed is this process's time on the run; ETA 0 means no estimate
 	// yet (no node finished in this process).
 	Elapsed time.Duration `json:"elapsed_ns"`

@@ -34,6 +34,9 @@ type Source struct {
 	Peer cache.Peer
 	// Trust verifies every document read (required: see Trust).
 	Trust *Trust
+	// Kept lets Open fall back to the channel kept in the trusted state
+	// when no source answers (kept.go): the upgrade's window after staging.
+	Kept bool
 	// Fill is the command that fills the cache node with what this run
 	// needs, for the advice of an error ("" when it has none).
 	Fill string
@@ -129,11 +132,16 @@ func (s *Source) Open(ctx context.Context) (*release.Channel, *channel.Client, e
 			s.read = &opened{url: u, remote: rem, passed: passed}
 			return ch, c, nil
 		}
-		if s.Cache != "" || !unavailable(err) {
+		if !unavailable(err) {
 			return nil, nil, s.Explain(err)
 		}
 		passed = append(passed, fmt.Sprintf("%s (%v)", u, err))
 		last = err
+	}
+	// No source answers: the channel as a run verified it earlier
+	// (staging), kept in the trusted state (kept.go).
+	if ch, c, ok := s.openKept(last); ok {
+		return ch, c, nil
 	}
 	if len(passed) == 1 {
 		return nil, nil, s.Explain(last)

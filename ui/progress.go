@@ -228,10 +228,16 @@ func (p *textProgress) RunProgress(rp rollout.RunProgress) {
 // DescribeRunProgress: "node 2 of 5 (dea-2) started; 1 done; elapsed 1m2s; ETA 3m10s".
 func DescribeRunProgress(rp rollout.RunProgress) string {
 	var out string
+	if rp.Event == "bytes" {
+		return fmt.Sprintf("fleet: %s of %s transferred, %d of %d nodes done; elapsed %s", preflight.FormatBytes(rp.BytesDone), preflight.FormatBytes(rp.BytesTotal), rp.Done, rp.Nodes, rp.Elapsed.Round(time.Second))
+	}
 	if rp.Event == "node-done" {
 		out = fmt.Sprintf("%s done: %d of %d nodes done", rp.Node, rp.Done, rp.Nodes)
 	} else {
 		out = fmt.Sprintf("node %d of %d (%s) started; %d done", rp.Started, rp.Nodes, rp.Node, rp.Done)
+	}
+	if rp.BytesTotal > 0 {
+		out += fmt.Sprintf("; fleet %s of %s", preflight.FormatBytes(rp.BytesDone), preflight.FormatBytes(rp.BytesTotal))
 	}
 	out += "; elapsed " + rp.Elapsed.Round(time.Second).String()
 	if rp.ETA > 0 {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/lifecycle"
 	"github.com/sentinel-paas/sentinel/release"
+	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
@@ -40,7 +41,9 @@ output.`,
   sentinel upgrade 3.4.2 --yes                              # upgrade without asking
   sentinel upgrade --resume                                 # finish an interrupted run
   sentinel upgrade 3.4.2 --download-only --cache-ip 10.0.0.1  # fill the cache node now...
-  sentinel upgrade 3.4.2 --cache-ip 10.0.0.1 --yes            # ...upgrade from it later, even offline`,
+  sentinel upgrade 3.4.2 --cache-ip 10.0.0.1 --yes            # ...upgrade from it later, even offline
+  sentinel upgrade 3.4.2 --stage --yes                      # put every node's artifacts in its node cache now...
+  sentinel upgrade 3.4.2 --yes                              # ...and in the window only unpack`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			job, err := uf.job(cmd, args)
@@ -56,6 +59,8 @@ output.`,
 	f.BoolVar(&run.o.Resume, "resume", false, "finish the unfinished run instead of starting a new one")
 	f.BoolVar(&run.o.DryRun, "dry-run", false, "print the plan (nodes, components, versions, steps) and change nothing")
 	f.BoolVar(&uf.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node")
+	f.BoolVar(&uf.stage, "stage", false, "only put every node's artifacts into its node cache, verified, ahead of the window (a journaled run of its own, resumable with --resume); nothing else on the nodes changes")
+	f.IntVar(&uf.stageParallel, "stage-parallel", rollout.DefaultStageParallel, "with --stage: how many nodes fetch at once (each fetches one artifact at a time, so no source serves more transfers than this)")
 	f.BoolVar(&u.SkipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing or damaged")
 	f.BoolVar(&run.o.SkipDrain, "skip-drain", false, "do not wait for DEAs to move their apps away before upgrading them (their apps stop meanwhile); also with --resume")
 	f.IntVar(&uf.nodeRetries, "node-retries", 4, "how many times a step is tried again, waiting 1s, 2s, 4s..., when its node cannot be reached, before the run stops (resumable)")
@@ -84,6 +89,9 @@ type upgradeFlags struct {
 	u            lifecycle.UpgradeOptions
 	downloadOnly bool
 	nodeRetries  int
+
+	stage         bool
+	stageParallel int
 }
 
 // job checks the flags together and says what the run is.
@@ -120,8 +128,14 @@ func (uf *upgradeFlags) job(cmd *cobra.Command, args []string) (*lifecycle.Job, 
 		return nil, usagef("--no-cache and --download-only contradict each other: download-only fills the cache node")
 	case uf.downloadOnly && u.SkipDownload:
 		return nil, usagef("--download-only and --skip-download contradict each other")
+	case uf.stage && (run.o.Resume || uf.downloadOnly || u.SkipDownload):
+		return nil, usagef("--stage starts a staging run: it takes no --resume (`sentinel upgrade --resume` finishes an interrupted one), --download-only or --skip-download")
+	case uf.stageParallel < 1:
+		return nil, usagef("--stage-parallel must be 1 or more, not %d", uf.stageParallel)
 	case uf.downloadOnly:
 		return lifecycle.DownloadOnly(*u), nil
+	case uf.stage:
+		return lifecycle.Stage(*u, uf.stageParallel), nil
 	}
 	return lifecycle.Upgrade(*u), nil
 }

@@ -125,6 +125,7 @@ type testLab struct {
 	t        testing.TB
 	upstream *fixtures.Upstream
 	cacheIP  string // IP:PORT of the cache daemon, once started
+	cacheCmd *exec.Cmd
 }
 
 // newLab makes a lab whose cluster file points at an HTTP upstream on
@@ -541,11 +542,21 @@ func (l *testLab) startCache(env []string, extraArgs ...string) {
 		l.t.Fatalf("cache daemon: %q, %v", line, err)
 	}
 	l.cacheIP = strings.TrimSpace(strings.TrimPrefix(line, "listening on "))
+	l.cacheCmd = cmd
 	_, port, _ := net.SplitHostPort(l.cacheIP)
 	p, _ := strconv.Atoi(port)
 	if err := l.SetCacheDaemon(c, p, cmd.Process.Pid); err != nil {
 		l.t.Fatal(err)
 	}
+}
+
+// stopCache stops the cache daemon (SIGTERM), as if its node were down.
+func (l *testLab) stopCache() {
+	l.t.Helper()
+	if err := l.cacheCmd.Process.Signal(syscall.SIGTERM); err != nil {
+		l.t.Fatal(err)
+	}
+	l.cacheCmd.Wait()
 }
 
 // cutUpstream stops the upstream, as if the internet were gone, and puts a

@@ -223,6 +223,9 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"download-only without cache", lab, nil, []string{"upgrade", "--download-only"}, "--download-only needs --cache-ip"},
 		{"bad cache address", lab, nil, []string{"upgrade", "--cache-ip", "10.0.0.1:http", "--yes"}, "is not a port"},
 		{"download-only and skip-download", lab, nil, []string{"upgrade", "--download-only", "--skip-download", "--cache-ip", "127.0.0.1"}, "contradict"},
+		{"stage and resume", lab, nil, []string{"upgrade", "--stage", "--resume"}, "--stage starts a staging run"},
+		{"stage and skip-download", lab, nil, []string{"upgrade", "3.4.3", "--stage", "--skip-download", "--yes"}, "--stage starts a staging run"},
+		{"zero stage parallel", lab, nil, []string{"upgrade", "3.4.3", "--stage", "--stage-parallel", "0", "--yes"}, "--stage-parallel must be 1 or more"},
 		// Values refused where they enter, by the rules that read them
 		// back: none of them may reach a journal.
 		{"negative drain timeout", lab, nil, []string{"upgrade", "3.4.3", "--drain-timeout", "-5m", "--yes"}, "--drain-timeout must be positive"},
