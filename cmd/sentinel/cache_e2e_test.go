@@ -205,6 +205,7 @@ func TestCacheConfigFile(t *testing.T) {
 // upstream is gone: --resume --cache-ip changes where the artifacts left
 // to fetch come from.
 func TestResumeSwitchesToCache(t *testing.T) {
+	longScenario(t)
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)

@@ -64,6 +64,7 @@ func TestRollingDEARetirementKeepsAppsUp(t *testing.T) {
 // 75 naming the DEA, nothing of it upgraded; --resume --skip-drain gets
 // past it.
 func TestDrainDeadline(t *testing.T) {
+	longScenario(t)
 	lab, _ := deaLab(t)
 	dea1, _ := lab.Node("dea-1")
 	if err := fixtures.InjectFault(dea1.Root, "dea_ng", "drain", "hang", ""); err != nil {
@@ -85,6 +86,7 @@ func TestDrainDeadline(t *testing.T) {
 // operator's --skip-drain) stops every instance of an app, and the
 // controller's record shows it.
 func TestWithoutDrainAppsGoDown(t *testing.T) {
+	longScenario(t)
 	lab, ctl := deaLab(t)
 	lab.mustSucceed("upgrade", "3.4.2", "--yes", "--skip-drain")
 	err := ctl.CheckAvailability()

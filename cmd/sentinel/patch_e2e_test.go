@@ -549,6 +549,7 @@ func TestPatchBadCatalogRefused(t *testing.T) {
 // An upgrade to the next release supersedes the patches: node.json forgets
 // them and status shows the new release's (none in the fixtures).
 func TestPatchesSupersededByUpgrade(t *testing.T) {
+	longScenario(t)
 	lab := newPatchLab(t)
 	lab.mustSucceed("patch", "install", "--yes")
 	lab.mustSucceed("upgrade", "3.4.3", "--yes")
@@ -676,6 +677,7 @@ func TestPatchRevertCrashResumes(t *testing.T) {
 // release's patch catalog and artifacts too, so with the upstream gone the
 // upgrade, `patch status` and `patch install` all run from the cache.
 func TestUpgradeThenPatchesFromCacheWithoutUpstream(t *testing.T) {
+	longScenario(t)
 	lab := newLab(t, 5, "3.4.1")
 	lab.startCache(nil)
 	lab.mustSucceed("upgrade", fixtures.PatchedRelease, "--download-only", "--cache-ip", lab.cacheIP)

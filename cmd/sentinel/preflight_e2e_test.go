@@ -361,6 +361,7 @@ func TestPreflightCustomizations(t *testing.T) {
 // there), running the upgrade again is possible: the nodes already on the
 // target are not "on another release" to preflight.
 func TestRerunAfterFailedMultiNodeRun(t *testing.T) {
+	longScenario(t)
 	lab := newLab(t, 5, "3.4.1")
 	lab.SetMaintenanceHook("true")
 	core := lab.core()

@@ -47,6 +47,7 @@ func TestDownloadOnlyThroughProxy(t *testing.T) {
 // warns once that the two differ. The operator's proxy then carries the
 // nodes' downloads over SSH, and the daemon's sees none of them.
 func TestOperatorAndDaemonProxiesSeeTheirOwnTraffic(t *testing.T) {
+	longScenario(t)
 	opProxy, daemonProxy := startTinyproxy(t), startTinyproxy(t)
 	lab, sshds := sshLab(t, 1)
 	clear := []string{"http_proxy=", "https_proxy=", "all_proxy=", "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "ALL_PROXY=", "NO_PROXY="}

@@ -13,6 +13,7 @@ import (
 // each component keeps the release it runs and the one before it (for a
 // rollback), nothing older.
 func TestOldReleasesPrunedKeepingThePrevious(t *testing.T) {
+	longScenario(t)
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	layout := steps.Layout{Root: core.Root}

@@ -55,6 +55,7 @@ func TestStopFailureRollsBackTheRest(t *testing.T) {
 // does not keep the others down, and the run stays resumable: once the
 // cause is fixed, --resume finishes it.
 func TestRestartFailureIsResumable(t *testing.T) {
+	longScenario(t)
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)
@@ -109,6 +110,7 @@ func TestRestartFailureIsResumable(t *testing.T) {
 // the file dropped); before a fetch, the fetch verifies it again and
 // downloads it anew. Either way the next run succeeds.
 func TestDamagedCacheFileIsFetchedAgain(t *testing.T) {
+	longScenario(t)
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)

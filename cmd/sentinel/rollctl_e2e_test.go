@@ -166,6 +166,7 @@ func TestCanaryCaughtDuringWatch(t *testing.T) {
 // core finish; exit 5 and the summary name it; status shows it behind;
 // once fixed, a new run catches it up and touches nothing else.
 func TestFailureBudgetFinishesTheOthers(t *testing.T) {
+	longScenario(t)
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
 	lab.SetMaintenanceHook("true")
 	dea2, _ := lab.Node("dea-2")
@@ -294,6 +295,7 @@ func excludeDeadDEA(t *testing.T, layout, dea string) {
 // The five-node SSH lab: what TestExcludeDeadDEATwentyNodesOverSSH shows on
 // the twenty-node one, in make test.
 func TestExcludeDeadDEAOverSSH(t *testing.T) {
+	longScenario(t)
 	excludeDeadDEA(t, "five", "dea-2")
 }
 
@@ -455,6 +457,7 @@ func TestRestartAfterNoRestartPatch(t *testing.T) {
 // restarted once more (DEAs retired around it, one at a time), the core
 // not again; then maintenance off. Each switch happens exactly once.
 func TestClosingRestartThenMaintenanceOff(t *testing.T) {
+	longScenario(t)
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
 	dir := t.TempDir()
 	switches, flag := filepath.Join(dir, "switches.log"), filepath.Join(dir, "on")
