@@ -63,6 +63,7 @@ func TestDownloadOnlyThenUpgradeWithoutUpstream(t *testing.T) {
 // --skip-download refuses before any change when a node lacks an artifact,
 // and runs from the node caches alone when they hold everything.
 func TestSkipDownload(t *testing.T) {
+	longScenario(t)
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	before := nodeDigest(t, core.Root)

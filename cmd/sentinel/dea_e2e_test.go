@@ -40,6 +40,7 @@ func deaLab(t *testing.T) (*testLab, *fixtures.DEAController) {
 // instances has one running at every moment, and DEAs are retired strictly
 // one at a time, each taking instances again after its upgrade.
 func TestRollingDEARetirementKeepsAppsUp(t *testing.T) {
+	longScenario(t)
 	lab, ctl := deaLab(t)
 	lab.mustSucceed("upgrade", "3.4.2", "--yes")
 	if err := ctl.CheckAvailability(); err != nil {

@@ -14,6 +14,7 @@ import (
 // cache node the cluster file names, and with the upstream gone preflight
 // and the upgrade read from it; --no-cache goes to the upstream instead.
 func TestCommandsUseClusterFileCache(t *testing.T) {
+	longScenario(t)
 	lab := newLab(t, 3, "3.4.1")
 	lab.startCache(nil)
 	if r := lab.mustSucceed("upgrade", "3.4.2", "--download-only"); !strings.Contains(r.stdout, "The cache holds everything for 3.4.2") {

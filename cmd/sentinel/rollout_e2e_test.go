@@ -235,6 +235,7 @@ func TestKilledAtRandomMomentsFiveNodes(t *testing.T) {
 // DEA is added to the cluster (and to the controller), it runs without any
 // app going down.
 func TestFullDEAsRefusedUntilOneIsAdded(t *testing.T) {
+	longScenario(t)
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
 	lab.SetMaintenanceHook("true")
 	ctl := withDEAController(t, lab, 1024, []app{{"shop", 3, 512}, {"blog", 3, 256}, {"api", 3, 128}})
