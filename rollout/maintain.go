@@ -56,15 +56,8 @@ type MaintainInput struct {
 // PlanMaintain plans the action on the selected nodes in role order, the
 // core node, then the orchestrator's own node, last.
 func PlanMaintain(ctx context.Context, ch Channel, in MaintainInput) (*Plan, error) {
-	for _, name := range in.Only {
-		if _, ok := in.Inventory.Node(name); !ok {
-			return nil, &UsageError{Msg: fmt.Sprintf("--node %s: the cluster file has no such node", name)}
-		}
-	}
-	for _, r := range in.Roles {
-		if !release.KnownRole(r) {
-			return nil, &UsageError{Msg: fmt.Sprintf("--role: unknown role %q", r)}
-		}
+	if err := checkSelection(in.Inventory, in.Only, in.Roles); err != nil {
+		return nil, err
 	}
 	plan := &Plan{Kind: KindMaintain, Last: in.Self}
 	ordered := Order(in.Inventory.Nodes)
@@ -72,32 +65,14 @@ func PlanMaintain(ctx context.Context, ch Channel, in MaintainInput) (*Plan, err
 		self := ordered[i]
 		ordered = append(slices.Delete(ordered, i, i+1), self)
 	}
-	for _, n := range ordered {
-		np := NodePlan{Node: n.Name, Roles: n.Roles}
-		selected := (len(in.Only) == 0 || slices.Contains(in.Only, n.Name)) && (len(in.Roles) == 0 || slices.ContainsFunc(in.Roles, n.HasRole))
-		f := in.Facts[n.Name]
-		switch {
-		case !selected:
-			np.Skip = "not selected"
-		case f == nil:
-			return nil, fmt.Errorf("node %s: cannot ask what it runs: %v; bring it back, or leave it out with --node", n.Name, in.Unanswered[n.Name])
-		case f.Record == nil:
-			return nil, &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", n.Name, f.RecordError)}
-		}
-		if np.Skip == "" {
-			m, err := ch.Manifest(ctx, f.Record.Release)
-			if err != nil {
-				return nil, err
-			}
-			np.From = f.Record.Release
-			reboot := in.Reboot
-			reboot.Self = n.Name == in.Self
-			np.Steps = MaintainSteps(n, restartItems(n, m, f), in.Action, reboot, in.Drain)
-			if n.HasRole(release.RolePrimary) {
-				plan.From, plan.To = np.From, np.From
-			}
-		}
-		plan.Nodes = append(plan.Nodes, np)
+	sel := selection{only: in.Only, roles: in.Roles, facts: in.Facts, unanswered: in.Unanswered}
+	err := planInPlace(ctx, ch, plan, ordered, sel, func(n cluster.Node, items []steps.RestartItem) []Step {
+		reboot := in.Reboot
+		reboot.Self = n.Name == in.Self
+		return MaintainSteps(n, items, in.Action, reboot, in.Drain)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if plan.NothingToDo() {
 		return nil, &UsageError{Msg: "no node of the cluster file matches --role and --node: nothing to maintain"}

@@ -95,41 +95,16 @@ type RestartInput struct {
 // order under the schedule's rules, the core node last: what follows
 // `patch install --no-restart`, or a restart asked for on its own.
 func PlanRestart(ctx context.Context, ch Channel, in RestartInput) (*Plan, error) {
-	for _, name := range in.Only {
-		if _, ok := in.Inventory.Node(name); !ok {
-			return nil, &UsageError{Msg: fmt.Sprintf("--node %s: the cluster file has no such node", name)}
-		}
-	}
-	for _, r := range in.Roles {
-		if !release.KnownRole(r) {
-			return nil, &UsageError{Msg: fmt.Sprintf("--role: unknown role %q", r)}
-		}
+	if err := checkSelection(in.Inventory, in.Only, in.Roles); err != nil {
+		return nil, err
 	}
 	plan := &Plan{Kind: KindRestart}
-	for _, n := range Order(in.Inventory.Nodes) {
-		np := NodePlan{Node: n.Name, Roles: n.Roles}
-		selected := (len(in.Only) == 0 || slices.Contains(in.Only, n.Name)) && (len(in.Roles) == 0 || slices.ContainsFunc(in.Roles, n.HasRole))
-		f := in.Facts[n.Name]
-		switch {
-		case !selected:
-			np.Skip = "not selected"
-		case f == nil:
-			return nil, fmt.Errorf("node %s: cannot ask what it runs: %v", n.Name, in.Unanswered[n.Name])
-		case f.Record == nil:
-			return nil, &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", n.Name, f.RecordError)}
-		}
-		if np.Skip == "" {
-			m, err := ch.Manifest(ctx, f.Record.Release)
-			if err != nil {
-				return nil, err
-			}
-			np.From = f.Record.Release
-			np.Steps = RestartSteps("", n, restartItems(n, m, f), in.Drain)
-			if n.HasRole(release.RolePrimary) {
-				plan.From, plan.To = np.From, np.From
-			}
-		}
-		plan.Nodes = append(plan.Nodes, np)
+	sel := selection{only: in.Only, roles: in.Roles, facts: in.Facts, unanswered: in.Unanswered}
+	err := planInPlace(ctx, ch, plan, Order(in.Inventory.Nodes), sel, func(n cluster.Node, items []steps.RestartItem) []Step {
+		return RestartSteps("", n, items, in.Drain)
+	})
+	if err != nil {
+		return nil, err
 	}
 	if plan.NothingToDo() {
 		return nil, &UsageError{Msg: "no node of the cluster file matches --role and --node: nothing to restart"}
@@ -137,4 +112,59 @@ func PlanRestart(ctx context.Context, ch Channel, in RestartInput) (*Plan, error
 	in.Update.apply(plan)
 	plan.WatchTime = 0 // a restart has no watch step
 	return plan, nil
+}
+
+// checkSelection refuses a --node the cluster file lacks or an unknown --role.
+func checkSelection(inv *cluster.Inventory, only, roles []string) error {
+	for _, name := range only {
+		if _, ok := inv.Node(name); !ok {
+			return &UsageError{Msg: fmt.Sprintf("--node %s: the cluster file has no such node", name)}
+		}
+	}
+	for _, r := range roles {
+		if !release.KnownRole(r) {
+			return &UsageError{Msg: fmt.Sprintf("--role: unknown role %q", r)}
+		}
+	}
+	return nil
+}
+
+// selection is which nodes a run in place (restart, maintain) takes, and
+// what they said of themselves.
+type selection struct {
+	only, roles []string
+	facts       map[string]*steps.Facts
+	unanswered  map[string]error
+}
+
+// planInPlace adds to plan, for each node in order, the steps stepsFor
+// makes from the components it runs on its own release; the nodes outside
+// the selection are skipped.
+func planInPlace(ctx context.Context, ch Channel, plan *Plan, ordered []cluster.Node, sel selection, stepsFor func(cluster.Node, []steps.RestartItem) []Step) error {
+	for _, n := range ordered {
+		np := NodePlan{Node: n.Name, Roles: n.Roles}
+		selected := (len(sel.only) == 0 || slices.Contains(sel.only, n.Name)) && (len(sel.roles) == 0 || slices.ContainsFunc(sel.roles, n.HasRole))
+		f := sel.facts[n.Name]
+		switch {
+		case !selected:
+			np.Skip = "not selected"
+		case f == nil:
+			return fmt.Errorf("node %s: cannot ask what it runs: %v; bring it back, or leave it out with --node", n.Name, sel.unanswered[n.Name])
+		case f.Record == nil:
+			return &UsageError{Msg: fmt.Sprintf("node %s: cannot tell its release: %s", n.Name, f.RecordError)}
+		}
+		if np.Skip == "" {
+			m, err := ch.Manifest(ctx, f.Record.Release)
+			if err != nil {
+				return err
+			}
+			np.From = f.Record.Release
+			np.Steps = stepsFor(n, restartItems(n, m, f))
+			if n.HasRole(release.RolePrimary) {
+				plan.From, plan.To = np.From, np.From
+			}
+		}
+		plan.Nodes = append(plan.Nodes, np)
+	}
+	return nil
 }
