@@ -247,6 +247,29 @@ func (j *Journal) AppendDeferred(typ string, data any) (Record, error) {
 	return j.append(typ, data, false)
 }
 
+// AppendAhead queues a record and has it written and fsynced at once,
+// without waiting: wait returns once it is durable. It lets a step's start
+// go to disk while the step is being dispatched, so that the fsync is not
+// paid before every step of a node that runs its steps one after another
+// (write-ahead, pipelined). The caller must call wait before it acts on
+// the step's outcome; until then a crash may lose the record, which costs
+// what losing any record costs: the step looks pending and runs again.
+func (j *Journal) AppendAhead(typ string, data any) (rec Record, wait func() error, err error) {
+	rec, err = j.append(typ, data, false)
+	if err != nil {
+		return Record{}, nil, err
+	}
+	durable := func() error {
+		j.mu.Lock()
+		defer j.mu.Unlock()
+		return j.waitDurable(rec.Seq)
+	}
+	// Someone must lead the flush now: the appenders in flight may all be
+	// busy with their own steps.
+	go durable()
+	return rec, durable, nil
+}
+
 func (j *Journal) append(typ string, data any, sync bool) (Record, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -291,11 +314,6 @@ func (j *Journal) append(typ string, data any, sync bool) (Record, error) {
 	if err := j.waitDurable(rec.Seq); err != nil {
 		return Record{}, err
 	}
-	// The crash hook fires once record k is durable: a deferred record k
-	// becomes so with the next group.
-	if j.crashAfter != 0 && rec.Seq >= j.crashAfter {
-		crashhook.Kill()
-	}
 	return rec, nil
 }
 
@@ -334,6 +352,11 @@ func (j *Journal) lead() {
 		j.size += int64(len(buf))
 		j.durable = last
 		j.syncs++
+		// The crash hook fires once record k is durable, whichever
+		// append's group (or Close) made it so.
+		if j.crashAfter != 0 && last >= j.crashAfter {
+			crashhook.Kill()
+		}
 	}
 	j.flushed.Broadcast()
 }

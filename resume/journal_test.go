@@ -14,6 +14,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -58,12 +59,21 @@ func helperAppend(reopen bool) {
 		os.Exit(3)
 	}
 	for i := 0; i < 20; i++ {
-		// Every other record is deferred: a process crash must keep it too.
-		appendRec := j.Append
-		if i%2 == 1 {
-			appendRec = j.AppendDeferred
+		// Records are appended in turn, deferred and ahead: the crash
+		// hook fires once record k is durable, however it got there.
+		var err error
+		switch i % 3 {
+		case 0:
+			_, err = j.Append("step-done", map[string]int{"i": i})
+		case 1:
+			_, err = j.AppendDeferred("step-done", map[string]int{"i": i})
+		case 2:
+			var wait func() error
+			if _, wait, err = j.AppendAhead("step-start", map[string]int{"i": i}); err == nil {
+				err = wait()
+			}
 		}
-		if _, err := appendRec("step-done", map[string]int{"i": i}); err != nil {
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(3)
 		}
@@ -676,9 +686,10 @@ func TestCrashAfterRecord(t *testing.T) {
 		crashAt  int
 		want     int // records on disk: a deferred record k is written with k+1
 	}{
-		{"create", 0, 3, 3},
+		{"create, after an ahead record", 0, 3, 3},
 		{"create, first record", 0, 1, 1},
-		{"create, after a deferred record", 0, 4, 5},
+		{"create, after a deferred record", 0, 2, 3},
+		{"create, after a later ahead record", 0, 6, 6},
 		{"resume, after a deferred record", 3, 5, 6},
 		{"resume", 3, 4, 4},
 	}
@@ -844,6 +855,57 @@ func TestAppendDeferred(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkSeqs(t, rp.Records, 4)
+}
+
+// An ahead record goes to disk without waiting for another append, and its
+// wait returns only once it is durable; a deferred record queued before it
+// rides in the same write.
+func TestAppendAhead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "run.wal")
+	j, err := Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	release := make(chan struct{})
+	synced := make(chan struct{}, 1)
+	var fsynced atomic.Bool
+	j.sync = func(f *os.File) error {
+		<-release
+		err := f.Sync()
+		fsynced.Store(true)
+		synced <- struct{}{}
+		return err
+	}
+	if _, err := j.AppendDeferred("step-done", nil); err != nil {
+		t.Fatal(err)
+	}
+	rec, wait, err := j.AppendAhead("step-start", nil)
+	if err != nil || rec.Seq != 2 {
+		t.Fatalf("AppendAhead: %+v, %v", rec, err)
+	}
+	// AppendAhead returned with the fsync held back: it did not wait.
+	waited := make(chan error, 1)
+	go func() {
+		err := wait()
+		if err == nil && !fsynced.Load() {
+			err = errors.New("wait returned before the record's fsync")
+		}
+		waited <- err
+	}()
+	close(release)
+	<-synced // the flush AppendAhead started, with nobody else appending
+	if err := <-waited; err != nil {
+		t.Fatal(err)
+	}
+	rp, err := Read(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSeqs(t, rp.Records, 2)
+	if got := j.Syncs(); got != 1 {
+		t.Errorf("%d fsyncs for a deferred and an ahead record, want 1", got)
+	}
 }
 
 // Appends that arrive while a leader's fsync is in flight share the next

@@ -560,7 +560,8 @@ func failure(err error) (msg, output string) {
 func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (steps.Result, error) {
 	// Started before and never finished: its effect may be in place.
 	retry := run.state(node, s.ID).State != StatePending
-	if err := x.record(run, recStepStart, stepRef{Node: node, Step: s.ID}); err != nil {
+	started, err := x.recordStart(run, node, s)
+	if err != nil {
 		return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
 	}
 	x.Progress.StepStarted(node, s)
@@ -620,7 +621,6 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 			}
 		})
 	}
-	var err error
 	switch s.Op {
 	case OpWaitBack: // waits for the node up to its own deadline
 		err = call()
@@ -633,6 +633,10 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		}
 	default:
 		err = x.retryUnreachable(ctx, node, s, call)
+	}
+	// Nothing is concluded from the step before its start is on disk.
+	if jerr := started(); jerr != nil {
+		return res, &InterruptedError{Node: node, Step: s.ID, Reason: x.journalError(jerr).Error()}
 	}
 	x.Progress.StepFinished(node, s, res, err)
 	out := stepOutcome{Node: node, Step: s.ID, Changed: res.Changed, Note: res.Note}
@@ -769,6 +773,26 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 	return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB): add a DEA node to the cluster (and to cluster.yaml) first", node, missing, biggest)
 }
 
+// recordStart journals a step's start. For most steps it is written while
+// the step is dispatched, and the returned wait says when it is durable:
+// the step's outcome is recorded only after that, so a node has at most
+// one step whose start a crash can lose, and that step only looks pending
+// on resume and runs again, which steps (and hooks, by their contract) are
+// made for. A reboot waits for its start first: on a retry the node
+// tells whether it went down already, and a lost start would reboot it
+// twice.
+func (x *Executor) recordStart(run *Run, node string, s Step) (wait func() error, err error) {
+	ref := stepRef{Node: node, Step: s.ID}
+	if s.Op == steps.OpReboot {
+		return func() error { return nil }, x.record(run, recStepStart, ref)
+	}
+	rec, wait, err := x.Journal.AppendAhead(recStepStart, ref)
+	if err != nil {
+		return nil, x.journalError(err)
+	}
+	return wait, run.apply(rec)
+}
+
 // record appends to the journal and keeps the in-memory run in step with it.
 func (x *Executor) record(run *Run, typ string, data any) error {
 	return x.appendRecord(run, typ, data, x.Journal.Append)
@@ -785,9 +809,13 @@ func (x *Executor) appendRecord(run *Run, typ string, data any, appendRec func(s
 	// them under its own lock.
 	rec, err := appendRec(typ, data)
 	if err != nil {
-		return fmt.Errorf("cannot write the run journal %s: %w (fix the disk, then resume)", x.Journal.Path(), err)
+		return x.journalError(err)
 	}
 	return run.apply(rec)
+}
+
+func (x *Executor) journalError(err error) error {
+	return fmt.Errorf("cannot write the run journal %s: %w (fix the disk, then resume)", x.Journal.Path(), err)
 }
 
 // failed handles a step that failed while components were being replaced:
