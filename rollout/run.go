@@ -408,7 +408,9 @@ func deaRetired(run *Run, np NodePlan) bool {
 	for _, s := range np.Steps {
 		switch s.Op {
 		case steps.OpRetire:
-			retired = run.state(np.Node, s.ID).State == StateDone
+			// Begun is enough: an interrupted retirement may have
+			// drained the DEA already.
+			retired = run.state(np.Node, s.ID).State != StatePending
 		case steps.OpUnretire:
 			unretired = run.state(np.Node, s.ID).State == StateDone
 		}
@@ -773,17 +775,23 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 	return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB): add a DEA node to the cluster (and to cluster.yaml) first", node, missing, biggest)
 }
 
-// recordStart journals a step's start. For most steps it is written while
-// the step is dispatched, and the returned wait says when it is durable:
-// the step's outcome is recorded only after that, so a node has at most
-// one step whose start a crash can lose, and that step only looks pending
-// on resume and runs again, which steps (and hooks, by their contract) are
-// made for. A reboot waits for its start first: on a retry the node
-// tells whether it went down already, and a lost start would reboot it
-// twice.
+// recordStart journals a step's start. A step that changes nothing the
+// run or a resume reads (a fetch, a backup, an unpack, a health check, a
+// watch, a wait) has its start written while it is dispatched, and the
+// returned wait says when it is durable: its outcome is recorded only
+// after that. A crash can then lose that start, and the previous step's
+// success written with it: the node looks one step behind, and both run
+// again, which changes nothing. Every other step (a stop, a switch, a
+// start, a migration, a retirement, a commit, an action, a reboot) takes
+// the node somewhere a resume must know about: the rollback reads which
+// stops and switches began, a halt stops only at a safe point, and a
+// retry asks the status hook or the node whether it rebooted. Its start
+// is on disk before it is sent.
 func (x *Executor) recordStart(run *Run, node string, s Step) (wait func() error, err error) {
 	ref := stepRef{Node: node, Step: s.ID}
-	if s.Op == steps.OpReboot {
+	switch s.Op {
+	case steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpHealth, OpWatch, OpWaitBack:
+	default:
 		return func() error { return nil }, x.record(run, recStepStart, ref)
 	}
 	rec, wait, err := x.Journal.AppendAhead(recStepStart, ref)
