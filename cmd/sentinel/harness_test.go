@@ -7,7 +7,9 @@ package main
 //
 //   - the sentinel binary, built once, and longScenario, which keeps the
 //     long scenarios for `make test-e2e`;
-//   - the lab: a fresh one per test, its journal, its channel's signatures;
+//   - the lab: a fresh one per test (a copy of what the test process made
+//     for the first lab of those options), its journal, its channel's
+//     signatures;
 //   - running sentinel against a lab: to the end, killed after journal
 //     record k, or in the background;
 //   - what a node holds, for comparing runs;
@@ -62,6 +64,10 @@ const testBuildTags = "crashtest"
 // routers run it.
 var labBin string
 
+// labCache holds the channel and the node roots of the labs this process
+// made, so that each lab is a copy of them rather than a fresh install.
+var labCache *fixtures.LabCache
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "sentinel-e2e-bin-")
 	if err != nil {
@@ -83,6 +89,9 @@ func TestMain(m *testing.M) {
 	if err := sameToolchain(sentinelBin); err != nil {
 		fmt.Fprintln(os.Stderr, "building sentinel for the end-to-end tests:", err)
 		os.Exit(1)
+	}
+	if labCache, err = fixtures.NewLabCache(filepath.Join(dir, "labs")); err != nil {
+		panic(err)
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
@@ -138,7 +147,7 @@ func newLab(t testing.TB, nodes int, rel string) *testLab {
 // newLabWith is newLab with every lab option.
 func newLabWith(t testing.TB, opt fixtures.LabOptions) *testLab {
 	t.Helper()
-	opt.Dir = t.TempDir()
+	opt.Dir, opt.Cache = t.TempDir(), labCache
 	lab, err := fixtures.CreateLab(context.Background(), opt)
 	if err != nil {
 		t.Fatal(err)
