@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strconv"
 
@@ -43,9 +44,10 @@ func NewWriter(ref Ref, a Access) (*Writer, error) {
 // any, so that a copy of one release keeps what earlier copies put there
 // (targets are content-addressed: an old one never shadows a new one).
 // The files added after it replace those of the same path. A latest tag on
-// anything but a channel publication is refused: that repository holds
-// something else.
-func (w *Writer) KeepLatest(ctx context.Context) (int, error) {
+// anything but a publication of the channel whose first root is root1 is
+// refused: that repository holds something else, and another channel's
+// later roots would make this one's clients refuse it.
+func (w *Writer) KeepLatest(ctx context.Context, root1 []byte) (int, error) {
 	_, data, err := oras.FetchBytes(ctx, w.repo, LatestTag, oras.FetchBytesOptions{MaxBytes: maxManifestBytes})
 	if errors.Is(err, errdef.ErrNotFound) {
 		return 0, nil
@@ -56,6 +58,13 @@ func (w *Writer) KeepLatest(ctx context.Context) (int, error) {
 	var m ocispec.Manifest
 	if err := json.Unmarshal(data, &m); err != nil || m.ArtifactType != ArtifactType {
 		return 0, &RefError{Raw: w.Ref.String(), Why: fmt.Sprintf("its tag %s is not a sentinel channel (artifactType %q): copy the channel to a repository of its own", LatestTag, m.ArtifactType)}
+	}
+	sum := sha256.Sum256(root1)
+	first := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum[:]))
+	if !slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool {
+		return l.Annotations[TitleAnnotation] == "metadata/1.root.json" && l.Digest == first
+	}) {
+		return 0, &RefError{Raw: w.Ref.String(), Why: "it holds another channel (its metadata/1.root.json is not this one's): copy the channel to a repository of its own"}
 	}
 	n := 0
 	for _, l := range m.Layers {

@@ -91,7 +91,7 @@ func (o ChannelCopy) Run(ctx context.Context, src string, dst oci.Ref) (*Copied,
 		return nil, fmt.Errorf("the verified timestamp of %s: %w", u, err)
 	}
 	out := &Copied{Artifacts: len(arts)}
-	if out.Kept, err = w.KeepLatest(ctx); err != nil {
+	if out.Kept, err = w.KeepLatest(ctx, files["metadata/1.root.json"]); err != nil {
 		return nil, err
 	}
 	for _, a := range arts {

@@ -3,6 +3,7 @@ package source_test
 import (
 	"context"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -252,6 +253,26 @@ func TestChannelCopyRefusesWhatDoesNotVerify(t *testing.T) {
 	}
 	if c.ArtifactsThere == 0 || c.ArtifactsThere == c.Artifacts {
 		t.Errorf("the copy again: %d of %d artifacts there already; want those pushed before the refusal, not the refused one", c.ArtifactsThere, c.Artifacts)
+	}
+	w.readAsARun(t, "3.4.2")
+
+	// Another channel (other keys, another first root) into the same
+	// repository: refused before anything is pushed.
+	other := t.TempDir()
+	r, err := fixtures.Publish(w.ch.Dir, filepath.Join(other, "repo"), filepath.Join(other, "keys"), fixtures.LabExpiry)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, _ := r.RootBytes()
+	cp := w.copier(t, "3.4.2")
+	cp.Root = filepath.Join(other, "root.json")
+	if err := os.WriteFile(cp.Root, root, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err = cp.Run(ctx, (&url.URL{Scheme: "file", Path: filepath.Join(other, "repo") + "/"}).String(), w.dst)
+	var re *oci.RefError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "another channel") {
+		t.Errorf("copying another channel into the repository: %v; want a *oci.RefError saying it holds another channel", err)
 	}
 	w.readAsARun(t, "3.4.2")
 }
