@@ -160,7 +160,7 @@ type Run struct {
 	// registryFill: a download-only run of a cluster reading a registry,
 	// refused once planned with the command that fills it.
 	registryFill *registryFill
-	execErr error
+	execErr      error
 }
 
 // Do carries out a job through its phases. inv is the cluster file,
