@@ -46,7 +46,7 @@ func registryFillFor(inv *cluster.Inventory) (*registryFill, error) {
 }
 
 // refusal is the error of the run once planned: what to run instead.
-func (f *registryFill) refusal(plan *rollout.Plan) error {
+func (f *registryFill) refusal(plan *rollout.Plan, kind string) error {
 	releases := plan.Hops
 	if len(releases) == 0 {
 		releases = []string{plan.To}
@@ -65,6 +65,10 @@ func (f *registryFill) refusal(plan *rollout.Plan) error {
 	if len(f.into) > 1 {
 		which = fmt.Sprintf("the last of the registries among its mirrors (%s: those before it are taken as pull-through mirrors of it, which fill themselves; copy into any other with the same command)", strings.Join(f.into, ", "))
 	}
-	return usagef("--download-only fills a cache daemon, which cannot read or fill a registry, and this cluster reads %s; nothing was changed. Fill it from the channel, verified, with what %s needs (releases %s, their patches, the sentinel builds):\n  %s\nthen run `sentinel upgrade %s` (nodes fetch from the registry)",
-		which, plan.To, strings.Join(releases, ", "), CommandLine(argv), plan.To)
+	what, then := "what "+plan.To+" needs", "sentinel upgrade "+plan.To
+	if kind == "patch-download-only" {
+		what, then = "the patches of "+plan.To, "sentinel patch install"
+	}
+	return usagef("--download-only fills a cache daemon, which cannot read or fill a registry, and this cluster reads %s; nothing was changed. Fill it from the channel, verified, with %s (releases %s, their patches, the sentinel builds):\n  %s\nthen run `%s` (nodes fetch from the registry)",
+		which, what, strings.Join(releases, ", "), CommandLine(argv), then)
 }

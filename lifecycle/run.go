@@ -407,7 +407,7 @@ func (r *Run) plan(ctx context.Context) error {
 		return err
 	}
 	if r.registryFill != nil {
-		return r.registryFill.refusal(plan)
+		return r.registryFill.refusal(plan, r.Job.Kind)
 	}
 	plan.ExpiredMetadata = r.expired
 	r.Plan = plan

@@ -178,6 +178,7 @@ func TestRegistryBadInput(t *testing.T) {
 		{[]string{"channel", "push", lab.UpstreamDir, "https://127.0.0.1/x"}, "oci://HOST[:PORT]/REPO"},
 		{[]string{"upgrade", "3.4.2", "--download-only", "--cache-ip", "127.0.0.1:9", "--mirror", "oci://127.0.0.1:9/x"}, "sentinel channel copy"},
 		{[]string{"channel", "push", filepath.Join(t.TempDir(), "none"), "oci://127.0.0.1:9/x"}, "not a channel directory"},
+		{[]string{"patch", "install", "--download-only", "--mirror", "oci://127.0.0.1:9/x"}, "--release 3.4.1\nthen run `sentinel patch install`"},
 		{[]string{"channel", "copy", "http://127.0.0.1:9/", "oci://127.0.0.1:9/x"}, "needs --root FILE"},
 		{[]string{"channel", "copy", "oci://127.0.0.1:9/y", "oci://127.0.0.1:9/x", "--release", "3.4.2"}, "needs --root FILE"},
 		{[]string{"channel", "copy", "http://127.0.0.1:9/", "oci://127.0.0.1:9/x", "--trust-root", filepath.Join(t.TempDir(), "none.json")}, "trust anchor"},
