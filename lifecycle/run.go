@@ -564,6 +564,9 @@ func (r *Run) executor() *rollout.Executor {
 		// The channel was read from a registry: nodes take the artifacts
 		// from the same one, by digest.
 		exec.Source.Registry = r.Source.RegistryFetch()
+		// A source that stops in the middle of the run: the nodes go on
+		// from the next in order.
+		exec.Source.Next, exec.Source.Bases = r.Source.Fallbacks(), r.Source.Bases()
 	}
 	return exec
 }
