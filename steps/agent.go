@@ -292,7 +292,7 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 			note = fmt.Sprintf("%s downloaded and verified", preflight.FormatBytes(req.Artifact.Size))
 		}
 		if len(passed) > 0 {
-			note += fmt.Sprintf(" from %s (%s did not answer)", redact(src.URL), strings.Join(passed, ", "))
+			note += fmt.Sprintf(" from %s (%s did not serve it)", redact(src.URL), strings.Join(passed, ", "))
 		}
 		return Result{Changed: got, Note: note}, nil
 	}

@@ -152,7 +152,7 @@ func TestFetchFallsBackWhenASourceStops(t *testing.T) {
 		t.Fatal("the transfer from the first registry was never seen in the middle: the test stopped nothing")
 	}
 	if !node.Has(router.Artifact.SHA256) || !strings.Contains(res.Note, w.regs.Origin.Addr) || !strings.Contains(res.Note, w.proxy.Listen) {
-		t.Errorf("fetch result %+v (cached: %v): want the artifact from %s, saying %s did not answer", res, node.Has(router.Artifact.SHA256), w.regs.Origin.Addr, w.proxy.Listen)
+		t.Errorf("fetch result %+v (cached: %v): want the artifact from %s, saying %s did not serve it", res, node.Has(router.Artifact.SHA256), w.regs.Origin.Addr, w.proxy.Listen)
 	}
 
 	if err := w.regs.Origin.Stop(); err != nil {
