@@ -53,7 +53,7 @@ func (w *Writer) KeepLatest(ctx context.Context, root1 []byte) (int, error) {
 		return 0, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("reading the publication tagged %s at %s: %w", LatestTag, w.Ref, err)
+		return 0, fmt.Errorf("reading the publication tagged %s at %s: %w (check that the registry runs, and its credentials and CA: --registry-auth, --registry-ca); nothing was pushed", LatestTag, w.Ref, err)
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(data, &m); err != nil || m.ArtifactType != ArtifactType {

@@ -105,11 +105,11 @@ func (o ChannelCopy) Run(ctx context.Context, src string, dst oci.Ref) (*Copied,
 	}
 	for _, p := range sortedKeys(files) {
 		if err := w.PushBytes(ctx, p, files[p]); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w; the publication was not tagged: run the copy again, it sends only what %s lacks", err, dst)
 		}
 	}
 	if out.Pushed, err = w.Commit(ctx, version); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w; run the copy again, it sends only what %s lacks", err, dst)
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package source_test
 import (
 	"context"
 	"errors"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -229,6 +230,17 @@ func TestChannelCopyRefusesWhatDoesNotVerify(t *testing.T) {
 	}
 	if _, err := os.Stat(repoStored); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("the registry holds %s after refused copies (%v): something was pushed", repoStored, err)
+	}
+
+	// A registry that does not answer: said, with what to check.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone, _ := oci.ParseRef("oci://" + ln.Addr().String() + "/operator/stable")
+	ln.Close()
+	if _, err := w.copier(t, "3.4.2").Run(ctx, w.up.URL, gone); err == nil || !strings.Contains(err.Error(), "check that the registry runs") {
+		t.Errorf("a copy to a registry that does not answer: %v; want what to check", err)
 	}
 
 	// The last artifact copied: a patch's (after the release's own).
