@@ -277,6 +277,7 @@ func prefetchPatches(ctx context.Context, r *Run, catalog *release.Catalog) erro
 	src := r.Plan.DefaultSource()
 	if src.CacheURL == "" && !src.Offline {
 		src.Registry = r.Source.RegistryFetch()
+		src.Next, src.Bases = r.Source.Fallbacks(), r.Source.Bases()
 	}
 	src.CachePeer = r.Source.Peer
 	var mu sync.Mutex
@@ -294,7 +295,7 @@ func prefetchPatches(ctx context.Context, r *Run, catalog *release.Catalog) erro
 				}
 				var res steps.Result
 				req := rollout.FetchRequest(src, s.Request)
-				if !req.Direct && !req.Offline {
+				if rollout.NeedsProxy(req) {
 					req.Proxy = operatorProxy()
 				}
 				err := r.Transports[np.Node].Call(gctx, steps.OpFetch, req, &res, nil)

@@ -157,7 +157,10 @@ type Run struct {
 	// --allow-expired-metadata, for the journal.
 	expired []string
 	offline bool // the resumed run downloads nothing
-	execErr error
+	// registryFill: a download-only run of a cluster reading a registry,
+	// refused once planned with the command that fills it.
+	registryFill *registryFill
+	execErr      error
 }
 
 // Do carries out a job through its phases. inv is the cluster file,
@@ -209,8 +212,6 @@ func (r *Run) validate() error {
 		return usagef("--update-self and --no-self-update contradict each other")
 	case r.UpdateSelf && (r.DryRun || r.Job.DownloadOnly):
 		return usagef("--update-self does not go with --dry-run or --download-only (--download-only puts the sentinel build in the cache node; a later `sentinel upgrade --cache-ip IP` updates from it)")
-	case r.Job.DownloadOnly && r.CacheAddr == "":
-		return usagef("%s", r.Job.NeedsCache)
 	}
 	return nil
 }
@@ -253,10 +254,15 @@ func (r *Run) chooseSource(ctx context.Context) error {
 		// channel kept at staging; other runs say their source is gone.
 		Kept: r.Job.Kind == "upgrade"}
 	if r.Job.DownloadOnly {
-		for _, u := range append([]string{inv.Channel}, inv.Mirrors...) {
-			if oci.IsRef(u) {
-				return usagef("--download-only fills the cache daemon from an http(s) channel; %s is a registry, which the cache daemon cannot read yet: fill your registry with `sentinel channel copy` instead, or run this with the channel's http(s) URL and no registry mirrors (--mirror)", u)
-			}
+		fill, err := registryFillFor(inv)
+		if err != nil || fill != nil {
+			// The plan reads the channel itself: a registry mirror may
+			// not hold the release yet.
+			r.registryFill, r.Source.Mirrors = fill, nil
+			return err
+		}
+		if r.CacheAddr == "" {
+			return usagef("%s", r.Job.NeedsCache)
 		}
 	}
 	cacheURL := ""
@@ -399,6 +405,9 @@ func (r *Run) plan(ctx context.Context) error {
 	plan, err := r.Job.Plan(ctx, r)
 	if err != nil {
 		return err
+	}
+	if r.registryFill != nil {
+		return r.registryFill.refusal(plan, r.Job.Kind)
 	}
 	plan.ExpiredMetadata = r.expired
 	r.Plan = plan
@@ -555,6 +564,9 @@ func (r *Run) executor() *rollout.Executor {
 		// The channel was read from a registry: nodes take the artifacts
 		// from the same one, by digest.
 		exec.Source.Registry = r.Source.RegistryFetch()
+		// A source that stops in the middle of the run: the nodes go on
+		// from the next in order.
+		exec.Source.Next, exec.Source.Bases = r.Source.Fallbacks(), r.Source.Bases()
 	}
 	return exec
 }

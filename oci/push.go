@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -12,10 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 
-	"github.com/opencontainers/go-digest"
-	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/registry/remote"
 )
@@ -51,7 +47,7 @@ func Push(ctx context.Context, dir string, ref Ref, a Access) (*Pushed, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a channel repository (sentinel channel init/publish build one): %w", dir, err)
 	}
-	repo, err := Repository(ref, a)
+	w, err := NewWriter(ref, a)
 	if err != nil {
 		return nil, err
 	}
@@ -59,34 +55,12 @@ func Push(ctx context.Context, dir string, ref Ref, a Access) (*Pushed, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Pushed{Files: len(files)}
-	layers := make([]ocispec.Descriptor, 0, len(files))
 	for _, rel := range files {
-		desc, sent, err := pushFile(ctx, repo, dir, rel)
-		if err != nil {
+		if err := pushFile(ctx, w, dir, rel); err != nil {
 			return nil, fmt.Errorf("pushing %s to %s: %w", rel, ref, err)
 		}
-		if sent {
-			out.Uploaded++
-			out.Bytes += desc.Size
-		}
-		layers = append(layers, desc)
 	}
-	man, err := oras.PackManifest(ctx, repo, oras.PackManifestVersion1_1, ArtifactType, oras.PackManifestOptions{Layers: layers,
-		// The same channel pushed again is the same manifest: its time is
-		// in the signed metadata, not here.
-		ManifestAnnotations: map[string]string{ocispec.AnnotationCreated: "1970-01-01T00:00:00Z"}})
-	if err != nil {
-		return nil, fmt.Errorf("pushing the manifest to %s: %w", ref, err)
-	}
-	out.Manifest = man.Digest.String()
-	out.Tags = []string{"v" + strconv.FormatInt(version, 10), LatestTag}
-	for _, tag := range out.Tags {
-		if err := repo.Tag(ctx, man, tag); err != nil {
-			return nil, fmt.Errorf("tagging the manifest %s on %s: %w", tag, ref, err)
-		}
-	}
-	return out, nil
+	return w.Commit(ctx, version)
 }
 
 // channelFiles lists the repository's files below dir, sorted, as paths
@@ -116,30 +90,21 @@ func channelFiles(dir string) ([]string, error) {
 }
 
 // pushFile sends one file as a blob unless the registry has it already.
-func pushFile(ctx context.Context, repo *remote.Repository, dir, rel string) (ocispec.Descriptor, bool, error) {
+func pushFile(ctx context.Context, w *Writer, dir, rel string) error {
 	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(rel)))
 	if err != nil {
-		return ocispec.Descriptor{}, false, err
+		return err
 	}
 	defer f.Close()
 	h := sha256.New()
 	size, err := io.Copy(h, f)
 	if err != nil {
-		return ocispec.Descriptor{}, false, err
-	}
-	desc := ocispec.Descriptor{MediaType: FileMediaType, Size: size,
-		Digest:      digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(h.Sum(nil))),
-		Annotations: map[string]string{TitleAnnotation: rel}}
-	if ok, err := repo.Blobs().Exists(ctx, desc); err == nil && ok {
-		return desc, false, nil
+		return err
 	}
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		return desc, false, err
+		return err
 	}
-	if err := repo.Blobs().Push(ctx, desc, f); err != nil {
-		return desc, false, err
-	}
-	return desc, true, nil
+	return w.Push(ctx, rel, hex.EncodeToString(h.Sum(nil)), size, f)
 }
 
 // Copy copies the latest publication at src, with every blob, to dst and
@@ -168,14 +133,9 @@ func timestampVersion(path string) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	var ts struct {
-		Signed struct {
-			Type    string `json:"_type"`
-			Version int64  `json:"version"`
-		} `json:"signed"`
+	v, err := TimestampVersion(data)
+	if err != nil {
+		return 0, fmt.Errorf("%s is %w", path, err)
 	}
-	if err := json.Unmarshal(data, &ts); err != nil || ts.Signed.Type != "timestamp" || ts.Signed.Version < 1 {
-		return 0, fmt.Errorf("%s is not a TUF timestamp", path)
-	}
-	return ts.Signed.Version, nil
+	return v, nil
 }

@@ -400,6 +400,7 @@ func FetchRequest(f source.Fetch, req steps.Request) steps.Request {
 		req.Offline = true
 		return req
 	}
+	planned := req.Artifact
 	req.Artifact.URL, req.Direct = f.ArtifactURL(req.Artifact)
 	switch {
 	case f.CacheURL == "" && f.Registry != nil:
@@ -409,7 +410,29 @@ func FetchRequest(f source.Fetch, req steps.Request) steps.Request {
 		p := f.CachePeer
 		req.CachePeer = &p
 	}
+	if f.CacheURL == "" {
+		for _, alt := range f.Alternatives(planned) {
+			req.Fallbacks = append(req.Fallbacks, steps.FetchSource{URL: alt.URL, Direct: alt.Registry != nil, Registry: alt.Registry})
+		}
+	}
 	return req
+}
+
+// NeedsProxy says whether a fetch request reaches a source through the
+// operator's proxy: its own URL or a fallback that is not direct.
+func NeedsProxy(req steps.Request) bool {
+	if req.Offline {
+		return false
+	}
+	if !req.Direct {
+		return true
+	}
+	for _, f := range req.Fallbacks {
+		if !f.Direct {
+			return true
+		}
+	}
+	return false
 }
 
 // WorkingNodes names the nodes that have something to do, in plan order.

@@ -572,7 +572,7 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	switch s.Op {
 	case steps.OpFetch:
 		req = FetchRequest(x.Source, req)
-		if !req.Direct && !req.Offline {
+		if NeedsProxy(req) {
 			req.Proxy = x.Proxy
 		}
 	case steps.OpAction:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/sentinel-paas/sentinel/channel"
@@ -111,4 +112,52 @@ func (s *Source) registry() *oci.Remote {
 // allUnavailable is the error when no mirror and not the upstream answered.
 func allUnavailable(tried []string, last error) error {
 	return fmt.Errorf("no source of the channel answered: %s; the last error: %w (start one of them, or list a mirror that runs with --mirror or the cluster file's mirrors)", strings.Join(tried, "; "), last)
+}
+
+// Alt is a source nodes fall back to for an artifact: a channel base
+// URL (http, https, file) or a registry.
+type Alt struct {
+	Base     string // ends with "/"; "" for a registry
+	Registry *Registry
+}
+
+// Fallbacks are where nodes fetch an artifact the run's own source does
+// not serve: the mirrors after the one Open chose, then the channel. A
+// registry whose settings cannot be used is left out (Open would have
+// refused it had it been reached). None for the cache daemon.
+func (s *Source) Fallbacks() []Alt {
+	if s.read == nil || s.Cache != "" {
+		return nil
+	}
+	cands := s.candidates()
+	i := slices.Index(cands, s.read.url)
+	if i < 0 {
+		return nil
+	}
+	var out []Alt
+	for _, u := range cands[i+1:] {
+		if !oci.IsRef(u) {
+			if b, err := channel.BaseURL(u); err == nil {
+				out = append(out, Alt{Base: b.String()})
+			}
+			continue
+		}
+		if rem, err := s.remote(context.Background(), u); err == nil {
+			out = append(out, Alt{Registry: &Registry{Ref: rem.Ref, Access: rem.Access}})
+		}
+	}
+	return out
+}
+
+// Bases are the base URLs of every source of the channel, so that an
+// artifact's path below the channel can be found from the URL it was
+// planned with, whichever source that was.
+func (s *Source) Bases() []string {
+	var out []string
+	for _, u := range s.candidates() {
+		if b, err := channel.BaseURL(u); err == nil {
+			out = append(out, b.String())
+		}
+	}
+	return out
 }

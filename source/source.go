@@ -295,6 +295,42 @@ type Fetch struct {
 	// (the mirror or upstream the run opened the channel at), with its CA
 	// and credentials sent in each fetch request, never journaled.
 	Registry *Registry `json:"-"`
+	// Next: where nodes fall back to, in order, for an artifact the source
+	// above does not serve (Source.Fallbacks), and Bases, the channel's
+	// base URLs, to find each artifact's path below them. Not journaled:
+	// a resumed run computes them again.
+	Next  []Alt    `json:"-"`
+	Bases []string `json:"-"`
+}
+
+// AltURL is one fallback of an artifact: its URL there, and the registry
+// settings when it is a registry's blob (reached directly).
+type AltURL struct {
+	URL      string
+	Registry *oci.Access
+}
+
+// Alternatives are the artifact's URLs at the fallbacks, in order. a.URL
+// is its URL as planned, below one of Bases.
+func (f Fetch) Alternatives(a release.Artifact) []AltURL {
+	var rel string
+	for _, b := range f.Bases {
+		if r, ok := strings.CutPrefix(a.URL, b); ok {
+			rel = r
+			break
+		}
+	}
+	var out []AltURL
+	for _, alt := range f.Next {
+		switch {
+		case alt.Registry != nil:
+			acc := alt.Registry.Access
+			out = append(out, AltURL{URL: alt.Registry.Ref.BlobURL(acc.Scheme(), a.SHA256), Registry: &acc})
+		case rel != "":
+			out = append(out, AltURL{URL: alt.Base + rel})
+		}
+	}
+	return out
 }
 
 // Registry is a registry nodes fetch blobs from, and how to reach it.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -235,30 +236,6 @@ func (a *Agent) currentVersion(c string) (string, error) {
 
 func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 	store := &cache.Store{Dir: a.Layout.CacheDir()}
-	switch {
-	case req.Direct:
-		store.HTTP = cache.DirectHTTP
-		if req.CachePeer != nil {
-			c, err := req.CachePeer.HTTPClient()
-			if err != nil {
-				return Result{}, fmt.Errorf("the cache daemon's certificate settings sent by the orchestrator: %w", err)
-			}
-			store.HTTP = c
-		}
-		if req.Registry != nil {
-			u, err := url.Parse(req.Artifact.URL)
-			if err != nil {
-				return Result{}, fmt.Errorf("the registry URL sent by the orchestrator: %w", err)
-			}
-			c, err := req.Registry.HTTPClient(u.Host)
-			if err != nil {
-				return Result{}, fmt.Errorf("the registry settings sent by the orchestrator: %w", err)
-			}
-			store.HTTP = c
-		}
-	case req.Proxy != nil:
-		store.HTTP = proxiedHTTP(*req.Proxy)
-	}
 	if a.Progress != nil {
 		store.Progress = func(p cache.TransferProgress) {
 			a.Progress(FetchProgress{Digest: p.Digest, URL: p.URL, Done: p.Done, Total: p.Total, Rate: p.Rate, Retries: p.Retries, Final: p.Final, Failed: p.Err != nil})
@@ -281,14 +258,95 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 		}
 		return Result{Note: "in the node cache, verified"}, nil
 	}
-	got, err := store.Fetch(ctx, req.Artifact.URL, req.Artifact.SHA256, req.Artifact.Size)
-	if err != nil {
-		return Result{}, err
+	srcs := append([]FetchSource{{URL: req.Artifact.URL, Direct: req.Direct, CachePeer: req.CachePeer, Registry: req.Registry}}, req.Fallbacks...)
+	if len(srcs) > 1 {
+		// A source that stopped is passed over after a few attempts, not
+		// the default's minute of backoff: the next one resumes the
+		// partial download.
+		store.MaxAttempts = fallbackAttempts
 	}
-	if !got {
-		return Result{Note: "already in the node cache"}, nil
+	var passed, why []string
+	for i, src := range srcs {
+		hc, err := src.client(req.Proxy)
+		if err != nil {
+			return Result{}, err
+		}
+		store.HTTP = hc
+		got, err := store.Fetch(ctx, src.URL, req.Artifact.SHA256, req.Artifact.Size)
+		if err != nil && i < len(srcs)-1 && passOver(ctx, err) {
+			a.logf("%s %s: %s did not serve it (%v): fetching from %s, the next source in order", req.Component, req.Version, redact(src.URL), err, redact(srcs[i+1].URL))
+			passed = append(passed, redact(src.URL))
+			why = append(why, fmt.Sprintf("%s: %v", redact(src.URL), err))
+			continue
+		}
+		if err != nil && len(why) > 0 {
+			// The last source's error, and what the others said: the
+			// first one's may be the cause to fix.
+			return Result{}, fmt.Errorf("%w (tried before it, in order: %s)", err, strings.Join(why, "; "))
+		}
+		if err != nil {
+			return Result{}, err
+		}
+		note := "already in the node cache"
+		if got {
+			note = fmt.Sprintf("%s downloaded and verified", preflight.FormatBytes(req.Artifact.Size))
+		}
+		if len(passed) > 0 {
+			note += fmt.Sprintf(" from %s (%s did not serve it)", redact(src.URL), strings.Join(passed, ", "))
+		}
+		return Result{Changed: got, Note: note}, nil
 	}
-	return Result{Changed: true, Note: fmt.Sprintf("%s downloaded and verified", preflight.FormatBytes(req.Artifact.Size))}, nil
+	return Result{}, errors.New("no source to fetch from") // unreachable: srcs holds the request's own
+}
+
+// fallbackAttempts: attempts without progress before the next source.
+const fallbackAttempts = 3
+
+// passOver says whether a fetch error lets the next source be tried: the
+// source did not answer, failed or lacks the artifact. Bytes other than
+// signed are a refusal, never passed over; a cancelled run stops.
+func passOver(ctx context.Context, err error) bool {
+	var dm *cache.DigestMismatchError
+	var sm *cache.SizeMismatchError
+	var ce *cache.CertError
+	return ctx.Err() == nil && !errors.As(err, &dm) && !(errors.As(err, &sm) && sm.Got > sm.Want) && !errors.As(err, &ce)
+}
+
+// redact is a source's URL without credentials, for the log.
+func redact(raw string) string {
+	if u, err := url.Parse(raw); err == nil {
+		return u.Redacted()
+	}
+	return raw
+}
+
+// client is how the agent reaches src: the cache daemon or a registry
+// directly, with what the orchestrator sent, anything else through the
+// operator's proxy when one is set.
+func (src FetchSource) client(proxy *release.ProxySettings) (*http.Client, error) {
+	switch {
+	case src.Registry != nil:
+		u, err := url.Parse(src.URL)
+		if err != nil {
+			return nil, fmt.Errorf("the registry URL sent by the orchestrator: %w", err)
+		}
+		c, err := src.Registry.HTTPClient(u.Host)
+		if err != nil {
+			return nil, fmt.Errorf("the registry settings sent by the orchestrator: %w", err)
+		}
+		return c, nil
+	case src.CachePeer != nil:
+		c, err := src.CachePeer.HTTPClient()
+		if err != nil {
+			return nil, fmt.Errorf("the cache daemon's certificate settings sent by the orchestrator: %w", err)
+		}
+		return c, nil
+	case src.Direct:
+		return cache.DirectHTTP, nil
+	case proxy != nil:
+		return proxiedHTTP(*proxy), nil
+	}
+	return nil, nil
 }
 
 func (a *Agent) backup(_ context.Context, req Request) (Result, error) {

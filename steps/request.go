@@ -69,7 +69,12 @@ type Request struct {
 	// Registry: the artifact's URL is a registry's blob, reached with this
 	// CA and these credentials (sent by the orchestrator with each fetch,
 	// like CachePeer; never journaled).
-	Registry   *oci.Access       `json:"registry,omitempty"`
+	Registry *oci.Access `json:"registry,omitempty"`
+	// Fallbacks: where else to fetch the artifact, in order, when the URL
+	// above does not serve it (no answer, a timeout, 5xx, 404): the run's
+	// later mirrors, then the channel. A source serving other bytes than
+	// signed is a refusal, never passed over.
+	Fallbacks  []FetchSource     `json:"fallbacks,omitempty"`
 	BackupID   string            `json:"backup_id,omitempty"`
 	Release    string            `json:"release,omitempty"`
 	Components map[string]string `json:"components,omitempty"`
@@ -158,4 +163,13 @@ type FetchProgress struct {
 	Retries int     `json:"retries"`
 	Final   bool    `json:"final,omitempty"`
 	Failed  bool    `json:"failed,omitempty"` // with Final: the download did not complete
+}
+
+// FetchSource is one place a fetch may take an artifact from.
+type FetchSource struct {
+	URL string `json:"url"`
+	// Direct: no proxy (the cache daemon, a registry).
+	Direct    bool        `json:"direct,omitempty"`
+	CachePeer *cache.Peer `json:"cache_peer,omitempty"`
+	Registry  *oci.Access `json:"registry,omitempty"`
 }

@@ -36,7 +36,7 @@ From an empty directory (docs/publishing.md walks through it):
   sentinel channel rotate --keys KEYS --role ROLE CHANNEL_DIR
   sentinel channel verify --root ROOT.json CHANNEL_DIR_OR_URL
   sentinel channel push CHANNEL_DIR oci://HOST[:PORT]/REPO       (a registry as the channel)
-  sentinel channel copy oci://SRC/REPO oci://DST/REPO            (fill the operator's registry)`,
+  sentinel channel copy --root ROOT.json SRC oci://HOST/REPO     (fill the operator's registry)`,
 	}
 	cmd.AddCommand(newChannelInitCmd(), newChannelAddReleaseCmd(), newChannelAddPatchCmd(), newChannelAddSentinelCmd(),
 		newChannelPublishCmd(), newChannelTimestampCmd(), newChannelRotateCmd(), newChannelVerifyCmd(),

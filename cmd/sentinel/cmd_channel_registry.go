@@ -3,10 +3,13 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/sentinel-paas/sentinel/oci"
+	"github.com/sentinel-paas/sentinel/source"
 )
 
 // registryFlags are how a channel command reaches registries.
@@ -62,32 +65,96 @@ docs/reference.md (Registries).`,
 
 func newChannelCopyCmd() *cobra.Command {
 	var rf registryFlags
+	var o source.ChannelCopy
 	cmd := &cobra.Command{
-		Use:   "copy oci://SRC_HOST/REPO oci://DST_HOST/REPO",
-		Short: "Copy the channel's latest publication, with every artifact, from one registry to another",
-		Long: `Fills the operator's registry from the publisher's: the latest
-publication's manifest and every blob it lists (those the destination
-has are not sent again), tagged latest there. Nothing is verified on
-the way: clients verify what they read, as from any registry. For a
-channel served over HTTP, mirror its directory and use 'channel push'.`,
+		Use:   "copy SRC oci://HOST[:PORT]/REPO --root ROOT.json [--release VERSION ...]",
+		Short: "Fill a registry from a channel (https://, a directory or oci://), verified as a run verifies it",
+		Long: `Reads the channel at SRC (the publisher's https:// repository, a
+channel directory, or oci:// of another registry) from ROOT on, exactly
+as a run does: metadata, then every document (index, manifests, patch
+catalogs, sentinel builds). Then each artifact to copy is downloaded into
+--work-dir, checked against its signed length and sha256, pushed, and
+removed there. With --release, only the artifacts of those releases and
+of their patch catalogs (and the newest sentinel build of each
+platform); without, every artifact. The metadata and every document are
+always copied. The publication is laid out as 'channel push' lays one
+out, tagged v<timestamp version> and latest, last; files of the
+publication already there are kept, so copies of one release after
+another add up. Blobs the registry holds are neither downloaded nor sent
+again: run it again after a failure and it does only what is left.
+
+A refused channel (metadata or a document): exit 2, nothing pushed. An
+artifact of other bytes than signed: exit 2, nothing of it pushed.
+
+Without --root, SRC must be oci://: the registry's latest publication is
+copied blob for blob, unverified (clients verify what they read).`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			src, sa, err := rf.access(cmd, args[0])
+			if o.Root == "" {
+				if !oci.IsRef(args[0]) || len(o.Releases) > 0 {
+					return usagef("channel copy %s needs --root FILE (the channel's root, as the cluster file's trust.root): it reads the channel as a run does, verified, to know what to copy", args[0])
+				}
+				return copyPublication(cmd, rf, args[0], args[1])
+			}
+			dst, err := oci.ParseRef(args[1])
 			if err != nil {
 				return err
 			}
-			dst, da, err := rf.access(cmd, args[1])
+			if o.WorkDir == "" {
+				if o.WorkDir, err = defaultCopyDir(); err != nil {
+					return err
+				}
+			}
+			o.Registry = oci.Settings{CAFile: rf.ca, AuthFile: rf.auth}
+			o.Say = func(format string, args ...any) { fmt.Fprintf(cmd.OutOrStdout(), format, args...) }
+			c, err := o.Run(cmd.Context(), args[0], dst)
 			if err != nil {
 				return err
 			}
-			digest, err := oci.Copy(cmd.Context(), src, sa, dst, da)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "copied %s to %s: manifest %s tagged latest\n", src, dst, digest)
+			fmt.Fprintf(cmd.OutOrStdout(), "copied %s to %s: %d artifacts (%d there already), %d files uploaded (%d bytes), %d kept from the publication there; manifest %s tagged %v\n",
+				args[0], dst, c.Artifacts, c.ArtifactsThere, c.Uploaded, c.Bytes, c.Kept, c.Manifest, c.Tags)
 			return nil
 		},
 	}
 	rf.add(cmd)
+	f := cmd.Flags()
+	f.StringVar(&o.Root, "root", "", "trust anchor: the channel's root as obtained from its publisher (the cluster file's trust.root; --trust-root is the same flag)")
+	f.StringArrayVar(&o.Releases, "release", nil, "copy the artifacts of this release and its patches only (repeat for each release an upgrade goes through; default: every artifact)")
+	f.StringVar(&o.WorkDir, "work-dir", "", "where artifacts are downloaded and verified before they are pushed (default: $XDG_CACHE_HOME/sentinel/channel-copy, or ~/.cache/...)")
+	f.StringVar(&o.StateDir, "state-dir", "", "keep trusted metadata here, so that a later copy refuses older metadata (default: none, each copy starts from --root)")
+	f.SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if name == "trust-root" {
+			name = "root"
+		}
+		return pflag.NormalizedName(name)
+	})
 	return cmd
+}
+
+// copyPublication copies a registry's latest publication as it is.
+func copyPublication(cmd *cobra.Command, rf registryFlags, from, to string) error {
+	src, sa, err := rf.access(cmd, from)
+	if err != nil {
+		return err
+	}
+	dst, da, err := rf.access(cmd, to)
+	if err != nil {
+		return err
+	}
+	digest, err := oci.Copy(cmd.Context(), src, sa, dst, da)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "copied %s to %s: manifest %s tagged latest (unverified: give --root to verify as you copy)\n", src, dst, digest)
+	return nil
+}
+
+// defaultCopyDir is where channel copy keeps artifacts between its
+// download and its push.
+func defaultCopyDir() (string, error) {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		return "", usagef("no directory for the artifacts in transit (%v): give --work-dir DIR", err)
+	}
+	return filepath.Join(dir, "sentinel", "channel-copy"), nil
 }

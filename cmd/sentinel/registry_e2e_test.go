@@ -178,6 +178,11 @@ func TestRegistryBadInput(t *testing.T) {
 		{[]string{"channel", "push", lab.UpstreamDir, "https://127.0.0.1/x"}, "oci://HOST[:PORT]/REPO"},
 		{[]string{"upgrade", "3.4.2", "--download-only", "--cache-ip", "127.0.0.1:9", "--mirror", "oci://127.0.0.1:9/x"}, "sentinel channel copy"},
 		{[]string{"channel", "push", filepath.Join(t.TempDir(), "none"), "oci://127.0.0.1:9/x"}, "not a channel directory"},
+		{[]string{"patch", "install", "--download-only", "--mirror", "oci://127.0.0.1:9/x"}, "--release 3.4.1\nthen run `sentinel patch install`"},
+		{[]string{"channel", "copy", "http://127.0.0.1:9/", "oci://127.0.0.1:9/x"}, "needs --root FILE"},
+		{[]string{"channel", "copy", "oci://127.0.0.1:9/y", "oci://127.0.0.1:9/x", "--release", "3.4.2"}, "needs --root FILE"},
+		{[]string{"channel", "copy", "http://127.0.0.1:9/", "oci://127.0.0.1:9/x", "--trust-root", filepath.Join(t.TempDir(), "none.json")}, "trust anchor"},
+		{[]string{"channel", "copy", "http://127.0.0.1:9/", "oci://127.0.0.1:9/Bad", "--root", lab.TrustRoot}, "not a repository name"},
 	} {
 		r := lab.sentinel(nil, tc.args...)
 		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
@@ -186,5 +191,85 @@ func TestRegistryBadInput(t *testing.T) {
 	}
 	if nodeDigest(t, lab.core().Root) != before {
 		t.Error("bad registry input changed the node")
+	}
+}
+
+// copyCommandLab: a one-node lab whose cluster file lists a registry
+// (regs.Basic) as its mirror. `upgrade --download-only` is refused there
+// (exit 2) with the exact `sentinel channel copy` command, which is then
+// run as printed: it fills the registry from the HTTP upstream, verified.
+// The upstream is gone when it returns.
+func copyCommandLab(t *testing.T) (*testLab, *fixtures.RegistrySet, *tripwire) {
+	t.Helper()
+	if err := fixtures.CheckRegistry(); err != nil {
+		t.Skip(err)
+	}
+	lab := newLab(t, 1, "3.4.1")
+	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(regs.Close)
+	mirror := "oci://" + regs.Basic.Addr + "/operator/stable"
+	f, err := os.OpenFile(lab.ClusterFile, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = f.WriteString("mirrors:\n  - " + mirror + "\nregistry_auth: " + regs.AuthFile + "\nregistry_ca: " + regs.CAFile + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := nodeDigest(t, lab.core().Root)
+	r := lab.sentinel(nil, "upgrade", "3.4.2", "--download-only")
+	want := strings.Join([]string{"sentinel channel copy", lab.upstream.URL, mirror, "--root", lab.TrustRoot,
+		"--release 3.4.2 --registry-auth", regs.AuthFile, "--registry-ca", regs.CAFile}, " ")
+	if r.code != 2 || !strings.Contains(r.stderr, want) {
+		t.Fatalf("upgrade --download-only with a registry mirror: exit %d, want 2 and the command\n  %s\n%s", r.code, want, r.stderr)
+	}
+	if nodeDigest(t, lab.core().Root) != before {
+		t.Fatal("the refused download-only run changed the node")
+	}
+	out := lab.mustSucceed(strings.Fields(want)[1:]...)
+	if !strings.Contains(out.stdout, "tagged [v") {
+		t.Errorf("channel copy printed:\n%s", out.stdout)
+	}
+	return lab, regs, lab.cutUpstream()
+}
+
+// TestDownloadOnlyToRegistryGivesTheCopyCommand: the command
+// copyCommandLab runs fills the registry with 3.4.2's artifacts, and a run
+// plans 3.4.2 from the registry with the upstream gone.
+// TestUpgradeFromRegistryFilledByCopy (long) upgrades from it.
+func TestDownloadOnlyToRegistryGivesTheCopyCommand(t *testing.T) {
+	lab, regs, upstream := copyCommandLab(t)
+	for _, c := range lab.manifest("3.4.2").Components {
+		if _, err := regs.Basic.BlobPath(c.Artifact.SHA256); err != nil {
+			t.Errorf("%s %s is not in the registry after the copy: %v", c.Name, c.Version, err)
+		}
+	}
+	out := lab.mustSucceed("upgrade", "3.4.2", "--dry-run")
+	if !strings.Contains(out.stdout+out.stderr, "3.4.2") {
+		t.Errorf("the dry run from the registry:\n%s%s", out.stdout, out.stderr)
+	}
+	if n := upstream.hits.Load(); n != 0 {
+		t.Errorf("the gone upstream was asked %d times", n)
+	}
+}
+
+// TestUpgradeFromRegistryFilledByCopy: a one-node upgrade from a registry
+// filled by the command download-only printed, the upstream gone (about
+// 20 s; TestDownloadOnlyToRegistryGivesTheCopyCommand keeps the copy and
+// the plan in make test, source.TestChannelCopyFromHTTPUpstream the
+// artifacts read back verified).
+func TestUpgradeFromRegistryFilledByCopy(t *testing.T) {
+	longScenario(t)
+	lab, _, upstream := copyCommandLab(t)
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
+	checkAllOn(t, lab, "3.4.2")
+	if n := upstream.hits.Load(); n != 0 {
+		t.Errorf("the gone upstream was asked %d times", n)
 	}
 }

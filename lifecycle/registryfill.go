@@ -1,0 +1,74 @@
+package lifecycle
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+	"github.com/sentinel-paas/sentinel/oci"
+	"github.com/sentinel-paas/sentinel/rollout"
+)
+
+// registryFill is a download-only run of a cluster that reads a registry.
+// The cache daemon cannot read or fill a registry, and which registry to
+// fill is not in the cluster file (a pull-through mirror fills itself and
+// takes no push), so such a run plans, to know the releases, and then
+// refuses with the `sentinel channel copy` command that fills the
+// registry, verified, with exactly those releases.
+type registryFill struct {
+	from     string   // the channel, which the copy reads
+	into     []string // the registries among the mirrors, in order
+	root     string
+	settings [2]string // --registry-auth, --registry-ca
+}
+
+// registryFillFor is nil when neither the channel nor a mirror is a
+// registry. A registry as the channel, with no registry mirror, has
+// nothing to fill: it is refused at once.
+func registryFillFor(inv *cluster.Inventory) (*registryFill, error) {
+	f := &registryFill{from: inv.Channel, root: inv.TrustRoot()}
+	for _, m := range inv.Mirrors {
+		if oci.IsRef(m) {
+			f.into = append(f.into, m)
+		}
+	}
+	switch {
+	case len(f.into) > 0:
+	case oci.IsRef(inv.Channel):
+		return nil, usagef("--download-only fills a cache daemon, which cannot read a registry, and this cluster's channel is the registry %s: the nodes fetch from it directly, so there is nothing to fill; run `sentinel upgrade` without --download-only (to keep a registry of your own, fill it with `sentinel channel copy %s oci://HOST[:PORT]/REPO --root %s` and list it in the cluster file's mirrors)",
+			inv.Channel, inv.Channel, CommandLine([]string{f.root}))
+	default:
+		return nil, nil
+	}
+	s := inv.RegistrySettings()
+	f.settings = [2]string{s.AuthFile, s.CAFile}
+	return f, nil
+}
+
+// refusal is the error of the run once planned: what to run instead.
+func (f *registryFill) refusal(plan *rollout.Plan, kind string) error {
+	releases := plan.Hops
+	if len(releases) == 0 {
+		releases = []string{plan.To}
+	}
+	dst := f.into[len(f.into)-1]
+	argv := []string{"sentinel", "channel", "copy", f.from, dst, "--root", f.root}
+	for _, v := range releases {
+		argv = append(argv, "--release", v)
+	}
+	for i, flag := range []string{"--registry-auth", "--registry-ca"} {
+		if f.settings[i] != "" {
+			argv = append(argv, flag, f.settings[i])
+		}
+	}
+	which := "the registry among its mirrors"
+	if len(f.into) > 1 {
+		which = fmt.Sprintf("the last of the registries among its mirrors (%s: those before it are taken as pull-through mirrors of it, which fill themselves; copy into any other with the same command)", strings.Join(f.into, ", "))
+	}
+	what, then := "what "+plan.To+" needs", "sentinel upgrade "+plan.To
+	if kind == "patch-download-only" {
+		what, then = "the patches of "+plan.To, "sentinel patch install"
+	}
+	return usagef("--download-only fills a cache daemon, which cannot read or fill a registry, and this cluster reads %s; nothing was changed. Fill it from the channel, verified, with %s (releases %s, their patches, the sentinel builds):\n  %s\nthen run `%s` (nodes fetch from the registry)",
+		which, what, strings.Join(releases, ", "), CommandLine(argv), then)
+}
