@@ -70,6 +70,8 @@ type fanout struct {
 	regs    *fixtures.RegistrySet
 	mirrors [2]*fixtures.Registry
 	big     string // the payload artifact's sha256
+	setup   time.Duration
+	served  string // the mirrors the payload went through
 }
 
 func newFanout(b *testing.B, sz fanoutSize) *fanout {
@@ -287,7 +289,7 @@ func BenchmarkFanOut(b *testing.B) {
 	sz := fanoutSizeFromEnv(b)
 	setup := time.Now()
 	f := newFanout(b, sz)
-	b.Logf("set-up (lab, daemon filled, registries, channel pushed): %.1f s", time.Since(setup).Seconds())
+	f.setup = time.Since(setup)
 	names := []string{"daemon", "registry", "mirrors-cold", "mirrors-warm", "daemon-again", fanoutCurl}
 	_, nocurl := exec.LookPath("curl")
 	if nocurl != nil {
@@ -307,7 +309,7 @@ func BenchmarkFanOut(b *testing.B) {
 		add("registry", f.fromRegistry())
 		f.coldMirrors()
 		add("mirrors-cold", f.fromMirrors())
-		b.Logf("the payload was pulled through %s", f.mirrorsServed())
+		f.served = f.mirrorsServed()
 		add("mirrors-warm", f.fromMirrors())
 		add("daemon-again", f.fromDaemon())
 		if nocurl == nil {
@@ -334,7 +336,10 @@ func (f *fanout) report(names []string, sum map[string]fanoutResult) {
 	daemon := fanoutResult{wall: (sum["daemon"].wall + sum["daemon-again"].wall) / 2,
 		bytes: (sum["daemon"].bytes + sum["daemon-again"].bytes) / 2}
 	var tab strings.Builder
-	fmt.Fprintf(&tab, "fan-out of %d MiB to %d nodes, %d transfers at once, %d pass(es):\n", f.size.mib, f.size.nodes, f.size.parallel, f.b.N)
+	// The testing package keeps ten lines of a benchmark's log: the table
+	// and one line before it.
+	fmt.Fprintf(&tab, "fan-out of %d MiB to %d nodes, %d transfers at once, %d pass(es) (set-up %.0f s; the payload went through %s):\n",
+		f.size.mib, f.size.nodes, f.size.parallel, f.b.N, f.setup.Seconds(), f.served)
 	fmt.Fprintf(&tab, "| source | wall (s) | MiB moved | aggregate MiB/s | wall / daemon's (mean of both) | MiB/s / daemon's |\n| --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, name := range names {
 		r := sum[name]
