@@ -105,8 +105,10 @@ test-deps:
 demo: build
 	./scripts/demo.sh
 
+# The Go benchmarks (BenchmarkFanOut alone stages 100 nodes from four
+# sources: minutes, hence the timeout), then the cache script.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+	$(GO) test -run '^$$' -bench . -benchmem -timeout 60m ./...
 	./scripts/bench-cache.sh
 
 lint: vulndb
