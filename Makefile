@@ -105,7 +105,7 @@ test-deps:
 demo: build
 	./scripts/demo.sh
 
-# BenchmarkStageThenWindow alone takes about 15 minutes at its default size
+# BenchmarkStageThenWindow alone takes 7 to 15 minutes at its default size
 # (twenty nodes, 64 MiB artifacts; see docs/development.md), over go test's
 # default 10-minute timeout.
 bench: build
