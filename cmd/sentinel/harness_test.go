@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -135,6 +136,9 @@ type testLab struct {
 	upstream *fixtures.Upstream
 	cacheIP  string // IP:PORT of the cache daemon, once started
 	cacheCmd *exec.Cmd
+	// cacheLog, if set, takes the cache daemon's log instead of the
+	// test's stderr (a benchmark keeps its output to its figures).
+	cacheLog io.Writer
 }
 
 // newLab makes a lab whose cluster file points at an HTTP upstream on
@@ -535,6 +539,9 @@ func (l *testLab) startCache(env []string, extraArgs ...string) {
 	cmd := exec.Command(sentinelBin, args...)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
+	if l.cacheLog != nil {
+		cmd.Stderr = l.cacheLog
+	}
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		l.t.Fatal(err)

@@ -1,0 +1,382 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/steps"
+)
+
+// The staging benchmark's size: SENTINEL_BENCH_STAGE_NODES nodes (20) and
+// every artifact SENTINEL_BENCH_STAGE_MIB MiB of payload (64), so that a
+// quick run during development can say 4 and 8.
+const (
+	stageBenchNodesEnv = "SENTINEL_BENCH_STAGE_NODES"
+	stageBenchMiBEnv   = "SENTINEL_BENCH_STAGE_MIB"
+)
+
+// BenchmarkStageThenWindow measures, side by side in one run, on labs of
+// identical nodes whose artifacts come from the cache daemon on loopback:
+//
+//	(a) `sentinel upgrade 3.4.2 --stage` (DefaultStageParallel nodes at once);
+//	(d) the daemon's aggregate throughput: the same artifacts, as many at
+//	    once as staging fetches, by plain GETs read to nothing;
+//	(b) the window, `sentinel upgrade 3.4.2 --yes`, after that staging;
+//	(c) the same window on a second lab whose node caches were filled by
+//	    copying each verified artifact to where the node cache keeps it
+//	    (<root>/cache/sha256/<hex>), with no run of sentinel at all.
+//
+// It reports window (b)/(c) (target <= 1.05: staging leaves the window
+// nothing more to do than artifacts placed by hand) and staging's wall
+// time over total bytes / aggregate throughput (target <= 1.2: staging
+// costs little beyond moving the bytes). Beside each wall time, the CPU
+// seconds the part took (sentinel and the agents it ran, or the GETs,
+// plus the cache daemon's): in the lab every node shares this machine's
+// cores, so CPU is what the parts compete for.
+func BenchmarkStageThenWindow(b *testing.B) {
+	nodes, mib := stageBenchEnv(b, stageBenchNodesEnv, 20), stageBenchEnv(b, stageBenchMiBEnv, 64)
+	opt := fixtures.LabOptions{Nodes: nodes, Release: "3.4.1"}
+	opt.Channel.Versions = []string{"3.4.1", "3.4.2"}
+	opt.Channel.PayloadBytes = map[string]int64{}
+	for _, c := range fixtures.Components() {
+		opt.Channel.PayloadBytes[c.Name] = int64(mib) << 20
+	}
+	parallel := rollout.DefaultStageParallel
+	var m stageBenchFigures
+	for i := 0; i < b.N; i++ {
+		m.add(stageThenWindowOnce(b, opt, parallel, i%2 == 1))
+	}
+	n := float64(b.N)
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(m.stagedMiB/n, "MiB-staged")
+	b.ReportMetric(m.stage.wall/n, "s/stage")
+	b.ReportMetric(m.gets.wall/n, "s/plain-GETs-same-bytes")
+	b.ReportMetric(m.stagedMiB/m.gets.wall, "MiB/s-daemon-aggregate")
+	b.ReportMetric(m.windowStaged.wall/n, "s/window-after-stage")
+	b.ReportMetric(m.windowPlaced.wall/n, "s/window-preplaced")
+	b.ReportMetric(m.stage.cpu/n, "cpu-s/stage")
+	b.ReportMetric(m.gets.cpu/n, "cpu-s/plain-GETs")
+	b.ReportMetric(m.windowStaged.cpu/n, "cpu-s/window-after-stage")
+	b.ReportMetric(m.windowPlaced.cpu/n, "cpu-s/window-preplaced")
+	b.ReportMetric(m.windowStaged.wall/m.windowPlaced.wall, "x-window-staged/preplaced")
+	b.ReportMetric(m.stage.wall/m.gets.wall, "x-stage/(bytes/throughput)")
+}
+
+// part is one measured part: wall seconds and CPU seconds.
+type part struct{ wall, cpu float64 }
+
+func (p *part) add(o part) { p.wall += o.wall; p.cpu += o.cpu }
+
+// stageBenchFigures are one run's measures (summed over runs).
+type stageBenchFigures struct {
+	stagedMiB                               float64
+	stage, gets, windowStaged, windowPlaced part
+}
+
+func (f *stageBenchFigures) add(o stageBenchFigures) {
+	f.stagedMiB += o.stagedMiB
+	f.stage.add(o.stage)
+	f.gets.add(o.gets)
+	f.windowStaged.add(o.windowStaged)
+	f.windowPlaced.add(o.windowPlaced)
+}
+
+func stageBenchEnv(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive whole number", name, v)
+	}
+	return n
+}
+
+// stageThenWindowOnce makes both labs in turn (one removed before the
+// other is made, to halve the disk needed), in turn order from one run to
+// the next (-benchtime=2x measures both orders), and measures each part.
+func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel int, placedFirst bool) stageBenchFigures {
+	var f stageBenchFigures
+	if placedFirst {
+		f.windowPlaced = windowPreplaced(b, opt)
+	}
+	lab := newStageBenchLab(b, opt)
+	want := artifactsPerNode(b, lab)
+	before := nodeCacheDigests(b, lab)
+	f.stage = measure(lab, func() float64 {
+		out, cpu := sentinelWithCPU(b, lab, "upgrade", "3.4.2", "--stage", "--stage-parallel", strconv.Itoa(parallel), "--yes")
+		if !strings.Contains(out, fmt.Sprintf("Staged 3.4.2 on %d nodes", len(lab.Nodes))) {
+			b.Fatalf("staging output:\n%s", out)
+		}
+		return cpu
+	})
+	// What staging put in each node cache: the artifacts the other lab
+	// gets by hand, and the transfers the GETs repeat.
+	var all []string
+	for name, ds := range nodeCacheDigests(b, lab) {
+		var got []string
+		for _, d := range ds {
+			if !slices.Contains(before[name], d) {
+				got = append(got, d)
+			}
+		}
+		if slices.Sort(got); !slices.Equal(got, want[name]) {
+			b.Fatalf("staging put %v in node %s's cache, its 3.4.2 artifacts are %v", got, name, want[name])
+		}
+		all = append(all, got...)
+	}
+	var bytes int64
+	f.gets = measure(lab, func() float64 {
+		var cpu float64
+		bytes, cpu = getAllAtOnce(b, lab, all, parallel)
+		return cpu
+	})
+	f.stagedMiB = float64(bytes) / (1 << 20)
+	f.windowStaged = measure(lab, func() float64 { return runWindow(b, lab) })
+	lab.stopCache()
+	os.RemoveAll(lab.Dir)
+	if !placedFirst {
+		f.windowPlaced = windowPreplaced(b, opt)
+	}
+	return f
+}
+
+// windowPreplaced makes a lab, places each node's 3.4.2 artifacts in its
+// node cache by hand and measures the window.
+func windowPreplaced(b *testing.B, opt fixtures.LabOptions) part {
+	lab := newStageBenchLab(b, opt)
+	placeArtifacts(b, lab, artifactsPerNode(b, lab))
+	p := measure(lab, func() float64 { return runWindow(b, lab) })
+	lab.stopCache()
+	os.RemoveAll(lab.Dir)
+	return p
+}
+
+// artifactsPerNode is, by node, the sorted digests of the 3.4.2 artifacts
+// of the components its roles run.
+func artifactsPerNode(b *testing.B, lab *testLab) map[string][]string {
+	out := map[string][]string{}
+	m := lab.manifest("3.4.2")
+	for _, n := range lab.Nodes {
+		for _, c := range m.Components {
+			if c.AppliesTo(n.Roles) && !slices.Contains(out[n.Name], c.Artifact.SHA256) {
+				out[n.Name] = append(out[n.Name], c.Artifact.SHA256)
+			}
+		}
+		slices.Sort(out[n.Name])
+	}
+	return out
+}
+
+// newStageBenchLab is a lab with the cache daemon on its core node, filled
+// with 3.4.2 (the operator's --download-only), so that staging and the
+// window read from it.
+func newStageBenchLab(b *testing.B, opt fixtures.LabOptions) *testLab {
+	b.Helper()
+	lab := newLabWith(b, opt)
+	log, err := os.Create(filepath.Join(lab.Dir, "cache-daemon.log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { log.Close() })
+	lab.cacheLog = log
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	return lab
+}
+
+// measure runs fn, after flushing what earlier parts left dirty so that
+// each part starts from the same state of the disk: its wall time, and the
+// CPU fn reports for its own processes plus the cache daemon's meanwhile.
+func measure(lab *testLab, fn func() (cpu float64)) part {
+	syscall.Sync()
+	daemon := lab.cacheCmd.Process.Pid
+	d0 := procCPU(daemon)
+	start := time.Now()
+	own := fn()
+	wall := time.Since(start).Seconds()
+	return part{wall: wall, cpu: own + procCPU(daemon) - d0}
+}
+
+// procCPU is the user and system CPU seconds of a running process.
+func procCPU(pid int) float64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(data)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseFloat(f[11], 64)
+	stime, _ := strconv.ParseFloat(f[12], 64)
+	return (utime + stime) / 100 // USER_HZ
+}
+
+func rusageCPU(ru *syscall.Rusage) float64 {
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// sentinelWithCPU runs sentinel against the lab, fails unless it exits 0,
+// and returns its output and the CPU it took with the agents it ran
+// (wait4's usage counts the children a process waited for).
+func sentinelWithCPU(b *testing.B, lab *testLab, args ...string) (string, float64) {
+	b.Helper()
+	cmd := exec.Command(sentinelBin, args...)
+	cmd.Env = append(os.Environ(), "SENTINEL_CLUSTER="+lab.ClusterFile)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("sentinel %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
+	}
+	return out.String(), rusageCPU(cmd.ProcessState.SysUsage().(*syscall.Rusage))
+}
+
+// runWindow runs the window's upgrade, checks it found every artifact in
+// the node caches, and returns its CPU seconds.
+func runWindow(b *testing.B, lab *testLab) float64 {
+	out, cpu := sentinelWithCPU(b, lab, "upgrade", "3.4.2", "--yes")
+	if !strings.Contains(out, "Nothing fetched") {
+		b.Fatalf("the window fetched something:\n%s", out)
+	}
+	return cpu
+}
+
+// nodeCacheDigests lists the verified artifacts in each node cache.
+func nodeCacheDigests(b *testing.B, lab *testLab) map[string][]string {
+	b.Helper()
+	out := map[string][]string{}
+	for _, n := range lab.Nodes {
+		entries, err := os.ReadDir(filepath.Join(steps.Layout{Root: n.Root}.CacheDir(), "sha256"))
+		if err != nil && !os.IsNotExist(err) {
+			b.Fatal(err)
+		}
+		for _, e := range entries {
+			out[n.Name] = append(out[n.Name], e.Name())
+		}
+	}
+	return out
+}
+
+// getAllAtOnce GETs every digest from the lab's cache daemon, parallel at
+// a time, reading each body to nothing, and returns the bytes and the CPU
+// seconds this process took meanwhile.
+func getAllAtOnce(b *testing.B, lab *testLab, digests []string, parallel int) (int64, float64) {
+	b.Helper()
+	client := cacheClient(b, lab)
+	base := "https://" + lab.cacheIP
+	queue := make(chan string, len(digests))
+	for _, d := range digests {
+		queue <- d
+	}
+	close(queue)
+	var (
+		mu    sync.Mutex
+		total int64
+		first error
+		wg    sync.WaitGroup
+	)
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	for range parallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for d := range queue {
+				n, err := getToNothing(client, cache.ArtifactURL(base, d))
+				mu.Lock()
+				total += n
+				if err != nil && first == nil {
+					first = err
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	if first != nil {
+		b.Fatal(first)
+	}
+	return total, rusageCPU(&ru1) - rusageCPU(&ru0)
+}
+
+func getToNothing(c *http.Client, url string) (int64, error) {
+	resp, err := c.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	return io.Copy(io.Discard, resp.Body)
+}
+
+// cacheClient trusts the lab daemon's own certificate, as the nodes do.
+func cacheClient(b *testing.B, lab *testLab) *http.Client {
+	crt, _ := lab.CacheTLSFiles()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(mustRead(b, crt)) {
+		b.Fatalf("no certificate in %s", crt)
+	}
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, MaxIdleConnsPerHost: 64}}
+}
+
+// placeArtifacts puts each node's artifacts in its node cache as staging
+// would have: the channel's own files (the bytes staging fetches, Generate
+// being deterministic), copied to <root>/cache/sha256/<hex>.
+func placeArtifacts(b *testing.B, lab *testLab, perNode map[string][]string) {
+	b.Helper()
+	files := map[string]string{}
+	for _, c := range lab.manifest("3.4.2").Components {
+		files[c.Artifact.SHA256] = lab.source("artifacts/" + c.Name + "-3.4.2.tar.gz")
+	}
+	for _, n := range lab.Nodes {
+		for _, d := range perNode[n.Name] {
+			src, ok := files[d]
+			if !ok {
+				b.Fatalf("node %s needs %s, which is no artifact of this lab's 3.4.2", n.Name, d)
+			}
+			dst := filepath.Join(steps.Layout{Root: n.Root}.CacheDir(), "sha256", d)
+			if err := copyFile(src, dst); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	out, err := os.Create(dst)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
