@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -37,6 +38,11 @@ const (
 //	(a) `sentinel upgrade 3.4.2 --stage` (DefaultStageParallel nodes at once);
 //	(d) the daemon's aggregate throughput: the same artifacts, as many at
 //	    once as staging fetches, by plain GETs read to nothing;
+//	(e) the same transfers done by sentinel's own fetch (cache.Store:
+//	    sha256 while streaming, checkpoints, fsync, rename) into a store
+//	    per node, as many at once, with no orchestrator, journal or agent:
+//	    what verifying and keeping the bytes costs on this machine, where
+//	    every node's disk and CPU are the daemon's too;
 //	(b) the window, `sentinel upgrade 3.4.2 --yes`, after that staging;
 //	(c) the same window on a second lab whose node caches were filled by
 //	    copying each verified artifact to where the node cache keeps it
@@ -76,6 +82,9 @@ func BenchmarkStageThenWindow(b *testing.B) {
 	b.ReportMetric(m.windowPlaced.cpu/n, "cpu-s/window-preplaced")
 	b.ReportMetric(m.windowStaged.wall/m.windowPlaced.wall, "x-window-staged/preplaced")
 	b.ReportMetric(m.stage.wall/m.gets.wall, "x-stage/(bytes/throughput)")
+	b.ReportMetric(m.fetches.wall/n, "s/verified-fetches-same-bytes")
+	b.ReportMetric(m.fetches.cpu/n, "cpu-s/verified-fetches")
+	b.ReportMetric(m.stage.wall/m.fetches.wall, "x-stage/verified-fetches")
 }
 
 // part is one measured part: wall seconds and CPU seconds.
@@ -85,14 +94,15 @@ func (p *part) add(o part) { p.wall += o.wall; p.cpu += o.cpu }
 
 // stageBenchFigures are one run's measures (summed over runs).
 type stageBenchFigures struct {
-	stagedMiB                               float64
-	stage, gets, windowStaged, windowPlaced part
+	stagedMiB                                        float64
+	stage, gets, fetches, windowStaged, windowPlaced part
 }
 
 func (f *stageBenchFigures) add(o stageBenchFigures) {
 	f.stagedMiB += o.stagedMiB
 	f.stage.add(o.stage)
 	f.gets.add(o.gets)
+	f.fetches.add(o.fetches)
 	f.windowStaged.add(o.windowStaged)
 	f.windowPlaced.add(o.windowPlaced)
 }
@@ -130,6 +140,7 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel int, pl
 	// What staging put in each node cache: the artifacts the other lab
 	// gets by hand, and the transfers the GETs repeat.
 	var all []string
+	var staged []stagedArtifact
 	for name, ds := range nodeCacheDigests(b, lab) {
 		var got []string
 		for _, d := range ds {
@@ -141,6 +152,9 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel int, pl
 			b.Fatalf("staging put %v in node %s's cache, its 3.4.2 artifacts are %v", got, name, want[name])
 		}
 		all = append(all, got...)
+		for _, d := range got {
+			staged = append(staged, stagedArtifact{node: name, digest: d})
+		}
 	}
 	var bytes int64
 	f.gets = measure(lab, func() float64 {
@@ -149,6 +163,7 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel int, pl
 		return cpu
 	})
 	f.stagedMiB = float64(bytes) / (1 << 20)
+	f.fetches = measure(lab, func() float64 { return fetchAllAtOnce(b, lab, staged, parallel) })
 	f.windowStaged = measure(lab, func() float64 { return runWindow(b, lab) })
 	lab.stopCache()
 	os.RemoveAll(lab.Dir)
@@ -314,6 +329,57 @@ func getAllAtOnce(b *testing.B, lab *testLab, digests []string, parallel int) (i
 		b.Fatal(first)
 	}
 	return total, rusageCPU(&ru1) - rusageCPU(&ru0)
+}
+
+type stagedArtifact struct{ node, digest string }
+
+// fetchAllAtOnce fetches what staging fetched with the node cache's own
+// transfer, into a fresh store per node beside the lab's, parallel at a
+// time, and returns the CPU seconds this process took meanwhile.
+func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, parallel int) float64 {
+	b.Helper()
+	client := cacheClient(b, lab)
+	base := "https://" + lab.cacheIP
+	dir := filepath.Join(lab.Dir, "bench-fetches")
+	defer os.RemoveAll(dir)
+	roots := map[string]string{}
+	for _, n := range lab.Nodes {
+		roots[n.Name] = n.Root
+	}
+	queue := make(chan stagedArtifact, len(staged))
+	for _, a := range staged {
+		queue <- a
+	}
+	close(queue)
+	var (
+		mu    sync.Mutex
+		first error
+		wg    sync.WaitGroup
+	)
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	for range parallel {
+		wg.Go(func() {
+			for a := range queue {
+				fi, err := os.Stat((&cache.Store{Dir: steps.Layout{Root: roots[a.node]}.CacheDir()}).Path(a.digest))
+				if err == nil {
+					store := &cache.Store{Dir: filepath.Join(dir, a.node), HTTP: client}
+					_, err = store.Fetch(b.Context(), cache.ArtifactURL(base, a.digest), a.digest, fi.Size())
+				}
+				if err != nil {
+					mu.Lock()
+					first = cmp.Or(first, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	if first != nil {
+		b.Fatal(first)
+	}
+	return rusageCPU(&ru1) - rusageCPU(&ru0)
 }
 
 func getToNothing(c *http.Client, url string) (int64, error) {
