@@ -43,17 +43,7 @@ const (
 type fanoutSize struct{ nodes, mib, parallel int }
 
 func fanoutSizeFromEnv(b *testing.B) fanoutSize {
-	get := func(name string, def, max int) int {
-		s := os.Getenv(name)
-		if s == "" {
-			return def
-		}
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > max {
-			b.Fatalf("%s=%q: want a whole number from 1 to %d", name, s, max)
-		}
-		return n
-	}
+	get := func(name string, def, max int) int { return benchEnvInt(b, name, def, max) }
 	// 254 nodes at most: each has an address of its own in 127.0.0.0/24.
 	return fanoutSize{nodes: get(fanoutNodesEnv, 100, 254), mib: get(fanoutMiBEnv, 64, 4096),
 		parallel: get(fanoutParallelEnv, rollout.DefaultStageParallel, 256)}

@@ -56,7 +56,8 @@ const (
 // plus the cache daemon's): in the lab every node shares this machine's
 // cores, so CPU is what the parts compete for.
 func BenchmarkStageThenWindow(b *testing.B) {
-	nodes, mib := stageBenchEnv(b, stageBenchNodesEnv, 20), stageBenchEnv(b, stageBenchMiBEnv, 64)
+	// 254 nodes at most: each has an address of its own in 127.0.0.0/24.
+	nodes, mib := benchEnvInt(b, stageBenchNodesEnv, 20, 254), benchEnvInt(b, stageBenchMiBEnv, 64, 4096)
 	opt := fixtures.LabOptions{Nodes: nodes, Release: "3.4.1"}
 	opt.Channel.Versions = []string{"3.4.1", "3.4.2"}
 	opt.Channel.PayloadBytes = map[string]int64{}
@@ -107,14 +108,16 @@ func (f *stageBenchFigures) add(o stageBenchFigures) {
 	f.windowPlaced.add(o.windowPlaced)
 }
 
-func stageBenchEnv(b *testing.B, name string, def int) int {
+// benchEnvInt reads a benchmark's size from the environment: def when
+// unset, a whole number from 1 to max otherwise.
+func benchEnvInt(b *testing.B, name string, def, max int) int {
 	v := os.Getenv(name)
 	if v == "" {
 		return def
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 {
-		b.Fatalf("%s=%q: want a positive whole number", name, v)
+	if err != nil || n < 1 || n > max {
+		b.Fatalf("%s=%q: want a whole number from 1 to %d", name, v, max)
 	}
 	return n
 }
