@@ -30,6 +30,9 @@ import (
 const (
 	stageBenchNodesEnv = "SENTINEL_BENCH_STAGE_NODES"
 	stageBenchMiBEnv   = "SENTINEL_BENCH_STAGE_MIB"
+	// The link staging is measured behind too, in Mbit/s (1000: the
+	// issue's 1 GbE LAN); 0 leaves that measure out.
+	stageBenchLinkEnv = "SENTINEL_BENCH_STAGE_LINK_MBIT"
 )
 
 // BenchmarkStageThenWindow measures, side by side in one run, on labs of
@@ -65,9 +68,15 @@ func BenchmarkStageThenWindow(b *testing.B) {
 		opt.Channel.PayloadBytes[c.Name] = int64(mib) << 20
 	}
 	parallel := rollout.DefaultStageParallel
+	link := 1000
+	if os.Getenv(stageBenchLinkEnv) != "0" {
+		link = benchEnvInt(b, stageBenchLinkEnv, link, 100000)
+	} else {
+		link = 0
+	}
 	var m stageBenchFigures
 	for i := 0; i < b.N; i++ {
-		m.add(stageThenWindowOnce(b, opt, parallel, i%2 == 1))
+		m.add(stageThenWindowOnce(b, opt, parallel, link, i%2 == 1))
 	}
 	n := float64(b.N)
 	b.ReportMetric(0, "ns/op")
@@ -86,6 +95,15 @@ func BenchmarkStageThenWindow(b *testing.B) {
 	b.ReportMetric(m.fetches.wall/n, "s/verified-fetches-same-bytes")
 	b.ReportMetric(m.fetches.cpu/n, "cpu-s/verified-fetches")
 	b.ReportMetric(m.stage.wall/m.fetches.wall, "x-stage/verified-fetches")
+	if sh := m.shaped; sh.mbit > 0 {
+		b.ReportMetric(sh.gets.wall/n, "s/plain-GETs-behind-link")
+		b.ReportMetric(sh.stage.wall/n, "s/stage-behind-link")
+		b.ReportMetric(sh.stage.cpu/n, "cpu-s/stage-behind-link")
+		b.ReportMetric(m.stagedMiB/sh.gets.wall, "MiB/s-daemon-behind-link")
+		b.ReportMetric(sh.stage.wall/sh.gets.wall, "x-stage/(bytes/link-throughput)")
+		b.Logf("behind a %.0f Mbit/s link (%.1f MiB/s): plain GETs %.2f s, staging %.2f s, ratio %.3f",
+			sh.mbit, sh.mbit*1e6/8/(1<<20), sh.gets.wall/n, sh.stage.wall/n, sh.stage.wall/sh.gets.wall)
+	}
 }
 
 // part is one measured part: wall seconds and CPU seconds.
@@ -97,6 +115,14 @@ func (p *part) add(o part) { p.wall += o.wall; p.cpu += o.cpu }
 type stageBenchFigures struct {
 	stagedMiB                                        float64
 	stage, gets, fetches, windowStaged, windowPlaced part
+	shaped                                           shapedFigures
+}
+
+// shapedFigures are the GETs and staging with the daemon behind a link of
+// mbit megabits a second (mbit 0: not measured).
+type shapedFigures struct {
+	mbit        float64
+	gets, stage part
 }
 
 func (f *stageBenchFigures) add(o stageBenchFigures) {
@@ -106,6 +132,9 @@ func (f *stageBenchFigures) add(o stageBenchFigures) {
 	f.fetches.add(o.fetches)
 	f.windowStaged.add(o.windowStaged)
 	f.windowPlaced.add(o.windowPlaced)
+	f.shaped.mbit = max(f.shaped.mbit, o.shaped.mbit)
+	f.shaped.gets.add(o.shaped.gets)
+	f.shaped.stage.add(o.shaped.stage)
 }
 
 // benchEnvInt reads a benchmark's size from the environment: def when
@@ -125,24 +154,54 @@ func benchEnvInt(b *testing.B, name string, def, max int) int {
 // stageThenWindowOnce makes both labs in turn (one removed before the
 // other is made, to halve the disk needed), in turn order from one run to
 // the next (-benchtime=2x measures both orders), and measures each part.
-func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel int, placedFirst bool) stageBenchFigures {
+func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMbit int, placedFirst bool) stageBenchFigures {
 	var f stageBenchFigures
 	if placedFirst {
 		f.windowPlaced = windowPreplaced(b, opt)
 	}
 	lab := newStageBenchLab(b, opt)
 	want := artifactsPerNode(b, lab)
-	before := nodeCacheDigests(b, lab)
+	var staged []stagedArtifact
 	f.stage = measure(lab, func() float64 {
-		out, cpu := sentinelWithCPU(b, lab, "upgrade", "3.4.2", "--stage", "--stage-parallel", strconv.Itoa(parallel), "--yes")
-		if !strings.Contains(out, fmt.Sprintf("Staged 3.4.2 on %d nodes", len(lab.Nodes))) {
-			b.Fatalf("staging output:\n%s", out)
-		}
+		var cpu float64
+		staged, cpu = stageAndCheck(b, lab, parallel, want)
 		return cpu
 	})
-	// What staging put in each node cache: the artifacts the other lab
-	// gets by hand, and the transfers the GETs repeat.
-	var all []string
+	all := make([]string, len(staged))
+	for i, a := range staged {
+		all[i] = a.digest
+	}
+	var bytes int64
+	f.gets = measure(lab, func() float64 {
+		var cpu float64
+		bytes, cpu = getAllAtOnce(b, lab, all, parallel)
+		return cpu
+	})
+	f.stagedMiB = float64(bytes) / (1 << 20)
+	f.fetches = measure(lab, func() float64 { return fetchAllAtOnce(b, lab, staged, parallel) })
+	if linkMbit > 0 {
+		f.shaped = measureShaped(b, lab, parallel, linkMbit, want, all)
+	}
+	dropPageCache(b)
+	f.windowStaged = measure(lab, func() float64 { return runWindow(b, lab) })
+	lab.stopCache()
+	os.RemoveAll(lab.Dir)
+	if !placedFirst {
+		f.windowPlaced = windowPreplaced(b, opt)
+	}
+	return f
+}
+
+// stageAndCheck stages the lab's 3.4.2 and fails unless what staging put
+// in each node cache is exactly that node's 3.4.2 artifacts (what the
+// other lab gets by hand, and the transfers the GETs repeat). It returns
+// them and the CPU staging took.
+func stageAndCheck(b *testing.B, lab *testLab, parallel int, want map[string][]string) ([]stagedArtifact, float64) {
+	before := nodeCacheDigests(b, lab)
+	out, cpu := sentinelWithCPU(b, lab, "upgrade", "3.4.2", "--stage", "--stage-parallel", strconv.Itoa(parallel), "--yes")
+	if !strings.Contains(out, fmt.Sprintf("Staged 3.4.2 on %d nodes", len(lab.Nodes))) {
+		b.Fatalf("staging output:\n%s", out)
+	}
 	var staged []stagedArtifact
 	for name, ds := range nodeCacheDigests(b, lab) {
 		var got []string
@@ -154,26 +213,51 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel int, pl
 		if slices.Sort(got); !slices.Equal(got, want[name]) {
 			b.Fatalf("staging put %v in node %s's cache, its 3.4.2 artifacts are %v", got, name, want[name])
 		}
-		all = append(all, got...)
 		for _, d := range got {
 			staged = append(staged, stagedArtifact{node: name, digest: d})
 		}
 	}
-	var bytes int64
-	f.gets = measure(lab, func() float64 {
-		var cpu float64
-		bytes, cpu = getAllAtOnce(b, lab, all, parallel)
+	return staged, cpu
+}
+
+// measureShaped repeats the plain GETs (d) and staging (a) with the
+// daemon's replies limited to linkMbit in all (shapeSource), the node
+// caches emptied of what staging put there first. It returns nothing, and
+// says why, where loopback cannot be shaped.
+func measureShaped(b *testing.B, lab *testLab, parallel, linkMbit int, want map[string][]string, all []string) (s shapedFigures) {
+	lift, err := shapeSource(b, lab.cacheIP, linkMbit)
+	if err != nil {
+		b.Logf("leaving out staging behind a %d Mbit/s link: %v", linkMbit, err)
+		return s
+	}
+	defer lift()
+	s.gets = measure(lab, func() float64 {
+		_, cpu := getAllAtOnce(b, lab, all, parallel)
 		return cpu
 	})
-	f.stagedMiB = float64(bytes) / (1 << 20)
-	f.fetches = measure(lab, func() float64 { return fetchAllAtOnce(b, lab, staged, parallel) })
-	f.windowStaged = measure(lab, func() float64 { return runWindow(b, lab) })
-	lab.stopCache()
-	os.RemoveAll(lab.Dir)
-	if !placedFirst {
-		f.windowPlaced = windowPreplaced(b, opt)
+	for _, n := range lab.Nodes {
+		for _, d := range want[n.Name] {
+			if err := os.Remove((&cache.Store{Dir: steps.Layout{Root: n.Root}.CacheDir()}).Path(d)); err != nil {
+				b.Fatal(err)
+			}
+		}
 	}
-	return f
+	s.stage = measure(lab, func() float64 {
+		_, cpu := stageAndCheck(b, lab, parallel, want)
+		return cpu
+	})
+	s.mbit = float64(linkMbit)
+	return s
+}
+
+// dropPageCache writes back and drops the page cache, so that both windows
+// read their artifacts from disk, as a window does hours after staging;
+// otherwise whichever lab moved its bytes last would have them in memory.
+func dropPageCache(b *testing.B) {
+	syscall.Sync()
+	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
+		b.Logf("the windows compare with what each lab left in the page cache: dropping it: %v", err)
+	}
 }
 
 // windowPreplaced makes a lab, places each node's 3.4.2 artifacts in its
@@ -181,6 +265,7 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel int, pl
 func windowPreplaced(b *testing.B, opt fixtures.LabOptions) part {
 	lab := newStageBenchLab(b, opt)
 	placeArtifacts(b, lab, artifactsPerNode(b, lab))
+	dropPageCache(b)
 	p := measure(lab, func() float64 { return runWindow(b, lab) })
 	lab.stopCache()
 	os.RemoveAll(lab.Dir)
