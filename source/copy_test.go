@@ -41,27 +41,12 @@ func newCopyWorld(t *testing.T) *copyWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(regs.Close)
-	dir := t.TempDir()
-	ch, err := fixtures.Generate(filepath.Join(dir, "src"), fixtures.Options{})
+	served, err := fixtures.ServeChannel(t.TempDir(), fixtures.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &copyWorld{regs: regs, repoDir: filepath.Join(dir, "repo"), rootFile: filepath.Join(dir, "root.json"), ch: ch}
-	r, err := fixtures.Publish(ch.Dir, w.repoDir, filepath.Join(dir, "keys"), fixtures.LabExpiry)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root, err := r.RootBytes()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(w.rootFile, root, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if w.up, err = fixtures.ServeUpstream(w.repoDir, "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.up.Close() })
+	t.Cleanup(func() { served.Close() })
+	w := &copyWorld{regs: regs, repoDir: served.RepoDir, rootFile: served.RootFile, ch: served.Channel, up: served.Upstream}
 	if w.dst, err = oci.ParseRef("oci://" + regs.Basic.Addr + "/operator/stable"); err != nil {
 		t.Fatal(err)
 	}

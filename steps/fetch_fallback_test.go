@@ -46,15 +46,12 @@ func newFallbackWorld(t *testing.T) *fallbackWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(regs.Close)
-	dir := t.TempDir()
-	ch, err := fixtures.Generate(filepath.Join(dir, "src"), fixtures.Options{PayloadBytes: map[string]int64{"router": 3 << 20}})
+	served, err := fixtures.ServeChannel(t.TempDir(), fixtures.Options{PayloadBytes: map[string]int64{"router": 3 << 20}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := &fallbackWorld{regs: regs, repoDir: filepath.Join(dir, "repo"), ch: ch}
-	if _, err := fixtures.Publish(ch.Dir, w.repoDir, filepath.Join(dir, "keys"), fixtures.LabExpiry); err != nil {
-		t.Fatal(err)
-	}
+	t.Cleanup(func() { served.Close() })
+	w := &fallbackWorld{regs: regs, repoDir: served.RepoDir, ch: served.Channel, up: served.Upstream}
 	settings := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile}
 	var refs []oci.Ref
 	for _, r := range []*fixtures.Registry{regs.Basic, regs.Origin} {
@@ -68,10 +65,6 @@ func newFallbackWorld(t *testing.T) *fallbackWorld {
 		}
 		refs = append(refs, ref)
 	}
-	if w.up, err = fixtures.ServeUpstream(w.repoDir, "127.0.0.1:0"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.up.Close() })
 
 	zerolog.SetGlobalLevel(zerolog.Disabled)
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
