@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -383,40 +384,16 @@ func getAllAtOnce(b *testing.B, lab *testLab, digests []string, parallel int) (i
 	b.Helper()
 	client := cacheClient(b, lab)
 	base := "https://" + lab.cacheIP
-	queue := make(chan string, len(digests))
-	for _, d := range digests {
-		queue <- d
+	var total atomic.Int64
+	cpu, err := atOnceWithCPU(digests, parallel, func(d string) error {
+		n, err := getToNothing(client, cache.ArtifactURL(base, d))
+		total.Add(n)
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
-	close(queue)
-	var (
-		mu    sync.Mutex
-		total int64
-		first error
-		wg    sync.WaitGroup
-	)
-	var ru0, ru1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	for range parallel {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for d := range queue {
-				n, err := getToNothing(client, cache.ArtifactURL(base, d))
-				mu.Lock()
-				total += n
-				if err != nil && first == nil {
-					first = err
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	if first != nil {
-		b.Fatal(first)
-	}
-	return total, rusageCPU(&ru1) - rusageCPU(&ru0)
+	return total.Load(), cpu
 }
 
 type stagedArtifact struct{ node, digest string }
@@ -434,9 +411,27 @@ func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 	for _, n := range lab.Nodes {
 		roots[n.Name] = n.Root
 	}
-	queue := make(chan stagedArtifact, len(staged))
-	for _, a := range staged {
-		queue <- a
+	cpu, err := atOnceWithCPU(staged, parallel, func(a stagedArtifact) error {
+		fi, err := os.Stat((&cache.Store{Dir: steps.Layout{Root: roots[a.node]}.CacheDir()}).Path(a.digest))
+		if err != nil {
+			return err
+		}
+		store := &cache.Store{Dir: filepath.Join(dir, a.node), HTTP: client}
+		_, err = store.Fetch(b.Context(), cache.ArtifactURL(base, a.digest), a.digest, fi.Size())
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpu
+}
+
+// atOnceWithCPU runs fn on every item, parallel at a time, and returns the
+// CPU seconds this process took meanwhile and the first error.
+func atOnceWithCPU[T any](items []T, parallel int, fn func(T) error) (float64, error) {
+	queue := make(chan T, len(items))
+	for _, it := range items {
+		queue <- it
 	}
 	close(queue)
 	var (
@@ -448,13 +443,8 @@ func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
 	for range parallel {
 		wg.Go(func() {
-			for a := range queue {
-				fi, err := os.Stat((&cache.Store{Dir: steps.Layout{Root: roots[a.node]}.CacheDir()}).Path(a.digest))
-				if err == nil {
-					store := &cache.Store{Dir: filepath.Join(dir, a.node), HTTP: client}
-					_, err = store.Fetch(b.Context(), cache.ArtifactURL(base, a.digest), a.digest, fi.Size())
-				}
-				if err != nil {
+			for it := range queue {
+				if err := fn(it); err != nil {
 					mu.Lock()
 					first = cmp.Or(first, err)
 					mu.Unlock()
@@ -464,10 +454,7 @@ func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 	}
 	wg.Wait()
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
-	if first != nil {
-		b.Fatal(first)
-	}
-	return rusageCPU(&ru1) - rusageCPU(&ru0)
+	return rusageCPU(&ru1) - rusageCPU(&ru0), first
 }
 
 func getToNothing(c *http.Client, url string) (int64, error) {
