@@ -181,12 +181,17 @@ func advise(err error, a Advice, kept string) {
 // every failure can be resumed.
 func (x *Executor) Execute(ctx context.Context, run *Run) error {
 	err := x.execute(ctx, run)
-	kept := "node.json unchanged"
-	if run.Plan.Kind != "" && run.Plan.Kind != KindMaintain {
-		kept = "the patch is not recorded on that node"
-	}
-	advise(err, x.Advice, kept)
+	advise(err, x.Advice, keptAfterFailure(run.Plan.Kind))
 	return err
+}
+
+// keptAfterFailure says what a failed node's record keeps, by run kind:
+// only a patch run records something (the patch) that a failure leaves out.
+func keptAfterFailure(kind string) string {
+	if strings.HasPrefix(kind, "patch-") {
+		return "the patch is not recorded on that node"
+	}
+	return "node.json unchanged"
 }
 
 func (x *Executor) execute(ctx context.Context, run *Run) error {

@@ -2,6 +2,8 @@ package rollout
 
 import (
 	"context"
+	"errors"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -86,5 +88,30 @@ func TestStageFetchesAllNodesAtOnceWithinTheBound(t *testing.T) {
 	}
 	if !run.Done() {
 		t.Errorf("staging run status %q, want succeeded", run.Status)
+	}
+}
+
+// A failed run says what the node keeps in words of its own kind: only a
+// patch run has a patch to leave unrecorded.
+func TestFailedRunSaysWhatTheNodeKeeps(t *testing.T) {
+	for kind, want := range map[string]string{
+		"":              "node.json unchanged",
+		KindRestart:     "node.json unchanged",
+		"patch-install": "the patch is not recorded on that node",
+	} {
+		plan := &Plan{From: "3.4.1", To: "3.4.2", Kind: kind, MaxInFlight: 1, Nodes: []NodePlan{{Node: "router-1", Roles: []string{"router"}, Steps: []Step{
+			{ID: "3.4.2/nats/health", Op: steps.OpHealth, Release: "3.4.2", Component: "nats"},
+		}}}}
+		failing := nodeFunc(func(context.Context, string, any) error { return errors.New("nats answers 503") })
+		runs := Runs{Dir: t.TempDir()}
+		j, run, err := runs.Start("run-1", []string{"sentinel"}, "test", plan)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = (&Executor{Journal: j, Progress: quietProgress{}, Transports: map[string]cluster.Transport{"router-1": failing}}).Execute(t.Context(), run)
+		j.Close()
+		if err == nil || !strings.Contains(err.Error(), want) || (!strings.HasPrefix(kind, "patch") && strings.Contains(err.Error(), "patch")) {
+			t.Errorf("a failed %q run says %v; want it to say %q", kind, err, want)
+		}
 	}
 }
