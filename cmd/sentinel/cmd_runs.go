@@ -64,10 +64,6 @@ func printRuns(w io.Writer, list []runctl.Summary) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "RUN\tWHAT\tBY\tFROM\tSTARTED\tRESULT\tEXIT\tCOMMAND")
 	for _, s := range list {
-		what := s.Kind + " " + s.From + " -> " + s.To
-		if len(s.Patches) > 0 {
-			what = s.Kind + " " + strings.Join(s.Patches, ",")
-		}
 		by, from, exit := orDash(s.User), orDash(s.Host), "-"
 		if s.Client != "" {
 			from += " (" + s.Client + ")"
@@ -79,9 +75,21 @@ func printRuns(w io.Writer, list []runctl.Summary) {
 		if !s.Started.IsZero() {
 			started = s.Started.Local().Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, what, by, from, started, s.Result, exit, strings.Join(s.Command, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.ID, runWhat(s), by, from, started, s.Result, exit, strings.Join(s.Command, " "))
 	}
 	tw.Flush()
+}
+
+// runWhat says what a run did: the releases it moved between, the patches
+// it installed or reverted, or the release it maintained in place.
+func runWhat(s runctl.Summary) string {
+	switch {
+	case len(s.Patches) > 0:
+		return s.Kind + " " + strings.Join(s.Patches, ",")
+	case s.From == s.To:
+		return s.Kind + " on " + orDash(s.To)
+	}
+	return s.Kind + " " + s.From + " -> " + s.To
 }
 
 func orDash(s string) string {
