@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -728,5 +729,23 @@ func TestDaemonWithoutRootSaysPrefetchDisabled(t *testing.T) {
 	digest := d.putArtifact(t, []byte("served all the same"))
 	if resp, _ := d.get(t, "/artifacts/sha256/"+digest); resp.StatusCode != http.StatusOK {
 		t.Errorf("serving a stored artifact: %d", resp.StatusCode)
+	}
+}
+
+// A TCP reachability check (preflight's, a load balancer's) closes its
+// connection without a TLS handshake: the daemon's log does not call that
+// an error, and still logs a handshake that goes wrong.
+func TestDaemonLogLeavesOutReachabilityChecks(t *testing.T) {
+	var got []string
+	w := serverLogWriter(func(format string, args ...any) { got = append(got, fmt.Sprintf(format, args...)) })
+	for _, line := range []string{
+		"http: TLS handshake error from 127.0.0.1:40000: EOF\n",
+		"http: TLS handshake error from 127.0.0.1:40001: tls: first record does not look like a TLS handshake\n",
+		"http: TLS handshake error from 127.0.0.1:40002: remote error: tls: bad certificate\n",
+	} {
+		log.New(w, "cache: ", 0).Print(line)
+	}
+	if len(got) != 2 || !strings.Contains(got[0], "first record") || !strings.Contains(got[1], "bad certificate") {
+		t.Errorf("logged %q; want the two failed handshakes and not the closed check", got)
 	}
 }

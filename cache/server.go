@@ -988,10 +988,17 @@ func (s *Server) Close(ctx context.Context) error {
 	return err
 }
 
-// serverLogWriter sends net/http's own error log lines to Log.
+// serverLogWriter sends net/http's own error log lines to Log, but for a
+// connection closed during the TLS handshake with a plain EOF: what a TCP
+// reachability check does (sentinel's preflight, a load balancer's health
+// check), not an error anyone should chase.
 type serverLogWriter func(format string, args ...any)
 
 func (l serverLogWriter) Write(p []byte) (int, error) {
-	l("%s", strings.TrimRight(string(p), "\n"))
+	line := strings.TrimRight(string(p), "\n")
+	if strings.Contains(line, "TLS handshake error from ") && strings.HasSuffix(line, ": EOF") {
+		return len(p), nil
+	}
+	l("%s", line)
 	return len(p), nil
 }
