@@ -106,6 +106,9 @@ func appendJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
+	if err := dropTornLine(path); err != nil {
+		return err
+	}
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
@@ -121,6 +124,23 @@ func appendJSON(path string, v any) error {
 		err = durable.SyncDir(filepath.Dir(path))
 	}
 	return err
+}
+
+// dropTornLine cuts a last line that a crash left without its newline, so
+// that the next entry starts a line of its own instead of joining it into
+// one that no reader can parse.
+func dropTornLine(path string) error {
+	data, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if cut := strings.LastIndexByte(string(data), '\n') + 1; cut < len(data) {
+		return os.Truncate(path, int64(cut))
+	}
+	return nil
 }
 
 // ResultOf names how a run ended from its exit code.

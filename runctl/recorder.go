@@ -3,6 +3,7 @@ package runctl
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -37,6 +38,9 @@ type Recorder struct {
 // its events file: what the run shows goes there too.
 func (r *Recorder) Begin(id string, resumed bool) (io.Writer, error) {
 	r.id, r.started = id, time.Now().UTC()
+	if resumed {
+		r.endUnended(id)
+	}
 	who, host, from := Who()
 	e := Entry{Event: "run-start", Time: r.started, ID: id, Command: r.Command, User: who, Host: host, From: from,
 		PID: os.Getpid(), Resumed: resumed, Detached: r.Detached}
@@ -53,6 +57,22 @@ func (r *Recorder) Begin(id string, resumed bool) (io.Writer, error) {
 		r.Emit(e)
 	}
 	return f, nil
+}
+
+// endUnended gives the audit the run-end that a process which was killed
+// (or crashed, or lost its machine) never wrote, so that every run-start
+// has its end. The lease this process holds says that one is gone.
+func (r *Recorder) endUnended(id string) {
+	entries, err := r.Dir.ReadAudit(id)
+	if err != nil || len(entries) == 0 || entries[len(entries)-1].Event != "run-start" {
+		return
+	}
+	last := entries[len(entries)-1]
+	e := Entry{Event: "run-end", Time: r.started, ID: id, Result: ResultInterrupted,
+		Error: fmt.Sprintf("process %d on %s ended without recording its end (killed, crashed or its machine went down); found when the run was resumed", last.PID, last.Host)}
+	if err := appendJSON(r.Dir.Audit(id), e); err != nil && r.Warn != nil {
+		r.Warn("recording the end of the earlier process of run %s in %s: %v", id, r.Dir.Audit(id), err)
+	}
 }
 
 // Began says whether Begin ran: only a run that started is recorded.

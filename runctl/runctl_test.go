@@ -77,3 +77,35 @@ func TestValidID(t *testing.T) {
 		}
 	}
 }
+
+// A process killed in a run never writes its run-end, and may leave a
+// torn line: the process that resumes the run ends the killed one's part
+// (interrupted, saying so) and starts its own on a line of its own.
+func TestResumeEndsTheKilledProcessInTheAudit(t *testing.T) {
+	d := For(t.TempDir())
+	killed := &Recorder{Dir: d, Command: []string{"sentinel", "upgrade", "3.4.2"}}
+	if _, err := killed.Begin("R1", false); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.OpenFile(d.Audit("R1"), os.O_APPEND|os.O_WRONLY, 0)
+	f.WriteString(`{"event":"run-e`) // torn by the kill
+	f.Close()
+
+	again := &Recorder{Dir: d, Command: []string{"sentinel", "upgrade", "--resume"}}
+	if _, err := again.Begin("R1", true); err != nil {
+		t.Fatal(err)
+	}
+	again.End(t.Context(), 0, nil)
+	got, err := d.ReadAudit("R1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var events []string
+	for _, e := range got {
+		events = append(events, e.Event+" "+e.Result)
+	}
+	want := []string{"run-start ", "run-end interrupted", "run-start ", "run-end succeeded"}
+	if !slices.Equal(events, want) || !strings.Contains(got[1].Error, "ended without recording its end") || !got[2].Resumed {
+		t.Errorf("audit %q (%+v), want %q with the killed process's end saying so", events, got, want)
+	}
+}

@@ -1,11 +1,15 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 
 	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/runctl"
 )
 
 // Staging puts every node's artifacts in its node cache and changes
@@ -82,6 +86,7 @@ func TestStageKilledThenResumed(t *testing.T) {
 	for _, n := range lab.Nodes {
 		everyComponentOn(t, n.Root, "3.4.1")
 	}
+	checkAuditOfKilledRun(t, lab)
 
 	// The same staging, never killed, on a lab just like it: what the
 	// upstream must send at least (nodes may also take artifacts from
@@ -99,4 +104,30 @@ func TestStageKilledThenResumed(t *testing.T) {
 		t.Errorf("the upstream sent %d bytes over the killed and resumed staging, %d for the same staging once: more than the transfers in flight were sent again", served, once)
 	}
 	t.Logf("the upstream sent %d bytes before the kill, %d in all; %d for one clean staging", before, served, once)
+}
+
+// checkAuditOfKilledRun: the last run's audit gives the killed process an
+// end of its own (interrupted, saying what happened), then the resume's
+// start and end.
+func checkAuditOfKilledRun(t *testing.T, lab *testLab) {
+	t.Helper()
+	var list struct {
+		Runs []runctl.Summary `json:"runs"`
+	}
+	if err := json.Unmarshal([]byte(lab.mustSucceed("runs", "-o", "json").stdout), &list); err != nil || len(list.Runs) == 0 {
+		t.Fatalf("sentinel runs -o json: %v", err)
+	}
+	id := list.Runs[len(list.Runs)-1].ID
+	audit, err := runctl.For(lab.inventory().State()).ReadAudit(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, e := range audit {
+		got = append(got, e.Event+" "+e.Result)
+	}
+	want := []string{"run-start ", "run-end interrupted", "run-start ", "run-end succeeded"}
+	if !slices.Equal(got, want) || !strings.Contains(audit[1].Error, fmt.Sprintf("process %d", audit[0].PID)) || !audit[2].Resumed {
+		t.Errorf("run %s's audit: %q (%+v); want %q, the killed process's end saying so", id, got, audit, want)
+	}
 }
