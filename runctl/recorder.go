@@ -47,6 +47,9 @@ func (r *Recorder) Begin(id string, resumed bool) (io.Writer, error) {
 	if err := appendJSON(r.Dir.Audit(id), e); err != nil {
 		return nil, err
 	}
+	if err := dropTornLine(r.Dir.Events(id)); err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(r.Dir.Events(id), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, err

@@ -87,9 +87,11 @@ func TestResumeEndsTheKilledProcessInTheAudit(t *testing.T) {
 	if _, err := killed.Begin("R1", false); err != nil {
 		t.Fatal(err)
 	}
-	f, _ := os.OpenFile(d.Audit("R1"), os.O_APPEND|os.O_WRONLY, 0)
-	f.WriteString(`{"event":"run-e`) // torn by the kill
-	f.Close()
+	for _, p := range []string{d.Audit("R1"), d.Events("R1")} {
+		f, _ := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+		f.WriteString(`{"event":"run-e`) // torn by the kill
+		f.Close()
+	}
 
 	again := &Recorder{Dir: d, Command: []string{"sentinel", "upgrade", "--resume"}}
 	if _, err := again.Begin("R1", true); err != nil {
@@ -107,5 +109,13 @@ func TestResumeEndsTheKilledProcessInTheAudit(t *testing.T) {
 	want := []string{"run-start ", "run-end interrupted", "run-start ", "run-end succeeded"}
 	if !slices.Equal(events, want) || !strings.Contains(got[1].Error, "ended without recording its end") || !got[2].Resumed {
 		t.Errorf("audit %q (%+v), want %q with the killed process's end saying so", events, got, want)
+	}
+	// `sentinel attach` follows the events from the resumed start on.
+	var followed []string
+	if _, err := Follow(t.Context(), d, rollout.Runs{Dir: t.TempDir()}, "R1", func(_ []byte, e Entry) { followed = append(followed, e.Event) }); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(followed, []string{"run-start", "run-end"}) {
+		t.Errorf("attach followed %q, want the resumed run-start and its run-end", followed)
 	}
 }
