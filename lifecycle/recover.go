@@ -26,13 +26,29 @@ type Recovery struct {
 // --update-self alone). cmd knows: it parses the command as it was run.
 type KindOf func(argv []string) (kind string, resume bool)
 
-// RunKind is the command that resumes the run: "upgrade", "patch install"
-// or "patch revert".
+// RunKind is the command that resumes the run: "upgrade" (an upgrade, a
+// staging, a restart), "maintain", "patch install" or "patch revert".
 func RunKind(r *rollout.Run) string {
-	if r.Plan != nil && r.Plan.Kind != "" {
-		return "patch " + patches.Verb(r.Plan.Kind)
+	if r.Plan == nil {
+		return "upgrade"
+	}
+	return resumeKind(r.Plan.Kind)
+}
+
+func resumeKind(planKind string) string {
+	switch planKind {
+	case patches.KindInstall, patches.KindRevert:
+		return "patch " + patches.Verb(planKind)
+	case rollout.KindMaintain:
+		return "maintain"
 	}
 	return "upgrade"
+}
+
+// ResumeCommand is the command that finishes an unfinished run whose plan
+// is of kind planKind.
+func ResumeCommand(planKind string) string {
+	return "sentinel " + resumeKind(planKind) + " --resume"
 }
 
 // RunSummary names what a run does, for people.
@@ -40,10 +56,22 @@ func RunSummary(r *rollout.Run) string {
 	if r.Plan == nil {
 		return "unknown plan"
 	}
-	if r.Plan.Kind != "" {
-		return fmt.Sprintf("patch %s of %s", patches.Verb(r.Plan.Kind), strings.Join(r.Plan.Patches, ", "))
+	return PlanSummary(r.Plan.Kind, r.Plan.From, r.Plan.To, r.Plan.Patches)
+}
+
+// PlanSummary names what a plan of this kind does, for people.
+func PlanSummary(kind, from, to string, patchIDs []string) string {
+	switch kind {
+	case "":
+		return fmt.Sprintf("upgrade %s -> %s", from, to)
+	case rollout.KindStage:
+		return fmt.Sprintf("staging of %s (%s -> %s)", to, from, to)
+	case rollout.KindMaintain:
+		return "maintenance on " + to
+	case rollout.KindRestart:
+		return "restart on " + to
 	}
-	return fmt.Sprintf("upgrade %s -> %s", r.Plan.From, r.Plan.To)
+	return fmt.Sprintf("patch %s of %s on %s", patches.Verb(kind), strings.Join(patchIDs, ", "), to)
 }
 
 // FindRecovery finds the cluster's unfinished run and the command to go

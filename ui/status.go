@@ -18,20 +18,8 @@ func PrintStatus(w io.Writer, r lifecycle.StatusReport, allSteps bool) {
 		fmt.Fprintln(w, "No run yet.")
 	} else {
 		run := r.Run
-		resumeCmd := "sentinel upgrade --resume"
-		switch {
-		case run.Kind == rollout.KindRestart:
-			fmt.Fprintf(w, "Run %s: restart on %s, %s\n", run.ID, run.To, strings.ToUpper(run.Status))
-		case run.Kind == rollout.KindMaintain:
-			resumeCmd = "sentinel maintain --resume"
-			fmt.Fprintf(w, "Run %s: maintenance on %s, %s\n", run.ID, run.To, strings.ToUpper(run.Status))
-		case run.Kind != "":
-			verb := strings.TrimPrefix(run.Kind, "patch-")
-			resumeCmd = "sentinel patch " + verb + " --resume"
-			fmt.Fprintf(w, "Run %s: patch %s of %s on %s, %s\n", run.ID, verb, strings.Join(run.Patches, ", "), run.To, strings.ToUpper(run.Status))
-		default:
-			fmt.Fprintf(w, "Run %s: %s -> %s, %s\n", run.ID, run.From, run.To, strings.ToUpper(run.Status))
-		}
+		resumeCmd := lifecycle.ResumeCommand(run.Kind)
+		fmt.Fprintf(w, "Run %s: %s, %s\n", run.ID, lifecycle.PlanSummary(run.Kind, run.From, run.To, run.Patches), strings.ToUpper(run.Status))
 		fmt.Fprintf(w, "  command: %s\n", lifecycle.CommandLine(run.Command))
 		fmt.Fprintf(w, "  started: %s", run.Started.Local().Format(time.DateTime))
 		if run.Ended != nil {

@@ -29,7 +29,7 @@ back, and run it again. recover does that: it reads the unfinished run
 from the journal and the command logged for it (the one that started it,
 or its last --resume; not a command turned away meanwhile) in
 <core root>/logs/sentinel-cli.log, says what it found, and runs
-'sentinel upgrade --resume' (or 'sentinel patch install|revert --resume')
+'sentinel upgrade --resume' (or 'sentinel maintain --resume', 'sentinel patch install|revert --resume')
 with that command's options (--cache-ip, --max-in-flight, ...) and this
 cluster file, in place of itself, with the binary you run it with. The
 journal holds the plan, so the run goes on where it stopped.
@@ -163,7 +163,7 @@ func parseLogged(argv []string) (*cobra.Command, bool) {
 }
 
 // kindOf says which run a logged command starts or resumes: "upgrade",
-// "patch install" or "patch revert", or "" for one that starts none
+// "maintain", "patch install" or "patch revert", or "" for one that starts none
 // (status, preflight, --dry-run, --download-only, --update-self alone).
 func kindOf(argv []string) (kind string, resume bool) {
 	c, ok := parseLogged(argv)
@@ -185,6 +185,8 @@ func kindOf(argv []string) (kind string, resume bool) {
 		return "patch install", resume
 	case "patch revert":
 		return "patch revert", resume
+	case "maintain":
+		return "maintain", resume
 	}
 	return "", resume
 }

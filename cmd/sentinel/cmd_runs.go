@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sentinel-paas/sentinel/lifecycle"
 	"github.com/sentinel-paas/sentinel/rollout"
 	"github.com/sentinel-paas/sentinel/runctl"
 	"github.com/sentinel-paas/sentinel/ui"
@@ -80,16 +81,13 @@ func printRuns(w io.Writer, list []runctl.Summary) {
 	tw.Flush()
 }
 
-// runWhat says what a run did: the releases it moved between, the patches
-// it installed or reverted, or the release it maintained in place.
+// runWhat says what a run did, as `sentinel status` says it.
 func runWhat(s runctl.Summary) string {
-	switch {
-	case len(s.Patches) > 0:
-		return s.Kind + " " + strings.Join(s.Patches, ",")
-	case s.From == s.To:
-		return s.Kind + " on " + orDash(s.To)
+	kind := s.Kind
+	if kind == "upgrade" {
+		kind = ""
 	}
-	return s.Kind + " " + s.From + " -> " + s.To
+	return lifecycle.PlanSummary(kind, s.From, s.To, s.Patches)
 }
 
 func orDash(s string) string {

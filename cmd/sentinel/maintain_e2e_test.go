@@ -318,7 +318,7 @@ func TestMaintainActionSeesOperatorProxy(t *testing.T) {
 	if st := lab.mustSucceed("status"); !strings.Contains(st.stdout, "maintenance on 3.4.1, SUCCEEDED") {
 		t.Errorf("status does not show the maintenance run:\n%s", st.stdout)
 	}
-	if runs := lab.mustSucceed("runs"); !strings.Contains(runs.stdout, "maintain on 3.4.1") || !strings.Contains(runs.stdout, "maintain env") {
+	if runs := lab.mustSucceed("runs"); !strings.Contains(runs.stdout, "maintenance on 3.4.1") || !strings.Contains(runs.stdout, "maintain env") {
 		t.Errorf("runs does not list the maintenance run:\n%s", runs.stdout)
 	}
 }

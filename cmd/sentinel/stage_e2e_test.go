@@ -80,6 +80,13 @@ func TestStageKilledThenResumed(t *testing.T) {
 		t.Fatalf("staging ended before the kill: %v", b.cmd.ProcessState)
 	}
 	before := lab.upstream.ArtifactBytes()
+	// What the operator is told: what the run was and how to finish it.
+	if st := lab.sentinel(nil, "status"); st.code != 75 || !strings.Contains(st.stdout, "staging of 3.4.2 (3.4.1 -> 3.4.2), INTERRUPTED") || !strings.Contains(st.stdout, "`sentinel upgrade --resume` continues") {
+		t.Errorf("status after the kill:\n%s", st.stdout)
+	}
+	if rec := lab.mustSucceed("recover", "--dry-run"); !strings.Contains(rec.stdout, "upgrade --resume") {
+		t.Errorf("recover --dry-run after the kill: %s", rec.stdout)
+	}
 
 	lab.mustSucceed("upgrade", "--resume")
 	served := lab.upstream.ArtifactBytes()
