@@ -28,6 +28,8 @@ type runLevel struct {
 	// the node cache.
 	fetched, fromCache int
 	fetchedBytes       int64
+	// Fetch steps done by an earlier process of the run (resumed).
+	fetchedBefore int
 
 	// A staging run's fleet-wide bytes: each fetch step's latest count.
 	bytesTotal, bytesDone int64
@@ -48,6 +50,7 @@ func newRunLevel(next rollout.Progress, run *rollout.Run) *runLevel {
 		l.nodes++
 		l.first[np.Node], l.last[np.Node] = np.Steps[0].ID, np.Steps[len(np.Steps)-1].ID
 		view := run.View(np.Node)
+		l.countDoneBefore(np, view)
 		if len(view) > 0 && view[0].State != rollout.StatePending {
 			l.begun[np.Node] = true
 			l.started++
@@ -58,6 +61,21 @@ func newRunLevel(next rollout.Progress, run *rollout.Run) *runLevel {
 		}
 	}
 	return l
+}
+
+// countDoneBefore counts the fetch steps of np that an earlier process
+// of the run finished, and their bytes in the fleet's.
+func (l *runLevel) countDoneBefore(np rollout.NodePlan, view []rollout.StepView) {
+	for i, s := range np.Steps {
+		if s.Op != steps.OpFetch || i >= len(view) || view[i].State != rollout.StateDone {
+			continue
+		}
+		l.fetchedBefore++
+		if l.bytesTotal > 0 {
+			l.bytesDone += s.Request.Artifact.Size
+			l.stepBytes[np.Node+"\x00"+s.ID] = s.Request.Artifact.Size
+		}
+	}
 }
 
 func allDone(view []rollout.StepView, planned int) bool {
@@ -88,6 +106,11 @@ func (l *runLevel) StepFinished(node string, s rollout.Step, res steps.Result, e
 			l.fetchedBytes += s.Request.Artifact.Size
 		} else {
 			l.fromCache++
+		}
+		if l.bytesTotal > 0 { // all of it is in the node cache now
+			key := node + "\x00" + s.ID
+			l.bytesDone += s.Request.Artifact.Size - l.stepBytes[key]
+			l.stepBytes[key] = s.Request.Artifact.Size
 		}
 	}
 	rp, show := l.note(node, err == nil && s.ID == l.last[node] && !l.finished[node], "node-done")
@@ -157,11 +180,26 @@ func (l *runLevel) fetchedLine() string {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case l.fetched == 0 && l.fromCache == 0:
-		return ""
-	case l.fetched == 0:
-		return fmt.Sprintf("Nothing fetched: all %d artifacts were in the node caches, verified.\n", l.fromCache)
+	before := ""
+	if l.fetchedBefore > 0 {
+		before = fmt.Sprintf(" %s before this resume.", plural(l.fetchedBefore, "artifact was", "artifacts were")+" fetched")
 	}
-	return fmt.Sprintf("Fetched %d artifacts (%s); %d were in the node caches already.\n", l.fetched, preflight.FormatBytes(l.fetchedBytes), l.fromCache)
+	switch {
+	case l.fetched == 0 && l.fromCache == 0 && before == "":
+		return ""
+	case l.fetched == 0 && l.fromCache == 0:
+		return "Nothing left to fetch:" + before + "\n"
+	case l.fetched == 0:
+		return fmt.Sprintf("Nothing fetched: all %d artifacts were in the node caches, verified.%s\n", l.fromCache, before)
+	}
+	return fmt.Sprintf("Fetched %s (%s); %s in the node caches already.%s\n", plural(l.fetched, "artifact", "artifacts"),
+		preflight.FormatBytes(l.fetchedBytes), plural(l.fromCache, "was", "were"), before)
+}
+
+// plural is "1 one" or "n many".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -43,8 +43,25 @@ func Stage(u UpgradeOptions, parallel int) *Job {
 	return job
 }
 
-// stagedMessage is what a finished staging run says (its resume too).
+// stagedMessage is what a finished staging run says (its resume too),
+// with the window's command reading the channel where staging did.
 func stagedMessage(r *Run) string {
-	return fmt.Sprintf("Staged %s on %d nodes. In the window, `sentinel upgrade %s` unpacks from the node caches.\n",
-		r.Plan.To, len(r.Plan.WorkingNodes()), r.Plan.To)
+	return fmt.Sprintf("Staged %s on %d nodes. In the window, `%s` unpacks from the node caches.\n",
+		r.Plan.To, len(r.Plan.WorkingNodes()), CommandLine(windowCommand(r)))
+}
+
+// windowCommand is the upgrade that follows a staging: from the cache
+// node if staging read it (named unless the cluster file's cache section
+// does), else not from the cluster file's cache node, which may not hold
+// the release.
+func windowCommand(r *Run) []string {
+	cmd := []string{"sentinel", "upgrade", r.Plan.To}
+	hasCache := r.Inventory.Cache != nil
+	switch {
+	case r.Plan.CacheURL != "" && !hasCache && r.CacheAddr != "":
+		cmd = append(cmd, "--cache-ip", r.CacheAddr)
+	case r.Plan.CacheURL == "" && hasCache:
+		cmd = append(cmd, "--no-cache")
+	}
+	return cmd
 }

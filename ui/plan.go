@@ -199,6 +199,31 @@ func PrintNothingToDo(w io.Writer, plan *rollout.Plan, verb string) {
 	}
 }
 
+// PrintStagePlan shows what staging fetches into each node cache, and the
+// bound on transfers at once.
+func PrintStagePlan(w io.Writer, format string, plan *rollout.Plan) error {
+	if format == "json" {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(plan)
+	}
+	fmt.Fprintf(w, "Plan: staging of %s (%s -> %s): %s on %d nodes, %d at once, into each node's cache; nothing else changes (artifacts from %s)\n",
+		plan.To, plan.From, plan.To, preflight.FormatBytes(plan.StagedBytes()), len(plan.WorkingNodes()), plan.MaxInFlight, plan.Source)
+	for _, np := range plan.Nodes {
+		fmt.Fprintf(w, "\nnode %s [%s] on %s\n", np.Node, strings.Join(np.Roles, ","), np.From)
+		if np.Skip != "" {
+			fmt.Fprintf(w, "  nothing to do: %s\n", np.Skip)
+			continue
+		}
+		for _, s := range np.Steps {
+			if s.Op == steps.OpFetch {
+				fmt.Fprintf(w, "  fetch %-22s %-8s %10s  sha256 %.12s\n", s.Component, s.Version, preflight.FormatBytes(s.Request.Artifact.Size), s.Request.Artifact.SHA256)
+			}
+		}
+	}
+	return nil
+}
+
 // printPatchPlan shows, per node, what each patch changes.
 func PrintPatchPlan(w io.Writer, format string, plan *rollout.Plan) error {
 	if format == "json" {

@@ -131,12 +131,15 @@ func (p *Printer) Preflight(rep *preflight.Report) error {
 	return nil
 }
 
-// Plan shows a plan: an upgrade's, or a patch run's.
+// Plan shows a plan: an upgrade's, a staging's, or a patch run's.
 func (p *Printer) Plan(plan *rollout.Plan) error {
-	if plan.Kind != "" {
-		return PrintPatchPlan(p.stdout, p.format, plan)
+	switch plan.Kind {
+	case "":
+		return PrintPlan(p.stdout, p.format, plan)
+	case rollout.KindStage:
+		return PrintStagePlan(p.stdout, p.format, plan)
 	}
-	return PrintPlan(p.stdout, p.format, plan)
+	return PrintPatchPlan(p.stdout, p.format, plan)
 }
 
 // Confirm shows the plan and asks on the terminal.

@@ -53,7 +53,7 @@ it. Journaled: 'sentinel maintain --resume' finishes an interrupted run.`,
 	f.BoolVarP(&rf.o.Yes, "yes", "y", false, "do not ask for confirmation")
 	f.BoolVar(&rf.o.Resume, "resume", false, "finish the unfinished maintenance run (after a crash, a node that did not come back, or the reboot of this machine)")
 	f.BoolVar(&rf.o.DryRun, "dry-run", false, "print the order, the steps and which roles go down, and change nothing")
-	f.BoolVar(&rf.o.Detach, "detach", false, "once confirmed, go on in the background (`sentinel attach` follows it)")
+	f.BoolVar(&rf.o.Detach, "detach", false, "once confirmed, go on in the background ('sentinel attach' follows it)")
 	f.StringSliceVar(&o.Roles, "role", nil, "only the nodes with one of these roles (ROLE[,ROLE...])")
 	f.StringSliceVar(&o.Only, "node", nil, "only these nodes (NAME[,NAME...])")
 	f.StringVar(&o.Reboot, "reboot", steps.RebootIfRequired, "reboot after the action: always, if-required (the node's /var/run/reboot-required exists) or never")

@@ -36,7 +36,19 @@ a crash, a lost node), 'sentinel upgrade --resume' finishes it. If a
 component fails to migrate, start or become healthy, the components this run
 replaced on that node go back to their previous release and the run stops
 with exit code 1; 'sentinel status' shows the failed step and the hook's
-output.`,
+output.
+
+Where artifacts come from: the cache node the cluster file's cache section
+names (or --cache-ip; fill it first with --download-only), else the
+channel, through the cluster file's mirrors (or --mirror, an oci:// registry
+or an http(s) mirror, tried in order) first. --no-cache skips the cache
+node. On a cluster whose mirrors include a registry, --download-only prints the
+'sentinel channel copy' command that fills them instead.
+
+--stage fetches every node's artifacts into its node cache ahead of the
+maintenance window (a run of its own; nothing else on the nodes changes):
+the window's upgrade then finds them there, even with every source gone,
+and only unpacks.`,
 		Example: `  sentinel upgrade --dry-run                                # show the plan, change nothing
   sentinel upgrade 3.4.2 --yes                              # upgrade without asking
   sentinel upgrade --resume                                 # finish an interrupted run
@@ -58,7 +70,7 @@ output.`,
 	f.BoolVar(&u.Force, "force", false, "reinstall the target release on nodes already on it")
 	f.BoolVar(&run.o.Resume, "resume", false, "finish the unfinished run instead of starting a new one")
 	f.BoolVar(&run.o.DryRun, "dry-run", false, "print the plan (nodes, components, versions, steps) and change nothing")
-	f.BoolVar(&uf.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node")
+	f.BoolVar(&uf.downloadOnly, "download-only", false, "only fill the cache node (--cache-ip) with every artifact and document the upgrade needs; change no node. On a cluster whose mirrors include a registry it changes nothing and prints the 'sentinel channel copy' command that fills them")
 	f.BoolVar(&uf.stage, "stage", false, "only put every node's artifacts into its node cache, verified, ahead of the window (a journaled run of its own, resumable with --resume); nothing else on the nodes changes")
 	f.IntVar(&uf.stageParallel, "stage-parallel", rollout.DefaultStageParallel, "with --stage: how many nodes fetch at once (each fetches one artifact at a time, so no source serves more transfers than this)")
 	f.BoolVar(&u.SkipDownload, "skip-download", false, "download nothing: use only what the node caches hold, and refuse before any change if something is missing or damaged")
@@ -132,6 +144,8 @@ func (uf *upgradeFlags) job(cmd *cobra.Command, args []string) (*lifecycle.Job, 
 		return nil, usagef("--stage starts a staging run: it takes no --resume (`sentinel upgrade --resume` finishes an interrupted one), --download-only or --skip-download")
 	case uf.stageParallel < 1:
 		return nil, usagef("--stage-parallel must be 1 or more, not %d", uf.stageParallel)
+	case cmd.Flags().Changed("stage-parallel") && !uf.stage:
+		return nil, usagef("--stage-parallel says how many nodes stage at once: it goes with --stage (an upgrade's nodes at once is --max-in-flight)")
 	case uf.downloadOnly:
 		return lifecycle.DownloadOnly(*u), nil
 	case uf.stage:

@@ -36,7 +36,7 @@ func (rf *runFlags) add(cmd *cobra.Command, upgrade bool) {
 	f.StringVar(&rf.ignore, "ignore-preflight-errors", "", "preflight checks whose failures are only warnings: NAME,... or all (sentinel preflight --help lists them)")
 	f.BoolVar(&rf.o.NoSelfUpdate, "no-self-update", false, "do not look for a newer sentinel build first (a numbered build looks, and updates itself, by default)")
 	f.BoolVar(&rf.o.NoCache, "no-cache", false, "take everything from the upstream, not from the cache node the cluster file's cache section names; with --resume, what is left to fetch, though the run began from a cache node")
-	f.BoolVar(&rf.o.Detach, "detach", false, "once the run is confirmed (--yes, or on the terminal), go on with it in the background, in a session of its own: print its id and return (`sentinel attach` follows it, `sentinel stop` stops it)")
+	f.BoolVar(&rf.o.Detach, "detach", false, "once the run is confirmed (--yes, or on the terminal), go on with it in the background, in a session of its own: print its id and return ('sentinel attach' follows it, 'sentinel stop' stops it)")
 	kept := []string{"upgrade", "patch"}
 	if upgrade { // a patch run has these on `sentinel patch`, for every verb
 		rf.addCommon(f)

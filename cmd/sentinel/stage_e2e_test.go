@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -88,8 +89,16 @@ func TestStageKilledThenResumed(t *testing.T) {
 		t.Errorf("recover --dry-run after the kill: %s", rec.stdout)
 	}
 
-	lab.mustSucceed("upgrade", "--resume")
+	res := lab.mustSucceed("upgrade", "--resume")
 	served := lab.upstream.ArtifactBytes()
+	// The resume counts what the killed process staged: the fleet's bytes
+	// reach the whole, and the summary says what was fetched before.
+	if m := regexp.MustCompile(`fleet ([0-9.]+ [KMG]iB) of ([0-9.]+ [KMG]iB)`).FindAllStringSubmatch(res.stdout, -1); len(m) == 0 || m[len(m)-1][1] != m[len(m)-1][2] {
+		t.Errorf("the resume's last fleet line is not the whole (%v):\n%s", m, res.stdout)
+	}
+	if !strings.Contains(res.stdout, "before this resume") {
+		t.Errorf("the resume's summary does not count what the killed process fetched:\n%s", res.stdout)
+	}
 	for _, n := range lab.Nodes {
 		everyComponentOn(t, n.Root, "3.4.1")
 	}

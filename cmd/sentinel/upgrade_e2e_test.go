@@ -226,6 +226,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"stage and resume", lab, nil, []string{"upgrade", "--stage", "--resume"}, "--stage starts a staging run"},
 		{"stage and skip-download", lab, nil, []string{"upgrade", "3.4.3", "--stage", "--skip-download", "--yes"}, "--stage starts a staging run"},
 		{"zero stage parallel", lab, nil, []string{"upgrade", "3.4.3", "--stage", "--stage-parallel", "0", "--yes"}, "--stage-parallel must be 1 or more"},
+		{"stage parallel without stage", lab, nil, []string{"upgrade", "3.4.3", "--stage-parallel", "4", "--yes"}, "it goes with --stage"},
 		// Values refused where they enter, by the rules that read them
 		// back: none of them may reach a journal.
 		{"negative drain timeout", lab, nil, []string{"upgrade", "3.4.3", "--drain-timeout", "-5m", "--yes"}, "--drain-timeout must be positive"},
