@@ -148,6 +148,9 @@ func (rn Runner) Run(ctx context.Context, checks map[string][]Checker, ignore Ig
 
 func (rn Runner) runOne(ctx context.Context, node string, c Checker, ignore IgnoreSet) Result {
 	res := Result{Node: node, Check: checkName(c)}
+	if d, ok := c.(detailer); ok {
+		res.Detail = d.Detail()
+	}
 	if ctx.Err() != nil {
 		return res.finish([]error{&interruptedError{started: false, cause: context.Cause(ctx)}}, nil, false)
 	}
@@ -262,7 +265,13 @@ type Result struct {
 	Messages []string `json:"messages,omitempty"` // the errors, then the warnings
 	Ignored  bool     `json:"ignored,omitempty"`  // the check failed and was ignored: Status is WARN
 	Errs     []error  `json:"-"`                  // the errors (also when ignored)
+	// Detail: the figures a passing check compared (disk, memory), so that
+	// a PASS can be read too.
+	Detail string `json:"detail,omitempty"`
 }
+
+// detailer is a check that can say what it compared.
+type detailer interface{ Detail() string }
 
 // Err is nil when no check failed, else an *Error listing every failure
 // and saying how to ignore a check.

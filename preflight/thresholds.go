@@ -82,10 +82,21 @@ type DiskCheck struct {
 	Facts    DiskFacts
 	Need     uint64
 	Why      string // why Need is more than the usual figure, "" when it is not
+	Staged   uint64 // artifact bytes already in the node cache, not in Need
 	CacheDir bool
 }
 
 func (c DiskCheck) Name() string { return NameDiskSpace }
+
+// Detail gives the figures a passing check compared.
+func (c DiskCheck) Detail() string {
+	free, need := figures(c.Facts.FreeBytes, c.Need)
+	d := fmt.Sprintf("%s free on %s, %s needed", free, c.Facts.Path, need)
+	if c.Staged > 0 {
+		d += fmt.Sprintf(" (%s of artifacts already in the node cache, not counted)", FormatBytes(c.Staged))
+	}
+	return d
+}
 
 func (c DiskCheck) Check(context.Context) (warnings, errs []error) {
 	f := c.Facts
@@ -121,6 +132,12 @@ type MemoryCheck struct {
 }
 
 func (c MemoryCheck) Name() string { return NameMemory }
+
+// Detail gives the figures a passing check compared.
+func (c MemoryCheck) Detail() string {
+	avail, need := figures(c.Facts.AvailableBytes, c.Need)
+	return fmt.Sprintf("%s available, %s needed", avail, need)
+}
 
 func (c MemoryCheck) Check(context.Context) (warnings, errs []error) {
 	f := c.Facts

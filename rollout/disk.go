@@ -13,10 +13,10 @@ import (
 // its fetch steps still have to put in its cache plus what its install
 // steps unpack (where the channel gives the unpacked size). why says
 // which, for the message.
-func diskNeed(th preflight.Thresholds, isCache bool, np *NodePlan, cached map[string]bool) (need uint64, why string) {
+func diskNeed(th preflight.Thresholds, isCache bool, np *NodePlan, cached map[string]bool) (need uint64, why string, staged uint64) {
 	doc := th.DiskNeed(isCache)
 	if np == nil {
-		return doc, ""
+		return doc, "", 0
 	}
 	var toCache, unpacked uint64
 	seen := map[string]bool{}
@@ -24,10 +24,14 @@ func diskNeed(th preflight.Thresholds, isCache bool, np *NodePlan, cached map[st
 		a := s.Request.Artifact
 		switch s.Op {
 		case steps.OpFetch:
-			if !cached[a.SHA256] && !seen[a.SHA256] && a.Size > 0 {
-				seen[a.SHA256] = true
+			switch {
+			case seen[a.SHA256] || a.Size <= 0:
+			case cached[a.SHA256]:
+				staged += uint64(a.Size)
+			default:
 				toCache += uint64(a.Size)
 			}
+			seen[a.SHA256] = true
 		case steps.OpInstall:
 			if s.Request.Artifact.UnpackedSize > 0 {
 				unpacked += uint64(s.Request.Artifact.UnpackedSize)
@@ -36,10 +40,10 @@ func diskNeed(th preflight.Thresholds, isCache bool, np *NodePlan, cached map[st
 	}
 	real := toCache + unpacked
 	if real <= doc {
-		return doc, ""
+		return doc, "", staged
 	}
 	return real, fmt.Sprintf("this node's releases: %s of artifacts to download into its cache and %s unpacked, more than the usual %s",
-		preflight.FormatBytes(toCache), preflight.FormatBytes(unpacked), preflight.FormatBytes(doc))
+		preflight.FormatBytes(toCache), preflight.FormatBytes(unpacked), preflight.FormatBytes(doc)), staged
 }
 
 // nodePlan is the plan's share of the named node, nil if it has none.

@@ -59,12 +59,13 @@ func TestPreflightDiskIsTheLargerNeed(t *testing.T) {
 		free     uint64
 		cached   []string
 		want     string // "" passes
+		detail   string // what a pass says it compared
 	}{
-		{"docs' figure: 4 GiB to cache, nothing known unpacked", 0, 7 * preflight.GiB, nil, ""},
-		{"docs' figure, short of it", 0, 6 * preflight.GiB, nil, "7.0 GiB needed: "},
-		{"real needs: 4 GiB to cache and 2x3 GiB unpacked", 3 * GiB, 9 * preflight.GiB, nil, "10.0 GiB needed (this node's releases: 4.0 GiB of artifacts to download into its cache and 6.0 GiB unpacked"},
-		{"real needs met", 3 * GiB, 10 * preflight.GiB, nil, ""},
-		{"what the cache holds needs no space", 3 * GiB, 8 * preflight.GiB, []string{digest('a')}, ""},
+		{"docs' figure: 4 GiB to cache, nothing known unpacked", 0, 7 * preflight.GiB, nil, "", "7.0 GiB free on /s, 7.0 GiB needed"},
+		{"docs' figure, short of it", 0, 6 * preflight.GiB, nil, "7.0 GiB needed: ", ""},
+		{"real needs: 4 GiB to cache and 2x3 GiB unpacked", 3 * GiB, 9 * preflight.GiB, nil, "10.0 GiB needed (this node's releases: 4.0 GiB of artifacts to download into its cache and 6.0 GiB unpacked", ""},
+		{"real needs met", 3 * GiB, 10 * preflight.GiB, nil, "", "10.0 GiB free on /s, 10.0 GiB needed"},
+		{"what the cache holds needs no space", 3 * GiB, 8 * preflight.GiB, []string{digest('a')}, "", "8.0 GiB free on /s, 8.0 GiB needed (2.0 GiB of artifacts already in the node cache, not counted)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rep := Preflight(context.Background(), PreflightInput{Inventory: inv, Plan: plan(tc.unpacked), Runs: Runs{Dir: t.TempDir()},
@@ -81,6 +82,9 @@ func TestPreflightDiskIsTheLargerNeed(t *testing.T) {
 			msg := strings.Join(disk.Messages, " ")
 			if tc.want == "" && disk.Status != preflight.StatusPass || tc.want != "" && !strings.Contains(msg, tc.want) {
 				t.Errorf("%s: %s, want %q", disk.Status, msg, tc.want)
+			}
+			if tc.detail != "" && disk.Detail != tc.detail {
+				t.Errorf("a pass says %q, want %q", disk.Detail, tc.detail)
 			}
 		})
 	}

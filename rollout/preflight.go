@@ -80,13 +80,13 @@ func Preflight(ctx context.Context, in PreflightInput) *preflight.Report {
 		if !in.DownloadOnly {
 			np = in.Plan.nodePlan(name)
 		}
-		need, why := diskNeed(th, isCache, np, cached)
+		need, why, staged := diskNeed(th, isCache, np, cached)
 		if p.DiskErr != "" {
 			checks[name] = append(checks[name], failing(preflight.NameDiskSpace, errors.New("measuring free disk: "+p.DiskErr)))
 		}
 		for _, d := range p.Disk {
 			isCacheDir := isCache && in.Inventory.Cache != nil && strings.HasPrefix(in.Inventory.Cache.Dir, d.Mount)
-			checks[name] = append(checks[name], preflight.DiskCheck{Facts: d, Need: need, Why: why, CacheDir: isCacheDir})
+			checks[name] = append(checks[name], preflight.DiskCheck{Facts: d, Need: need, Why: why, Staged: staged, CacheDir: isCacheDir})
 		}
 		if p.MemoryErr != "" {
 			checks[name] = append(checks[name], failing(preflight.NameMemory, errors.New("measuring free memory: "+p.MemoryErr)))

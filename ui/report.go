@@ -28,6 +28,9 @@ func PrintPreflight(w io.Writer, rep *preflight.Report, all bool) {
 		if r.Ignored {
 			reason = "ignored: " + reason
 		}
+		if reason == "" {
+			reason = r.Detail
+		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", node, r.Check, r.Status, reason)
 	}
 	tw.Flush()
