@@ -3,6 +3,7 @@ package release
 import (
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Index is the channel's table of contents: the releases it offers and the
@@ -138,7 +139,7 @@ type UnknownReleaseError struct {
 }
 
 func (e *UnknownReleaseError) Error() string {
-	return fmt.Sprintf("release %s is not offered by the channel (offered: %v)", e.Version, e.Offered)
+	return fmt.Sprintf("release %s is not offered by the channel (it offers %s): check the version, or whether the publisher has released it yet", e.Version, strings.Join(e.Offered, ", "))
 }
 
 // NoPathError: no chain of supported upgrades leads from one release to the other.

@@ -113,7 +113,7 @@ func TestIndexPath(t *testing.T) {
 		t.Errorf("backwards path: %v", err)
 	}
 	var ure *UnknownReleaseError
-	if _, err := ix.Path("3.4.1", "9.9.9"); !errors.As(err, &ure) || !strings.Contains(err.Error(), "offered: [3.4.1 3.4.2 3.4.3 3.5.0]") {
+	if _, err := ix.Path("3.4.1", "9.9.9"); !errors.As(err, &ure) || !strings.Contains(err.Error(), "it offers 3.4.1, 3.4.2, 3.4.3, 3.5.0") {
 		t.Errorf("unknown release: %v", err)
 	}
 	if ix.Latest() != "3.5.0" {
