@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"regexp"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -43,13 +44,13 @@ func (a *Action) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-var actionName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+var actionName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`) })
 
 // validateActions checks the actions: block where it enters.
 func (inv *Inventory) validateActions() error {
 	for name, a := range inv.Actions {
 		at := "field actions." + name
-		if !actionName.MatchString(name) {
+		if !actionName().MatchString(name) {
 			return fmt.Errorf("field actions: %q is not a valid action name (lower-case letters, digits, '.', '_', '-')", name)
 		}
 		if a.Command == "" {

@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -233,7 +234,9 @@ const TransportLocal = "local"
 // TransportSSH runs the node agent on the node's address over SSH.
 const TransportSSH = "ssh"
 
-var nodeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+// Compiled on first use: a `sentinel node` call that never validates
+// one does not pay for it (a bounded repetition compiles to a large program).
+var nodeName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`) })
 
 // MaxInventoryBytes bounds a cluster file: the docs' largest cluster takes
 // a few KiB, and a file far larger is a mistake, not a cluster.
@@ -302,7 +305,7 @@ func (inv *Inventory) validate() error {
 	cores := 0
 	for i, n := range inv.Nodes {
 		at := fmt.Sprintf("nodes[%d]", i)
-		if !nodeName.MatchString(n.Name) {
+		if !nodeName().MatchString(n.Name) {
 			return fmt.Errorf("field %s.name: %q is not a valid node name", at, n.Name)
 		}
 		if seen[n.Name] {
@@ -367,7 +370,7 @@ func (inv *Inventory) validate() error {
 		if t.Root == "" {
 			return fmt.Errorf("field trust.root: missing (the channel's root, obtained from its publisher out of band: every channel is verified)")
 		}
-		if t.ChannelID != "" && !channelID.MatchString(t.ChannelID) {
+		if t.ChannelID != "" && !channelID().MatchString(t.ChannelID) {
 			return fmt.Errorf("field trust.channel_id: %q: want letters, digits, '.', '_' or '-'", t.ChannelID)
 		}
 	}
@@ -422,7 +425,7 @@ func (inv *Inventory) CachePeer() (cache.Peer, error) {
 	return cache.Peer{}, &InventoryError{Path: inv.path, Err: fmt.Errorf("field cache: nothing says how to verify the cache daemon: set cache.tls_fingerprint to the fingerprint that the package's postinst or `sentinel cache cert` printed on the cache node, or cache.ca_file to the CA that signed its certificate (or, to accept plain HTTP with the token in clear, cache.plain_http: true)")}
 }
 
-var channelID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+var channelID = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`) })
 
 // ChannelDirectory is where the cache daemon keeps the channel documents.
 func (c *CacheNode) ChannelDirectory() string {

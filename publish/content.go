@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/release"
@@ -59,7 +60,8 @@ type ComponentDescription struct {
 }
 
 // componentName is what release manifests accept as a component name.
-var componentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+// (compiled on first use, as release's).
+var componentName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`) })
 
 // ParseReleaseDescription decodes and checks a release description.
 func ParseReleaseDescription(name string, data []byte) (*ReleaseDescription, error) {
@@ -75,7 +77,7 @@ func ParseReleaseDescription(name string, data []byte) (*ReleaseDescription, err
 	}
 	for i, c := range d.Components {
 		at := fmt.Sprintf("%s: components[%d] (%s)", name, i, c.Name)
-		if !componentName.MatchString(c.Name) {
+		if !componentName().MatchString(c.Name) {
 			return nil, fmt.Errorf("%s.name: %q is not a component name (lowercase letters, digits, '_' and '-')", at, c.Name)
 		}
 		if !artifactFile(c.Artifact) {

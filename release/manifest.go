@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -108,9 +109,11 @@ func (c Component) AppliesTo(nodeRoles []string) bool {
 	return false
 }
 
+// Compiled on first use: a `sentinel node` call that never validates
+// one does not pay for it (a bounded repetition compiles to a large program).
 var (
-	sha256Hex     = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	componentName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	sha256Hex     = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[0-9a-f]{64}$`) })
+	componentName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`) })
 )
 
 // ParseManifest decodes and validates a manifest. name identifies the
@@ -136,7 +139,7 @@ func (m *Manifest) validate() error {
 	seen := map[string]bool{}
 	for i, c := range m.Components {
 		at := fmt.Sprintf("components[%d]", i)
-		if !componentName.MatchString(c.Name) {
+		if !componentName().MatchString(c.Name) {
 			return fieldErr(at+".name", fmt.Errorf("%q is not a component name (lowercase letters, digits, _ and -)", c.Name))
 		}
 		at = fmt.Sprintf("components[%d] (%s)", i, c.Name)
@@ -158,7 +161,7 @@ func (m *Manifest) validate() error {
 		if strings.TrimSpace(c.Artifact.URL) == "" {
 			return fieldErr(at+".artifact.url", fmt.Errorf("missing"))
 		}
-		if !sha256Hex.MatchString(c.Artifact.SHA256) {
+		if !sha256Hex().MatchString(c.Artifact.SHA256) {
 			return fieldErr(at+".artifact.sha256", fmt.Errorf("%q is not 64 lowercase hex digits", c.Artifact.SHA256))
 		}
 		if c.Artifact.Size <= 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // Catalog lists the patches published for one release: small fixes applied
@@ -41,7 +42,7 @@ type PatchComponent struct {
 // Severities a patch may have.
 var Severities = []string{"low", "medium", "high", "critical"}
 
-var patchName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`)
+var patchName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,62}$`) })
 
 // ParsePatchCatalog decodes and validates a patch catalog on its own; Check
 // then holds it against its release's manifest.
@@ -69,7 +70,7 @@ func (c *Catalog) validate() error {
 	highest := map[string]level{} // component -> highest level so far
 	for i, p := range c.Patches {
 		at := fmt.Sprintf("patches[%d]", i)
-		if !patchName.MatchString(p.Name) {
+		if !patchName().MatchString(p.Name) {
 			return fieldErr(at+".name", fmt.Errorf("%q is not a patch name (lowercase letters, digits, '.', '_' and '-')", p.Name))
 		}
 		at = fmt.Sprintf("patches[%d] (patch %s)", i, p.Name)
@@ -104,7 +105,7 @@ func (c *Catalog) validate() error {
 		seen := map[string]bool{}
 		for j, pc := range p.Components {
 			cat := fmt.Sprintf("%s.components[%d]", at, j)
-			if !componentName.MatchString(pc.Name) {
+			if !componentName().MatchString(pc.Name) {
 				return fieldErr(cat+".name", fmt.Errorf("%q is not a component name", pc.Name))
 			}
 			if seen[pc.Name] {
@@ -118,7 +119,7 @@ func (c *Catalog) validate() error {
 			if strings.TrimSpace(pc.Artifact.URL) == "" {
 				return fieldErr(cat+".artifact.url", fmt.Errorf("missing"))
 			}
-			if !sha256Hex.MatchString(pc.Artifact.SHA256) {
+			if !sha256Hex().MatchString(pc.Artifact.SHA256) {
 				return fieldErr(cat+".artifact.sha256", fmt.Errorf("%q is not 64 lowercase hex digits", pc.Artifact.SHA256))
 			}
 			if pc.Artifact.Size <= 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // SentinelBuildsPath is where a channel publishes the sentinel builds it
@@ -31,7 +32,7 @@ type SentinelBuild struct {
 	Artifact Artifact `json:"artifact"`
 }
 
-var platformWord = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
+var platformWord = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9]{1,32}$`) })
 
 // ParseBuildVersion reads a sentinel build version. Only numbered versions
 // compare: one to four dot-separated numbers, with an optional leading
@@ -62,10 +63,10 @@ func ParseSentinelBuilds(name string, data []byte) (*SentinelBuilds, error) {
 		if _, ok := ParseBuildVersion(sb.Version); !ok {
 			return nil, &MetadataError{Doc: name, Err: fieldErr(at+".version", fmt.Errorf("%q is not a numbered build version (like 0.4.1)", sb.Version))}
 		}
-		if !platformWord.MatchString(sb.OS) {
+		if !platformWord().MatchString(sb.OS) {
 			return nil, &MetadataError{Doc: name, Err: fieldErr(at+".os", fmt.Errorf("%q is not a GOOS such as linux", sb.OS))}
 		}
-		if !platformWord.MatchString(sb.Arch) {
+		if !platformWord().MatchString(sb.Arch) {
 			return nil, &MetadataError{Doc: name, Err: fieldErr(at+".arch", fmt.Errorf("%q is not a GOARCH such as amd64", sb.Arch))}
 		}
 		key := sb.Version + " " + sb.OS + "/" + sb.Arch
@@ -76,7 +77,7 @@ func ParseSentinelBuilds(name string, data []byte) (*SentinelBuilds, error) {
 		if strings.TrimSpace(sb.Artifact.URL) == "" {
 			return nil, &MetadataError{Doc: name, Err: fieldErr(at+".artifact.url", fmt.Errorf("missing"))}
 		}
-		if !sha256Hex.MatchString(sb.Artifact.SHA256) {
+		if !sha256Hex().MatchString(sb.Artifact.SHA256) {
 			return nil, &MetadataError{Doc: name, Err: fieldErr(at+".artifact.sha256", fmt.Errorf("%q is not 64 lowercase hex digits", sb.Artifact.SHA256))}
 		}
 		if sb.Artifact.Size <= 0 {

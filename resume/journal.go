@@ -47,7 +47,9 @@ const (
 	CrashAfterRecordEnv = "SENTINEL_CRASH_AFTER_RECORD"
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+// castagnoli's table is made on first use: an agent process, which never
+// touches a journal, does not pay for it.
+var castagnoli = sync.OnceValue(func() *crc32.Table { return crc32.MakeTable(crc32.Castagnoli) })
 
 // ErrNotJournal is wrapped by the error returned for a file that does not
 // start with the journal header.
@@ -300,7 +302,7 @@ func (j *Journal) append(typ string, data any, sync bool) (Record, error) {
 	}
 	frame := make([]byte, frameLen+len(payload))
 	binary.LittleEndian.PutUint32(frame[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(frame[4:8], crc32.Checksum(payload, castagnoli))
+	binary.LittleEndian.PutUint32(frame[4:8], crc32.Checksum(payload, castagnoli()))
 	copy(frame[frameLen:], payload)
 
 	j.seq = rec.Seq

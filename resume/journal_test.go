@@ -198,7 +198,7 @@ func tornFiles(t *testing.T, dir string) []string {
 func frame(payload []byte) []byte {
 	b := make([]byte, frameLen+len(payload))
 	binary.LittleEndian.PutUint32(b[0:4], uint32(len(payload)))
-	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(payload, castagnoli))
+	binary.LittleEndian.PutUint32(b[4:8], crc32.Checksum(payload, castagnoli()))
 	copy(b[frameLen:], payload)
 	return b
 }

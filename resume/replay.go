@@ -73,7 +73,7 @@ func frameAt(buf []byte, off int64) (payload []byte, fault string) {
 		return nil, fmt.Sprintf("short payload (%d of %d bytes)", avail, n)
 	}
 	payload = rest[frameLen : frameLen+int(n)]
-	if crc32.Checksum(payload, castagnoli) != binary.LittleEndian.Uint32(rest[4:8]) {
+	if crc32.Checksum(payload, castagnoli()) != binary.LittleEndian.Uint32(rest[4:8]) {
 		return nil, "crc mismatch"
 	}
 	return payload, ""
