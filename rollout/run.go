@@ -598,6 +598,14 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 			}
 		}
 	}
+	if !writtenAhead(s.Op) {
+		// A retirement's start went to disk while its capacity check ran:
+		// it is on disk before the DEA hears of it, like every start that
+		// takes a node somewhere a resume must know about.
+		if jerr := started(); jerr != nil {
+			return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: x.journalError(jerr).Error()}
+		}
+	}
 	var res steps.Result
 	call := func() error {
 		res = steps.Result{}
@@ -786,12 +794,12 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 // the node somewhere a resume must know about: the rollback reads which
 // stops and switches began, a halt stops only at a safe point, and a
 // retry asks the status hook or the node whether it rebooted. Its start
-// is on disk before it is sent.
+// is on disk before it is sent: at once, or for a retirement, whose
+// capacity check asks the DEAs first and changes nothing, once step has
+// waited for it after the check.
 func (x *Executor) recordStart(run *Run, node string, s Step) (wait func() error, err error) {
 	ref := stepRef{Node: node, Step: s.ID}
-	switch s.Op {
-	case steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpHealth, OpWatch, OpWaitBack:
-	default:
+	if !writtenAhead(s.Op) && (s.Op != steps.OpRetire || x.SkipDrain) {
 		return func() error { return nil }, x.record(run, recStepStart, ref)
 	}
 	rec, wait, err := x.Journal.AppendAhead(recStepStart, ref)
@@ -799,6 +807,16 @@ func (x *Executor) recordStart(run *Run, node string, s Step) (wait func() error
 		return nil, x.journalError(err)
 	}
 	return wait, run.apply(rec)
+}
+
+// writtenAhead reports whether a step's start may still be on its way to
+// disk while the node carries the step out (see recordStart).
+func writtenAhead(op string) bool {
+	switch op {
+	case steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpHealth, OpWatch, OpWaitBack:
+		return true
+	}
+	return false
 }
 
 // record appends to the journal and keeps the in-memory run in step with it.
