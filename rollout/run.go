@@ -712,7 +712,8 @@ func (x *Executor) retryUnreachable(ctx context.Context, node string, s Step, ca
 // (first-fit decreasing). It asks the others for their figures a batch at
 // a time, at once within a batch, and stops as soon as the instances fit:
 // on a cluster of hundreds of DEAs a retirement costs a few probes, not
-// one per DEA.
+// one per DEA, and waits for the first answers that make room, not for
+// the slowest DEA of the batch.
 func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error {
 	var candidates []string
 	if x.DEAs == nil {
@@ -727,7 +728,7 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 	}
 	// An excluded DEA is gone: it takes no instances.
 	candidates = slices.DeleteFunc(candidates, run.IsExcluded)
-	probe := func(name string) *steps.DEACapacity {
+	probe := func(ctx context.Context, name string) *steps.DEACapacity {
 		tr := x.Transports[name]
 		if tr == nil {
 			return nil
@@ -742,7 +743,7 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		}
 		return res.Probe.Capacity
 	}
-	own := probe(node)
+	own := probe(ctx, node)
 	if own == nil || len(own.Instances) == 0 {
 		return nil // no figures for it, or nothing to move
 	}
@@ -758,22 +759,11 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		return nil // a lone DEA: its apps stop, as preflight said
 	}
 	const batch = 16
-	missing, biggest := int64(0), int64(0)
+	var missing, biggest int64
 	for start := 0; start < len(others); start += batch {
 		names := others[start:min(start+batch, len(others))]
-		got := make([]*steps.DEACapacity, len(names))
-		var wg sync.WaitGroup
-		for i, name := range names {
-			wg.Go(func() { got[i] = probe(name) })
-		}
-		wg.Wait()
-		for i, name := range names {
-			if got[i] != nil {
-				caps[name] = got[i]
-				deas = append(deas, name)
-			}
-		}
-		if missing, biggest = fitElsewhere(node, deas, caps); missing == 0 {
+		var fits bool
+		if deas, fits, missing, biggest = probeBatch(ctx, probe, node, names, deas, caps); fits {
 			return nil
 		}
 	}
@@ -781,6 +771,50 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		return fmt.Errorf("DEA %s cannot be retired now: none of the other DEAs (%s) answered its capacity probe, so nothing says its instances have somewhere to go: check those nodes", node, strings.Join(others, ", "))
 	}
 	return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB): add a DEA node to the cluster (and to cluster.yaml) first", node, missing, biggest)
+}
+
+// probeBatch asks the DEAs names for their figures at once and returns
+// deas with those that answered added, in the order of names, and whether
+// node's instances fit on them; if not, what is missing. It returns as
+// soon as the answers so far make room, once the probes still out have
+// been cancelled and have returned.
+func probeBatch(ctx context.Context, probe func(context.Context, string) *steps.DEACapacity, node string, names, deas []string, caps map[string]*steps.DEACapacity) (_ []string, fits bool, missing, biggest int64) {
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		name string
+		cap  *steps.DEACapacity
+	}
+	answers := make(chan answer, len(names))
+	for _, name := range names {
+		go func() { answers <- answer{name, probe(bctx, name)} }()
+	}
+	answered := func() []string {
+		out := slices.Clone(deas)
+		for _, name := range names {
+			if caps[name] != nil {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	for left := len(names); left > 0; left-- {
+		a := <-answers
+		if a.cap == nil {
+			continue
+		}
+		caps[a.name] = a.cap
+		if missing, biggest = fitElsewhere(node, answered(), caps); missing == 0 {
+			cancel()
+			for left--; left > 0; left-- {
+				<-answers
+			}
+			return answered(), true, 0, 0
+		}
+	}
+	out := answered()
+	missing, biggest = fitElsewhere(node, out, caps)
+	return out, missing == 0, missing, biggest
 }
 
 // recordStart journals a step's start. A step that changes nothing the
