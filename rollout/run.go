@@ -583,19 +583,8 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		}
 	case steps.OpRetire:
 		req.SkipDrain = x.SkipDrain
-		if !x.SkipDrain {
-			// The DEAs' load changed since preflight: check again that
-			// this one's instances fit on the others, right before.
-			if err := x.deaRoomFor(ctx, run, node); err != nil {
-				// Like a drain past its deadline: nothing changed, and the
-				// run goes on once there is room.
-				x.Progress.StepFinished(node, s, steps.Result{}, err)
-				out := stepOutcome{Node: node, Step: s.ID, Error: err.Error()}
-				if jerr := x.record(run, recStepFailed, out); jerr != nil {
-					return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
-				}
-				return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
-			}
+		if err := x.roomToRetire(ctx, run, node, s); err != nil {
+			return steps.Result{}, err
 		}
 	}
 	if !writtenAhead(s.Op) {
@@ -670,6 +659,26 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		return res, &InterruptedError{Node: node, Step: s.ID, Reason: out.Error}
 	}
 	return res, err
+}
+
+// roomToRetire checks again, right before a retirement, that the DEA's
+// instances fit on the others: their load changed since preflight. When
+// they do not, it is like a drain past its deadline: nothing changed, and
+// the run goes on once there is room.
+func (x *Executor) roomToRetire(ctx context.Context, run *Run, node string, s Step) error {
+	if x.SkipDrain {
+		return nil
+	}
+	err := x.deaRoomFor(ctx, run, node)
+	if err == nil {
+		return nil
+	}
+	x.Progress.StepFinished(node, s, steps.Result{}, err)
+	out := stepOutcome{Node: node, Step: s.ID, Error: err.Error()}
+	if jerr := x.record(run, recStepFailed, out); jerr != nil {
+		return &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
+	}
+	return &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
 }
 
 // retryUnreachable runs call, and again with growing pauses while the node
