@@ -16,6 +16,13 @@ import (
 // outcome: a crash at that moment never hides a stop from the rollback, a
 // retirement from the halt, or a migration from the status hook's retry.
 func TestStartOnDiskBeforeTheNodeChanges(t *testing.T) {
+	// With the drain, a retirement's capacity check asks the DEAs first,
+	// and its start goes to disk meanwhile.
+	t.Run("skip-drain", func(t *testing.T) { startOnDiskBeforeTheNodeChanges(t, true) })
+	t.Run("drain", func(t *testing.T) { startOnDiskBeforeTheNodeChanges(t, false) })
+}
+
+func startOnDiskBeforeTheNodeChanges(t *testing.T, skipDrain bool) {
 	ops := []string{steps.OpRetire, steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpStop, steps.OpMigrate,
 		steps.OpSwitch, steps.OpStart, steps.OpHealth, steps.OpCommit, steps.OpUnretire}
 	mustWait := []string{steps.OpRetire, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpCommit, steps.OpUnretire}
@@ -31,8 +38,8 @@ func TestStartOnDiskBeforeTheNodeChanges(t *testing.T) {
 	}
 	defer j.Close()
 	var checked []string
-	x := &Executor{Journal: j, Progress: quietProgress{}, SkipDrain: true, Transports: map[string]cluster.Transport{
-		"dea-1": nodeFunc(func(ctx context.Context, op string, in any) error {
+	x := &Executor{Journal: j, Progress: quietProgress{}, SkipDrain: skipDrain, Transports: map[string]cluster.Transport{
+		"dea-1": probedNode(func(ctx context.Context, op string, in any) error {
 			if !slices.Contains(mustWait, op) {
 				return nil
 			}
@@ -65,11 +72,25 @@ func TestStartOnDiskBeforeTheNodeChanges(t *testing.T) {
 			checked = append(checked, op)
 			return nil
 		}),
-	}}
+		"dea-2": probedNode(func(context.Context, string, any) error { return nil }),
+	}, DEAs: []string{"dea-1", "dea-2"}}
 	if err := x.Execute(context.Background(), run); err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(checked, mustWait) {
 		t.Errorf("checked %v, want every one of %v", checked, mustWait)
 	}
+}
+
+// probedNode answers capacity probes with a half-full DEA, and every other
+// call through its function.
+type probedNode func(ctx context.Context, op string, in any) error
+
+func (f probedNode) Call(ctx context.Context, op string, in, out any, on func(cluster.Event)) error {
+	if op == steps.OpProbe {
+		out.(*steps.Result).Probe = &steps.ProbeFacts{Capacity: &steps.DEACapacity{MemoryTotalMB: 4096, MemoryUsedMB: 2048,
+			Instances: []steps.AppInstance{{App: "app-1", MemoryMB: 256}}}}
+		return nil
+	}
+	return f(ctx, op, in)
 }

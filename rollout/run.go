@@ -588,19 +588,16 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 		}
 	case steps.OpRetire:
 		req.SkipDrain = x.SkipDrain
-		if !x.SkipDrain {
-			// The DEAs' load changed since preflight: check again that
-			// this one's instances fit on the others, right before.
-			if err := x.deaRoomFor(ctx, run, node); err != nil {
-				// Like a drain past its deadline: nothing changed, and the
-				// run goes on once there is room.
-				x.Progress.StepFinished(node, s, steps.Result{}, err)
-				out := stepOutcome{Node: node, Step: s.ID, Error: err.Error()}
-				if jerr := x.record(run, recStepFailed, out); jerr != nil {
-					return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
-				}
-				return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
-			}
+		if err := x.roomToRetire(ctx, run, node, s); err != nil {
+			return steps.Result{}, err
+		}
+	}
+	if !writtenAhead(s.Op) {
+		// A retirement's start went to disk while its capacity check ran:
+		// it is on disk before the DEA hears of it, like every start that
+		// takes a node somewhere a resume must know about.
+		if jerr := started(); jerr != nil {
+			return steps.Result{}, &InterruptedError{Node: node, Step: s.ID, Reason: x.journalError(jerr).Error()}
 		}
 	}
 	var res steps.Result
@@ -669,6 +666,26 @@ func (x *Executor) step(ctx context.Context, run *Run, node string, s Step) (ste
 	return res, err
 }
 
+// roomToRetire checks again, right before a retirement, that the DEA's
+// instances fit on the others: their load changed since preflight. When
+// they do not, it is like a drain past its deadline: nothing changed, and
+// the run goes on once there is room.
+func (x *Executor) roomToRetire(ctx context.Context, run *Run, node string, s Step) error {
+	if x.SkipDrain {
+		return nil
+	}
+	err := x.deaRoomFor(ctx, run, node)
+	if err == nil {
+		return nil
+	}
+	x.Progress.StepFinished(node, s, steps.Result{}, err)
+	out := stepOutcome{Node: node, Step: s.ID, Error: err.Error()}
+	if jerr := x.record(run, recStepFailed, out); jerr != nil {
+		return &InterruptedError{Node: node, Step: s.ID, Reason: jerr.Error()}
+	}
+	return &InterruptedError{Node: node, Step: s.ID, Reason: err.Error()}
+}
+
 // retryUnreachable runs call, and again with growing pauses while the node
 // cannot be reached: steps are idempotent, so trying again is safe. It
 // gives up on the operator's stop, or after the last retry.
@@ -709,7 +726,8 @@ func (x *Executor) retryUnreachable(ctx context.Context, node string, s Step, ca
 // (first-fit decreasing). It asks the others for their figures a batch at
 // a time, at once within a batch, and stops as soon as the instances fit:
 // on a cluster of hundreds of DEAs a retirement costs a few probes, not
-// one per DEA.
+// one per DEA, and waits for the first answers that make room, not for
+// the slowest DEA of the batch.
 func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error {
 	var candidates []string
 	if x.DEAs == nil {
@@ -724,7 +742,7 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 	}
 	// An excluded DEA is gone: it takes no instances.
 	candidates = slices.DeleteFunc(candidates, run.IsExcluded)
-	probe := func(name string) *steps.DEACapacity {
+	probe := func(ctx context.Context, name string) *steps.DEACapacity {
 		tr := x.Transports[name]
 		if tr == nil {
 			return nil
@@ -739,7 +757,7 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		}
 		return res.Probe.Capacity
 	}
-	own := probe(node)
+	own := probe(ctx, node)
 	if own == nil || len(own.Instances) == 0 {
 		return nil // no figures for it, or nothing to move
 	}
@@ -755,22 +773,11 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		return nil // a lone DEA: its apps stop, as preflight said
 	}
 	const batch = 16
-	missing, biggest := int64(0), int64(0)
+	var missing, biggest int64
 	for start := 0; start < len(others); start += batch {
 		names := others[start:min(start+batch, len(others))]
-		got := make([]*steps.DEACapacity, len(names))
-		var wg sync.WaitGroup
-		for i, name := range names {
-			wg.Go(func() { got[i] = probe(name) })
-		}
-		wg.Wait()
-		for i, name := range names {
-			if got[i] != nil {
-				caps[name] = got[i]
-				deas = append(deas, name)
-			}
-		}
-		if missing, biggest = fitElsewhere(node, deas, caps); missing == 0 {
+		var fits bool
+		if deas, fits, missing, biggest = probeBatch(ctx, probe, node, names, deas, caps); fits {
 			return nil
 		}
 	}
@@ -778,6 +785,50 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		return fmt.Errorf("DEA %s cannot be retired now: none of the other DEAs (%s) answered its capacity probe, so nothing says its instances have somewhere to go: check those nodes", node, strings.Join(others, ", "))
 	}
 	return fmt.Errorf("DEA %s cannot be retired now: its instances need %d MB more than the other DEAs have free (largest instance %d MB): add a DEA node to the cluster (and to cluster.yaml) first", node, missing, biggest)
+}
+
+// probeBatch asks the DEAs names for their figures at once and returns
+// deas with those that answered added, in the order of names, and whether
+// node's instances fit on them; if not, what is missing. It returns as
+// soon as the answers so far make room, once the probes still out have
+// been cancelled and have returned.
+func probeBatch(ctx context.Context, probe func(context.Context, string) *steps.DEACapacity, node string, names, deas []string, caps map[string]*steps.DEACapacity) (_ []string, fits bool, missing, biggest int64) {
+	bctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type answer struct {
+		name string
+		cap  *steps.DEACapacity
+	}
+	answers := make(chan answer, len(names))
+	for _, name := range names {
+		go func() { answers <- answer{name, probe(bctx, name)} }()
+	}
+	answered := func() []string {
+		out := slices.Clone(deas)
+		for _, name := range names {
+			if caps[name] != nil {
+				out = append(out, name)
+			}
+		}
+		return out
+	}
+	for left := len(names); left > 0; left-- {
+		a := <-answers
+		if a.cap == nil {
+			continue
+		}
+		caps[a.name] = a.cap
+		if missing, biggest = fitElsewhere(node, answered(), caps); missing == 0 {
+			cancel()
+			for left--; left > 0; left-- {
+				<-answers
+			}
+			return answered(), true, 0, 0
+		}
+	}
+	out := answered()
+	missing, biggest = fitElsewhere(node, out, caps)
+	return out, missing == 0, missing, biggest
 }
 
 // recordStart journals a step's start. A step that changes nothing the
@@ -791,12 +842,12 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 // the node somewhere a resume must know about: the rollback reads which
 // stops and switches began, a halt stops only at a safe point, and a
 // retry asks the status hook or the node whether it rebooted. Its start
-// is on disk before it is sent.
+// is on disk before it is sent: at once, or for a retirement, whose
+// capacity check asks the DEAs first and changes nothing, once step has
+// waited for it after the check.
 func (x *Executor) recordStart(run *Run, node string, s Step) (wait func() error, err error) {
 	ref := stepRef{Node: node, Step: s.ID}
-	switch s.Op {
-	case steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpHealth, OpWatch, OpWaitBack:
-	default:
+	if !writtenAhead(s.Op) && (s.Op != steps.OpRetire || x.SkipDrain) {
 		return func() error { return nil }, x.record(run, recStepStart, ref)
 	}
 	rec, wait, err := x.Journal.AppendAhead(recStepStart, ref)
@@ -804,6 +855,16 @@ func (x *Executor) recordStart(run *Run, node string, s Step) (wait func() error
 		return nil, x.journalError(err)
 	}
 	return wait, run.apply(rec)
+}
+
+// writtenAhead reports whether a step's start may still be on its way to
+// disk while the node carries the step out (see recordStart).
+func writtenAhead(op string) bool {
+	switch op {
+	case steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpHealth, OpWatch, OpWaitBack:
+		return true
+	}
+	return false
 }
 
 // record appends to the journal and keeps the in-memory run in step with it.

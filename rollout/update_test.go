@@ -274,6 +274,37 @@ func TestExcludedDEANotCountedForCapacity(t *testing.T) {
 	}
 }
 
+// The capacity check stops at the first answers that make room: a DEA of
+// the batch that does not answer does not hold the retirement up until its
+// probe times out (a minute), and its probe is cancelled, not left behind.
+func TestCapacityCheckDoesNotWaitForASlowDEA(t *testing.T) {
+	plan := &Plan{From: "3.4.1", To: "3.4.2", Nodes: fourDEAsAndCore()}
+	x, run := startRun(t, plan)
+	var calls callLog
+	hung := make(chan error, 1)
+	x.Transports = map[string]cluster.Transport{
+		"dea-1": capacityNode{"dea-1", &calls, &steps.DEACapacity{MemoryTotalMB: 1024, MemoryUsedMB: 512, Instances: []steps.AppInstance{{App: "shop", MemoryMB: 512}}}},
+		"dea-2": nodeFunc(func(ctx context.Context, op string, in any) error {
+			<-ctx.Done()
+			hung <- ctx.Err()
+			return ctx.Err()
+		}),
+		"dea-3": capacityNode{"dea-3", &calls, &steps.DEACapacity{MemoryTotalMB: 4096}},
+	}
+	x.DEAs = []string{"dea-1", "dea-2", "dea-3"}
+	if err := x.deaRoomFor(context.Background(), run, "dea-1"); err != nil {
+		t.Fatalf("dea-3 is empty, dea-1's 512 MB fit on it: %v", err)
+	}
+	select {
+	case err := <-hung:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("the silent dea-2's probe ended with %v, want cancelled once dea-3 had made room", err)
+		}
+	default:
+		t.Error("the silent dea-2's probe is still out after the check returned")
+	}
+}
+
 // Canaries go first in their role's turn, each alone; the other nodes of
 // the role wait for them; the core is never one and still goes last.
 func TestScheduleCanaries(t *testing.T) {
