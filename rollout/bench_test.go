@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -147,15 +148,28 @@ func criticalPath(plan *Plan, hook time.Duration) time.Duration {
 	return time.Duration(end)
 }
 
-// calibrate measures how long waiting for a timer of d takes here.
+// calibrate measures how long a hook of d takes here with nothing else
+// running.
 func calibrate(d time.Duration) time.Duration {
 	const n = 100
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		t := time.NewTimer(d)
-		<-t.C
+		hookWait(d)
 	}
 	return time.Since(start) / n
+}
+
+// hookWait is a node taking d to answer. A node's answer wakes the
+// orchestrator through a file descriptor (its agent's pipe, its SSH
+// channel) as soon as it comes; a Go timer would instead wake through the
+// runtime's poller, whose wait is rounded to whole milliseconds and is
+// late when another thread's syscall (a journal fsync) ends meanwhile:
+// lateness of the benchmark's own, not the orchestrator's. A kernel sleep
+// on the goroutine's thread ends on time.
+func hookWait(d time.Duration) {
+	ts := syscall.NsecToTimespec(int64(d))
+	for syscall.Nanosleep(&ts, &ts) == syscall.EINTR {
+	}
 }
 
 // hookClock adds up how long the hooks of a run really took.
@@ -190,12 +204,13 @@ type benchNode struct {
 }
 
 func (n benchNode) Call(ctx context.Context, op string, in, out any, on func(cluster.Event)) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
 	start := time.Now()
-	t := time.NewTimer(n.hook)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		n.took.add(time.Since(start))
+	hookWait(n.hook)
+	n.took.add(time.Since(start))
+	{
 		if op == steps.OpProbe {
 			// Every DEA half full of 256 MB instances: a retiring DEA's
 			// instances fit on the next one.
@@ -206,8 +221,6 @@ func (n benchNode) Call(ctx context.Context, op string, in, out any, on func(clu
 			out.(*steps.Result).Probe = &steps.ProbeFacts{Capacity: &steps.DEACapacity{MemoryTotalMB: 4096, MemoryUsedMB: 2048, Instances: insts}}
 		}
 		return nil
-	case <-ctx.Done():
-		return ctx.Err()
 	}
 }
 
