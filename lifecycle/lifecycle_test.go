@@ -20,6 +20,7 @@ import (
 	"github.com/sentinel-paas/sentinel/patches"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/source"
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
@@ -284,32 +285,7 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := worldOf(t, lab)
-	dir := t.TempDir()
-	cert, err := fixtures.NewTLSCert(fixtures.CertSpec{Subject: "cache", IPs: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.inv.Cache = &cluster.CacheNode{Node: w.inv.Core().Name, Dir: dir, TLSFingerprint: cert.Fingerprint}
-	// The daemon holds the channel's root and the upstream: prefetch is by name.
-	root, err := os.ReadFile(lab.TrustRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n",
-		Root: root, Upstream: up.URL, TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan net.Addr, 1)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, "127.0.0.1:0", func(a net.Addr) { addr <- a }) }()
-	var cacheAddr string
-	select {
-	case a := <-addr:
-		cacheAddr = a.String()
-	case err := <-served:
-		t.Fatal(err)
-	}
+	cacheAddr := startCacheDaemon(ctx, t, w, up.URL)
 	t.Setenv("SENTINEL_CACHE_TOKEN", "t0k3n")
 
 	o := w.options()
@@ -335,6 +311,65 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 	}
 	if got := w.release(t); got != "3.4.2" {
 		t.Fatalf("after the upgrade from the cache the node is on %s", got)
+	}
+}
+
+// startCacheDaemon serves an empty cache daemon (TLS, pinned in w's
+// cluster file) on the core node, filled from upstream; its address.
+func startCacheDaemon(ctx context.Context, t *testing.T, w *world, upstream string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cert, err := fixtures.NewTLSCert(fixtures.CertSpec{Subject: "cache", IPs: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.inv.Cache = &cluster.CacheNode{Node: w.inv.Core().Name, Dir: dir, TLSFingerprint: cert.Fingerprint}
+	// The daemon holds the channel's root and the upstream: prefetch is by name.
+	root, err := os.ReadFile(w.lab.TrustRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n",
+		Root: root, Upstream: upstream, TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan net.Addr, 1)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, "127.0.0.1:0", func(a net.Addr) { addr <- a }) }()
+	select {
+	case a := <-addr:
+		return a.String()
+	case err := <-served:
+		t.Fatal(err)
+	}
+	return ""
+}
+
+// A cluster with a cache section and a registry mirror: download-only
+// cannot fill the cache node, so its advice, and that of the empty cache
+// node, is the run with --no-cache, never --download-only again.
+func TestLifecycleCacheAndRegistryMirrorAdviseNoCache(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newWorld(t)
+	cacheAddr := startCacheDaemon(ctx, t, w, "http://127.0.0.1:9/")
+	t.Setenv("SENTINEL_CACHE_TOKEN", "t0k3n")
+	w.inv.Mirrors = []string{"oci://127.0.0.1:9/sentinel/lab"} // never reached
+
+	o := w.options()
+	o.CacheAddr = cacheAddr // as the cluster file's cache section makes it
+	err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.DownloadOnly(lifecycle.UpgradeOptions{Target: "3.4.2"}))
+	if err == nil || !strings.Contains(err.Error(), "sentinel channel copy") || !strings.Contains(err.Error(), "then run `sentinel upgrade 3.4.2 --no-cache`") {
+		t.Fatalf("download-only with a cache section and a registry mirror: %v", err)
+	}
+	err = lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"}))
+	var miss *source.CacheMissError
+	if !errors.As(err, &miss) || !strings.Contains(err.Error(), "Run `sentinel upgrade 3.4.2 --no-cache`") || strings.Contains(err.Error(), "fill it first") {
+		t.Fatalf("upgrade from the empty cache node of a cluster reading a registry: %v", err)
+	}
+	if got := w.release(t); got != "3.4.1" {
+		t.Fatalf("the refused runs changed the node: %s", got)
 	}
 }
 

@@ -253,6 +253,9 @@ func (r *Run) chooseSource(ctx context.Context) error {
 		// Only an upgrade (the window after staging) may run on the
 		// channel kept at staging; other runs say their source is gone.
 		Kept: r.Job.Kind == "upgrade"}
+	if readsRegistry(inv) {
+		r.Source.Direct = directCommand(r.Job)
+	}
 	if r.Job.DownloadOnly {
 		fill, err := registryFillFor(inv)
 		if err != nil || fill != nil {

@@ -40,6 +40,10 @@ type Source struct {
 	// Fill is the command that fills the cache node with what this run
 	// needs, for the advice of an error ("" when it has none).
 	Fill string
+	// Direct is the command that runs without the cache node, for a
+	// cluster that reads a registry: --download-only cannot fill the cache
+	// node there, so it is the advice when the cache lacks something.
+	Direct string
 	// Mirrors are channel URLs (http(s), file, oci://) tried in order
 	// before the upstream; the next is tried when one does not answer or
 	// fails with a server error, never when what it serves is refused.
@@ -183,7 +187,7 @@ func (s Source) Explain(err error) error {
 	if fe.Status != http.StatusNotFound {
 		return err
 	}
-	return &CacheMissError{Cache: s.Cache, What: missing(fe.URL), Fill: s.Fill, Err: err}
+	return &CacheMissError{Cache: s.Cache, What: missing(fe.URL), Fill: s.Fill, Direct: s.Direct, Err: err}
 }
 
 // missing says what a URL of the cache's channel copy is, for people.
@@ -206,10 +210,17 @@ func missing(u string) string {
 type CacheMissError struct {
 	Cache, What string
 	Fill        string // the command that fills it
-	Err         error
+	// Direct: the cluster reads a registry, which --download-only cannot
+	// put in the cache node; this command runs without the cache node.
+	Direct string
+	Err    error
 }
 
 func (e *CacheMissError) Error() string {
+	if e.Direct != "" {
+		return fmt.Sprintf("the cache node %s does not hold %s (%v), and it cannot be filled for this cluster: the cluster reads a registry, which --download-only does not put in a cache node. Run `%s` to read the registry (the mirrors) and the channel instead of the cache node; if the registry lacks the release, the same command with --download-only in place of --no-cache prints the `sentinel channel copy` command that fills it",
+			e.Cache, e.What, e.Err, e.Direct)
+	}
 	fill := e.Fill
 	if fill == "" {
 		fill = "sentinel upgrade VERSION --download-only --cache-ip HOST"
