@@ -17,6 +17,7 @@ import (
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/lifecycle"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/patches"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/rollout"
@@ -426,5 +427,55 @@ func TestLifecyclePlainHTTPCacheOnlyWhenAsked(t *testing.T) {
 		if !w.out.said("warning: the cache daemon " + cacheAddr + " is reached over plain HTTP (cache.plain_http in ") {
 			t.Errorf("run %d: no warning about plain HTTP: %v", run+1, w.out.lines)
 		}
+	}
+}
+
+// A run started with --mirror (a registry, with --registry-ca and
+// --registry-auth) and stopped is resumed from the same registry, though
+// the cluster file lists no mirror, and says so.
+func TestLifecycleResumeKeepsTheMirrorsItStartedWith(t *testing.T) {
+	if err := fixtures.CheckRegistry(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(regs.Close)
+	w := newWorld(t)
+	mirror := "oci://" + regs.Basic.Addr + "/sentinel/lab"
+	ref, _ := oci.ParseRef(mirror)
+	acc, err := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile}.ForHost(ctx, ref.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.Push(ctx, w.lab.UpstreamDir, ref, acc); err != nil {
+		t.Fatal(err)
+	}
+
+	first := *w.inv // as the command line makes it
+	first.Mirrors, first.RegistryCA, first.RegistryAuth = []string{mirror}, regs.CAFile, regs.AuthFile
+	o := w.options()
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", mirror, "--registry-ca", regs.CAFile, "--registry-auth=" + regs.AuthFile}
+	stop := make(chan struct{})
+	close(stop)
+	env := w.env
+	env.Stopping = stop
+	var ir *rollout.InterruptedError
+	if err := lifecycle.Do(ctx, &first, env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); !errors.As(err, &ir) {
+		t.Fatalf("the stopped run: %v\n%v", err, w.out.lines)
+	}
+
+	o = w.options()
+	o.Command, o.Resume = []string{"sentinel", "upgrade", "--resume"}, true
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{})); err != nil {
+		t.Fatalf("resume: %v\n%v", err, w.out.lines)
+	}
+	if !w.out.said("artifacts from "+mirror) || !w.out.said("was started with --mirror "+mirror+" --registry-ca "+regs.CAFile+" --registry-auth "+regs.AuthFile) {
+		t.Errorf("the resume did not say it reads %s as the run started:\n%s", mirror, strings.Join(w.out.lines, "\n"))
+	}
+	if got := w.release(t); got != "3.4.2" {
+		t.Fatalf("after the resume the node is on %s", got)
 	}
 }

@@ -256,6 +256,9 @@ func (r *Run) chooseSource(ctx context.Context) error {
 	if readsRegistry(inv) {
 		r.Source.Direct = directCommand(r.Job)
 	}
+	if err := r.resumeSources(); err != nil {
+		return err
+	}
 	if r.Job.DownloadOnly {
 		fill, err := registryFillFor(inv)
 		if err != nil || fill != nil {
