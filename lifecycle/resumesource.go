@@ -64,4 +64,3 @@ func flagValues(argv []string, name string) []string {
 	}
 	return out
 }
-
