@@ -90,3 +90,11 @@ type RefError struct{ Raw, Why string }
 func (e *RefError) Error() string {
 	return fmt.Sprintf("registry URL %q: %s", e.Raw, e.Why)
 }
+
+// NoPublicationError: the registry answered that the repository has no
+// publication tagged latest (404), usually a misspelt repository name.
+type NoPublicationError struct{ Ref Ref }
+
+func (e *NoPublicationError) Error() string {
+	return fmt.Sprintf("no publication tagged %s in %s: check the repository name (a channel is put there with `sentinel channel push` or `sentinel channel copy`)", LatestTag, e.Ref)
+}

@@ -119,6 +119,18 @@ func Copy(ctx context.Context, src Ref, srcAccess Access, dst Ref, dstAccess Acc
 	if err != nil {
 		return "", err
 	}
+	// Unverified, but not blind: a copy that would replace another channel
+	// is refused as the verified copy refuses it.
+	m, _, err := published(ctx, from, src)
+	switch {
+	case err != nil:
+		return "", err
+	case m == nil:
+		return "", &NoPublicationError{Ref: src}
+	}
+	if _, err := checkDestination(ctx, to, dst, firstRoot(m)); err != nil {
+		return "", err
+	}
 	desc, err := oras.Copy(ctx, from, LatestTag, to, LatestTag, oras.DefaultCopyOptions)
 	if err != nil {
 		return "", fmt.Errorf("copying %s to %s: %w", src, dst, err)

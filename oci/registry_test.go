@@ -2,6 +2,7 @@ package oci_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -236,4 +237,57 @@ func TestBlobTransferResumesThroughRegistry(t *testing.T) {
 	if retries < 2 {
 		t.Errorf("the transfer reported %d retries through a link cut every MiB of a %d-byte blob: want at least 2 (it resumed)", retries, a.Size)
 	}
+}
+
+// TestUnverifiedCopyRefusesAnotherChannel: the copy without --root does
+// not replace another channel (another first root) at the destination,
+// and says how to proceed; into a repository of its own it copies, and
+// from a repository with no publication it says to check the name.
+func TestUnverifiedCopyRefusesAnotherChannel(t *testing.T) {
+	ctx := context.Background()
+	regs := startRegistries(t)
+	a := access(t, regs, regs.Basic.Addr)
+	mine, other := ref(t, "oci://"+regs.Basic.Addr+"/sentinel/mine"), ref(t, "oci://"+regs.Basic.Addr+"/sentinel/other")
+	repoA, _, _ := publishedChannel(t)
+	repoB, _, _ := publishedChannel(t) // other keys: another first root
+	if _, err := oci.Push(ctx, repoA, mine, a); err != nil {
+		t.Fatal(err)
+	}
+	pushedB, err := oci.Push(ctx, repoB, other, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = oci.Copy(ctx, mine, a, other, a)
+	var re *oci.RefError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "holds another channel") || !strings.Contains(err.Error(), "a repository of its own") ||
+		!strings.Contains(err.Error(), "DELETE /v2/sentinel/other/manifests/"+pushedB.Manifest) {
+		t.Fatalf("unverified copy over another channel: %v; want a *oci.RefError saying how to proceed", err)
+	}
+	if m := latestDigest(t, other, a); m != pushedB.Manifest {
+		t.Fatalf("the refused copy moved %s's latest to %s", other, m)
+	}
+	fresh := ref(t, "oci://"+regs.Basic.Addr+"/sentinel/fresh")
+	if _, err := oci.Copy(ctx, mine, a, fresh, a); err != nil {
+		t.Fatalf("copy into a repository of its own: %v", err)
+	}
+	if _, err := oci.Copy(ctx, mine, a, fresh, a); err != nil {
+		t.Fatalf("the same channel copied again: %v", err)
+	}
+	var np *oci.NoPublicationError
+	if _, err := oci.Copy(ctx, ref(t, "oci://"+regs.Basic.Addr+"/lab2"), a, fresh, a); !errors.As(err, &np) || !strings.Contains(err.Error(), "check the repository name") {
+		t.Fatalf("copy from a repository with no publication: %v", err)
+	}
+}
+
+func latestDigest(t *testing.T, r oci.Ref, a oci.Access) string {
+	t.Helper()
+	repo, err := oci.Repository(r, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := repo.Resolve(context.Background(), oci.LatestTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc.Digest.String()
 }

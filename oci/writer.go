@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strconv"
 
@@ -48,23 +47,11 @@ func NewWriter(ref Ref, a Access) (*Writer, error) {
 // refused: that repository holds something else, and another channel's
 // later roots would make this one's clients refuse it.
 func (w *Writer) KeepLatest(ctx context.Context, root1 []byte) (int, error) {
-	_, data, err := oras.FetchBytes(ctx, w.repo, LatestTag, oras.FetchBytesOptions{MaxBytes: maxManifestBytes})
-	if errors.Is(err, errdef.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("reading the publication tagged %s at %s: %w (check that the registry runs, and its credentials and CA: --registry-auth, --registry-ca); nothing was pushed", LatestTag, w.Ref, err)
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(data, &m); err != nil || m.ArtifactType != ArtifactType {
-		return 0, &RefError{Raw: w.Ref.String(), Why: fmt.Sprintf("its tag %s is not a sentinel channel (artifactType %q): copy the channel to a repository of its own", LatestTag, m.ArtifactType)}
-	}
 	sum := sha256.Sum256(root1)
 	first := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum[:]))
-	if !slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool {
-		return l.Annotations[TitleAnnotation] == "metadata/1.root.json" && l.Digest == first
-	}) {
-		return 0, &RefError{Raw: w.Ref.String(), Why: "it holds another channel (its metadata/1.root.json is not this one's): copy the channel to a repository of its own"}
+	m, err := checkDestination(ctx, w.repo, w.Ref, first)
+	if err != nil || m == nil {
+		return 0, err
 	}
 	n := 0
 	for _, l := range m.Layers {
@@ -76,6 +63,61 @@ func (w *Writer) KeepLatest(ctx context.Context, root1 []byte) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// published is the publication tagged latest in repo and its manifest's
+// digest; nil when there is none.
+func published(ctx context.Context, repo *remote.Repository, ref Ref) (*ocispec.Manifest, digest.Digest, error) {
+	desc, data, err := oras.FetchBytes(ctx, repo, LatestTag, oras.FetchBytesOptions{MaxBytes: maxManifestBytes})
+	if errors.Is(err, errdef.ErrNotFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the publication tagged %s at %s: %w", LatestTag, ref, err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(data, &m); err != nil || m.ArtifactType != ArtifactType {
+		return nil, desc.Digest, &RefError{Raw: ref.String(), Why: fmt.Sprintf("its tag %s is not a sentinel channel (artifactType %q)", LatestTag, m.ArtifactType)}
+	}
+	return &m, desc.Digest, nil
+}
+
+// firstRoot is the digest of the publication's metadata/1.root.json ("" when it lists none).
+func firstRoot(m *ocispec.Manifest) digest.Digest {
+	for _, l := range m.Layers {
+		if l.Annotations[TitleAnnotation] == "metadata/1.root.json" {
+			return l.Digest
+		}
+	}
+	return ""
+}
+
+// checkDestination reads the publication tagged latest at the
+// destination of a copy or push of the channel whose first root has the
+// digest first: nil when there is none, refused when it is not a
+// publication of that channel (another channel's later roots would make
+// this one's clients refuse it, and its clients would refuse this one).
+func checkDestination(ctx context.Context, repo *remote.Repository, ref Ref, first digest.Digest) (*ocispec.Manifest, error) {
+	m, man, err := published(ctx, repo, ref)
+	var re *RefError
+	switch {
+	case errors.As(err, &re):
+		return nil, &RefError{Raw: ref.String(), Why: re.Why + ": " + replaceAdvice(ref, man) + "; nothing was pushed"}
+	case err != nil:
+		return nil, fmt.Errorf("%w (check that the registry runs, and its credentials and CA: --registry-auth, --registry-ca); nothing was pushed", err)
+	case m == nil:
+		return nil, nil
+	case firstRoot(m) != first:
+		return nil, &RefError{Raw: ref.String(), Why: "it holds another channel (its metadata/1.root.json is not this one's): " + replaceAdvice(ref, man) + "; nothing was pushed"}
+	}
+	return m, nil
+}
+
+// replaceAdvice says how to proceed when a repository holds something
+// else than the channel being copied there.
+func replaceAdvice(ref Ref, man digest.Digest) string {
+	return fmt.Sprintf("copy the channel to a repository of its own (oci://%s/OTHER/NAME, and list that in the cluster file's mirrors), or, if what %s holds is to go, delete its manifest %s with the registry's own tools (the distribution API: DELETE /v2/%s/manifests/%s, which needs deletes enabled in the registry's configuration (storage.delete.enabled for distribution) and removes every tag of it; Harbor and zot: delete the artifact), then copy again; clients that read the old channel there will refuse the new one until their trust.root is this channel's",
+		ref.Host, ref, man, ref.Repo, man)
 }
 
 // Has says whether the registry holds the blob with this sha256.
