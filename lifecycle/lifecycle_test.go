@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/lifecycle"
@@ -477,5 +478,62 @@ func TestLifecycleResumeKeepsTheMirrorsItStartedWith(t *testing.T) {
 	}
 	if got := w.release(t); got != "3.4.2" {
 		t.Fatalf("after the resume the node is on %s", got)
+	}
+}
+
+// A mirror serving another channel is named when refused, with where it
+// was given; when no source answers, every one tried is listed with where
+// it was given and why, in the error and in the warning of a run that
+// falls back to the channel kept at an earlier run.
+func TestLifecycleNamesTheSourcesOfTheChannel(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	other, err := fixtures.ServeChannel(t.TempDir(), fixtures.Options{}) // other keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	o := w.options()
+	o.DryRun = true
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", other.Upstream.URL}
+	inv := *w.inv
+	inv.Mirrors = []string{other.Upstream.URL}
+	err = lifecycle.Do(ctx, &inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"}))
+	var ce *channel.Error
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "reading the channel from the mirror "+other.Upstream.URL+" (--mirror): channel document") {
+		t.Fatalf("a mirror serving another channel: %v", err)
+	}
+
+	// Every source stops: a cluster with no kept channel is refused, one
+	// whose last run kept it warns and reads that.
+	fresh := newWorld(t)
+	if err := lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []*world{fresh, w} {
+		dead := *tc.inv
+		dead.Channel = "http://127.0.0.1:9/upstream/"
+		dead.Mirrors = []string{"http://127.0.0.1:9/first/", "http://127.0.0.1:9/second/"}
+		o := tc.options()
+		o.DryRun = true
+		err := lifecycle.Do(ctx, &dead, tc.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.3"}))
+		said := fmt.Sprintf("%v\n%s", err, strings.Join(tc.out.lines, "\n"))
+		if tc == fresh && !errors.As(err, new(*source.UnavailableError)) {
+			t.Errorf("no source answering and nothing kept: %v, want a *source.UnavailableError", err)
+		}
+		if tc == w && !tc.out.said("warning: no source of the channel answers (") {
+			t.Errorf("no source answering, the channel kept: no warning in\n%s", said)
+		}
+		for _, want := range []string{"no source of the channel answers",
+			"http://127.0.0.1:9/first/ (the mirrors in the cluster file): cannot read http://127.0.0.1:9/first/",
+			"http://127.0.0.1:9/second/ (the mirrors in the cluster file): cannot read",
+			"http://127.0.0.1:9/upstream/ (the channel URL in the cluster file): cannot read http://127.0.0.1:9/upstream/"} {
+			if !strings.Contains(said, want) {
+				t.Errorf("no source answering: want %q in\n%s", want, said)
+			}
+		}
+		if strings.Contains(said, `Get "`) {
+			t.Errorf("nested HTTP client errors: %s", said)
+		}
 	}
 }

@@ -22,7 +22,7 @@ func (r *Run) resumeSources() error {
 		if err := cluster.CheckChannelURLs(r.Inventory.Channel, mirrors); err != nil {
 			return usagef("run %s was started with --mirror that cannot be used now (%v): give --mirror again", last.ID, err)
 		}
-		r.Source.Mirrors = mirrors
+		r.Source.Mirrors, r.Source.MirrorsFrom = mirrors, "--mirror of the run's first command"
 		said = append(said, "--mirror "+strings.Join(mirrors, " --mirror "))
 	}
 	for _, f := range []struct {

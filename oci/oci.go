@@ -98,3 +98,6 @@ type NoPublicationError struct{ Ref Ref }
 func (e *NoPublicationError) Error() string {
 	return fmt.Sprintf("no publication tagged %s in %s: check the repository name (a channel is put there with `sentinel channel push` or `sentinel channel copy`)", LatestTag, e.Ref)
 }
+
+// Advised: the error says what to do (a reader adds no advice of its own).
+func (e *NoPublicationError) Advised() bool { return true }

@@ -25,6 +25,7 @@ import (
 // previous publication.
 type Writer struct {
 	Ref    Ref
+	access Access
 	repo   *remote.Repository
 	layers map[string]ocispec.Descriptor // by title
 	out    Pushed
@@ -36,7 +37,7 @@ func NewWriter(ref Ref, a Access) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{Ref: ref, repo: repo, layers: map[string]ocispec.Descriptor{}}, nil
+	return &Writer{Ref: ref, access: a, repo: repo, layers: map[string]ocispec.Descriptor{}}, nil
 }
 
 // KeepLatest starts from the files of the publication tagged latest, if
@@ -49,7 +50,7 @@ func NewWriter(ref Ref, a Access) (*Writer, error) {
 func (w *Writer) KeepLatest(ctx context.Context, root1 []byte) (int, error) {
 	sum := sha256.Sum256(root1)
 	first := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum[:]))
-	m, err := checkDestination(ctx, w.repo, w.Ref, first)
+	m, err := checkDestination(ctx, w.repo, w.Ref, w.access, first)
 	if err != nil || m == nil {
 		return 0, err
 	}
@@ -67,13 +68,13 @@ func (w *Writer) KeepLatest(ctx context.Context, root1 []byte) (int, error) {
 
 // published is the publication tagged latest in repo and its manifest's
 // digest; nil when there is none.
-func published(ctx context.Context, repo *remote.Repository, ref Ref) (*ocispec.Manifest, digest.Digest, error) {
+func published(ctx context.Context, repo *remote.Repository, ref Ref, a Access) (*ocispec.Manifest, digest.Digest, error) {
 	desc, data, err := oras.FetchBytes(ctx, repo, LatestTag, oras.FetchBytesOptions{MaxBytes: maxManifestBytes})
 	if errors.Is(err, errdef.ErrNotFound) {
 		return nil, "", nil
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("reading the publication tagged %s at %s: %w", LatestTag, ref, err)
+		return nil, "", fmt.Errorf("reading the publication tagged %s at %s: %w", LatestTag, ref, explain(err, ref, a))
 	}
 	var m ocispec.Manifest
 	if err := json.Unmarshal(data, &m); err != nil || m.ArtifactType != ArtifactType {
@@ -97,10 +98,13 @@ func firstRoot(m *ocispec.Manifest) digest.Digest {
 // digest first: nil when there is none, refused when it is not a
 // publication of that channel (another channel's later roots would make
 // this one's clients refuse it, and its clients would refuse this one).
-func checkDestination(ctx context.Context, repo *remote.Repository, ref Ref, first digest.Digest) (*ocispec.Manifest, error) {
-	m, man, err := published(ctx, repo, ref)
+func checkDestination(ctx context.Context, repo *remote.Repository, ref Ref, a Access, first digest.Digest) (*ocispec.Manifest, error) {
+	m, man, err := published(ctx, repo, ref, a)
 	var re *RefError
+	var reach *ReachError
 	switch {
+	case errors.As(err, &reach):
+		return nil, fmt.Errorf("%w; nothing was pushed", err)
 	case errors.As(err, &re):
 		return nil, &RefError{Raw: ref.String(), Why: re.Why + ": " + replaceAdvice(ref, man) + "; nothing was pushed"}
 	case err != nil:
@@ -145,7 +149,7 @@ func (w *Writer) Push(ctx context.Context, path, sha256Hex string, size int64, r
 	desc := fileDesc(path, sha256Hex, size)
 	if ok, err := w.repo.Blobs().Exists(ctx, desc); err != nil || !ok {
 		if err := w.repo.Blobs().Push(ctx, desc, r); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-			return fmt.Errorf("pushing %s to %s: %w", path, w.Ref, err)
+			return fmt.Errorf("pushing %s to %s: %w", path, w.Ref, explain(err, w.Ref, w.access))
 		}
 		w.out.Uploaded++
 		w.out.Bytes += size
@@ -180,14 +184,14 @@ func (w *Writer) Commit(ctx context.Context, version int64) (*Pushed, error) {
 		// in the signed metadata, not here.
 		ManifestAnnotations: map[string]string{ocispec.AnnotationCreated: "1970-01-01T00:00:00Z"}})
 	if err != nil {
-		return nil, fmt.Errorf("pushing the manifest to %s: %w", w.Ref, err)
+		return nil, fmt.Errorf("pushing the manifest to %s: %w", w.Ref, explain(err, w.Ref, w.access))
 	}
 	out := w.out
 	out.Manifest = man.Digest.String()
 	out.Tags = []string{"v" + strconv.FormatInt(version, 10), LatestTag}
 	for _, tag := range out.Tags {
 		if err := w.repo.Tag(ctx, man, tag); err != nil {
-			return nil, fmt.Errorf("tagging the manifest %s on %s: %w", tag, w.Ref, err)
+			return nil, fmt.Errorf("tagging the manifest %s on %s: %w", tag, w.Ref, explain(err, w.Ref, w.access))
 		}
 	}
 	return &out, nil
