@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -58,8 +59,10 @@ func ParseRef(raw string) (Ref, error) {
 	if err != nil || u.Scheme != Scheme || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return Ref{}, &RefError{Raw: raw, Why: "want oci://HOST[:PORT]/REPO"}
 	}
-	if _, port, err := net.SplitHostPort(u.Host); err == nil && port == "" {
-		return Ref{}, &RefError{Raw: raw, Why: "empty port"}
+	if _, port, err := net.SplitHostPort(u.Host); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return Ref{}, &RefError{Raw: raw, Why: fmt.Sprintf("%q is not a port (1 to 65535)", port)}
+		}
 	}
 	repo := strings.Trim(u.Path, "/")
 	if !repoPattern.MatchString(repo) {

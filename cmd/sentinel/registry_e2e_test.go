@@ -174,6 +174,9 @@ func TestRegistryBadInput(t *testing.T) {
 	}{
 		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "ftp://127.0.0.1/x"}, "mirrors[0]"},
 		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:5000/Bad"}, "not a repository name"},
+		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:99999/x"}, `"99999" is not a port`},
+		{[]string{"channel", "copy", "oci://127.0.0.1:99999/y", "oci://127.0.0.1:9/x"}, `"99999" is not a port`},
+		{[]string{"channel", "verify", "--root", lab.TrustRoot, "oci://127.0.0.1:99999/y"}, `"99999" is not a port`},
 		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:9/x", "--registry-auth", filepath.Join(t.TempDir(), "missing.json")}, "registry auth file"},
 		{[]string{"channel", "push", lab.UpstreamDir, "https://127.0.0.1/x"}, "oci://HOST[:PORT]/REPO"},
 		{[]string{"upgrade", "3.4.2", "--download-only", "--cache-ip", "127.0.0.1:9", "--mirror", "oci://127.0.0.1:9/x"}, "sentinel channel copy"},
