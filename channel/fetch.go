@@ -57,11 +57,13 @@ func (e *FetchError) Error() string {
 // bare strips the `Get "URL":` of HTTP clients wrapping each other: the
 // URL is said once, by the FetchError.
 func bare(err error) error {
-	var ue *url.Error
-	for errors.As(err, &ue) {
+	for {
+		ue, ok := err.(*url.Error) // only the outer ones: a cause below keeps its own
+		if !ok {
+			return err
+		}
 		err = ue.Err
 	}
-	return err
 }
 
 // Named says, in err's advice, where its URL came from (a --mirror, a

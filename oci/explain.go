@@ -76,9 +76,11 @@ func explain(err error, ref Ref, a Access) error {
 
 // bare strips the nested `Get "URL":` of HTTP clients wrapping each other.
 func bare(err error) error {
-	var ue *url.Error
-	for errors.As(err, &ue) {
+	for {
+		ue, ok := err.(*url.Error) // only the outer ones: a cause below keeps its own
+		if !ok {
+			return err
+		}
 		err = ue.Err
 	}
-	return err
 }
