@@ -83,7 +83,11 @@ func (p *recorder) Textf(format string, args ...any)  { p.add(fmt.Sprintf(format
 func (p *recorder) Result(string, any) error          { return nil }
 func (p *recorder) JSON() bool                        { return false }
 func (p *recorder) Preflight(*preflight.Report) error { return nil }
-func (p *recorder) Plan(plan *rollout.Plan) error     { p.add("plan " + plan.To); return nil }
+func (p *recorder) Plan(plan *rollout.Plan) error {
+	p.add("plan " + plan.To)
+	p.add("plan artifacts from " + plan.Source)
+	return nil
+}
 func (p *recorder) Confirm(_ *rollout.Plan, _, refusal string) error {
 	return &lifecycle.UsageError{Msg: refusal}
 }
@@ -433,7 +437,8 @@ func TestLifecyclePlainHTTPCacheOnlyWhenAsked(t *testing.T) {
 
 // A run started with --mirror (a registry, with --registry-ca and
 // --registry-auth) and stopped is resumed from the same registry, though
-// the cluster file lists no mirror, and says so.
+// the cluster file lists no mirror, and says so. Its dry run names the
+// registry as where the artifacts come from, not the upstream.
 func TestLifecycleResumeKeepsTheMirrorsItStartedWith(t *testing.T) {
 	if err := fixtures.CheckRegistry(); err != nil {
 		t.Skip(err)
@@ -457,7 +462,16 @@ func TestLifecycleResumeKeepsTheMirrorsItStartedWith(t *testing.T) {
 
 	first := *w.inv // as the command line makes it
 	first.Mirrors, first.RegistryCA, first.RegistryAuth = []string{mirror}, regs.CAFile, regs.AuthFile
+	// The dry run names where the artifacts come from: the registry.
 	o := w.options()
+	o.DryRun = true
+	if err := lifecycle.Do(ctx, &first, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatal(err)
+	}
+	if !w.out.said("plan artifacts from " + mirror) {
+		t.Errorf("the dry run read from %s says otherwise:\n%s", mirror, strings.Join(w.out.lines, "\n"))
+	}
+	o = w.options()
 	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", mirror, "--registry-ca", regs.CAFile, "--registry-auth=" + regs.AuthFile}
 	stop := make(chan struct{})
 	close(stop)

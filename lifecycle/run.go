@@ -415,6 +415,11 @@ func (r *Run) plan(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if plan.Source == (source.Fetch{}).String() {
+		// Not the upstream when the channel was read at a mirror: the
+		// nodes fetch from there.
+		plan.Source = r.Source.String()
+	}
 	if r.registryFill != nil {
 		return r.registryFill.refusal(plan, r.Job.Kind)
 	}
