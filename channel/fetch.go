@@ -36,10 +36,44 @@ type FetchError struct {
 	URL    string
 	Status int // HTTP status, when the server answered
 	Err    error
+	// Origin names where URL came from, for the advice ("" : the
+	// channel URL in the cluster file).
+	Origin string
 }
 
 func (e *FetchError) Error() string {
-	return fmt.Sprintf("cannot read %s: %v (check the channel URL in the cluster file and that it is reachable)", e.URL, e.Err)
+	cause := bare(e.Err)
+	var adv interface{ Advised() bool }
+	if errors.As(cause, &adv) && adv.Advised() {
+		return fmt.Sprintf("cannot read %s: %v", e.URL, cause) // it says what to do
+	}
+	origin := e.Origin
+	if origin == "" {
+		origin = "the channel URL in the cluster file"
+	}
+	return fmt.Sprintf("cannot read %s: %v (check %s and that it is reachable)", e.URL, cause, origin)
+}
+
+// bare strips the `Get "URL":` of HTTP clients wrapping each other: the
+// URL is said once, by the FetchError.
+func bare(err error) error {
+	for {
+		ue, ok := err.(*url.Error) // only the outer ones: a cause below keeps its own
+		if !ok {
+			return err
+		}
+		err = ue.Err
+	}
+}
+
+// Named says, in err's advice, where its URL came from (a --mirror, a
+// command's argument): the FetchError err wraps, if any, names origin.
+func Named(err error, origin string) error {
+	var fe *FetchError
+	if errors.As(err, &fe) {
+		fe.Origin = origin
+	}
+	return err
 }
 func (e *FetchError) Unwrap() error { return e.Err }
 

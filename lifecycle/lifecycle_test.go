@@ -14,12 +14,15 @@ import (
 	"testing"
 
 	"github.com/sentinel-paas/sentinel/cache"
+	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/lifecycle"
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/patches"
 	"github.com/sentinel-paas/sentinel/preflight"
 	"github.com/sentinel-paas/sentinel/rollout"
+	"github.com/sentinel-paas/sentinel/source"
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
@@ -80,7 +83,11 @@ func (p *recorder) Textf(format string, args ...any)  { p.add(fmt.Sprintf(format
 func (p *recorder) Result(string, any) error          { return nil }
 func (p *recorder) JSON() bool                        { return false }
 func (p *recorder) Preflight(*preflight.Report) error { return nil }
-func (p *recorder) Plan(plan *rollout.Plan) error     { p.add("plan " + plan.To); return nil }
+func (p *recorder) Plan(plan *rollout.Plan) error {
+	p.add("plan " + plan.To)
+	p.add("plan artifacts from " + plan.Source)
+	return nil
+}
 func (p *recorder) Confirm(_ *rollout.Plan, _, refusal string) error {
 	return &lifecycle.UsageError{Msg: refusal}
 }
@@ -284,32 +291,7 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := worldOf(t, lab)
-	dir := t.TempDir()
-	cert, err := fixtures.NewTLSCert(fixtures.CertSpec{Subject: "cache", IPs: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.inv.Cache = &cluster.CacheNode{Node: w.inv.Core().Name, Dir: dir, TLSFingerprint: cert.Fingerprint}
-	// The daemon holds the channel's root and the upstream: prefetch is by name.
-	root, err := os.ReadFile(lab.TrustRoot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n",
-		Root: root, Upstream: up.URL, TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS()}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := make(chan net.Addr, 1)
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ctx, "127.0.0.1:0", func(a net.Addr) { addr <- a }) }()
-	var cacheAddr string
-	select {
-	case a := <-addr:
-		cacheAddr = a.String()
-	case err := <-served:
-		t.Fatal(err)
-	}
+	cacheAddr := startCacheDaemon(ctx, t, w, up.URL)
 	t.Setenv("SENTINEL_CACHE_TOKEN", "t0k3n")
 
 	o := w.options()
@@ -335,6 +317,65 @@ func TestLifecycleDownloadOnlyThenUpgradeFromCache(t *testing.T) {
 	}
 	if got := w.release(t); got != "3.4.2" {
 		t.Fatalf("after the upgrade from the cache the node is on %s", got)
+	}
+}
+
+// startCacheDaemon serves an empty cache daemon (TLS, pinned in w's
+// cluster file) on the core node, filled from upstream; its address.
+func startCacheDaemon(ctx context.Context, t *testing.T, w *world, upstream string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cert, err := fixtures.NewTLSCert(fixtures.CertSpec{Subject: "cache", IPs: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.inv.Cache = &cluster.CacheNode{Node: w.inv.Core().Name, Dir: dir, TLSFingerprint: cert.Fingerprint}
+	// The daemon holds the channel's root and the upstream: prefetch is by name.
+	root, err := os.ReadFile(w.lab.TrustRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := cache.NewServer(cache.ServerConfig{Store: &cache.Store{Dir: dir}, ChannelDir: filepath.Join(dir, "channel"), Token: "t0k3n",
+		Root: root, Upstream: upstream, TLS: &tls.Config{Certificates: []tls.Certificate{cert.TLS()}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := make(chan net.Addr, 1)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ctx, "127.0.0.1:0", func(a net.Addr) { addr <- a }) }()
+	select {
+	case a := <-addr:
+		return a.String()
+	case err := <-served:
+		t.Fatal(err)
+	}
+	return ""
+}
+
+// A cluster with a cache section and a registry mirror: download-only
+// cannot fill the cache node, so its advice, and that of the empty cache
+// node, is the run with --no-cache, never --download-only again.
+func TestLifecycleCacheAndRegistryMirrorAdviseNoCache(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := newWorld(t)
+	cacheAddr := startCacheDaemon(ctx, t, w, "http://127.0.0.1:9/")
+	t.Setenv("SENTINEL_CACHE_TOKEN", "t0k3n")
+	w.inv.Mirrors = []string{"oci://127.0.0.1:9/sentinel/lab"} // never reached
+
+	o := w.options()
+	o.CacheAddr = cacheAddr // as the cluster file's cache section makes it
+	err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.DownloadOnly(lifecycle.UpgradeOptions{Target: "3.4.2"}))
+	if err == nil || !strings.Contains(err.Error(), "sentinel channel copy") || !strings.Contains(err.Error(), "then run `sentinel upgrade 3.4.2 --no-cache`") {
+		t.Fatalf("download-only with a cache section and a registry mirror: %v", err)
+	}
+	err = lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"}))
+	var miss *source.CacheMissError
+	if !errors.As(err, &miss) || !strings.Contains(err.Error(), "Run `sentinel upgrade 3.4.2 --no-cache`") || strings.Contains(err.Error(), "fill it first") {
+		t.Fatalf("upgrade from the empty cache node of a cluster reading a registry: %v", err)
+	}
+	if got := w.release(t); got != "3.4.1" {
+		t.Fatalf("the refused runs changed the node: %s", got)
 	}
 }
 
@@ -390,6 +431,123 @@ func TestLifecyclePlainHTTPCacheOnlyWhenAsked(t *testing.T) {
 		}
 		if !w.out.said("warning: the cache daemon " + cacheAddr + " is reached over plain HTTP (cache.plain_http in ") {
 			t.Errorf("run %d: no warning about plain HTTP: %v", run+1, w.out.lines)
+		}
+	}
+}
+
+// A run started with --mirror (a registry, with --registry-ca and
+// --registry-auth) and stopped is resumed from the same registry, though
+// the cluster file lists no mirror, and says so. Its dry run names the
+// registry as where the artifacts come from, not the upstream.
+func TestLifecycleResumeKeepsTheMirrorsItStartedWith(t *testing.T) {
+	if err := fixtures.CheckRegistry(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(regs.Close)
+	w := newWorld(t)
+	mirror := "oci://" + regs.Basic.Addr + "/sentinel/lab"
+	ref, _ := oci.ParseRef(mirror)
+	acc, err := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile}.ForHost(ctx, ref.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.Push(ctx, w.lab.UpstreamDir, ref, acc); err != nil {
+		t.Fatal(err)
+	}
+
+	first := *w.inv // as the command line makes it
+	first.Mirrors, first.RegistryCA, first.RegistryAuth = []string{mirror}, regs.CAFile, regs.AuthFile
+	// The dry run names where the artifacts come from: the registry.
+	o := w.options()
+	o.DryRun = true
+	if err := lifecycle.Do(ctx, &first, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatal(err)
+	}
+	if !w.out.said("plan artifacts from " + mirror) {
+		t.Errorf("the dry run read from %s says otherwise:\n%s", mirror, strings.Join(w.out.lines, "\n"))
+	}
+	o = w.options()
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", mirror, "--registry-ca", regs.CAFile, "--registry-auth=" + regs.AuthFile}
+	stop := make(chan struct{})
+	close(stop)
+	env := w.env
+	env.Stopping = stop
+	var ir *rollout.InterruptedError
+	if err := lifecycle.Do(ctx, &first, env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); !errors.As(err, &ir) {
+		t.Fatalf("the stopped run: %v\n%v", err, w.out.lines)
+	}
+
+	o = w.options()
+	o.Command, o.Resume = []string{"sentinel", "upgrade", "--resume"}, true
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{})); err != nil {
+		t.Fatalf("resume: %v\n%v", err, w.out.lines)
+	}
+	if !w.out.said("artifacts from "+mirror) || !w.out.said("was started with --mirror "+mirror+" --registry-ca "+regs.CAFile+" --registry-auth "+regs.AuthFile) {
+		t.Errorf("the resume did not say it reads %s as the run started:\n%s", mirror, strings.Join(w.out.lines, "\n"))
+	}
+	if got := w.release(t); got != "3.4.2" {
+		t.Fatalf("after the resume the node is on %s", got)
+	}
+}
+
+// A mirror serving another channel is named when refused, with where it
+// was given; when no source answers, every one tried is listed with where
+// it was given and why, in the error and in the warning of a run that
+// falls back to the channel kept at an earlier run.
+func TestLifecycleNamesTheSourcesOfTheChannel(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	other, err := fixtures.ServeChannel(t.TempDir(), fixtures.Options{}) // other keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	o := w.options()
+	o.DryRun = true
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", other.Upstream.URL}
+	inv := *w.inv
+	inv.Mirrors = []string{other.Upstream.URL}
+	err = lifecycle.Do(ctx, &inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"}))
+	var ce *channel.Error
+	if !errors.As(err, &ce) || !strings.Contains(err.Error(), "reading the channel from the mirror "+other.Upstream.URL+" (--mirror): channel document") {
+		t.Fatalf("a mirror serving another channel: %v", err)
+	}
+
+	// Every source stops: a cluster with no kept channel is refused, one
+	// whose last run kept it warns and reads that.
+	fresh := newWorld(t)
+	if err := lifecycle.Do(ctx, w.inv, w.env, w.options(), lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []*world{fresh, w} {
+		dead := *tc.inv
+		dead.Channel = "http://127.0.0.1:9/upstream/"
+		dead.Mirrors = []string{"http://127.0.0.1:9/first/", "http://127.0.0.1:9/second/"}
+		o := tc.options()
+		o.DryRun = true
+		err := lifecycle.Do(ctx, &dead, tc.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.3"}))
+		said := fmt.Sprintf("%v\n%s", err, strings.Join(tc.out.lines, "\n"))
+		if tc == fresh && !errors.As(err, new(*source.UnavailableError)) {
+			t.Errorf("no source answering and nothing kept: %v, want a *source.UnavailableError", err)
+		}
+		if tc == w && !tc.out.said("warning: no source of the channel answers (") {
+			t.Errorf("no source answering, the channel kept: no warning in\n%s", said)
+		}
+		for _, want := range []string{"no source of the channel answers",
+			"http://127.0.0.1:9/first/ (the mirrors in the cluster file): cannot read http://127.0.0.1:9/first/",
+			"http://127.0.0.1:9/second/ (the mirrors in the cluster file): cannot read",
+			"http://127.0.0.1:9/upstream/ (the channel URL in the cluster file): cannot read http://127.0.0.1:9/upstream/"} {
+			if !strings.Contains(said, want) {
+				t.Errorf("no source answering: want %q in\n%s", want, said)
+			}
+		}
+		if strings.Contains(said, `Get "`) {
+			t.Errorf("nested HTTP client errors: %s", said)
 		}
 	}
 }

@@ -20,6 +20,9 @@ type registryFill struct {
 	into     []string // the registries among the mirrors, in order
 	root     string
 	settings [2]string // --registry-auth, --registry-ca
+	// cached: the cluster file names a cache node, which a run would read
+	// by default; the run that follows the copy must say --no-cache.
+	cached bool
 }
 
 // registryFillFor is nil when neither the channel nor a mirror is a
@@ -42,6 +45,7 @@ func registryFillFor(inv *cluster.Inventory) (*registryFill, error) {
 	}
 	s := inv.RegistrySettings()
 	f.settings = [2]string{s.AuthFile, s.CAFile}
+	f.cached = inv.CacheAddress() != ""
 	return f, nil
 }
 
@@ -69,6 +73,34 @@ func (f *registryFill) refusal(plan *rollout.Plan, kind string) error {
 	if kind == "patch-download-only" {
 		what, then = "the patches of "+plan.To, "sentinel patch install"
 	}
-	return usagef("--download-only fills a cache daemon, which cannot read or fill a registry, and this cluster reads %s; nothing was changed. Fill it from the channel, verified, with %s (releases %s, their patches, the sentinel builds):\n  %s\nthen run `%s` (nodes fetch from the registry)",
-		which, what, strings.Join(releases, ", "), CommandLine(argv), then)
+	why := "nodes fetch from the registry"
+	if f.cached {
+		then += " --no-cache"
+		why = "nodes fetch from the registry; --no-cache because the cluster file's cache section would send the run to the cache node, which holds nothing of a registry"
+	}
+	return usagef("--download-only fills a cache daemon, which cannot read or fill a registry, and this cluster reads %s; nothing was changed. Fill it from the channel, verified, with %s (releases %s, their patches, the sentinel builds):\n  %s\nthen run `%s` (%s)",
+		which, what, strings.Join(releases, ", "), CommandLine(argv), then, why)
+}
+
+// readsRegistry says whether the cluster's channel or one of its mirrors
+// is a registry, which the cache daemon can neither read nor be filled
+// from.
+func readsRegistry(inv *cluster.Inventory) bool {
+	if oci.IsRef(inv.Channel) {
+		return true
+	}
+	for _, m := range inv.Mirrors {
+		if oci.IsRef(m) {
+			return true
+		}
+	}
+	return false
+}
+
+// directCommand is the command that runs the job without the cache node.
+func directCommand(j *Job) string {
+	if j.Kind == "upgrade" {
+		return "sentinel upgrade " + orLatest(j.Target) + " --no-cache"
+	}
+	return j.Advice.Rerun + " --no-cache"
 }

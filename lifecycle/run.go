@@ -253,6 +253,15 @@ func (r *Run) chooseSource(ctx context.Context) error {
 		// Only an upgrade (the window after staging) may run on the
 		// channel kept at staging; other runs say their source is gone.
 		Kept: r.Job.Kind == "upgrade"}
+	if len(flagValues(r.Command, "mirror")) > 0 {
+		r.Source.MirrorsFrom = "--mirror"
+	}
+	if readsRegistry(inv) {
+		r.Source.Direct = directCommand(r.Job)
+	}
+	if err := r.resumeSources(); err != nil {
+		return err
+	}
 	if r.Job.DownloadOnly {
 		fill, err := registryFillFor(inv)
 		if err != nil || fill != nil {
@@ -316,7 +325,7 @@ func (r *Run) Channel(ctx context.Context) (*release.Channel, error) {
 		return nil, err
 	}
 	for _, p := range r.Source.Passed() {
-		r.warn(fmt.Sprintf("the channel mirror %s did not answer: the next in order was used, and this run reads the channel and its artifacts from %s (start that mirror again, or take it out of mirrors)", p, r.Source.Read()))
+		r.warn(fmt.Sprintf("the channel mirror %s; the next in order was used, and this run reads the channel and its artifacts from %s (start or fix that mirror as said, or take it out of mirrors)", p, r.Source.Read()))
 	}
 	if r.AllowExpired {
 		r.Log.Warn("--allow-expired-metadata: expired channel metadata is accepted for this run")
@@ -405,6 +414,11 @@ func (r *Run) plan(ctx context.Context) error {
 	plan, err := r.Job.Plan(ctx, r)
 	if err != nil {
 		return err
+	}
+	if plan.Source == (source.Fetch{}).String() {
+		// Not the upstream when the channel was read at a mirror: the
+		// nodes fetch from there.
+		plan.Source = r.Source.String()
 	}
 	if r.registryFill != nil {
 		return r.registryFill.refusal(plan, r.Job.Kind)

@@ -21,6 +21,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -58,8 +59,10 @@ func ParseRef(raw string) (Ref, error) {
 	if err != nil || u.Scheme != Scheme || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
 		return Ref{}, &RefError{Raw: raw, Why: "want oci://HOST[:PORT]/REPO"}
 	}
-	if _, port, err := net.SplitHostPort(u.Host); err == nil && port == "" {
-		return Ref{}, &RefError{Raw: raw, Why: "empty port"}
+	if _, port, err := net.SplitHostPort(u.Host); err == nil {
+		if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			return Ref{}, &RefError{Raw: raw, Why: fmt.Sprintf("%q is not a port (1 to 65535)", port)}
+		}
 	}
 	repo := strings.Trim(u.Path, "/")
 	if !repoPattern.MatchString(repo) {
@@ -90,3 +93,14 @@ type RefError struct{ Raw, Why string }
 func (e *RefError) Error() string {
 	return fmt.Sprintf("registry URL %q: %s", e.Raw, e.Why)
 }
+
+// NoPublicationError: the registry answered that the repository has no
+// publication tagged latest (404), usually a misspelt repository name.
+type NoPublicationError struct{ Ref Ref }
+
+func (e *NoPublicationError) Error() string {
+	return fmt.Sprintf("no publication tagged %s in %s: check the repository name (a channel is put there with `sentinel channel push` or `sentinel channel copy`)", LatestTag, e.Ref)
+}
+
+// Advised: the error says what to do (a reader adds no advice of its own).
+func (e *NoPublicationError) Advised() bool { return true }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 
 	"oras.land/oras-go/v2"
 	"oras.land/oras-go/v2/registry/remote"
@@ -57,7 +58,7 @@ func Push(ctx context.Context, dir string, ref Ref, a Access) (*Pushed, error) {
 	}
 	for _, rel := range files {
 		if err := pushFile(ctx, w, dir, rel); err != nil {
-			return nil, fmt.Errorf("pushing %s to %s: %w", rel, ref, err)
+			return nil, err // it names the file and the registry
 		}
 	}
 	return w.Commit(ctx, version)
@@ -119,9 +120,25 @@ func Copy(ctx context.Context, src Ref, srcAccess Access, dst Ref, dstAccess Acc
 	if err != nil {
 		return "", err
 	}
+	// Unverified, but not blind: a copy that would replace another channel
+	// is refused as the verified copy refuses it.
+	m, _, err := published(ctx, from, src, srcAccess)
+	switch {
+	case err != nil:
+		return "", err
+	case m == nil:
+		return "", &NoPublicationError{Ref: src}
+	}
+	if _, err := checkDestination(ctx, to, dst, dstAccess, firstRoot(m)); err != nil {
+		return "", err
+	}
 	desc, err := oras.Copy(ctx, from, LatestTag, to, LatestTag, oras.DefaultCopyOptions)
 	if err != nil {
-		return "", fmt.Errorf("copying %s to %s: %w", src, dst, err)
+		ref, a := dst, dstAccess
+		if !strings.Contains(err.Error(), dst.Host) {
+			ref, a = src, srcAccess
+		}
+		return "", fmt.Errorf("copying %s to %s: %w", src, dst, explain(err, ref, a))
 	}
 	return desc.Digest.String(), nil
 }

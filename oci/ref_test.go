@@ -22,6 +22,9 @@ func TestParseRef(t *testing.T) {
 		"oci://127.0.0.1:5000/Upper",      // not a repository name
 		"oci://u:p@127.0.0.1/repo",        // credentials belong in registry_auth
 		"oci://127.0.0.1:/repo",           // empty port
+		"oci://127.0.0.1:99999/x",         // no such port
+		"oci://127.0.0.1:0/x",             // nor this
+		"oci://127.0.0.1:http/x",          // a port is a number
 		"https://127.0.0.1/repo",          // not oci
 		"oci:///repo",                     // no host
 		"oci://127.0.0.1/repo?tag=latest", // no query

@@ -2,9 +2,11 @@ package oci_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -235,5 +237,118 @@ func TestBlobTransferResumesThroughRegistry(t *testing.T) {
 	}
 	if retries < 2 {
 		t.Errorf("the transfer reported %d retries through a link cut every MiB of a %d-byte blob: want at least 2 (it resumed)", retries, a.Size)
+	}
+}
+
+// TestUnverifiedCopyRefusesAnotherChannel: the copy without --root does
+// not replace another channel (another first root) at the destination,
+// and says how to proceed; into a repository of its own it copies, and
+// from a repository with no publication it says to check the name.
+func TestUnverifiedCopyRefusesAnotherChannel(t *testing.T) {
+	ctx := context.Background()
+	regs := startRegistries(t)
+	a := access(t, regs, regs.Basic.Addr)
+	mine, other := ref(t, "oci://"+regs.Basic.Addr+"/sentinel/mine"), ref(t, "oci://"+regs.Basic.Addr+"/sentinel/other")
+	repoA, _, _ := publishedChannel(t)
+	repoB, _, _ := publishedChannel(t) // other keys: another first root
+	if _, err := oci.Push(ctx, repoA, mine, a); err != nil {
+		t.Fatal(err)
+	}
+	pushedB, err := oci.Push(ctx, repoB, other, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = oci.Copy(ctx, mine, a, other, a)
+	var re *oci.RefError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "holds another channel") || !strings.Contains(err.Error(), "a repository of its own") ||
+		!strings.Contains(err.Error(), "DELETE /v2/sentinel/other/manifests/"+pushedB.Manifest) {
+		t.Fatalf("unverified copy over another channel: %v; want a *oci.RefError saying how to proceed", err)
+	}
+	if m := latestDigest(t, other, a); m != pushedB.Manifest {
+		t.Fatalf("the refused copy moved %s's latest to %s", other, m)
+	}
+	fresh := ref(t, "oci://"+regs.Basic.Addr+"/sentinel/fresh")
+	if _, err := oci.Copy(ctx, mine, a, fresh, a); err != nil {
+		t.Fatalf("copy into a repository of its own: %v", err)
+	}
+	if _, err := oci.Copy(ctx, mine, a, fresh, a); err != nil {
+		t.Fatalf("the same channel copied again: %v", err)
+	}
+	var np *oci.NoPublicationError
+	if _, err := oci.Copy(ctx, ref(t, "oci://"+regs.Basic.Addr+"/lab2"), a, fresh, a); !errors.As(err, &np) || !strings.Contains(err.Error(), "check the repository name") {
+		t.Fatalf("copy from a repository with no publication: %v", err)
+	}
+}
+
+func latestDigest(t *testing.T, r oci.Ref, a oci.Access) string {
+	t.Helper()
+	repo, err := oci.Repository(r, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	desc, err := repo.Resolve(context.Background(), oci.LatestTag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return desc.Digest.String()
+}
+
+// TestRegistryErrorsSayWhatToDo: a push without or with wrong
+// credentials, a registry whose CA was not given, one that speaks plain
+// HTTP and a repository with no publication each say what happened and
+// what to do, once, without the registry's raw error body or nested
+// `Get "URL":`.
+func TestRegistryErrorsSayWhatToDo(t *testing.T) {
+	ctx := context.Background()
+	regs := startRegistries(t)
+	repoDir, anchor, _ := publishedChannel(t)
+	dst := ref(t, "oci://"+regs.Basic.Addr+"/sentinel/stable")
+	good := access(t, regs, regs.Basic.Addr)
+	if _, err := oci.Push(ctx, repoDir, dst, good); err != nil {
+		t.Fatal(err)
+	}
+	noCreds, badCreds, noCA := good, good, good
+	noCreds.Username, noCreds.Password = "", ""
+	badCreds.Password = "wrong"
+	noCA.CAPEM = ""
+	plain := httptest.NewServer(http.NotFoundHandler())
+	defer plain.Close()
+
+	open := func(r oci.Ref, a oci.Access) error {
+		rem, err := oci.NewRemote(r, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := channel.Open(ctx, channel.Config{URL: r.String(), Anchor: anchor, HTTP: rem.HTTPClient()})
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	push := func(a oci.Access) error { _, err := oci.Push(ctx, repoDir, dst, a); return err }
+	for _, tc := range []struct {
+		name string
+		err  error
+		want []string
+		as   any
+	}{
+		{"push without credentials", push(noCreds), []string{"asks for credentials", "--registry-auth FILE", "an entry for " + regs.Basic.Addr}, new(*oci.ReachError)},
+		{"push with wrong credentials", push(badCreds), []string{"refused the credentials", "--registry-auth"}, new(*oci.ReachError)},
+		{"read without the CA", open(dst, noCA), []string{"not signed by a CA sentinel trusts", "--registry-ca FILE"}, new(*oci.ReachError)},
+		{"read a plain HTTP server", open(ref(t, "oci://"+strings.TrimPrefix(plain.URL, "http://")+"/sentinel/stable"), oci.Access{}), []string{"answers plain HTTP", "HTTPS only"}, new(*oci.ReachError)},
+		{"read a misspelt repository", open(ref(t, "oci://"+regs.Basic.Addr+"/lab2"), good), []string{"no publication tagged latest in oci://" + regs.Basic.Addr + "/lab2: check the repository name"}, new(*oci.NoPublicationError)},
+	} {
+		msg := fmt.Sprint(tc.err)
+		if tc.err == nil || !errors.As(tc.err, tc.as) {
+			t.Errorf("%s: %v, want a %T", tc.name, tc.err, tc.as)
+		}
+		for _, w := range tc.want {
+			if !strings.Contains(msg, w) {
+				t.Errorf("%s: %s\nwant %q", tc.name, msg, w)
+			}
+		}
+		if strings.Contains(msg, "map[") || strings.Count(msg, `Get "`) > 0 || strings.Count(msg, "pushing ") > 1 || strings.Contains(msg, "check the channel URL") {
+			t.Errorf("%s: raw, repeated or wrong advice in: %s", tc.name, msg)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"oras.land/oras-go/v2/registry/remote/errcode"
 )
 
 // Remote reads one channel publication in a registry. As an
@@ -75,7 +76,11 @@ func (r *Remote) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.Header.Set(h, v)
 		}
 	}
-	return r.hc.Do(out)
+	resp, err := r.hc.Do(out)
+	if err != nil {
+		return nil, explain(err, r.Ref, r.Access)
+	}
+	return resp, nil
 }
 
 // load reads the latest publication's manifest, once. A registry that
@@ -95,15 +100,18 @@ func (r *Remote) readManifest(orig *http.Request) (map[string]string, int, error
 	req.Header.Set("Accept", ocispec.MediaTypeImageManifest)
 	resp, err := r.hc.Do(req)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, explain(err, r.Ref, r.Access)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		if resp.StatusCode == http.StatusNotFound {
-			// No publication: a 404 for every file would read as "no such
-			// channel document"; say it is the registry.
-			return nil, http.StatusBadGateway, nil
-		}
+	switch resp.StatusCode {
+	case http.StatusOK:
+	case http.StatusNotFound:
+		// No publication (a misspelt repository, most often): a 404 for
+		// every file would read as "no such channel document".
+		return nil, 0, &NoPublicationError{Ref: r.Ref}
+	case http.StatusUnauthorized, http.StatusForbidden:
+		return nil, 0, explain(&errcode.ErrorResponse{Method: req.Method, URL: req.URL, StatusCode: resp.StatusCode}, r.Ref, r.Access)
+	default:
 		return nil, resp.StatusCode, nil
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestBytes+1))

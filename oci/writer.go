@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"slices"
 	"sort"
 	"strconv"
 
@@ -26,6 +25,7 @@ import (
 // previous publication.
 type Writer struct {
 	Ref    Ref
+	access Access
 	repo   *remote.Repository
 	layers map[string]ocispec.Descriptor // by title
 	out    Pushed
@@ -37,7 +37,7 @@ func NewWriter(ref Ref, a Access) (*Writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Writer{Ref: ref, repo: repo, layers: map[string]ocispec.Descriptor{}}, nil
+	return &Writer{Ref: ref, access: a, repo: repo, layers: map[string]ocispec.Descriptor{}}, nil
 }
 
 // KeepLatest starts from the files of the publication tagged latest, if
@@ -48,23 +48,11 @@ func NewWriter(ref Ref, a Access) (*Writer, error) {
 // refused: that repository holds something else, and another channel's
 // later roots would make this one's clients refuse it.
 func (w *Writer) KeepLatest(ctx context.Context, root1 []byte) (int, error) {
-	_, data, err := oras.FetchBytes(ctx, w.repo, LatestTag, oras.FetchBytesOptions{MaxBytes: maxManifestBytes})
-	if errors.Is(err, errdef.ErrNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("reading the publication tagged %s at %s: %w (check that the registry runs, and its credentials and CA: --registry-auth, --registry-ca); nothing was pushed", LatestTag, w.Ref, err)
-	}
-	var m ocispec.Manifest
-	if err := json.Unmarshal(data, &m); err != nil || m.ArtifactType != ArtifactType {
-		return 0, &RefError{Raw: w.Ref.String(), Why: fmt.Sprintf("its tag %s is not a sentinel channel (artifactType %q): copy the channel to a repository of its own", LatestTag, m.ArtifactType)}
-	}
 	sum := sha256.Sum256(root1)
 	first := digest.NewDigestFromEncoded(digest.SHA256, hex.EncodeToString(sum[:]))
-	if !slices.ContainsFunc(m.Layers, func(l ocispec.Descriptor) bool {
-		return l.Annotations[TitleAnnotation] == "metadata/1.root.json" && l.Digest == first
-	}) {
-		return 0, &RefError{Raw: w.Ref.String(), Why: "it holds another channel (its metadata/1.root.json is not this one's): copy the channel to a repository of its own"}
+	m, err := checkDestination(ctx, w.repo, w.Ref, w.access, first)
+	if err != nil || m == nil {
+		return 0, err
 	}
 	n := 0
 	for _, l := range m.Layers {
@@ -76,6 +64,64 @@ func (w *Writer) KeepLatest(ctx context.Context, root1 []byte) (int, error) {
 		n++
 	}
 	return n, nil
+}
+
+// published is the publication tagged latest in repo and its manifest's
+// digest; nil when there is none.
+func published(ctx context.Context, repo *remote.Repository, ref Ref, a Access) (*ocispec.Manifest, digest.Digest, error) {
+	desc, data, err := oras.FetchBytes(ctx, repo, LatestTag, oras.FetchBytesOptions{MaxBytes: maxManifestBytes})
+	if errors.Is(err, errdef.ErrNotFound) {
+		return nil, "", nil
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("reading the publication tagged %s at %s: %w", LatestTag, ref, explain(err, ref, a))
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(data, &m); err != nil || m.ArtifactType != ArtifactType {
+		return nil, desc.Digest, &RefError{Raw: ref.String(), Why: fmt.Sprintf("its tag %s is not a sentinel channel (artifactType %q)", LatestTag, m.ArtifactType)}
+	}
+	return &m, desc.Digest, nil
+}
+
+// firstRoot is the digest of the publication's metadata/1.root.json ("" when it lists none).
+func firstRoot(m *ocispec.Manifest) digest.Digest {
+	for _, l := range m.Layers {
+		if l.Annotations[TitleAnnotation] == "metadata/1.root.json" {
+			return l.Digest
+		}
+	}
+	return ""
+}
+
+// checkDestination reads the publication tagged latest at the
+// destination of a copy or push of the channel whose first root has the
+// digest first: nil when there is none, refused when it is not a
+// publication of that channel (another channel's later roots would make
+// this one's clients refuse it, and its clients would refuse this one).
+func checkDestination(ctx context.Context, repo *remote.Repository, ref Ref, a Access, first digest.Digest) (*ocispec.Manifest, error) {
+	m, man, err := published(ctx, repo, ref, a)
+	var re *RefError
+	var reach *ReachError
+	switch {
+	case errors.As(err, &reach):
+		return nil, fmt.Errorf("%w; nothing was pushed", err)
+	case errors.As(err, &re):
+		return nil, &RefError{Raw: ref.String(), Why: re.Why + ": " + replaceAdvice(ref, man) + "; nothing was pushed"}
+	case err != nil:
+		return nil, fmt.Errorf("%w (check that the registry runs, and its credentials and CA: --registry-auth, --registry-ca); nothing was pushed", err)
+	case m == nil:
+		return nil, nil
+	case firstRoot(m) != first:
+		return nil, &RefError{Raw: ref.String(), Why: "it holds another channel (its metadata/1.root.json is not this one's): " + replaceAdvice(ref, man) + "; nothing was pushed"}
+	}
+	return m, nil
+}
+
+// replaceAdvice says how to proceed when a repository holds something
+// else than the channel being copied there.
+func replaceAdvice(ref Ref, man digest.Digest) string {
+	return fmt.Sprintf("copy the channel to a repository of its own (oci://%s/OTHER/NAME, and list that in the cluster file's mirrors), or, if what %s holds is to go, delete its manifest %s with the registry's own tools (the distribution API: DELETE /v2/%s/manifests/%s, which needs deletes enabled in the registry's configuration (storage.delete.enabled for distribution) and removes every tag of it; Harbor and zot: delete the artifact), then copy again; clients that read the old channel there will refuse the new one until their trust.root is this channel's",
+		ref.Host, ref, man, ref.Repo, man)
 }
 
 // Has says whether the registry holds the blob with this sha256.
@@ -103,7 +149,7 @@ func (w *Writer) Push(ctx context.Context, path, sha256Hex string, size int64, r
 	desc := fileDesc(path, sha256Hex, size)
 	if ok, err := w.repo.Blobs().Exists(ctx, desc); err != nil || !ok {
 		if err := w.repo.Blobs().Push(ctx, desc, r); err != nil && !errors.Is(err, errdef.ErrAlreadyExists) {
-			return fmt.Errorf("pushing %s to %s: %w", path, w.Ref, err)
+			return fmt.Errorf("pushing %s to %s: %w", path, w.Ref, explain(err, w.Ref, w.access))
 		}
 		w.out.Uploaded++
 		w.out.Bytes += size
@@ -138,14 +184,14 @@ func (w *Writer) Commit(ctx context.Context, version int64) (*Pushed, error) {
 		// in the signed metadata, not here.
 		ManifestAnnotations: map[string]string{ocispec.AnnotationCreated: "1970-01-01T00:00:00Z"}})
 	if err != nil {
-		return nil, fmt.Errorf("pushing the manifest to %s: %w", w.Ref, err)
+		return nil, fmt.Errorf("pushing the manifest to %s: %w", w.Ref, explain(err, w.Ref, w.access))
 	}
 	out := w.out
 	out.Manifest = man.Digest.String()
 	out.Tags = []string{"v" + strconv.FormatInt(version, 10), LatestTag}
 	for _, tag := range out.Tags {
 		if err := w.repo.Tag(ctx, man, tag); err != nil {
-			return nil, fmt.Errorf("tagging the manifest %s on %s: %w", tag, w.Ref, err)
+			return nil, fmt.Errorf("tagging the manifest %s on %s: %w", tag, w.Ref, explain(err, w.Ref, w.access))
 		}
 	}
 	return &out, nil

@@ -285,7 +285,7 @@ func refused(err error, src, pushed string) error {
 	var ce *channel.Error
 	var me *release.MetadataError
 	if !errors.As(err, &ce) && !errors.As(err, &me) {
-		return err
+		return channel.Named(err, "the SRC argument of `sentinel channel copy`")
 	}
 	if pushed == "" {
 		pushed = "nothing was pushed"

@@ -333,3 +333,32 @@ func targetFile(t *testing.T, repoDir, sha string) string {
 	}
 	return found
 }
+
+// TestChannelVerifyReleasesOfACopy: a registry filled with --release
+// 3.4.2 verifies with `channel verify --release 3.4.2`; without it the
+// artifacts deliberately not copied fail, named as the verify argument's;
+// a release the channel does not offer is refused.
+func TestChannelVerifyReleasesOfACopy(t *testing.T) {
+	w := newCopyWorld(t)
+	ctx := context.Background()
+	if _, err := w.copier(t, "3.4.2").Run(ctx, w.up.URL, w.dst); err != nil {
+		t.Fatal(err)
+	}
+	check := func(releases ...string) error {
+		return source.ChannelCheck{Root: w.rootFile, Releases: releases,
+			Registry: oci.Settings{CAFile: w.regs.CAFile, AuthFile: w.regs.AuthFile},
+			Say:      func(string, ...any) {}, Warn: func(string, ...any) {}}.Run(ctx, w.dst.String())
+	}
+	if err := check("3.4.2"); err != nil {
+		t.Errorf("verify --release 3.4.2 of a copy of 3.4.2: %v", err)
+	}
+	err := check()
+	var fe *channel.FetchError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "the channel argument of `sentinel channel verify`") || strings.Contains(err.Error(), "cluster file") {
+		t.Errorf("verify of every release of a copy of 3.4.2: %v; want a 3.4.3 artifact missing, naming the argument", err)
+	}
+	var ue *release.UnknownReleaseError
+	if err := check("9.9.9"); !errors.As(err, &ue) {
+		t.Errorf("verify --release 9.9.9: %v", err)
+	}
+}

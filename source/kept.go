@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/channel"
@@ -21,7 +22,7 @@ import (
 // by the kept timestamp's expiry (or under --allow-expired-metadata,
 // reported). ok is false when nothing usable is kept; a kept state that
 // was refused is warned about.
-func (s *Source) openKept(openErr error) (*release.Channel, *channel.Client, bool) {
+func (s *Source) openKept(openErr error, tried []string) (*release.Channel, *channel.Client, bool) {
 	if !s.Kept || openErr == nil || !unavailable(openErr) {
 		return nil, nil, false
 	}
@@ -35,14 +36,14 @@ func (s *Source) openKept(openErr error) (*release.Channel, *channel.Client, boo
 		if ch, err = release.OpenChannel(context.Background(), c); err != nil {
 			c.Close()
 		} else {
-			s.warn(fmt.Sprintf("no source of the channel answers (%v): using the channel metadata verified earlier (staging) and kept in %s, valid until %s; nothing newer can be seen, and artifacts must be in the node caches",
-				s.Explain(openErr), cfg.StateDir, c.Expires().Format(time.RFC3339)))
+			s.warn(fmt.Sprintf("no source of the channel answers (%s): using the channel metadata verified earlier (staging) and kept in %s, valid until %s; nothing newer can be seen, and artifacts must be in the node caches",
+				strings.Join(tried, "; "), cfg.StateDir, c.Expires().Format(time.RFC3339)))
 			return ch, c, true
 		}
 	}
 	var ke *channel.KeptError
 	if !errors.As(err, &ke) || ke.Doc != "" {
-		s.warn(fmt.Sprintf("no source of the channel answers, and the channel metadata kept from an earlier run cannot stand in: %v", err))
+		s.warn(fmt.Sprintf("no source of the channel answers (%s), and the channel metadata kept from an earlier run cannot stand in: %v", strings.Join(tried, "; "), err))
 	}
 	return nil, nil, false
 }

@@ -109,9 +109,47 @@ func (s *Source) registry() *oci.Remote {
 	return s.read.remote
 }
 
-// allUnavailable is the error when no mirror and not the upstream answered.
-func allUnavailable(tried []string, last error) error {
-	return fmt.Errorf("no source of the channel answered: %s; the last error: %w (start one of them, or list a mirror that runs with --mirror or the cluster file's mirrors)", strings.Join(tried, "; "), last)
+// UnavailableError: no source of the channel answered (the mirrors, then
+// the channel): each, where it was given, and why.
+type UnavailableError struct {
+	Tried []string
+	Last  error
+}
+
+func (e *UnavailableError) Error() string {
+	return fmt.Sprintf("no source of the channel answers: %s (start one of them, or give a mirror that runs with --mirror or in the cluster file's mirrors)", strings.Join(e.Tried, "; "))
+}
+func (e *UnavailableError) Unwrap() error { return e.Last }
+
+// origin says where the channel URL u was given, for people.
+func (s *Source) origin(u string) string {
+	switch {
+	case s.Cache != "":
+		return "--cache-ip, or the cache section of the cluster file"
+	case u == s.Upstream || !slices.Contains(s.Mirrors, u):
+		return "the channel URL in the cluster file"
+	case s.MirrorsFrom != "":
+		return s.MirrorsFrom
+	}
+	return "the mirrors in the cluster file"
+}
+
+// tried is one source that did not answer, as the messages list it.
+func (s *Source) tried(u string, err error) string {
+	return fmt.Sprintf("%s (%s): %v", u, s.origin(u), err)
+}
+
+// refusedAt names the source that served what was refused, and where it
+// was given, when it may not be the cluster file's channel.
+func (s *Source) refusedAt(u string, err error) error {
+	if s.Cache != "" || len(s.Mirrors) == 0 {
+		return err
+	}
+	what := "the mirror"
+	if u == s.Upstream {
+		what = "the channel"
+	}
+	return fmt.Errorf("reading the channel from %s %s (%s): %w", what, u, s.origin(u), err)
 }
 
 // Alt is a source nodes fall back to for an artifact: a channel base

@@ -40,10 +40,17 @@ type Source struct {
 	// Fill is the command that fills the cache node with what this run
 	// needs, for the advice of an error ("" when it has none).
 	Fill string
+	// Direct is the command that runs without the cache node, for a
+	// cluster that reads a registry: --download-only cannot fill the cache
+	// node there, so it is the advice when the cache lacks something.
+	Direct string
 	// Mirrors are channel URLs (http(s), file, oci://) tried in order
 	// before the upstream; the next is tried when one does not answer or
 	// fails with a server error, never when what it serves is refused.
 	Mirrors []string
+	// MirrorsFrom says where Mirrors were given, for messages ("": the
+	// cluster file's mirrors).
+	MirrorsFrom string
 	// Registry: the CA and credentials of the registries (oci://).
 	Registry oci.Settings
 
@@ -132,21 +139,24 @@ func (s *Source) Open(ctx context.Context) (*release.Channel, *channel.Client, e
 			s.read = &opened{url: u, remote: rem, passed: passed}
 			return ch, c, nil
 		}
-		if !unavailable(err) {
-			return nil, nil, s.Explain(err)
+		if s.Cache == "" {
+			err = channel.Named(err, s.origin(u))
 		}
-		passed = append(passed, fmt.Sprintf("%s (%v)", u, err))
+		if !unavailable(err) {
+			return nil, nil, s.refusedAt(u, s.Explain(err))
+		}
+		passed = append(passed, s.tried(u, s.Explain(err)))
 		last = err
 	}
 	// No source answers: the channel as a run verified it earlier
 	// (staging), kept in the trusted state (kept.go).
-	if ch, c, ok := s.openKept(last); ok {
+	if ch, c, ok := s.openKept(last, passed); ok {
 		return ch, c, nil
 	}
 	if len(passed) == 1 {
 		return nil, nil, s.Explain(last)
 	}
-	return nil, nil, allUnavailable(passed, s.Explain(last))
+	return nil, nil, &UnavailableError{Tried: passed, Last: s.Explain(last)}
 }
 
 // Explain turns what the cache daemon refused into what to do there: a
@@ -183,7 +193,7 @@ func (s Source) Explain(err error) error {
 	if fe.Status != http.StatusNotFound {
 		return err
 	}
-	return &CacheMissError{Cache: s.Cache, What: missing(fe.URL), Fill: s.Fill, Err: err}
+	return &CacheMissError{Cache: s.Cache, What: missing(fe.URL), Fill: s.Fill, Direct: s.Direct, Err: err}
 }
 
 // missing says what a URL of the cache's channel copy is, for people.
@@ -206,17 +216,34 @@ func missing(u string) string {
 type CacheMissError struct {
 	Cache, What string
 	Fill        string // the command that fills it
-	Err         error
+	// Direct: the cluster reads a registry, which --download-only cannot
+	// put in the cache node; this command runs without the cache node.
+	Direct string
+	Err    error
 }
 
 func (e *CacheMissError) Error() string {
+	if e.Direct != "" {
+		return fmt.Sprintf("the cache node %s does not hold %s (%s), and it cannot be filled for this cluster: the cluster reads a registry, which --download-only does not put in a cache node. Run `%s` to read the registry (the mirrors) and the channel instead of the cache node; if the registry lacks the release, the same command with --download-only in place of --no-cache prints the `sentinel channel copy` command that fills it",
+			e.Cache, e.What, e.cause(), e.Direct)
+	}
 	fill := e.Fill
 	if fill == "" {
 		fill = "sentinel upgrade VERSION --download-only --cache-ip HOST"
 	}
-	return fmt.Sprintf("the cache node %s does not hold %s: fill it first with `%s` (%v)", e.Cache, e.What, fill, e.Err)
+	return fmt.Sprintf("the cache node %s does not hold %s: fill it first with `%s` (%s)", e.Cache, e.What, fill, e.cause())
 }
 func (e *CacheMissError) Unwrap() error { return e.Err }
+
+// cause is what the daemon answered, without a reader's advice about the
+// channel URL: the daemon answered, it lacks the file.
+func (e *CacheMissError) cause() string {
+	var fe *channel.FetchError
+	if errors.As(e.Err, &fe) && fe.Status != 0 {
+		return fmt.Sprintf("%s answered HTTP %d", fe.URL, fe.Status)
+	}
+	return e.Err.Error()
+}
 
 // AddressError is a cache address that is not IP[:PORT]: bad input.
 type AddressError struct{ Msg string }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/sentinel-paas/sentinel/channel"
@@ -26,12 +27,20 @@ type ChannelCheck struct {
 	StateDir     string // keep trusted state here ("": none)
 	AllowExpired bool
 	MetadataOnly bool // do not read the artifacts
+	// Releases limits the artifacts checked to those of these releases
+	// and their patch catalogs (and the newest sentinel build per
+	// platform), as `channel copy --release` copies them; empty: every
+	// artifact. Every document is checked still.
+	Releases []string
 	// Registry: CA and credentials for an oci:// channel.
 	Registry oci.Settings
 	// Say reports one line per document ("ok ...", "REFUSED ..."); Warn
 	// what was accepted only because expired metadata was allowed.
 	Say, Warn func(format string, args ...any)
 }
+
+// verifyArg names the channel's URL in verify's advice.
+const verifyArg = "the channel argument of `sentinel channel verify`"
 
 // ChannelArg turns a channel directory or URL into the repository's URL.
 func ChannelArg(arg string) (string, error) {
@@ -72,6 +81,7 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 	}
 	c, err := channel.Open(ctx, channel.Config{URL: u, Anchor: anchor, StateDir: o.StateDir, AllowExpired: o.AllowExpired, HTTP: hc})
 	if err != nil {
+		err = channel.Named(err, verifyArg)
 		o.Say("REFUSED %v\n", err)
 		return err
 	}
@@ -82,12 +92,14 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 	o.Say("ok metadata: root, timestamp, snapshot and targets verified from the anchor\n")
 	ch, err := release.OpenChannel(ctx, c)
 	if err != nil {
+		err = channel.Named(err, verifyArg)
 		o.Say("REFUSED %v\n", err)
 		return err
 	}
 	o.Say("ok index.json: %d releases\n", len(ch.Index.Releases))
 	arts, err := o.documents(ctx, ch)
 	if err != nil {
+		err = channel.Named(err, verifyArg)
 		o.Say("REFUSED %v\n", err)
 		return err
 	}
@@ -96,6 +108,7 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 	}
 	for _, a := range arts {
 		if err := checkArtifact(ctx, hc, a); err != nil {
+			err = channel.Named(err, verifyArg)
 			o.Say("REFUSED %v\n", err)
 			return err
 		}
@@ -105,8 +118,14 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 }
 
 // documents reads every document the index names (manifests, patch
-// catalogs) and the builds document, and returns the artifacts they list.
+// catalogs) and the builds document, and returns the artifacts to check:
+// those they list, of o.Releases only when it names any.
 func (o ChannelCheck) documents(ctx context.Context, ch *release.Channel) ([]release.Artifact, error) {
+	for _, v := range o.Releases {
+		if _, ok := ch.Index.Entry(v); !ok {
+			return nil, &release.UnknownReleaseError{Version: v, Offered: ch.Index.Versions()}
+		}
+	}
 	var arts []release.Artifact
 	for _, r := range ch.Index.Releases {
 		m, err := ch.Manifest(ctx, r.Version)
@@ -114,12 +133,15 @@ func (o ChannelCheck) documents(ctx context.Context, ch *release.Channel) ([]rel
 			return nil, err
 		}
 		o.Say("ok %s\n", r.Manifest)
-		for _, comp := range m.Components {
-			arts = append(arts, comp.Artifact)
-		}
 		cat, err := ch.Patches(ctx, r.Version)
 		if err != nil {
 			return nil, err
+		}
+		if len(o.Releases) > 0 && !slices.Contains(o.Releases, r.Version) {
+			continue
+		}
+		for _, comp := range m.Components {
+			arts = append(arts, comp.Artifact)
 		}
 		for _, p := range cat.Patches {
 			for _, pc := range p.Components {
@@ -133,7 +155,9 @@ func (o ChannelCheck) documents(ctx context.Context, ch *release.Channel) ([]rel
 	}
 	o.Say("ok %s: %d builds\n", release.SentinelBuildsPath, len(b.Builds))
 	for _, sb := range b.Builds {
-		arts = append(arts, sb.Artifact)
+		if newest, _ := b.Newest(sb.OS, sb.Arch); len(o.Releases) == 0 || newest.Version == sb.Version {
+			arts = append(arts, sb.Artifact)
+		}
 	}
 	return arts, nil
 }

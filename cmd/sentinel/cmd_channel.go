@@ -333,14 +333,17 @@ files once rotated.`,
 func newChannelVerifyCmd() *cobra.Command {
 	var o source.ChannelCheck
 	cmd := &cobra.Command{
-		Use:   "verify --root ROOT CHANNEL_DIR_OR_URL",
+		Use:   "verify --root ROOT [--release VERSION ...] CHANNEL_DIR_OR_URL",
 		Short: "Verify a channel as a node would: metadata, documents and artifacts; exit 2 on a refusal",
 		Long: `Starts from ROOT (the trust anchor, obtained out of band, never from the
 channel), follows the channel's root rotations, verifies timestamp,
 snapshot and targets, then every document (index, manifests, patch
 catalogs, tools/sentinel.json) and every artifact they list, one line
-each. With --state-dir the trusted metadata is kept there as on a node,
-so that a later run refuses older metadata (a rollback).`,
+each. With --release, only the artifacts of those releases and of their
+patch catalogs (and the newest sentinel build of each platform), as
+'channel copy --release' copies them into a registry. With --state-dir
+the trusted metadata is kept there as on a node, so that a later run
+refuses older metadata (a rollback).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Say = func(format string, args ...any) { fmt.Fprintf(cmd.OutOrStdout(), format, args...) }
@@ -352,6 +355,7 @@ so that a later run refuses older metadata (a rollback).`,
 	cmd.Flags().StringVar(&o.StateDir, "state-dir", "", "keep trusted metadata here (default: none, each run starts from --root)")
 	cmd.Flags().BoolVar(&o.AllowExpired, "allow-expired-metadata", false, "accept expired metadata (each document is reported; every other check runs): for air-gapped mirrors only")
 	cmd.Flags().BoolVar(&o.MetadataOnly, "metadata-only", false, "do not read the artifacts")
+	cmd.Flags().StringArrayVar(&o.Releases, "release", nil, "check the artifacts of this release and its patches only (and the newest sentinel build per platform), as `channel copy --release` copies them; repeat for more (default: every artifact; every document is checked still)")
 	cmd.Flags().StringVar(&o.Registry.AuthFile, "registry-auth", "", "for an oci:// channel: the registry's credentials, a Docker config.json")
 	cmd.Flags().StringVar(&o.Registry.CAFile, "registry-ca", "", "for an oci:// channel: the registry's CA (PEM)")
 	return cmd

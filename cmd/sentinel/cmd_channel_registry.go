@@ -87,7 +87,9 @@ A refused channel (metadata or a document): exit 2, nothing pushed. An
 artifact of other bytes than signed: exit 2, nothing of it pushed.
 
 Without --root, SRC must be oci://: the registry's latest publication is
-copied blob for blob, unverified (clients verify what they read).`,
+copied blob for blob, unverified (clients verify what they read); a
+destination that holds another channel (another metadata/1.root.json)
+is refused as with --root, exit 2, nothing copied.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if o.Root == "" {

@@ -89,7 +89,7 @@ func badInput(err error) bool {
 		new(*channel.Error), new(*channel.ConfigError), // refused channel metadata or documents
 		new(*cluster.HostKeyError), // known_hosts must be fixed: no retry helps
 		new(*source.AddressError), new(*cache.CertError), new(*source.CacheMissError), new(*source.ConfigError),
-		new(*oci.RefError), new(*oci.SettingsError), // a registry URL or its settings
+		new(*oci.RefError), new(*oci.SettingsError), new(*oci.NoPublicationError), new(*oci.ReachError), // a registry URL or its settings
 	} {
 		if errors.As(err, target) {
 			return true

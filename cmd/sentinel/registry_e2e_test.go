@@ -174,6 +174,9 @@ func TestRegistryBadInput(t *testing.T) {
 	}{
 		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "ftp://127.0.0.1/x"}, "mirrors[0]"},
 		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:5000/Bad"}, "not a repository name"},
+		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:99999/x"}, `"99999" is not a port`},
+		{[]string{"channel", "copy", "oci://127.0.0.1:99999/y", "oci://127.0.0.1:9/x"}, `"99999" is not a port`},
+		{[]string{"channel", "verify", "--root", lab.TrustRoot, "oci://127.0.0.1:99999/y"}, `"99999" is not a port`},
 		{[]string{"upgrade", "3.4.2", "--yes", "--mirror", "oci://127.0.0.1:9/x", "--registry-auth", filepath.Join(t.TempDir(), "missing.json")}, "registry auth file"},
 		{[]string{"channel", "push", lab.UpstreamDir, "https://127.0.0.1/x"}, "oci://HOST[:PORT]/REPO"},
 		{[]string{"upgrade", "3.4.2", "--download-only", "--cache-ip", "127.0.0.1:9", "--mirror", "oci://127.0.0.1:9/x"}, "sentinel channel copy"},
@@ -271,5 +274,39 @@ func TestUpgradeFromRegistryFilledByCopy(t *testing.T) {
 	checkAllOn(t, lab, "3.4.2")
 	if n := upstream.hits.Load(); n != 0 {
 		t.Errorf("the gone upstream was asked %d times", n)
+	}
+}
+
+// TestRegistryErrorsNameWhatToFix: a misspelt repository, a push without
+// credentials and a copy source that does not answer: exit 2 where the
+// operator's input is wrong, each saying what to fix and naming the
+// argument or flag, not the cluster file; a misspelt --mirror is passed
+// over with that said, the run reading the channel.
+func TestRegistryErrorsNameWhatToFix(t *testing.T) {
+	if err := fixtures.CheckRegistry(); err != nil {
+		t.Skip(err)
+	}
+	lab := newLab(t, 1, "3.4.1")
+	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(regs.Close)
+	typo := "oci://" + regs.Basic.Addr + "/lab2"
+	reg := []string{"--registry-ca", regs.CAFile, "--registry-auth", regs.AuthFile}
+	for _, tc := range []struct {
+		args       []string
+		code       int
+		want, dont string
+	}{
+		{append([]string{"channel", "verify", "--root", lab.TrustRoot, typo}, reg...), 2, "no publication tagged latest in " + typo + ": check the repository name", "HTTP 502"},
+		{[]string{"channel", "push", lab.UpstreamDir, "oci://" + regs.Basic.Addr + "/sentinel/x", "--registry-ca", regs.CAFile}, 2, "asks for credentials (HTTP 401 unauthorized): give them with --registry-auth FILE", "map["},
+		{append([]string{"channel", "copy", "http://127.0.0.1:9/", "oci://" + regs.Basic.Addr + "/sentinel/x", "--root", lab.TrustRoot}, reg...), 1, "check the SRC argument of `sentinel channel copy`", "cluster file"},
+		{append([]string{"upgrade", "3.4.2", "--dry-run", "--no-cache", "--mirror", typo}, reg...), 0, "the channel mirror " + typo + " (--mirror): cannot read " + typo + "/metadata/", "start that mirror"},
+	} {
+		r := lab.sentinel(nil, tc.args...)
+		if r.code != tc.code || !strings.Contains(r.stderr, tc.want) || strings.Contains(r.stderr, tc.dont) || strings.Count(r.stderr, "pushing ") > 1 {
+			t.Errorf("sentinel %v: exit %d, want %d saying %q (and not %q)\n%s", tc.args, r.code, tc.code, tc.want, tc.dont, r.stderr)
+		}
 	}
 }

@@ -1,0 +1,66 @@
+package lifecycle
+
+import (
+	"path/filepath"
+	"strings"
+
+	"github.com/sentinel-paas/sentinel/cluster"
+)
+
+// resumeSources gives a resumed run the mirrors, and the registry CA and
+// credentials, its first process was started with (--mirror,
+// --registry-ca, --registry-auth, in the journaled command), unless this
+// command gives them again: the run goes on from the sources it was
+// planned with, not the cluster file's. It says so, once.
+func (r *Run) resumeSources() error {
+	last := r.Last
+	if !r.Resume || last == nil || last.Finished() {
+		return nil
+	}
+	var said []string
+	if mirrors := flagValues(last.Command, "mirror"); len(mirrors) > 0 && len(flagValues(r.Command, "mirror")) == 0 {
+		if err := cluster.CheckChannelURLs(r.Inventory.Channel, mirrors); err != nil {
+			return usagef("run %s was started with --mirror that cannot be used now (%v): give --mirror again", last.ID, err)
+		}
+		r.Source.Mirrors, r.Source.MirrorsFrom = mirrors, "--mirror of the run's first command"
+		said = append(said, "--mirror "+strings.Join(mirrors, " --mirror "))
+	}
+	for _, f := range []struct {
+		name string
+		set  *string
+	}{{"registry-ca", &r.Source.Registry.CAFile}, {"registry-auth", &r.Source.Registry.AuthFile}} {
+		v := flagValues(last.Command, f.name)
+		if len(v) == 0 || len(flagValues(r.Command, f.name)) > 0 {
+			continue
+		}
+		p := v[len(v)-1]
+		if a, err := filepath.Abs(p); err == nil {
+			p = a
+		}
+		*f.set = p
+		said = append(said, "--"+f.name+" "+p)
+	}
+	if len(said) > 0 {
+		r.Printer.Notef("sentinel: run %s was started with %s: the resume reads the same (give them again to read others)", last.ID, strings.Join(said, " "))
+	}
+	return nil
+}
+
+// flagValues are the values of --name in argv, as `--name V` or
+// `--name=V`, in order.
+func flagValues(argv []string, name string) []string {
+	var out []string
+	for i := 1; i < len(argv); i++ {
+		a := argv[i]
+		if a == "--" {
+			break
+		}
+		if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+			out = append(out, v)
+		} else if a == "--"+name && i+1 < len(argv) {
+			out = append(out, argv[i+1])
+			i++
+		}
+	}
+	return out
+}
