@@ -539,9 +539,9 @@ func TestLifecycleNamesTheSourcesOfTheChannel(t *testing.T) {
 			t.Errorf("no source answering, the channel kept: no warning in\n%s", said)
 		}
 		for _, want := range []string{"no source of the channel answers",
-			"http://127.0.0.1:9/first/ (the mirrors in the cluster file): cannot read http://127.0.0.1:9/first/",
-			"http://127.0.0.1:9/second/ (the mirrors in the cluster file): cannot read",
-			"http://127.0.0.1:9/upstream/ (the channel URL in the cluster file): cannot read http://127.0.0.1:9/upstream/"} {
+			"http://127.0.0.1:9/first/ (the mirrors in the cluster file) did not answer: cannot read http://127.0.0.1:9/first/",
+			"http://127.0.0.1:9/second/ (the mirrors in the cluster file) did not answer: cannot read",
+			"http://127.0.0.1:9/upstream/ (the channel URL in the cluster file) did not answer: cannot read http://127.0.0.1:9/upstream/"} {
 			if !strings.Contains(said, want) {
 				t.Errorf("no source answering: want %q in\n%s", want, said)
 			}

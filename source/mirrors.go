@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
@@ -136,6 +137,10 @@ func (s *Source) origin(u string) string {
 
 // tried is one source that did not answer, as the messages list it.
 func (s *Source) tried(u string, err error) string {
+	var op *net.OpError
+	if errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Sprintf("%s (%s) did not answer: %v", u, s.origin(u), err)
+	}
 	return fmt.Sprintf("%s (%s): %v", u, s.origin(u), err)
 }
 

@@ -11,11 +11,9 @@ import (
 	"github.com/sentinel-paas/sentinel/fixtures"
 )
 
-// registryLab is a lab whose channel is pushed, with `sentinel channel
-// push`, to the registry with bearer tokens (regs.Origin), read through
-// its pull-through mirror (regs.Mirror) first and the registry itself
-// second, as the cluster file's mirrors; the lab's HTTP upstream is gone.
-func registryLab(t *testing.T, nodes int) (*testLab, *fixtures.RegistrySet, *tripwire) {
+// labAndRegistries is a lab on 3.4.1 and the test registries (skipped
+// without docker-registry).
+func labAndRegistries(t *testing.T, nodes int) (*testLab, *fixtures.RegistrySet) {
 	t.Helper()
 	if err := fixtures.CheckRegistry(); err != nil {
 		t.Skip(err)
@@ -26,6 +24,16 @@ func registryLab(t *testing.T, nodes int) (*testLab, *fixtures.RegistrySet, *tri
 		t.Fatal(err)
 	}
 	t.Cleanup(regs.Close)
+	return lab, regs
+}
+
+// registryLab is a lab whose channel is pushed, with `sentinel channel
+// push`, to the registry with bearer tokens (regs.Origin), read through
+// its pull-through mirror (regs.Mirror) first and the registry itself
+// second, as the cluster file's mirrors; the lab's HTTP upstream is gone.
+func registryLab(t *testing.T, nodes int) (*testLab, *fixtures.RegistrySet, *tripwire) {
+	t.Helper()
+	lab, regs := labAndRegistries(t, nodes)
 	origin := "oci://" + regs.Origin.Addr + "/sentinel/stable"
 	out := lab.mustSucceed("channel", "push", lab.UpstreamDir, origin, "--registry-auth", regs.AuthFile, "--registry-ca", regs.CAFile)
 	if !strings.Contains(out.stdout, "tagged") {
@@ -204,15 +212,7 @@ func TestRegistryBadInput(t *testing.T) {
 // The upstream is gone when it returns.
 func copyCommandLab(t *testing.T) (*testLab, *fixtures.RegistrySet, *tripwire) {
 	t.Helper()
-	if err := fixtures.CheckRegistry(); err != nil {
-		t.Skip(err)
-	}
-	lab := newLab(t, 1, "3.4.1")
-	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(regs.Close)
+	lab, regs := labAndRegistries(t, 1)
 	mirror := "oci://" + regs.Basic.Addr + "/operator/stable"
 	f, err := os.OpenFile(lab.ClusterFile, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
@@ -283,15 +283,7 @@ func TestUpgradeFromRegistryFilledByCopy(t *testing.T) {
 // argument or flag, not the cluster file; a misspelt --mirror is passed
 // over with that said, the run reading the channel.
 func TestRegistryErrorsNameWhatToFix(t *testing.T) {
-	if err := fixtures.CheckRegistry(); err != nil {
-		t.Skip(err)
-	}
-	lab := newLab(t, 1, "3.4.1")
-	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(regs.Close)
+	lab, regs := labAndRegistries(t, 1)
 	typo := "oci://" + regs.Basic.Addr + "/lab2"
 	reg := []string{"--registry-ca", regs.CAFile, "--registry-auth", regs.AuthFile}
 	for _, tc := range []struct {
