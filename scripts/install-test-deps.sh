@@ -5,7 +5,8 @@
 # registries and pull-through mirror of the registry tests; the tests
 # start their own, the package's service is left alone), man-db and systemd (the Debian package's test
 # reads its man page and runs systemd-analyze verify on its unit) and, for
-# `make bench`, nginx and curl. Nothing is
+# `make bench`, nginx, curl and iproute2 (tc: the staging benchmark's
+# 1 Gbit/s link on loopback). Nothing is
 # installed when everything is there; without root it only says what is
 # missing (the tests that need it then skip and say why).
 set -euo pipefail
@@ -20,7 +21,7 @@ if command -v go >/dev/null && [ "$(cd / && env -u GOTOOLCHAIN go env GOTOOLCHAI
 fi
 
 need=()
-for pkg in tinyproxy openssh-server openssh-client sudo nginx-light curl openssl man-db systemd docker-registry; do
+for pkg in tinyproxy openssh-server openssh-client sudo nginx-light curl openssl man-db systemd docker-registry iproute2; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 [ ${#need[@]} -eq 0 ] && exit 0
