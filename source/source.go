@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"path"
 	"strconv"
 	"strings"
@@ -230,6 +231,9 @@ func (e *CacheMissError) Error() string {
 	fill := e.Fill
 	if fill == "" {
 		fill = "sentinel upgrade VERSION --download-only --cache-ip HOST"
+	}
+	if u, err := url.Parse(e.Cache); err == nil && u.Host != "" {
+		fill = strings.Replace(fill, "--cache-ip HOST", "--cache-ip "+u.Host, 1)
 	}
 	return fmt.Sprintf("the cache node %s does not hold %s: fill it first with `%s` (%s)", e.Cache, e.What, fill, e.cause())
 }
