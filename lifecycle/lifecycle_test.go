@@ -352,6 +352,19 @@ func startCacheDaemon(ctx context.Context, t *testing.T, w *world, upstream stri
 	return ""
 }
 
+// A cluster whose channel is a registry has nothing to fill: the refusal
+// prints the copy into a registry of the operator's own with the cluster
+// file's registry settings, ready to run.
+func TestLifecycleRegistryChannelDownloadOnlyKeepsRegistrySettings(t *testing.T) {
+	w := newWorld(t)
+	w.inv.Channel = "oci://127.0.0.1:9/sentinel/stable" // never reached
+	w.inv.RegistryCA, w.inv.RegistryAuth = "/etc/sentinel/registry-ca.pem", "/etc/sentinel/registry-auth.json"
+	err := lifecycle.Do(context.Background(), w.inv, w.env, w.options(), lifecycle.DownloadOnly(lifecycle.UpgradeOptions{Target: "3.4.2"}))
+	if err == nil || !strings.Contains(err.Error(), "--registry-auth /etc/sentinel/registry-auth.json --registry-ca /etc/sentinel/registry-ca.pem") {
+		t.Fatalf("download-only on a registry channel: %v", err)
+	}
+}
+
 // A cluster with a cache section and a registry mirror: download-only
 // cannot fill the cache node, so its advice, and that of the empty cache
 // node, is the run with --no-cache, never --download-only again.
@@ -373,6 +386,11 @@ func TestLifecycleCacheAndRegistryMirrorAdviseNoCache(t *testing.T) {
 	var miss *source.CacheMissError
 	if !errors.As(err, &miss) || !strings.Contains(err.Error(), "Run `sentinel upgrade 3.4.2 --no-cache`") || strings.Contains(err.Error(), "fill it first") {
 		t.Fatalf("upgrade from the empty cache node of a cluster reading a registry: %v", err)
+	}
+	// A cluster on the release already: nothing to copy, and no command
+	// that would copy it anyway.
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.DownloadOnly(lifecycle.UpgradeOptions{Target: "3.4.1"})); err != nil || !w.out.said("nothing to copy into the registry") {
+		t.Fatalf("download-only of the release the cluster is on: %v", err)
 	}
 	if got := w.release(t); got != "3.4.1" {
 		t.Fatalf("the refused runs changed the node: %s", got)

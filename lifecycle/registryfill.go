@@ -38,8 +38,9 @@ func registryFillFor(inv *cluster.Inventory) (*registryFill, error) {
 	switch {
 	case len(f.into) > 0:
 	case oci.IsRef(inv.Channel):
-		return nil, usagef("--download-only fills a cache daemon, which cannot read a registry, and this cluster's channel is the registry %s: the nodes fetch from it directly, so there is nothing to fill; run `sentinel upgrade` without --download-only (to keep a registry of your own, fill it with `sentinel channel copy %s oci://HOST[:PORT]/REPO --root %s` and list it in the cluster file's mirrors)",
-			inv.Channel, inv.Channel, CommandLine([]string{f.root}))
+		argv := append([]string{"sentinel", "channel", "copy", inv.Channel, "oci://HOST[:PORT]/REPO", "--root", f.root}, registryFlags(inv)...)
+		return nil, usagef("--download-only fills a cache daemon, which cannot read a registry, and this cluster's channel is the registry %s: the nodes fetch from it directly, so there is nothing to fill; run `sentinel upgrade` without --download-only (to keep a registry of your own, fill it with `%s` and list it in the cluster file's mirrors)",
+			inv.Channel, CommandLine(argv))
 	default:
 		return nil, nil
 	}
@@ -47,6 +48,23 @@ func registryFillFor(inv *cluster.Inventory) (*registryFill, error) {
 	f.settings = [2]string{s.AuthFile, s.CAFile}
 	f.cached = inv.CacheAddress() != ""
 	return f, nil
+}
+
+// registryFlags are the cluster file's registry settings as the flags of
+// a command it prints.
+func registryFlags(inv *cluster.Inventory) []string {
+	st := inv.RegistrySettings()
+	return (&registryFill{settings: [2]string{st.AuthFile, st.CAFile}}).settingFlags()
+}
+
+func (f *registryFill) settingFlags() []string {
+	var out []string
+	for i, flag := range []string{"--registry-auth", "--registry-ca"} {
+		if f.settings[i] != "" {
+			out = append(out, flag, f.settings[i])
+		}
+	}
+	return out
 }
 
 // refusal is the error of the run once planned: what to run instead.
@@ -60,11 +78,7 @@ func (f *registryFill) refusal(plan *rollout.Plan, kind string) error {
 	for _, v := range releases {
 		argv = append(argv, "--release", v)
 	}
-	for i, flag := range []string{"--registry-auth", "--registry-ca"} {
-		if f.settings[i] != "" {
-			argv = append(argv, flag, f.settings[i])
-		}
-	}
+	argv = append(argv, f.settingFlags()...)
 	which := "the registry among its mirrors"
 	if len(f.into) > 1 {
 		which = fmt.Sprintf("the last of the registries among its mirrors (%s: those before it are taken as pull-through mirrors of it, which fill themselves; copy into any other with the same command)", strings.Join(f.into, ", "))

@@ -421,6 +421,12 @@ func (r *Run) plan(ctx context.Context) error {
 		plan.Source = r.Source.String()
 	}
 	if r.registryFill != nil {
+		// A patch plan lists no node when none needs a patch yet; the
+		// registry may still want them, so it gets the copy command.
+		if plan.NothingToDo() && r.Job.Kind != "patch-download-only" {
+			r.Printer.Textf("No node needs anything for %s: nothing to copy into the registry.\n", plan.To)
+			return errDone
+		}
 		return r.registryFill.refusal(plan, r.Job.Kind)
 	}
 	plan.ExpiredMetadata = r.expired
