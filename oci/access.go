@@ -48,16 +48,16 @@ func (s Settings) ForHost(ctx context.Context, host string) (Access, error) {
 	if s.CAFile != "" {
 		pem, err := os.ReadFile(s.CAFile)
 		if err != nil {
-			return a, &SettingsError{Msg: fmt.Sprintf("the registry CA file: %v", err)}
+			return a, &SettingsError{Msg: fmt.Sprintf("the registry CA file (--registry-ca, or registry_ca in the cluster file): %v", err)}
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			return a, &SettingsError{Msg: fmt.Sprintf("the registry CA file %s holds no PEM certificate", s.CAFile)}
+			return a, &SettingsError{Msg: fmt.Sprintf("the registry CA file %s (--registry-ca, or registry_ca in the cluster file) holds no PEM certificate", s.CAFile)}
 		}
 		a.CAPEM = string(pem)
 	}
 	if s.AuthFile != "" {
 		if _, err := os.Stat(s.AuthFile); err != nil {
-			return a, &SettingsError{Msg: fmt.Sprintf("the registry auth file: %v", err)}
+			return a, &SettingsError{Msg: fmt.Sprintf("the registry auth file (--registry-auth, or registry_auth in the cluster file): %v", err)}
 		}
 		store, err := credentials.NewFileStore(s.AuthFile)
 		if err != nil {

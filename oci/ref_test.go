@@ -2,6 +2,7 @@ package oci
 
 import (
 	"errors"
+	"strings"
 	"testing"
 )
 
@@ -56,3 +57,22 @@ func TestParseManifestRefusesOtherArtifacts(t *testing.T) {
 }
 
 const hex64 = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+
+// A registry settings file that cannot be read names the flag and the
+// cluster file's field it came from.
+func TestSettingsFilesNameTheirFlag(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		s    Settings
+		want string
+	}{
+		{Settings{CAFile: dir + "/missing-ca.pem"}, "(--registry-ca, or registry_ca in the cluster file)"},
+		{Settings{AuthFile: dir + "/missing-auth.json"}, "(--registry-auth, or registry_auth in the cluster file)"},
+	} {
+		_, err := tc.s.ForHost(t.Context(), "127.0.0.1:9")
+		var se *SettingsError
+		if !errors.As(err, &se) || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), dir) {
+			t.Errorf("%+v: %v, want a settings error naming %q and the file", tc.s, err, tc.want)
+		}
+	}
+}

@@ -56,7 +56,7 @@ func (o ChannelCopy) Run(ctx context.Context, src string, dst oci.Ref) (*Copied,
 	}
 	anchor, err := os.ReadFile(o.Root)
 	if err != nil {
-		return nil, &ConfigError{Msg: fmt.Sprintf("trust anchor: %v", err)}
+		return nil, &ConfigError{Msg: fmt.Sprintf("--root, the trust anchor: %v (give the channel's root.json as obtained from its publisher)", err)}
 	}
 	u, err := ChannelArg(src)
 	if err != nil {

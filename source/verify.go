@@ -64,7 +64,7 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 	}
 	anchor, err := os.ReadFile(o.Root)
 	if err != nil {
-		return &ConfigError{Msg: fmt.Sprintf("trust anchor: %v", err)}
+		return &ConfigError{Msg: fmt.Sprintf("--root, the trust anchor: %v (give the channel's root.json as obtained from its publisher)", err)}
 	}
 	u, err := ChannelArg(arg)
 	if err != nil {
