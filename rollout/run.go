@@ -790,8 +790,7 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 // probeBatch asks the DEAs names for their figures at once and returns
 // deas with those that answered added, in the order of names, and whether
 // node's instances fit on them; if not, what is missing. It returns as
-// soon as the answers so far make room, once the probes still out have
-// been cancelled and have returned.
+// soon as the answers so far make room, cancelling the probes still out.
 func probeBatch(ctx context.Context, probe func(context.Context, string) *steps.DEACapacity, node string, names, deas []string, caps map[string]*steps.DEACapacity) (_ []string, fits bool, missing, biggest int64) {
 	bctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -819,10 +818,10 @@ func probeBatch(ctx context.Context, probe func(context.Context, string) *steps.
 		}
 		caps[a.name] = a.cap
 		if missing, biggest = fitElsewhere(node, answered(), caps); missing == 0 {
-			cancel()
-			for left--; left > 0; left-- {
-				<-answers
-			}
+			// The probes still out are cancelled, not waited for: the
+			// retirement must not wait on the slowest DEA's answer, nor on
+			// its transport noticing the cancel. Their answers go into
+			// the buffered channel and nowhere else.
 			return answered(), true, 0, 0
 		}
 	}

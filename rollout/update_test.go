@@ -295,13 +295,10 @@ func TestCapacityCheckDoesNotWaitForASlowDEA(t *testing.T) {
 	if err := x.deaRoomFor(context.Background(), run, "dea-1"); err != nil {
 		t.Fatalf("dea-3 is empty, dea-1's 512 MB fit on it: %v", err)
 	}
-	select {
-	case err := <-hung:
-		if !errors.Is(err, context.Canceled) {
-			t.Errorf("the silent dea-2's probe ended with %v, want cancelled once dea-3 had made room", err)
-		}
-	default:
-		t.Error("the silent dea-2's probe is still out after the check returned")
+	// The check does not wait for the cancelled probe to return; the
+	// probe ends on the cancel, not on its minute's deadline.
+	if err := <-hung; !errors.Is(err, context.Canceled) {
+		t.Errorf("the silent dea-2's probe ended with %v, want cancelled once dea-3 had made room", err)
 	}
 }
 
