@@ -25,9 +25,7 @@ func TestStartOnDiskBeforeTheNodeChanges(t *testing.T) {
 func startOnDiskBeforeTheNodeChanges(t *testing.T, skipDrain bool) {
 	ops := []string{steps.OpRetire, steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpStop, steps.OpMigrate,
 		steps.OpSwitch, steps.OpStart, steps.OpHealth, steps.OpCommit, steps.OpUnretire}
-	// Not an unretirement: a resume and a halt read only whether it
-	// finished, and one repeated lets the DEA take instances, as it did.
-	mustWait := []string{steps.OpRetire, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpCommit}
+	mustWait := []string{steps.OpRetire, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpCommit, steps.OpUnretire}
 	var ss []Step
 	for _, op := range ops {
 		ss = append(ss, Step{ID: "3.4.2/dea/" + op, Op: op})

@@ -830,15 +830,13 @@ func probeBatch(ctx context.Context, probe func(context.Context, string) *steps.
 	return out, missing == 0, missing, biggest
 }
 
-// recordStart journals a step's start. A step whose start nothing in the
+// recordStart journals a step's start. A step that changes nothing the
 // run or a resume reads (a fetch, a backup, an unpack, a health check, a
-// watch, a wait, an unretirement: only its success counts) has its start
-// written while it is dispatched, and the
+// watch, a wait) has its start written while it is dispatched, and the
 // returned wait says when it is durable: its outcome is recorded only
 // after that. A crash can then lose that start, and the previous step's
 // success written with it: the node looks one step behind, and both run
-// again, which changes nothing (a DEA let take instances twice takes
-// them once). Every other step (a stop, a switch, a
+// again, which changes nothing. Every other step (a stop, a switch, a
 // start, a migration, a retirement, a commit, an action, a reboot) takes
 // the node somewhere a resume must know about: the rollback reads which
 // stops and switches began, a halt stops only at a safe point, and a
@@ -862,7 +860,7 @@ func (x *Executor) recordStart(run *Run, node string, s Step) (wait func() error
 // disk while the node carries the step out (see recordStart).
 func writtenAhead(op string) bool {
 	switch op {
-	case steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpHealth, OpWatch, OpWaitBack, steps.OpUnretire:
+	case steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpHealth, OpWatch, OpWaitBack:
 		return true
 	}
 	return false
