@@ -70,14 +70,15 @@ func benchPlan(nodes []cluster.Node, stepsPerNode, maxInFlight int) *Plan {
 // beyond the critical path the role rules allow (DEAs one at a time, the
 // core last) is the journal, the scheduling and the capacity checks.
 //
-//	wall/critical   the run's wall time over the critical path, each node
-//	                counted at what its own calls took in this run: a hook
-//	                that a busy host's scheduler woke late is the host's
-//	                time, not the orchestrator's (goal: <= 1.05)
-//	wall/critical-calibrated  the same, every hook counted at what a
-//	                5 ms sleep takes here with nothing else running,
-//	                measured before and after the run: stricter, as the
-//	                host's noise during the run counts against the run
+//	wall/critical   the run's wall time over the critical path, every
+//	                hook counted at what a 5 ms sleep takes here with
+//	                nothing else running, measured before and after the
+//	                run (goal: <= 1.05)
+//	wall/critical-per-call  the same, each node counted at what its own
+//	                calls took in this run: more lenient, it takes a host's
+//	                noise during the run off the run, but also any lateness
+//	                in taking up an answer that the orchestrator's own load
+//	                causes; it tells the two apart only beside the other
 //	wall/nominal-critical  the same with hooks at their nominal duration
 //	hook-ms         what a 5 ms hook took on average in the run
 //	calibrated-ms   what it took before and after the run
@@ -101,7 +102,7 @@ func BenchmarkRollout(b *testing.B) {
 				}
 				tr[nd.Name] = benchNode{name: nd.Name, hook: hook, calls: calls}
 			}
-			var wall, critical, calibrated, nominal, hookTook, calib time.Duration
+			var wall, perCall, calibrated, nominal, hookTook, calib time.Duration
 			var syncs, records float64
 			for i := 0; i < b.N; i++ {
 				plan := benchPlan(nodes, stepsPerNode, 8)
@@ -121,20 +122,21 @@ func BenchmarkRollout(b *testing.B) {
 				syncs += float64(j.Syncs())
 				records += float64(run.Records)
 				j.Close()
-				// The critical path is counted in what the hooks really
-				// took, so that only the orchestrator's own time is
-				// measured against it.
+				// The critical path is counted in what a hook takes here
+				// when idle, so that only the orchestrator's own time is
+				// measured against it; and, beside it, in what each call
+				// really took.
 				idle := (before + calibrate(hook)) / 2
-				critical += criticalPath(plan, calls.costs(plan))
+				perCall += criticalPath(plan, calls.costs(plan))
 				calibrated += criticalPath(plan, benchCost(idle))
 				nominal += criticalPath(plan, benchCost(hook))
 				hookTook += calls.mean()
 				calib += idle
 			}
-			b.ReportMetric(float64(wall)/float64(critical), "wall/critical")
-			b.ReportMetric(float64(wall)/float64(calibrated), "wall/critical-calibrated")
+			b.ReportMetric(float64(wall)/float64(calibrated), "wall/critical")
+			b.ReportMetric(float64(wall)/float64(perCall), "wall/critical-per-call")
 			b.ReportMetric(float64(wall)/float64(nominal), "wall/nominal-critical")
-			b.ReportMetric(float64(wall-critical)/float64(b.N)/float64(n)/1e3, "overhead-µs/node")
+			b.ReportMetric(float64(wall-calibrated)/float64(b.N)/float64(n)/1e3, "overhead-µs/node")
 			b.ReportMetric(peakRSSMiB(), "peak-RSS-MiB")
 			b.ReportMetric(float64(hookTook)/float64(b.N)/1e6, "hook-ms")
 			b.ReportMetric(float64(calib)/float64(b.N)/1e6, "calibrated-ms")

@@ -24,8 +24,11 @@ func TestStartOnDiskBeforeTheNodeChanges(t *testing.T) {
 
 func startOnDiskBeforeTheNodeChanges(t *testing.T, skipDrain bool) {
 	ops := []string{steps.OpRetire, steps.OpFetch, steps.OpBackup, steps.OpInstall, steps.OpStop, steps.OpMigrate,
-		steps.OpSwitch, steps.OpStart, steps.OpHealth, steps.OpCommit, steps.OpUnretire}
-	mustWait := []string{steps.OpRetire, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpCommit, steps.OpUnretire}
+		steps.OpSwitch, steps.OpStart, steps.OpHealth, steps.OpCommit, steps.OpRestart, steps.OpUnretire}
+	// The restart before the unretire is a real plan's order: the
+	// restart's success must be on disk before the DEA takes instances,
+	// or a resume would restart it with instances on it.
+	mustWait := []string{steps.OpRetire, steps.OpStop, steps.OpMigrate, steps.OpSwitch, steps.OpStart, steps.OpCommit, steps.OpRestart, steps.OpUnretire}
 	var ss []Step
 	for _, op := range ops {
 		ss = append(ss, Step{ID: "3.4.2/dea/" + op, Op: op})

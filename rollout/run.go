@@ -744,7 +744,8 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 	candidates = slices.DeleteFunc(candidates, run.IsExcluded)
 	probe := func(ctx context.Context, name string) *steps.DEACapacity {
 		tr := x.Transports[name]
-		if tr == nil {
+		// A probe whose check already returned starts no agent.
+		if tr == nil || ctx.Err() != nil {
 			return nil
 		}
 		// A DEA that hangs must not hold the retirement up for good.
