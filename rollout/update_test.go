@@ -248,6 +248,17 @@ func (n capacityNode) Call(ctx context.Context, op string, in, out any, on func(
 	return nil
 }
 
+// answersAfter answers as its node does once after is closed.
+type answersAfter struct {
+	after <-chan struct{}
+	node  cluster.Transport
+}
+
+func (a answersAfter) Call(ctx context.Context, op string, in, out any, on func(cluster.Event)) error {
+	<-a.after
+	return a.node.Call(ctx, op, in, out, on)
+}
+
 // An excluded DEA is gone: the capacity check before a retirement neither
 // asks it nor counts its room.
 func TestExcludedDEANotCountedForCapacity(t *testing.T) {
@@ -282,14 +293,20 @@ func TestCapacityCheckDoesNotWaitForASlowDEA(t *testing.T) {
 	x, run := startRun(t, plan)
 	var calls callLog
 	hung := make(chan error, 1)
+	asked := make(chan struct{})
+	roomy := capacityNode{"dea-3", &calls, &steps.DEACapacity{MemoryTotalMB: 4096}}
 	x.Transports = map[string]cluster.Transport{
 		"dea-1": capacityNode{"dea-1", &calls, &steps.DEACapacity{MemoryTotalMB: 1024, MemoryUsedMB: 512, Instances: []steps.AppInstance{{App: "shop", MemoryMB: 512}}}},
 		"dea-2": nodeFunc(func(ctx context.Context, op string, in any) error {
+			close(asked)
 			<-ctx.Done()
 			hung <- ctx.Err()
 			return ctx.Err()
 		}),
-		"dea-3": capacityNode{"dea-3", &calls, &steps.DEACapacity{MemoryTotalMB: 4096}},
+		// dea-3 answers only once dea-2 has been asked, so that dea-2's
+		// probe is out when the room is found (a probe not yet started
+		// by then starts nothing at all).
+		"dea-3": answersAfter{asked, roomy},
 	}
 	x.DEAs = []string{"dea-1", "dea-2", "dea-3"}
 	if err := x.deaRoomFor(context.Background(), run, "dea-1"); err != nil {
