@@ -35,8 +35,8 @@ func Stage(u UpgradeOptions, parallel int) *Job {
 	}
 	job.Started = func(r *Run) {
 		if !r.Printer.JSON() {
-			r.Printer.Textf("Run %s: staging %s (%s -> %s) on %d nodes, %d at once\n", r.ID, preflight.FormatBytes(r.Plan.StagedBytes()),
-				r.Plan.From, r.Plan.To, len(r.Plan.WorkingNodes()), r.Plan.MaxInFlight)
+			r.Printer.Textf("Run %s: staging %s (%s -> %s) on %d nodes, %s\n", r.ID, preflight.FormatBytes(r.Plan.StagedBytes()),
+				r.Plan.From, r.Plan.To, len(r.Plan.WorkingNodes()), r.Plan.StageAtOnce())
 		}
 	}
 	job.Summary = func(p *rollout.Plan) string { return "stage " + p.From + " -> " + p.To }
