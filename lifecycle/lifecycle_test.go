@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -567,5 +569,63 @@ func TestLifecycleNamesTheSourcesOfTheChannel(t *testing.T) {
 		if strings.Contains(said, `Get "`) {
 			t.Errorf("nested HTTP client errors: %s", said)
 		}
+	}
+}
+
+// httpMirror serves the lab's channel over loopback HTTP, as a mirror.
+func httpMirror(t *testing.T, w *world) string {
+	t.Helper()
+	srv := httptest.NewServer(http.FileServer(http.Dir(w.lab.UpstreamDir)))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+// A run stopped after reading an http mirror is resumed from it: the
+// resuming line names the mirror, as the first run's plan did, not the
+// upstream.
+func TestLifecycleResumeNamesTheHTTPMirror(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	mirror := httpMirror(t, w)
+	first := *w.inv
+	first.Mirrors = []string{mirror}
+	o := w.options()
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", mirror}
+	stop := make(chan struct{})
+	close(stop)
+	env := w.env
+	env.Stopping = stop
+	var ir *rollout.InterruptedError
+	if err := lifecycle.Do(ctx, &first, env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); !errors.As(err, &ir) {
+		t.Fatalf("the stopped run: %v\n%v", err, w.out.lines)
+	}
+	w.out.lines = nil
+	o = w.options()
+	o.Command, o.Resume = []string{"sentinel", "upgrade", "--resume"}, true
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{})); err != nil {
+		t.Fatalf("resume: %v\n%v", err, w.out.lines)
+	}
+	if !w.out.said("; artifacts from "+mirror) || w.out.said("artifacts from upstream") {
+		t.Errorf("the resuming line does not name the mirror %s:\n%s", mirror, strings.Join(w.out.lines, "\n"))
+	}
+}
+
+// The window's command a staging run ends with repeats every source flag
+// staging was given: --mirror and the registry settings.
+func TestLifecycleStageHintRepeatsTheSourceFlags(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	mirror := httpMirror(t, w)
+	ca, auth := filepath.Join(t.TempDir(), "ca.pem"), filepath.Join(t.TempDir(), "auth.json")
+	inv := *w.inv // as the command line makes it
+	inv.Mirrors, inv.RegistryCA, inv.RegistryAuth = []string{mirror}, ca, auth
+	o := w.options()
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--stage", "--mirror", mirror, "--registry-ca", ca, "--registry-auth=" + auth}
+	if err := lifecycle.Do(ctx, &inv, w.env, o, lifecycle.Stage(lifecycle.UpgradeOptions{Target: "3.4.2"}, 8)); err != nil {
+		t.Fatalf("staging: %v\n%v", err, w.out.lines)
+	}
+	want := "`sentinel upgrade 3.4.2 --mirror " + mirror + " --registry-ca " + ca + " --registry-auth " + auth + "`"
+	if !w.out.said(want) {
+		t.Errorf("the window's command: want %s in\n%s", want, strings.Join(w.out.lines, "\n"))
 	}
 }

@@ -46,6 +46,25 @@ func (r *Run) resumeSources() error {
 	return nil
 }
 
+// sourceFlags are the run's sources given on the command line (or on the
+// first command, for a resume): --mirror, --registry-ca, --registry-auth,
+// as a command it prints spells them.
+func (r *Run) sourceFlags() []string {
+	var out []string
+	if r.Source.MirrorsFrom != "" {
+		for _, m := range r.Source.Mirrors {
+			out = append(out, "--mirror", m)
+		}
+	}
+	for _, f := range []struct{ name, value string }{{"registry-ca", r.Source.Registry.CAFile}, {"registry-auth", r.Source.Registry.AuthFile}} {
+		given := len(flagValues(r.Command, f.name)) > 0 || r.Resume && r.Last != nil && len(flagValues(r.Last.Command, f.name)) > 0
+		if f.value != "" && given {
+			out = append(out, "--"+f.name, f.value)
+		}
+	}
+	return out
+}
+
 // flagValues are the values of --name in argv, as `--name V` or
 // `--name=V`, in order.
 func flagValues(argv []string, name string) []string {

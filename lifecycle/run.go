@@ -587,6 +587,9 @@ func (r *Run) executor() *rollout.Executor {
 		// A source that stops in the middle of the run: the nodes go on
 		// from the next in order.
 		exec.Source.Next, exec.Source.Bases = r.Source.Fallbacks(), r.Source.Bases()
+		if exec.Source.Registry == nil {
+			exec.Source.At = r.Source.PlannedAt(r.Journaled.Plan.Artifacts())
+		}
 	}
 	return exec
 }

@@ -204,3 +204,23 @@ func (s *Source) Bases() []string {
 	}
 	return out
 }
+
+// PlannedAt names the mirror (http, https, file) below whose base every
+// planned artifact URL lies, as String names the one Open read: a resumed
+// run fetches from there without opening the channel again. "": the
+// upstream, or no mirror holds them all.
+func (s *Source) PlannedAt(planned []release.Artifact) string {
+	if s.Cache != "" || len(planned) == 0 {
+		return ""
+	}
+	for _, u := range s.Mirrors {
+		b, err := channel.BaseURL(u)
+		if oci.IsRef(u) || err != nil {
+			continue
+		}
+		if !slices.ContainsFunc(planned, func(a release.Artifact) bool { return !strings.HasPrefix(a.URL, b.String()) }) {
+			return u
+		}
+	}
+	return ""
+}

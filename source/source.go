@@ -332,6 +332,9 @@ type Fetch struct {
 	// a resumed run computes them again.
 	Next  []Alt    `json:"-"`
 	Bases []string `json:"-"`
+	// At names the http(s) or file mirror the planned artifact URLs lie
+	// below ("": the upstream), for messages (Source.PlannedAt).
+	At string `json:"-"`
 }
 
 // AltURL is one fallback of an artifact: its URL there, and the registry
@@ -388,6 +391,8 @@ func (f Fetch) String() string {
 		return f.CacheURL
 	case f.Registry != nil:
 		return f.Registry.Ref.String()
+	case f.At != "":
+		return f.At
 	}
 	return "upstream"
 }
