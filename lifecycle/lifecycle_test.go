@@ -629,3 +629,65 @@ func TestLifecycleStageHintRepeatsTheSourceFlags(t *testing.T) {
 		t.Errorf("the window's command: want %s in\n%s", want, strings.Join(w.out.lines, "\n"))
 	}
 }
+
+// A run started with relative --registry-ca and --registry-auth in one
+// directory is resumed from another: the resume reads the files the run
+// was given, not the same names in its own directory.
+func TestLifecycleResumeElsewhereReadsTheRegistryFilesGiven(t *testing.T) {
+	if err := fixtures.CheckRegistry(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(regs.Close)
+	w := newWorld(t)
+	mirror := "oci://" + regs.Basic.Addr + "/sentinel/lab"
+	ref, _ := oci.ParseRef(mirror)
+	acc, err := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile}.ForHost(ctx, ref.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.Push(ctx, w.lab.UpstreamDir, ref, acc); err != nil {
+		t.Fatal(err)
+	}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	for from, to := range map[string]string{regs.CAFile: "ca.pem", regs.AuthFile: "auth.json"} {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dirA, to), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Chdir(dirA)
+	first := *w.inv // as the command line makes it
+	first.Mirrors, first.RegistryCA, first.RegistryAuth = []string{mirror}, filepath.Join(dirA, "ca.pem"), filepath.Join(dirA, "auth.json")
+	o := w.options()
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", mirror, "--registry-ca", "ca.pem", "--registry-auth=auth.json"}
+	stop := make(chan struct{})
+	close(stop)
+	env := w.env
+	env.Stopping = stop
+	var ir *rollout.InterruptedError
+	if err := lifecycle.Do(ctx, &first, env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); !errors.As(err, &ir) {
+		t.Fatalf("the stopped run: %v\n%v", err, w.out.lines)
+	}
+
+	t.Chdir(dirB)
+	o = w.options()
+	o.Command, o.Resume = []string{"sentinel", "upgrade", "--resume"}, true
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{})); err != nil {
+		t.Fatalf("resume from another directory: %v\n%v", err, w.out.lines)
+	}
+	if !w.out.said("--registry-ca " + filepath.Join(dirA, "ca.pem") + " --registry-auth " + filepath.Join(dirA, "auth.json")) {
+		t.Errorf("the resume does not read the files of %s:\n%s", dirA, strings.Join(w.out.lines, "\n"))
+	}
+	if got := w.release(t); got != "3.4.2" {
+		t.Fatalf("after the resume the node is on %s", got)
+	}
+}

@@ -170,6 +170,9 @@ func Do(ctx context.Context, inv *cluster.Inventory, env Env, o Options, job *Jo
 	if err := (&Run{Options: o, Job: job}).validate(); err != nil {
 		return err
 	}
+	// Before the command is logged and journaled: a resume, from another
+	// directory maybe, reads the files this run was given.
+	o.Command = absolutePathFlags(o.Command)
 	r, done, err := open(inv, env, o, job)
 	if err != nil {
 		return err
