@@ -569,6 +569,21 @@ func TestLifecycleNamesTheSourcesOfTheChannel(t *testing.T) {
 		if strings.Contains(said, `Get "`) {
 			t.Errorf("nested HTTP client errors: %s", said)
 		}
+		// What happened at each source on a line of its own, the advice once.
+		if strings.Contains(said, "and that it is reachable") {
+			t.Errorf("advice repeated per source: %s", said)
+		}
+		if tc == fresh {
+			msg := err.Error()
+			for _, src := range []string{"first/", "second/", "upstream/"} {
+				if !strings.Contains(msg, "\n  http://127.0.0.1:9/"+src+" (") {
+					t.Errorf("no source answering: %s not on a line of its own in\n%s", src, msg)
+				}
+			}
+			if strings.Count(msg, "reachable") != 1 || !strings.HasSuffix(msg, "or give a mirror that runs with --mirror or in the cluster file's mirrors.") {
+				t.Errorf("no source answering: want the advice once, last, in\n%s", msg)
+			}
+		}
 	}
 }
 
