@@ -209,19 +209,24 @@ func (s *Source) Bases() []string {
 // PlannedAt names the mirror (http, https, file) below whose base every
 // planned artifact URL lies, as String names the one Open read: a resumed
 // run fetches from there without opening the channel again. "": the
-// upstream, or no mirror holds them all.
+// upstream, or no mirror holds them all. The longest base wins, so a
+// mirror whose base holds the upstream's is not taken for it.
 func (s *Source) PlannedAt(planned []release.Artifact) string {
 	if s.Cache != "" || len(planned) == 0 {
 		return ""
 	}
-	for _, u := range s.Mirrors {
+	at, longest := "", 0
+	for _, u := range s.candidates() {
 		b, err := channel.BaseURL(u)
-		if oci.IsRef(u) || err != nil {
+		if oci.IsRef(u) || err != nil || len(b.String()) <= longest {
 			continue
 		}
 		if !slices.ContainsFunc(planned, func(a release.Artifact) bool { return !strings.HasPrefix(a.URL, b.String()) }) {
-			return u
+			at, longest = u, len(b.String())
 		}
 	}
-	return ""
+	if at == s.Upstream {
+		return ""
+	}
+	return at
 }
