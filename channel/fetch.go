@@ -45,13 +45,20 @@ func (e *FetchError) Error() string {
 	cause := bare(e.Err)
 	var adv interface{ Advised() bool }
 	if errors.As(cause, &adv) && adv.Advised() {
-		return fmt.Sprintf("cannot read %s: %v", e.URL, cause) // it says what to do
+		return e.What() // the cause says what to do
 	}
 	origin := e.Origin
 	if origin == "" {
 		origin = "the channel URL in the cluster file"
 	}
 	return fmt.Sprintf("cannot read %s: %v (check %s and that it is reachable)", e.URL, cause, origin)
+}
+
+// What says what happened without Error's advice, for a message that
+// lists several sources and advises once (a cause that advises keeps its
+// advice: it is its own).
+func (e *FetchError) What() string {
+	return fmt.Sprintf("cannot read %s: %v", e.URL, bare(e.Err))
 }
 
 // bare strips the `Get "URL":` of HTTP clients wrapping each other: the

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -567,5 +569,140 @@ func TestLifecycleNamesTheSourcesOfTheChannel(t *testing.T) {
 		if strings.Contains(said, `Get "`) {
 			t.Errorf("nested HTTP client errors: %s", said)
 		}
+		// What happened at each source on a line of its own, the advice once.
+		if strings.Contains(said, "and that it is reachable") {
+			t.Errorf("advice repeated per source: %s", said)
+		}
+		if tc == fresh {
+			msg := err.Error()
+			for _, src := range []string{"first/", "second/", "upstream/"} {
+				if !strings.Contains(msg, "\n  http://127.0.0.1:9/"+src+" (") {
+					t.Errorf("no source answering: %s not on a line of its own in\n%s", src, msg)
+				}
+			}
+			if strings.Count(msg, "reachable") != 1 || !strings.HasSuffix(msg, "or give a mirror that runs with --mirror or in the cluster file's mirrors.") {
+				t.Errorf("no source answering: want the advice once, last, in\n%s", msg)
+			}
+		}
+	}
+}
+
+// httpMirror serves the lab's channel over loopback HTTP, as a mirror.
+func httpMirror(t *testing.T, w *world) string {
+	t.Helper()
+	srv := httptest.NewServer(http.FileServer(http.Dir(w.lab.UpstreamDir)))
+	t.Cleanup(srv.Close)
+	return srv.URL + "/"
+}
+
+// A run stopped after reading an http mirror is resumed from it: the
+// resuming line names the mirror, as the first run's plan did, not the
+// upstream.
+func TestLifecycleResumeNamesTheHTTPMirror(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	mirror := httpMirror(t, w)
+	first := *w.inv
+	first.Mirrors = []string{mirror}
+	o := w.options()
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", mirror}
+	stop := make(chan struct{})
+	close(stop)
+	env := w.env
+	env.Stopping = stop
+	var ir *rollout.InterruptedError
+	if err := lifecycle.Do(ctx, &first, env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); !errors.As(err, &ir) {
+		t.Fatalf("the stopped run: %v\n%v", err, w.out.lines)
+	}
+	w.out.lines = nil
+	o = w.options()
+	o.Command, o.Resume = []string{"sentinel", "upgrade", "--resume"}, true
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{})); err != nil {
+		t.Fatalf("resume: %v\n%v", err, w.out.lines)
+	}
+	if !w.out.said("; artifacts from "+mirror) || w.out.said("artifacts from upstream") {
+		t.Errorf("the resuming line does not name the mirror %s:\n%s", mirror, strings.Join(w.out.lines, "\n"))
+	}
+}
+
+// The window's command a staging run ends with repeats every source flag
+// staging was given: --mirror and the registry settings.
+func TestLifecycleStageHintRepeatsTheSourceFlags(t *testing.T) {
+	ctx := context.Background()
+	w := newWorld(t)
+	mirror := httpMirror(t, w)
+	ca, auth := filepath.Join(t.TempDir(), "ca.pem"), filepath.Join(t.TempDir(), "auth.json")
+	inv := *w.inv // as the command line makes it
+	inv.Mirrors, inv.RegistryCA, inv.RegistryAuth = []string{mirror}, ca, auth
+	o := w.options()
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--stage", "--mirror", mirror, "--registry-ca", ca, "--registry-auth=" + auth}
+	if err := lifecycle.Do(ctx, &inv, w.env, o, lifecycle.Stage(lifecycle.UpgradeOptions{Target: "3.4.2"}, 8)); err != nil {
+		t.Fatalf("staging: %v\n%v", err, w.out.lines)
+	}
+	want := "`sentinel upgrade 3.4.2 --mirror " + mirror + " --registry-ca " + ca + " --registry-auth " + auth + "`"
+	if !w.out.said(want) {
+		t.Errorf("the window's command: want %s in\n%s", want, strings.Join(w.out.lines, "\n"))
+	}
+}
+
+// A run started with relative --registry-ca and --registry-auth in one
+// directory is resumed from another: the resume reads the files the run
+// was given, not the same names in its own directory.
+func TestLifecycleResumeElsewhereReadsTheRegistryFilesGiven(t *testing.T) {
+	if err := fixtures.CheckRegistry(); err != nil {
+		t.Skip(err)
+	}
+	ctx := context.Background()
+	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(regs.Close)
+	w := newWorld(t)
+	mirror := "oci://" + regs.Basic.Addr + "/sentinel/lab"
+	ref, _ := oci.ParseRef(mirror)
+	acc, err := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile}.ForHost(ctx, ref.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.Push(ctx, w.lab.UpstreamDir, ref, acc); err != nil {
+		t.Fatal(err)
+	}
+	dirA, dirB := t.TempDir(), t.TempDir()
+	for from, to := range map[string]string{regs.CAFile: "ca.pem", regs.AuthFile: "auth.json"} {
+		data, err := os.ReadFile(from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dirA, to), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Chdir(dirA)
+	first := *w.inv // as the command line makes it
+	first.Mirrors, first.RegistryCA, first.RegistryAuth = []string{mirror}, filepath.Join(dirA, "ca.pem"), filepath.Join(dirA, "auth.json")
+	o := w.options()
+	o.Command = []string{"sentinel", "upgrade", "3.4.2", "--mirror", mirror, "--registry-ca", "ca.pem", "--registry-auth=auth.json"}
+	stop := make(chan struct{})
+	close(stop)
+	env := w.env
+	env.Stopping = stop
+	var ir *rollout.InterruptedError
+	if err := lifecycle.Do(ctx, &first, env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{Target: "3.4.2"})); !errors.As(err, &ir) {
+		t.Fatalf("the stopped run: %v\n%v", err, w.out.lines)
+	}
+
+	t.Chdir(dirB)
+	o = w.options()
+	o.Command, o.Resume = []string{"sentinel", "upgrade", "--resume"}, true
+	if err := lifecycle.Do(ctx, w.inv, w.env, o, lifecycle.Upgrade(lifecycle.UpgradeOptions{})); err != nil {
+		t.Fatalf("resume from another directory: %v\n%v", err, w.out.lines)
+	}
+	if !w.out.said("--registry-ca " + filepath.Join(dirA, "ca.pem") + " --registry-auth " + filepath.Join(dirA, "auth.json")) {
+		t.Errorf("the resume does not read the files of %s:\n%s", dirA, strings.Join(w.out.lines, "\n"))
+	}
+	if got := w.release(t); got != "3.4.2" {
+		t.Fatalf("after the resume the node is on %s", got)
 	}
 }

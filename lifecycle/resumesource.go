@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/sentinel-paas/sentinel/cluster"
@@ -33,10 +34,7 @@ func (r *Run) resumeSources() error {
 		if len(v) == 0 || len(flagValues(r.Command, f.name)) > 0 {
 			continue
 		}
-		p := v[len(v)-1]
-		if a, err := filepath.Abs(p); err == nil {
-			p = a
-		}
+		p := absPath(v[len(v)-1]) // a run journaled before its paths were made absolute
 		*f.set = p
 		said = append(said, "--"+f.name+" "+p)
 	}
@@ -44,6 +42,56 @@ func (r *Run) resumeSources() error {
 		r.Printer.Notef("sentinel: run %s was started with %s: the resume reads the same (give them again to read others)", last.ID, strings.Join(said, " "))
 	}
 	return nil
+}
+
+// sourceFlags are the run's sources given on the command line (or on the
+// first command, for a resume): --mirror, --registry-ca, --registry-auth,
+// as a command it prints spells them.
+func (r *Run) sourceFlags() []string {
+	var out []string
+	if r.Source.MirrorsFrom != "" {
+		for _, m := range r.Source.Mirrors {
+			out = append(out, "--mirror", m)
+		}
+	}
+	for _, f := range []struct{ name, value string }{{"registry-ca", r.Source.Registry.CAFile}, {"registry-auth", r.Source.Registry.AuthFile}} {
+		given := len(flagValues(r.Command, f.name)) > 0 || r.Resume && r.Last != nil && len(flagValues(r.Last.Command, f.name)) > 0
+		if f.value != "" && given {
+			out = append(out, "--"+f.name, f.value)
+		}
+	}
+	return out
+}
+
+// pathFlags are the run's flags that name a file a resume reads again
+// from the journaled command.
+var pathFlags = []string{"registry-ca", "registry-auth"}
+
+// absolutePathFlags is argv with the values of pathFlags made absolute
+// against the working directory.
+func absolutePathFlags(argv []string) []string {
+	out := slices.Clone(argv)
+	for i := 1; i < len(out); i++ {
+		a := out[i]
+		if a == "--" {
+			break
+		}
+		for _, name := range pathFlags {
+			if v, ok := strings.CutPrefix(a, "--"+name+"="); ok {
+				out[i] = "--" + name + "=" + absPath(v)
+			} else if a == "--"+name && i+1 < len(out) {
+				out[i+1] = absPath(out[i+1])
+			}
+		}
+	}
+	return out
+}
+
+func absPath(p string) string {
+	if a, err := filepath.Abs(p); err == nil && p != "" {
+		return a
+	}
+	return p
 }
 
 // flagValues are the values of --name in argv, as `--name V` or

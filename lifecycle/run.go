@@ -170,6 +170,9 @@ func Do(ctx context.Context, inv *cluster.Inventory, env Env, o Options, job *Jo
 	if err := (&Run{Options: o, Job: job}).validate(); err != nil {
 		return err
 	}
+	// Before the command is logged and journaled: a resume, from another
+	// directory maybe, reads the files this run was given.
+	o.Command = absolutePathFlags(o.Command)
 	r, done, err := open(inv, env, o, job)
 	if err != nil {
 		return err
@@ -587,6 +590,9 @@ func (r *Run) executor() *rollout.Executor {
 		// A source that stops in the middle of the run: the nodes go on
 		// from the next in order.
 		exec.Source.Next, exec.Source.Bases = r.Source.Fallbacks(), r.Source.Bases()
+		if exec.Source.Registry == nil {
+			exec.Source.At = r.Source.PlannedAt(r.Journaled.Plan.Artifacts())
+		}
 	}
 	return exec
 }

@@ -35,8 +35,8 @@ func Stage(u UpgradeOptions, parallel int) *Job {
 	}
 	job.Started = func(r *Run) {
 		if !r.Printer.JSON() {
-			r.Printer.Textf("Run %s: staging %s (%s -> %s) on %d nodes, %d at once\n", r.ID, preflight.FormatBytes(r.Plan.StagedBytes()),
-				r.Plan.From, r.Plan.To, len(r.Plan.WorkingNodes()), r.Plan.MaxInFlight)
+			r.Printer.Textf("Run %s: staging %s (%s -> %s) on %d nodes, %s\n", r.ID, preflight.FormatBytes(r.Plan.StagedBytes()),
+				r.Plan.From, r.Plan.To, len(r.Plan.WorkingNodes()), r.Plan.StageAtOnce())
 		}
 	}
 	job.Summary = func(p *rollout.Plan) string { return "stage " + p.From + " -> " + p.To }
@@ -53,7 +53,8 @@ func stagedMessage(r *Run) string {
 // windowCommand is the upgrade that follows a staging: from the cache
 // node if staging read it (named unless the cluster file's cache section
 // does), else not from the cluster file's cache node, which may not hold
-// the release.
+// the release; with the mirrors and registry settings staging was given
+// on its command line, so the window reads the same sources.
 func windowCommand(r *Run) []string {
 	cmd := []string{"sentinel", "upgrade", r.Plan.To}
 	hasCache := r.Inventory.Cache != nil
@@ -63,5 +64,5 @@ func windowCommand(r *Run) []string {
 	case r.Plan.CacheURL == "" && hasCache:
 		cmd = append(cmd, "--no-cache")
 	}
-	return cmd
+	return append(cmd, r.sourceFlags()...)
 }

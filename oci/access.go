@@ -31,6 +31,29 @@ type Access struct {
 	Token string `json:"token,omitempty"`
 	// PlainHTTP: the registry speaks HTTP (only for a loopback lab).
 	PlainHTTP bool `json:"plain_http,omitempty"`
+	// From: where the operator gives the CA and credentials, for advice.
+	From SettingsFrom `json:"-"`
+}
+
+// SettingsFrom says where the operator gives registry settings, so that
+// advice names what the command reads and nothing else.
+type SettingsFrom int
+
+const (
+	// FlagsOrClusterFile: a run, whose flags replace the cluster file's.
+	FlagsOrClusterFile SettingsFrom = iota
+	// FlagsOnly: a command that reads no cluster file (channel push, copy,
+	// verify).
+	FlagsOnly
+)
+
+// name is how advice names a setting: flag (a flag, maybe with its
+// argument), and for a run the cluster file's key as well.
+func (f SettingsFrom) name(flag, key string) string {
+	if f == FlagsOnly {
+		return flag
+	}
+	return flag + ", or " + key + " in the cluster file"
 }
 
 // Settings are the operator's registry settings (cluster file or flags).
@@ -40,24 +63,28 @@ type Settings struct {
 	// AuthFile: a Docker config.json ({"auths": {"HOST:PORT": {"auth":
 	// base64(user:password)}}}) with each registry's credentials.
 	AuthFile string
+	// From: where they were given (the zero value: a run's flags or
+	// cluster file).
+	From SettingsFrom
 }
 
 // ForHost gives the access to the registry at host (HOST[:PORT]).
 func (s Settings) ForHost(ctx context.Context, host string) (Access, error) {
-	var a Access
+	a := Access{From: s.From}
+	ca, auth := s.From.name("--registry-ca", "registry_ca"), s.From.name("--registry-auth", "registry_auth")
 	if s.CAFile != "" {
 		pem, err := os.ReadFile(s.CAFile)
 		if err != nil {
-			return a, &SettingsError{Msg: fmt.Sprintf("the registry CA file (--registry-ca, or registry_ca in the cluster file): %v", err)}
+			return a, &SettingsError{Msg: fmt.Sprintf("the registry CA file (%s): %v", ca, err)}
 		}
 		if !x509.NewCertPool().AppendCertsFromPEM(pem) {
-			return a, &SettingsError{Msg: fmt.Sprintf("the registry CA file %s (--registry-ca, or registry_ca in the cluster file) holds no PEM certificate", s.CAFile)}
+			return a, &SettingsError{Msg: fmt.Sprintf("the registry CA file %s (%s) holds no PEM certificate", s.CAFile, ca)}
 		}
 		a.CAPEM = string(pem)
 	}
 	if s.AuthFile != "" {
 		if _, err := os.Stat(s.AuthFile); err != nil {
-			return a, &SettingsError{Msg: fmt.Sprintf("the registry auth file (--registry-auth, or registry_auth in the cluster file): %v", err)}
+			return a, &SettingsError{Msg: fmt.Sprintf("the registry auth file (%s): %v", auth, err)}
 		}
 		store, err := credentials.NewFileStore(s.AuthFile)
 		if err != nil {

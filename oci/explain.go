@@ -48,30 +48,39 @@ func explain(err error, ref Ref, a Access) error {
 	switch {
 	case errors.As(err, &ua):
 		e.What = "presents a certificate not signed by a CA sentinel trusts (" + ua.Error() + ")"
-		e.Do = "give the CA that signed it with --registry-ca FILE (registry_ca in the cluster file)"
+		e.Do = "give the CA that signed it with " + a.From.name("--registry-ca FILE", "registry_ca")
 		if a.CAPEM != "" {
-			e.Do = "the CA given with --registry-ca (registry_ca in the cluster file) did not sign it: give the one that did"
+			e.Do = "the CA given with --registry-ca" + orClusterFile(a.From, "registry_ca") + " did not sign it: give the one that did"
 		}
 	case errors.As(err, &hn):
 		e.What = "presents a certificate for another name (" + hn.Error() + ")"
 		e.Do = "reach it by a name or address its certificate names, or have its certificate reissued"
 	case strings.Contains(err.Error(), "server gave HTTP response to HTTPS client"):
 		e.What = "answers plain HTTP"
-		e.Do = "sentinel reaches registries over HTTPS only: serve it with TLS (and give its CA with --registry-ca FILE, or registry_ca in the cluster file)"
+		e.Do = "sentinel reaches registries over HTTPS only: serve it with TLS (and give its CA with " + a.From.name("--registry-ca FILE", "registry_ca") + ")"
 	case errors.Is(err, auth.ErrBasicCredentialNotFound), errors.As(err, &er) && er.StatusCode == http.StatusUnauthorized:
 		e.What = "asks for credentials (HTTP 401 unauthorized)"
-		e.Do = "give them with --registry-auth FILE (registry_auth in the cluster file): a Docker config.json with an entry for " + ref.Host
+		e.Do = "give them with " + a.From.name("--registry-auth FILE", "registry_auth") + ": a Docker config.json with an entry for " + ref.Host
 		if a.Username != "" || a.Token != "" {
 			e.What = "refused the credentials given for it (HTTP 401 unauthorized)"
-			e.Do = "check the entry for " + ref.Host + " in the --registry-auth file (registry_auth in the cluster file)"
+			e.Do = "check the entry for " + ref.Host + " in the file given with --registry-auth" + orClusterFile(a.From, "registry_auth")
 		}
 	case errors.As(err, &er) && er.StatusCode == http.StatusForbidden:
 		e.What = "denied access to " + ref.Repo + " (HTTP 403 forbidden)"
-		e.Do = "the credentials for " + ref.Host + " in the --registry-auth file (registry_auth in the cluster file) lack the rights this needs on " + ref.Repo + " (push, or pull): grant them in the registry"
+		e.Do = "the credentials for " + ref.Host + " in the file given with --registry-auth" + orClusterFile(a.From, "registry_auth") + " lack the rights this needs on " + ref.Repo + " (push, or pull): grant them in the registry"
 	default:
 		return bare(err)
 	}
 	return e
+}
+
+// orClusterFile names the cluster file's key after a flag, mid-sentence,
+// where the command reads a cluster file.
+func orClusterFile(f SettingsFrom, key string) string {
+	if f == FlagsOnly {
+		return ""
+	}
+	return " (or " + key + " in the cluster file)"
 }
 
 // bare strips the nested `Get "URL":` of HTTP clients wrapping each other.

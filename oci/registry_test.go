@@ -352,3 +352,44 @@ func TestRegistryErrorsSayWhatToDo(t *testing.T) {
 		}
 	}
 }
+
+// TestRegistryAdviceNamesTheSettingsTheCommandReads: a channel command
+// reads no cluster file, so its advice names its flags only; a run's names
+// the flags and the cluster file's keys.
+func TestRegistryAdviceNamesTheSettingsTheCommandReads(t *testing.T) {
+	ctx := context.Background()
+	regs := startRegistries(t)
+	repoDir, _, _ := publishedChannel(t)
+	dst := ref(t, "oci://"+regs.Basic.Addr+"/sentinel/advice")
+	for _, tc := range []struct {
+		from       oci.SettingsFrom
+		want, dont []string
+	}{
+		{oci.FlagsOnly, []string{"give them with --registry-auth FILE: a Docker config.json", "check the entry for " + regs.Basic.Addr + " in the file given with --registry-auth"}, []string{"cluster file"}},
+		{oci.FlagsOrClusterFile, []string{"give them with --registry-auth FILE, or registry_auth in the cluster file:", "--registry-auth (or registry_auth in the cluster file)"}, nil},
+	} {
+		good, err := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile, From: tc.from}.ForHost(ctx, regs.Basic.Addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		noCreds, badCreds := good, good
+		noCreds.Username, noCreds.Password = "", ""
+		badCreds.Password = "wrong"
+		for i, a := range []oci.Access{noCreds, badCreds} {
+			_, err := oci.Push(ctx, repoDir, dst, a)
+			msg := fmt.Sprint(err)
+			if !strings.Contains(msg, tc.want[i]) {
+				t.Errorf("settings from %d: %s\nwant %q", tc.from, msg, tc.want[i])
+			}
+			for _, d := range tc.dont {
+				if strings.Contains(msg, d) {
+					t.Errorf("settings from %d: %s\nnames %q, which the command does not read", tc.from, msg, d)
+				}
+			}
+		}
+	}
+	_, err := oci.Settings{CAFile: filepath.Join(t.TempDir(), "missing-ca.pem"), From: oci.FlagsOnly}.ForHost(ctx, regs.Basic.Addr)
+	if msg := fmt.Sprint(err); !strings.Contains(msg, "(--registry-ca)") || strings.Contains(msg, "cluster file") {
+		t.Errorf("a missing --registry-ca of a channel command: %s", msg)
+	}
+}

@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"fmt"
+
 	"github.com/sentinel-paas/sentinel/steps"
 )
 
@@ -50,4 +52,14 @@ func (p *Plan) StagedBytes() (total int64) {
 		}
 	}
 	return total
+}
+
+// StageAtOnce says how many nodes a staging plan fetches on at once: the
+// bound, or the nodes with something to fetch when fewer, with the bound.
+func (p *Plan) StageAtOnce() string {
+	n := min(p.MaxInFlight, len(p.WorkingNodes()))
+	if n < p.MaxInFlight {
+		return fmt.Sprintf("%d at once (bound %d)", n, p.MaxInFlight)
+	}
+	return fmt.Sprintf("%d at once", n)
 }

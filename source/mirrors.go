@@ -118,7 +118,7 @@ type UnavailableError struct {
 }
 
 func (e *UnavailableError) Error() string {
-	return fmt.Sprintf("no source of the channel answers: %s (start one of them, or give a mirror that runs with --mirror or in the cluster file's mirrors)", strings.Join(e.Tried, "; "))
+	return fmt.Sprintf("no source of the channel answers:\n  %s\nCheck that each runs and is reachable from here (and the proxy, where one is named): start one of them, or give a mirror that runs with --mirror or in the cluster file's mirrors.", strings.Join(e.Tried, "\n  "))
 }
 func (e *UnavailableError) Unwrap() error { return e.Last }
 
@@ -135,13 +135,14 @@ func (s *Source) origin(u string) string {
 	return "the mirrors in the cluster file"
 }
 
-// tried is one source that did not answer, as the messages list it.
-func (s *Source) tried(u string, err error) string {
+// tried is one source that did not answer, as the messages list it: u,
+// where it was given, and what (err said for people).
+func (s *Source) tried(u string, err error, what string) string {
 	var op *net.OpError
 	if errors.As(err, &op) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Sprintf("%s (%s) did not answer: %v", u, s.origin(u), err)
+		return fmt.Sprintf("%s (%s) did not answer: %s", u, s.origin(u), what)
 	}
-	return fmt.Sprintf("%s (%s): %v", u, s.origin(u), err)
+	return fmt.Sprintf("%s (%s): %s", u, s.origin(u), what)
 }
 
 // refusedAt names the source that served what was refused, and where it
@@ -203,4 +204,29 @@ func (s *Source) Bases() []string {
 		}
 	}
 	return out
+}
+
+// PlannedAt names the mirror (http, https, file) below whose base every
+// planned artifact URL lies, as String names the one Open read: a resumed
+// run fetches from there without opening the channel again. "": the
+// upstream, or no mirror holds them all. The longest base wins, so a
+// mirror whose base holds the upstream's is not taken for it.
+func (s *Source) PlannedAt(planned []release.Artifact) string {
+	if s.Cache != "" || len(planned) == 0 {
+		return ""
+	}
+	at, longest := "", 0
+	for _, u := range s.candidates() {
+		b, err := channel.BaseURL(u)
+		if oci.IsRef(u) || err != nil || len(b.String()) <= longest {
+			continue
+		}
+		if !slices.ContainsFunc(planned, func(a release.Artifact) bool { return !strings.HasPrefix(a.URL, b.String()) }) {
+			at, longest = u, len(b.String())
+		}
+	}
+	if at == s.Upstream {
+		return ""
+	}
+	return at
 }

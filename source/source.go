@@ -132,7 +132,7 @@ func (s *Source) Open(ctx context.Context) (*release.Channel, *channel.Client, e
 			return nil, nil, &ConfigError{Msg: fmt.Sprintf("cache: %v", err)}
 		}
 	}
-	var passed []string
+	var passed, failed []string // with advice each, and without
 	var last error
 	for _, u := range s.candidates() {
 		ch, c, rem, err := s.openAt(ctx, u)
@@ -146,18 +146,32 @@ func (s *Source) Open(ctx context.Context) (*release.Channel, *channel.Client, e
 		if !unavailable(err) {
 			return nil, nil, s.refusedAt(u, s.Explain(err))
 		}
-		passed = append(passed, s.tried(u, s.Explain(err)))
+		passed = append(passed, s.tried(u, err, s.Explain(err).Error()))
+		failed = append(failed, s.tried(u, err, s.what(err)))
 		last = err
 	}
 	// No source answers: the channel as a run verified it earlier
 	// (staging), kept in the trusted state (kept.go).
-	if ch, c, ok := s.openKept(last, passed); ok {
+	if ch, c, ok := s.openKept(last, failed); ok {
 		return ch, c, nil
 	}
 	if len(passed) == 1 {
 		return nil, nil, s.Explain(last)
 	}
-	return nil, nil, &UnavailableError{Tried: passed, Last: s.Explain(last)}
+	return nil, nil, &UnavailableError{Tried: failed, Last: s.Explain(last)}
+}
+
+// what says what happened at a source that did not answer, without the
+// advice of its error, which UnavailableError gives once for them all.
+func (s Source) what(err error) string {
+	var fe *channel.FetchError
+	if !errors.As(err, &fe) {
+		return err.Error()
+	}
+	if p := release.ProxyFor(fe.URL); p != "" && s.Cache == "" {
+		return fe.What() + " (through the proxy " + p + ")"
+	}
+	return fe.What()
 }
 
 // Explain turns what the cache daemon refused into what to do there: a
@@ -332,6 +346,9 @@ type Fetch struct {
 	// a resumed run computes them again.
 	Next  []Alt    `json:"-"`
 	Bases []string `json:"-"`
+	// At names the http(s) or file mirror the planned artifact URLs lie
+	// below ("": the upstream), for messages (Source.PlannedAt).
+	At string `json:"-"`
 }
 
 // AltURL is one fallback of an artifact: its URL there, and the registry
@@ -388,6 +405,8 @@ func (f Fetch) String() string {
 		return f.CacheURL
 	case f.Registry != nil:
 		return f.Registry.Ref.String()
+	case f.At != "":
+		return f.At
 	}
 	return "upstream"
 }

@@ -75,3 +75,27 @@ func TestExplainCacheMiss(t *testing.T) {
 		t.Error("a miss at the upstream blamed the cache node")
 	}
 }
+
+// A resumed run names where its planned artifact URLs lie: the mirror
+// whose base holds them, not a mirror whose base merely holds the
+// upstream's; the upstream as "".
+func TestPlannedAt(t *testing.T) {
+	s := &Source{Upstream: "http://10.0.0.1/channel/", Mirrors: []string{"http://10.0.0.1/", "https://10.0.0.5/mirror/"}}
+	for _, tc := range []struct {
+		urls []string
+		want string
+	}{
+		{[]string{"https://10.0.0.5/mirror/targets/a", "https://10.0.0.5/mirror/targets/b"}, "https://10.0.0.5/mirror/"},
+		{[]string{"http://10.0.0.1/channel/targets/a"}, ""},
+		{[]string{"http://10.0.0.1/other/targets/a"}, "http://10.0.0.1/"},
+		{[]string{"https://10.0.0.5/mirror/targets/a", "http://10.0.0.9/targets/b"}, ""},
+	} {
+		var arts []release.Artifact
+		for _, u := range tc.urls {
+			arts = append(arts, release.Artifact{URL: u})
+		}
+		if got := s.PlannedAt(arts); got != tc.want {
+			t.Errorf("%v: %q, want %q", tc.urls, got, tc.want)
+		}
+	}
+}

@@ -97,6 +97,12 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 		return err
 	}
 	o.Say("ok index.json: %d releases\n", len(ch.Index.Releases))
+	for _, v := range o.Releases {
+		if _, ok := ch.Index.Entry(v); !ok {
+			// The operator's input, not the channel, is wrong: no verdict.
+			return &release.UnknownReleaseError{Version: v, Offered: ch.Index.Versions()}
+		}
+	}
 	arts, err := o.documents(ctx, ch)
 	if err != nil {
 		err = channel.Named(err, verifyArg)
@@ -121,11 +127,6 @@ func (o ChannelCheck) Run(ctx context.Context, arg string) error {
 // catalogs) and the builds document, and returns the artifacts to check:
 // those they list, of o.Releases only when it names any.
 func (o ChannelCheck) documents(ctx context.Context, ch *release.Channel) ([]release.Artifact, error) {
-	for _, v := range o.Releases {
-		if _, ok := ch.Index.Entry(v); !ok {
-			return nil, &release.UnknownReleaseError{Version: v, Offered: ch.Index.Versions()}
-		}
-	}
 	var arts []release.Artifact
 	for _, r := range ch.Index.Releases {
 		m, err := ch.Manifest(ctx, r.Version)

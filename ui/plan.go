@@ -207,8 +207,8 @@ func PrintStagePlan(w io.Writer, format string, plan *rollout.Plan) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(plan)
 	}
-	fmt.Fprintf(w, "Plan: staging of %s (%s -> %s): %s on %d nodes, %d at once, into each node's cache; nothing else changes (artifacts from %s)\n",
-		plan.To, plan.From, plan.To, preflight.FormatBytes(plan.StagedBytes()), len(plan.WorkingNodes()), plan.MaxInFlight, plan.Source)
+	fmt.Fprintf(w, "Plan: staging of %s (%s -> %s): %s on %d nodes, %s, into each node's cache; nothing else changes (artifacts from %s)\n",
+		plan.To, plan.From, plan.To, preflight.FormatBytes(plan.StagedBytes()), len(plan.WorkingNodes()), plan.StageAtOnce(), plan.Source)
 	for _, np := range plan.Nodes {
 		fmt.Fprintf(w, "\nnode %s [%s] on %s\n", np.Node, strings.Join(np.Roles, ","), np.From)
 		if np.Skip != "" {

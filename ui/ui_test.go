@@ -158,3 +158,28 @@ func TestConfirmWithoutTerminal(t *testing.T) {
 		t.Fatalf("%v, printed %q", err, out.String())
 	}
 }
+
+// The staging plan says how many nodes fetch at once as it will be: the
+// bound, or fewer when fewer nodes have something to fetch.
+func TestStagePlanSaysTheNodesAtOnce(t *testing.T) {
+	up := &rollout.Plan{From: "3.4.1", To: "3.4.2", Source: "upstream"}
+	for i, fetches := range []bool{true, true, true, false} {
+		np := rollout.NodePlan{Node: string(rune('a' + i)), Roles: []string{"dea"}}
+		if fetches {
+			np.Steps = []rollout.Step{{ID: "3.4.2/nats/fetch", Op: steps.OpFetch}}
+		}
+		up.Nodes = append(up.Nodes, np)
+	}
+	for _, tc := range []struct {
+		bound int
+		want  string
+	}{{8, "on 3 nodes, 3 at once (bound 8),"}, {2, "on 3 nodes, 2 at once,"}, {3, "on 3 nodes, 3 at once,"}} {
+		var out bytes.Buffer
+		if err := PrintStagePlan(&out, Text, rollout.StagePlan(up, tc.bound)); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), tc.want) {
+			t.Errorf("--stage-parallel %d: want %q in\n%s", tc.bound, tc.want, out.String())
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/publish"
 	"github.com/sentinel-paas/sentinel/source"
 )
@@ -348,6 +349,7 @@ refuses older metadata (a rollback).`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.Say = func(format string, args ...any) { fmt.Fprintf(cmd.OutOrStdout(), format, args...) }
 			o.Warn = func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format, args...) }
+			o.Registry.From = oci.FlagsOnly // no cluster file: advice names the flags
 			return o.Run(cmd.Context(), args[0])
 		},
 	}

@@ -20,13 +20,19 @@ func (f *registryFlags) add(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.ca, "registry-ca", "", "the CA (PEM) the registries' certificates are checked against (default: the system's roots)")
 }
 
+// settings are the flags' registry settings: a channel command reads no
+// cluster file, so its advice names the flags only.
+func (f *registryFlags) settings() oci.Settings {
+	return oci.Settings{CAFile: f.ca, AuthFile: f.auth, From: oci.FlagsOnly}
+}
+
 // access reads the settings for the registry of ref (bad input: exit 2).
 func (f *registryFlags) access(cmd *cobra.Command, raw string) (oci.Ref, oci.Access, error) {
 	ref, err := oci.ParseRef(raw)
 	if err != nil {
 		return ref, oci.Access{}, err
 	}
-	a, err := oci.Settings{CAFile: f.ca, AuthFile: f.auth}.ForHost(cmd.Context(), ref.Host)
+	a, err := f.settings().ForHost(cmd.Context(), ref.Host)
 	return ref, a, err
 }
 
@@ -107,7 +113,7 @@ is refused as with --root, exit 2, nothing copied.`,
 					return err
 				}
 			}
-			o.Registry = oci.Settings{CAFile: rf.ca, AuthFile: rf.auth}
+			o.Registry = rf.settings()
 			o.Say = func(format string, args ...any) { fmt.Fprintf(cmd.OutOrStdout(), format, args...) }
 			c, err := o.Run(cmd.Context(), args[0], dst)
 			if err != nil {
