@@ -604,10 +604,33 @@ func (r *Run) reopenRegistry(ctx context.Context) error {
 	if r.Source.FromCache() || r.offline || r.Journaled.Plan.CacheURL != "" && !r.NoCache {
 		return nil
 	}
+	if r.Journaled.Plan.CacheURL != "" {
+		return r.leaveCache(ctx)
+	}
 	for _, a := range r.Journaled.Plan.Artifacts() {
 		if oci.IsRef(a.URL) {
 			_, err := r.Channel(ctx)
 			return err
+		}
+	}
+	return nil
+}
+
+// leaveCache: a resume given --no-cache of a run planned at a cache
+// daemon reads the channel at its own sources again (the mirrors, then the
+// upstream: the first that answers), and its nodes take the artifacts left
+// to fetch from there: they were planned below the daemon's copy of the
+// channel. The journal keeps the plan as it was.
+func (r *Run) leaveCache(ctx context.Context) error {
+	if _, err := r.Channel(ctx); err != nil {
+		return err
+	}
+	plan := r.Journaled.Plan
+	for i := range plan.Nodes {
+		for j := range plan.Nodes[i].Steps {
+			if s := &plan.Nodes[i].Steps[j]; s.Op == steps.OpFetch {
+				s.Request.Artifact.URL = r.Source.FromCacheCopy(s.Request.Artifact.URL, plan.CacheURL)
+			}
 		}
 	}
 	return nil

@@ -106,6 +106,9 @@ type StepFailedError struct {
 	// again where they were (there is no release to roll back to).
 	Recovered bool
 	Unretired bool // and its DEA took instances again
+	// FromCache: the failed step fetched from this cache daemon, which a
+	// resume may leave for the upstream (--no-cache).
+	FromCache string
 }
 
 func (e *StepFailedError) Error() string {
@@ -116,6 +119,8 @@ func (e *StepFailedError) Error() string {
 		to = " to " + e.RolledTo
 	}
 	switch {
+	case e.Resumable && e.FromCache != "":
+		msg += fmt.Sprintf("; fix the cause (is the cache node %s up?), then run `%s` to retry it, or `%s --no-cache` to take what is left to fetch from the upstream", e.FromCache, e.Advice.resume(), e.Advice.resume())
 	case e.Resumable:
 		msg += fmt.Sprintf("; fix the cause, then run `%s` to retry it", e.Advice.resume())
 	case e.Recovered && e.RollbackErr == "":
@@ -548,7 +553,11 @@ func (x *Executor) node(ctx context.Context, run *Run, np NodePlan) error {
 			return x.failed(ctx, run, np, s, msg, output)
 		}
 		// Nothing is half-replaced: the run stays open and --resume retries.
-		return &StepFailedError{Node: np.Node, Step: s.ID, Component: s.Component, Err: msg, Output: output, Resumable: true}
+		fe := &StepFailedError{Node: np.Node, Step: s.ID, Component: s.Component, Err: msg, Output: output, Resumable: true}
+		if s.Op == steps.OpFetch {
+			fe.FromCache = x.Source.CacheURL
+		}
+		return fe
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/channel"
 	"github.com/sentinel-paas/sentinel/oci"
 	"github.com/sentinel-paas/sentinel/release"
@@ -229,4 +230,27 @@ func (s *Source) PlannedAt(planned []release.Artifact) string {
 		return ""
 	}
 	return at
+}
+
+// FromCacheCopy is the URL of an artifact planned below the cache daemon
+// cacheURL's copy of the channel, below the source Open read instead (an
+// http(s) or file mirror, or the upstream), for a resume that leaves the
+// cache daemon (--no-cache). Unchanged when planned elsewhere, or when
+// Open read a registry: its nodes fetch by digest.
+func (s *Source) FromCacheCopy(planned, cacheURL string) string {
+	if s.read == nil || s.read.remote != nil {
+		return planned
+	}
+	from, err := channel.BaseURL(cache.ChannelURL(cacheURL))
+	if err != nil {
+		return planned
+	}
+	to, err := channel.BaseURL(s.read.url)
+	if err != nil {
+		return planned
+	}
+	if rel, ok := strings.CutPrefix(planned, from.String()); ok {
+		return to.String() + rel
+	}
+	return planned
 }

@@ -233,3 +233,31 @@ func TestResumeSwitchesToCache(t *testing.T) {
 		t.Errorf("the upstream saw %d requests during the resume from the cache", n)
 	}
 }
+
+// A run begun from the cache node can finish from the upstream once the
+// cache node is gone: a resume that would go on from the dead cache node
+// says what to give, and --resume --no-cache takes what is left to fetch
+// from the upstream.
+func TestResumeLeavesADeadCacheNode(t *testing.T) {
+	longScenario(t)
+	ref := newLab(t, 1, "3.4.1")
+	ref.mustSucceed("upgrade", "3.4.2", "--yes")
+	want := nodeState(t, ref.core().Root)
+
+	lab := newLab(t, 1, "3.4.1")
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	lab.crashAt(9, "upgrade", "3.4.2", "--yes") // the cluster file's cache node: four artifacts from it
+	lab.stopCache()
+	r := lab.sentinel(nil, "upgrade", "--resume")
+	if r.code == 0 || !strings.Contains(r.stderr, lab.cacheIP) || !strings.Contains(r.stderr, "--no-cache") {
+		t.Fatalf("resume with its cache node gone: exit %d, want an error naming %s and --no-cache\n%s\n%s", r.code, lab.cacheIP, r.stdout, r.stderr)
+	}
+	r = lab.sentinel(nil, "upgrade", "--resume", "--no-cache")
+	if r.code != 0 || strings.Contains(r.stderr, lab.cacheIP) {
+		t.Fatalf("resume --no-cache: exit %d, want 0 and no word of the cache node %s\n%s\n%s", r.code, lab.cacheIP, r.stdout, r.stderr)
+	}
+	if got := nodeState(t, lab.core().Root); !reflect.DeepEqual(got, want) {
+		t.Errorf("after finishing from the upstream:\n got %v\nwant %v", got, want)
+	}
+}
