@@ -47,6 +47,10 @@ const (
 //	    per node, as many at once, with no orchestrator, journal or agent:
 //	    what verifying and keeping the bytes costs on this machine, where
 //	    every node's disk and CPU are the daemon's too;
+//	(f) the same transfers by hand with the usual tools: per artifact,
+//	    `curl -o` into a directory per node, `sha256sum` and `sync` of the
+//	    file, as many at once: what an operator's script of curl costs
+//	    for the same keeping and verifying (left out without curl);
 //	(b) the window, `sentinel upgrade 3.4.2 --yes`, after that staging;
 //	(c) the same window on a second lab whose node caches were filled by
 //	    copying each verified artifact to where the node cache keeps it
@@ -96,6 +100,11 @@ func BenchmarkStageThenWindow(b *testing.B) {
 	b.ReportMetric(m.fetches.wall/n, "s/verified-fetches-same-bytes")
 	b.ReportMetric(m.fetches.cpu/n, "cpu-s/verified-fetches")
 	b.ReportMetric(m.stage.wall/m.fetches.wall, "x-stage/verified-fetches")
+	if m.curl.wall > 0 {
+		b.ReportMetric(m.curl.wall/n, "s/curl-sha256sum-sync")
+		b.ReportMetric(m.curl.cpu/n, "cpu-s/curl-sha256sum-sync")
+		b.ReportMetric(m.stage.wall/m.curl.wall, "x-stage/curl-sha256sum-sync")
+	}
 	if sh := m.shaped; sh.mbit > 0 {
 		b.ReportMetric(sh.gets.wall/n, "s/plain-GETs-behind-link")
 		b.ReportMetric(sh.stage.wall/n, "s/stage-behind-link")
@@ -114,9 +123,9 @@ func (p *part) add(o part) { p.wall += o.wall; p.cpu += o.cpu }
 
 // stageBenchFigures are one run's measures (summed over runs).
 type stageBenchFigures struct {
-	stagedMiB                                        float64
-	stage, gets, fetches, windowStaged, windowPlaced part
-	shaped                                           shapedFigures
+	stagedMiB                                              float64
+	stage, gets, fetches, curl, windowStaged, windowPlaced part
+	shaped                                                 shapedFigures
 }
 
 // shapedFigures are the GETs and staging with the daemon behind a link of
@@ -131,6 +140,7 @@ func (f *stageBenchFigures) add(o stageBenchFigures) {
 	f.stage.add(o.stage)
 	f.gets.add(o.gets)
 	f.fetches.add(o.fetches)
+	f.curl.add(o.curl)
 	f.windowStaged.add(o.windowStaged)
 	f.windowPlaced.add(o.windowPlaced)
 	f.shaped.mbit = max(f.shaped.mbit, o.shaped.mbit)
@@ -180,6 +190,11 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMb
 	})
 	f.stagedMiB = float64(bytes) / (1 << 20)
 	f.fetches = measure(lab, func() float64 { return fetchAllAtOnce(b, lab, staged, parallel) })
+	if _, err := exec.LookPath("curl"); err == nil {
+		f.curl = measure(lab, func() float64 { return curlAllAtOnce(b, lab, staged, parallel) })
+	} else {
+		b.Logf("leaving out the curl reference: %v", err)
+	}
 	if linkMbit > 0 {
 		f.shaped = measureShaped(b, lab, parallel, linkMbit, want, all)
 	}
@@ -424,6 +439,42 @@ func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 		b.Fatal(err)
 	}
 	return cpu
+}
+
+// curlAllAtOnce does what staging did with curl, sha256sum and sync per
+// artifact, into a directory per node beside the lab's, parallel at a
+// time, fails unless every sum is the artifact's digest, and returns the
+// CPU seconds those processes took.
+func curlAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, parallel int) float64 {
+	b.Helper()
+	crt, _ := lab.CacheTLSFiles()
+	base := "https://" + lab.cacheIP
+	dir := filepath.Join(lab.Dir, "bench-curl")
+	defer os.RemoveAll(dir)
+	for _, n := range lab.Nodes {
+		if err := os.MkdirAll(filepath.Join(dir, n.Name), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	const script = `curl -sS --fail --cacert "$1" -o "$2" "$3" && sha256sum "$2" && sync "$2"`
+	var ru0, ru1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru0)
+	_, err := atOnceWithCPU(staged, parallel, func(a stagedArtifact) error {
+		dst := filepath.Join(dir, a.node, a.digest)
+		out, err := exec.Command("sh", "-c", script, "sh", crt, dst, cache.ArtifactURL(base, a.digest)).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("curl, sha256sum, sync of %s: %v: %s", a.digest, err, out)
+		}
+		if sum, _, _ := strings.Cut(string(out), " "); sum != a.digest {
+			return fmt.Errorf("curl fetched %s with sha256 %s", a.digest, sum)
+		}
+		return nil
+	})
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &ru1)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return rusageCPU(&ru1) - rusageCPU(&ru0)
 }
 
 // atOnceWithCPU runs fn on every item, parallel at a time, and returns the
