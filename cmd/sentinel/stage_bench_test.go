@@ -47,7 +47,7 @@ const (
 //	    per node, as many at once, with no orchestrator, journal or agent:
 //	    what verifying and keeping the bytes costs on this machine, where
 //	    every node's disk and CPU are the daemon's too;
-//	(f) the same transfers by hand with the usual tools: per artifact,
+//	(h) the same transfers by hand with the usual tools: per artifact,
 //	    `curl -o` into a directory per node, `openssl dgst -sha256` (SHA-NI,
 //	    unlike coreutils' sha256sum) and `sync` of the file, as many at
 //	    once: what a script of curl costs for the same keeping and
