@@ -577,7 +577,7 @@ func (r *Run) executor() *rollout.Executor {
 		case r.Source.FromCache():
 			exec.Source = source.Fetch{CacheURL: r.Source.Cache}
 		case r.NoCache:
-			exec.Source = source.Fetch{}
+			exec.Source = source.Fetch{Offline: r.Journaled.Plan.Offline}
 		}
 	}
 	if exec.Source.CacheURL != "" {
@@ -620,20 +620,48 @@ func (r *Run) reopenRegistry(ctx context.Context) error {
 // daemon reads the channel at its own sources again (the mirrors, then the
 // upstream: the first that answers), and its nodes take the artifacts left
 // to fetch from there: they were planned below the daemon's copy of the
-// channel. The journal keeps the plan as it was.
+// channel. With nothing left to fetch, or a plan that fetches nothing,
+// no source is needed. The journal keeps the plan as it was.
 func (r *Run) leaveCache(ctx context.Context) error {
+	run := r.Journaled
+	plan := run.Plan
+	if plan.Offline || !fetchesLeft(run) {
+		return nil
+	}
 	if _, err := r.Channel(ctx); err != nil {
 		return err
 	}
-	plan := r.Journaled.Plan
 	for i := range plan.Nodes {
 		for j := range plan.Nodes[i].Steps {
-			if s := &plan.Nodes[i].Steps[j]; s.Op == steps.OpFetch {
-				s.Request.Artifact.URL = r.Source.FromCacheCopy(s.Request.Artifact.URL, plan.CacheURL)
+			s := &plan.Nodes[i].Steps[j]
+			if s.Op != steps.OpFetch {
+				continue
 			}
+			u, ok := r.Source.FromCacheCopy(s.Request.Artifact.URL, plan.CacheURL)
+			if !ok {
+				return fmt.Errorf("run %s was planned at the cache node %s, and --no-cache takes what is left to fetch from the channel's mirrors or upstream, none of which answers (only the channel metadata kept from an earlier run could be read, and it is no place to fetch from): bring the cache node back and run `%s`, or make a mirror or the upstream reachable", run.ID, plan.CacheURL, r.Job.Advice.Resume)
+			}
+			s.Request.Artifact.URL = u
 		}
 	}
 	return nil
+}
+
+// fetchesLeft says whether a node still in the run has a fetch step that
+// is not done.
+func fetchesLeft(run *rollout.Run) bool {
+	for _, np := range run.Plan.Nodes {
+		if run.IsExcluded(np.Node) {
+			continue
+		}
+		view := run.View(np.Node)
+		for i, s := range np.Steps {
+			if s.Op == steps.OpFetch && (i >= len(view) || view[i].State != rollout.StateDone) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // reopen opens the journal of the unfinished run to go on with it.

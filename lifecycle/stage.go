@@ -61,7 +61,7 @@ func windowCommand(r *Run) []string {
 	switch {
 	case r.Plan.CacheURL != "" && !hasCache && r.CacheAddr != "":
 		cmd = append(cmd, "--cache-ip", r.CacheAddr)
-	case r.Plan.CacheURL == "" && hasCache:
+	case (r.Plan.CacheURL == "" || r.NoCache) && hasCache:
 		cmd = append(cmd, "--no-cache")
 	}
 	return append(cmd, r.sourceFlags()...)

@@ -120,7 +120,7 @@ func (e *StepFailedError) Error() string {
 	}
 	switch {
 	case e.Resumable && e.FromCache != "":
-		msg += fmt.Sprintf("; fix the cause (is the cache node %s up?), then run `%s` to retry it, or `%s --no-cache` to take what is left to fetch from the upstream", e.FromCache, e.Advice.resume(), e.Advice.resume())
+		msg += fmt.Sprintf("; it fetched from the cache node %s: fix the cause, then run `%s` to retry it (or, if that node is down, `%s --no-cache` to take what is left to fetch from the mirrors or the upstream)", e.FromCache, e.Advice.resume(), e.Advice.resume())
 	case e.Resumable:
 		msg += fmt.Sprintf("; fix the cause, then run `%s` to retry it", e.Advice.resume())
 	case e.Recovered && e.RollbackErr == "":

@@ -233,24 +233,27 @@ func (s *Source) PlannedAt(planned []release.Artifact) string {
 }
 
 // FromCacheCopy is the URL of an artifact planned below the cache daemon
-// cacheURL's copy of the channel, below the source Open read instead (an
-// http(s) or file mirror, or the upstream), for a resume that leaves the
-// cache daemon (--no-cache). Unchanged when planned elsewhere, or when
-// Open read a registry: its nodes fetch by digest.
-func (s *Source) FromCacheCopy(planned, cacheURL string) string {
-	if s.read == nil || s.read.remote != nil {
-		return planned
-	}
+// cacheURL's copy of the channel, below the source Open read instead (a
+// mirror or the upstream; a registry's nodes fetch by digest, its base
+// lets the fallbacks find the artifact's path), for a resume that leaves
+// the cache daemon (--no-cache). Unchanged when planned elsewhere. ok is
+// false when Open read no source (the channel kept at staging stood in):
+// there is nowhere to fetch from.
+func (s *Source) FromCacheCopy(planned, cacheURL string) (_ string, ok bool) {
 	from, err := channel.BaseURL(cache.ChannelURL(cacheURL))
 	if err != nil {
-		return planned
+		return planned, true
+	}
+	rel, below := strings.CutPrefix(planned, from.String())
+	if !below {
+		return planned, true
+	}
+	if s.read == nil {
+		return planned, false
 	}
 	to, err := channel.BaseURL(s.read.url)
 	if err != nil {
-		return planned
+		return planned, false
 	}
-	if rel, ok := strings.CutPrefix(planned, from.String()); ok {
-		return to.String() + rel
-	}
-	return planned
+	return to.String() + rel, true
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/fixtures"
+	"github.com/sentinel-paas/sentinel/resume"
 )
 
 // download-only fills the cache node while the cluster runs and changes no
@@ -260,4 +262,63 @@ func TestResumeLeavesADeadCacheNode(t *testing.T) {
 	if got := nodeState(t, lab.core().Root); !reflect.DeepEqual(got, want) {
 		t.Errorf("after finishing from the upstream:\n got %v\nwant %v", got, want)
 	}
+
+	// Killed once every fetch is done, with the cache node and the
+	// upstream both gone: nothing is left to fetch, so --no-cache reads no
+	// source and the resume finishes from the node caches.
+	afterFetches := firstStartAfterFetches(t, ref.journalPath())
+	again := newLab(t, 1, "3.4.1")
+	again.startCache(nil)
+	again.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", again.cacheIP)
+	again.crashAt(afterFetches, "upgrade", "3.4.2", "--yes")
+	again.stopCache()
+	tw := again.cutUpstream()
+	if r := again.sentinel(nil, "upgrade", "--resume", "--no-cache"); r.code != 0 || tw.hits.Load() != 0 {
+		t.Fatalf("resume --no-cache with every fetch done: exit %d, %d requests to the upstream\n%s\n%s", r.code, tw.hits.Load(), r.stdout, r.stderr)
+	}
+	if got := nodeState(t, again.core().Root); !reflect.DeepEqual(got, want) {
+		t.Errorf("after finishing from the node caches:\n got %v\nwant %v", got, want)
+	}
+
+	// Fetches left, the cache node and the upstream gone: the kept
+	// metadata can be read but holds no artifact, so the resume says what
+	// to bring back instead of fetching from the dead cache node.
+	gone := newLab(t, 1, "3.4.1")
+	gone.startCache(nil)
+	gone.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", gone.cacheIP)
+	gone.crashAt(9, "upgrade", "3.4.2", "--yes")
+	gone.stopCache()
+	gone.cutUpstream()
+	if r := gone.sentinel(nil, "upgrade", "--resume", "--no-cache"); r.code == 0 || !strings.Contains(r.stderr, "bring the cache node back") {
+		t.Errorf("resume --no-cache with fetches left and no source: exit %d, want an error saying to bring the cache node back\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// firstStartAfterFetches is the journal record that starts the first step
+// after the run's last fetch: a crash after it leaves every fetch done.
+func firstStartAfterFetches(t *testing.T, journal string) int {
+	t.Helper()
+	rep, err := resume.Read(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, fetched := 0, false
+	for i, rec := range rep.Records {
+		if rec.Type != "step-start" {
+			continue
+		}
+		var ref struct{ Step string }
+		if err := json.Unmarshal(rec.Data, &ref); err != nil {
+			t.Fatal(err)
+		}
+		if strings.HasSuffix(ref.Step, "/fetch") {
+			k, fetched = 0, true
+		} else if fetched && k == 0 {
+			k = i + 1
+		}
+	}
+	if k == 0 {
+		t.Fatalf("%s: no step starts after the last fetch", journal)
+	}
+	return k
 }

@@ -127,7 +127,7 @@ func (pf *patchFlags) runJob(kind string, reinstall bool) func(*cobra.Command, [
 		p, run := &pf.p, &pf.run
 		p.Kind, p.Names, p.Reinstall = kind, args, reinstall
 		if run.o.Resume && (len(args) > 0 || len(p.Nodes) > 0 || p.Local || p.NoRestart || run.o.DryRun) {
-			return usagef("--resume finishes the unfinished patch run as it was planned: it takes no NAME, --node, --local, --no-restart or --dry-run (only --cache-ip, to change where the artifacts left to fetch come from)")
+			return usagef("--resume finishes the unfinished patch run as it was planned: it takes no NAME, --node, --local, --no-restart or --dry-run (only --cache-ip or --no-cache, to change where the artifacts left to fetch come from)")
 		}
 		for _, n := range args {
 			if n == "" {
