@@ -720,7 +720,11 @@ func (r *Run) reopen(ctx context.Context) error {
 	if err := r.noteBinary(); err != nil {
 		return err
 	}
-	return r.recheck(ctx, exec)
+	if err := r.recheck(ctx, exec); err != nil {
+		return err
+	}
+	// A fetch the recheck reset needs a source as much as one not done.
+	return r.reopenRegistry(ctx)
 }
 
 // noteBinary records in the journal which build goes on with the run,

@@ -15,6 +15,7 @@ import (
 	"github.com/sentinel-paas/sentinel/cache"
 	"github.com/sentinel-paas/sentinel/fixtures"
 	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // download-only fills the cache node while the cluster runs and changes no
@@ -280,6 +281,34 @@ func TestResumeLeavesADeadCacheNode(t *testing.T) {
 		t.Errorf("after finishing from the node caches:\n got %v\nwant %v", got, want)
 	}
 
+	// Every fetch done, but a component found put back behind the run's
+	// back, its artifact gone: the recheck resets its fetch, which
+	// --no-cache takes from the upstream too.
+	first := ref.manifest("3.4.2").Components[0].Name
+	reset := newLab(t, 1, "3.4.1")
+	reset.startCache(nil)
+	reset.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", reset.cacheIP)
+	reset.crashAt(stepStart(t, ref.journalPath(), "3.4.2/"+first+"/health"), "upgrade", "3.4.2", "--yes")
+	reset.stopCache()
+	link := filepath.Join(reset.core().Root, "code", first, "current")
+	if err := os.Remove(link); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("releases/3.4.1", link); err != nil {
+		t.Fatal(err)
+	}
+	// As a node restored from a snapshot would, it lost the artifact too.
+	sha, _ := reset.artifactOf("3.4.2", first)
+	if err := os.Remove((&cache.Store{Dir: steps.Layout{Root: reset.core().Root}.CacheDir()}).Path(sha)); err != nil {
+		t.Fatal(err)
+	}
+	if r := reset.sentinel(nil, "upgrade", "--resume", "--no-cache"); r.code != 0 || !strings.Contains(r.stderr, "3.4.2/"+first+"/fetch run again") {
+		t.Fatalf("resume --no-cache redoing %s's fetch: exit %d\n%s\n%s", first, r.code, r.stdout, r.stderr)
+	}
+	if got := nodeState(t, reset.core().Root); !reflect.DeepEqual(got, want) {
+		t.Errorf("after redoing %s from the upstream:\n got %v\nwant %v", first, got, want)
+	}
+
 	// Fetches left, the cache node and the upstream gone: the kept
 	// metadata can be read but holds no artifact, so the resume says what
 	// to bring back instead of fetching from the dead cache node.
@@ -292,6 +321,23 @@ func TestResumeLeavesADeadCacheNode(t *testing.T) {
 	if r := gone.sentinel(nil, "upgrade", "--resume", "--no-cache"); r.code == 0 || !strings.Contains(r.stderr, "bring the cache node back") {
 		t.Errorf("resume --no-cache with fetches left and no source: exit %d, want an error saying to bring the cache node back\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
+}
+
+// stepStart is the journal record that starts step.
+func stepStart(t *testing.T, journal, step string) int {
+	t.Helper()
+	rep, err := resume.Read(journal)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, rec := range rep.Records {
+		var ref struct{ Step string }
+		if rec.Type == "step-start" && json.Unmarshal(rec.Data, &ref) == nil && ref.Step == step {
+			return i + 1
+		}
+	}
+	t.Fatalf("%s: no start of %s", journal, step)
+	return 0
 }
 
 // firstStartAfterFetches is the journal record that starts the first step
