@@ -460,25 +460,9 @@ func TestLifecyclePlainHTTPCacheOnlyWhenAsked(t *testing.T) {
 // the cluster file lists no mirror, and says so. Its dry run names the
 // registry as where the artifacts come from, not the upstream.
 func TestLifecycleResumeKeepsTheMirrorsItStartedWith(t *testing.T) {
-	if err := fixtures.CheckRegistry(); err != nil {
-		t.Skip(err)
-	}
 	ctx := context.Background()
-	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(regs.Close)
 	w := newWorld(t)
-	mirror := "oci://" + regs.Basic.Addr + "/sentinel/lab"
-	ref, _ := oci.ParseRef(mirror)
-	acc, err := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile}.ForHost(ctx, ref.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := oci.Push(ctx, w.lab.UpstreamDir, ref, acc); err != nil {
-		t.Fatal(err)
-	}
+	mirror, regs := registryMirror(t, w)
 
 	first := *w.inv // as the command line makes it
 	first.Mirrors, first.RegistryCA, first.RegistryAuth = []string{mirror}, regs.CAFile, regs.AuthFile
@@ -595,6 +579,32 @@ func httpMirror(t *testing.T, w *world) string {
 	return srv.URL + "/"
 }
 
+// registryMirror pushes the world's channel to a registry with TLS and
+// basic auth (skipping the test where there is none) and returns it as a
+// mirror, with the registries' CA and auth files.
+func registryMirror(t *testing.T, w *world) (string, *fixtures.RegistrySet) {
+	t.Helper()
+	if err := fixtures.CheckRegistry(); err != nil {
+		t.Skip(err)
+	}
+	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(regs.Close)
+	mirror := "oci://" + regs.Basic.Addr + "/sentinel/lab"
+	ref, _ := oci.ParseRef(mirror)
+	ctx := context.Background()
+	acc, err := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile}.ForHost(ctx, ref.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := oci.Push(ctx, w.lab.UpstreamDir, ref, acc); err != nil {
+		t.Fatal(err)
+	}
+	return mirror, regs
+}
+
 // A run stopped after reading an http mirror is resumed from it: the
 // resuming line names the mirror, as the first run's plan did, not the
 // upstream.
@@ -649,25 +659,9 @@ func TestLifecycleStageHintRepeatsTheSourceFlags(t *testing.T) {
 // directory is resumed from another: the resume reads the files the run
 // was given, not the same names in its own directory.
 func TestLifecycleResumeElsewhereReadsTheRegistryFilesGiven(t *testing.T) {
-	if err := fixtures.CheckRegistry(); err != nil {
-		t.Skip(err)
-	}
 	ctx := context.Background()
-	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(regs.Close)
 	w := newWorld(t)
-	mirror := "oci://" + regs.Basic.Addr + "/sentinel/lab"
-	ref, _ := oci.ParseRef(mirror)
-	acc, err := oci.Settings{CAFile: regs.CAFile, AuthFile: regs.AuthFile}.ForHost(ctx, ref.Host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := oci.Push(ctx, w.lab.UpstreamDir, ref, acc); err != nil {
-		t.Fatal(err)
-	}
+	mirror, regs := registryMirror(t, w)
 	dirA, dirB := t.TempDir(), t.TempDir()
 	for from, to := range map[string]string{regs.CAFile: "ca.pem", regs.AuthFile: "auth.json"} {
 		data, err := os.ReadFile(from)

@@ -597,10 +597,13 @@ func (r *Run) executor() *rollout.Executor {
 	return exec
 }
 
-// reopenRegistry: a resumed run whose artifacts are in a registry opens
+// reopenSources: a resumed run whose artifacts are in a registry opens
 // the channel again (at the first of the mirrors that answers today), so
-// its nodes know which registry to fetch what is left from.
-func (r *Run) reopenRegistry(ctx context.Context) error {
+// its nodes know which registry to fetch what is left from; one that
+// leaves its cache node does so too (leaveCache). Called again after the
+// recheck, which may give a node fetches to do again; the channel is
+// read once.
+func (r *Run) reopenSources(ctx context.Context) error {
 	if r.Source.FromCache() || r.offline || r.Journaled.Plan.CacheURL != "" && !r.NoCache {
 		return nil
 	}
@@ -711,7 +714,7 @@ func (r *Run) reopen(ctx context.Context) error {
 		run.Plan.MaxInFlight = run.Plan.MaxInFlightOf(a) // this process only: the journal keeps the plan
 	}
 	r.Journaled, r.Plan = run, run.Plan
-	if err := r.reopenRegistry(ctx); err != nil {
+	if err := r.reopenSources(ctx); err != nil {
 		return err
 	}
 	exec := r.executor()
@@ -724,7 +727,7 @@ func (r *Run) reopen(ctx context.Context) error {
 		return err
 	}
 	// A fetch the recheck reset needs a source as much as one not done.
-	return r.reopenRegistry(ctx)
+	return r.reopenSources(ctx)
 }
 
 // noteBinary records in the journal which build goes on with the run,

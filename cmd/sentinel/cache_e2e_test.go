@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -247,11 +248,7 @@ func TestResumeLeavesADeadCacheNode(t *testing.T) {
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)
 
-	lab := newLab(t, 1, "3.4.1")
-	lab.startCache(nil)
-	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
-	lab.crashAt(9, "upgrade", "3.4.2", "--yes") // the cluster file's cache node: four artifacts from it
-	lab.stopCache()
+	lab := killedReadingCacheNode(t, 9) // four artifacts from it
 	r := lab.sentinel(nil, "upgrade", "--resume")
 	if r.code == 0 || !strings.Contains(r.stderr, lab.cacheIP) || !strings.Contains(r.stderr, "--no-cache") {
 		t.Fatalf("resume with its cache node gone: exit %d, want an error naming %s and --no-cache\n%s\n%s", r.code, lab.cacheIP, r.stdout, r.stderr)
@@ -267,12 +264,8 @@ func TestResumeLeavesADeadCacheNode(t *testing.T) {
 	// Killed once every fetch is done, with the cache node and the
 	// upstream both gone: nothing is left to fetch, so --no-cache reads no
 	// source and the resume finishes from the node caches.
-	afterFetches := firstStartAfterFetches(t, ref.journalPath())
-	again := newLab(t, 1, "3.4.1")
-	again.startCache(nil)
-	again.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", again.cacheIP)
-	again.crashAt(afterFetches, "upgrade", "3.4.2", "--yes")
-	again.stopCache()
+	started := stepStarts(t, ref.journalPath())
+	again := killedReadingCacheNode(t, firstStartAfterFetches(t, started))
 	tw := again.cutUpstream()
 	if r := again.sentinel(nil, "upgrade", "--resume", "--no-cache"); r.code != 0 || tw.hits.Load() != 0 {
 		t.Fatalf("resume --no-cache with every fetch done: exit %d, %d requests to the upstream\n%s\n%s", r.code, tw.hits.Load(), r.stdout, r.stderr)
@@ -285,11 +278,11 @@ func TestResumeLeavesADeadCacheNode(t *testing.T) {
 	// back, its artifact gone: the recheck resets its fetch, which
 	// --no-cache takes from the upstream too.
 	first := ref.manifest("3.4.2").Components[0].Name
-	reset := newLab(t, 1, "3.4.1")
-	reset.startCache(nil)
-	reset.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", reset.cacheIP)
-	reset.crashAt(stepStart(t, ref.journalPath(), "3.4.2/"+first+"/health"), "upgrade", "3.4.2", "--yes")
-	reset.stopCache()
+	health := slices.Index(started, "3.4.2/"+first+"/health")
+	if health < 0 {
+		t.Fatalf("the reference run started no 3.4.2/%s/health: %q", first, started)
+	}
+	reset := killedReadingCacheNode(t, health+1)
 	link := filepath.Join(reset.core().Root, "code", first, "current")
 	if err := os.Remove(link); err != nil {
 		t.Fatal(err)
@@ -312,59 +305,59 @@ func TestResumeLeavesADeadCacheNode(t *testing.T) {
 	// Fetches left, the cache node and the upstream gone: the kept
 	// metadata can be read but holds no artifact, so the resume says what
 	// to bring back instead of fetching from the dead cache node.
-	gone := newLab(t, 1, "3.4.1")
-	gone.startCache(nil)
-	gone.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", gone.cacheIP)
-	gone.crashAt(9, "upgrade", "3.4.2", "--yes")
-	gone.stopCache()
+	gone := killedReadingCacheNode(t, 9)
 	gone.cutUpstream()
 	if r := gone.sentinel(nil, "upgrade", "--resume", "--no-cache"); r.code == 0 || !strings.Contains(r.stderr, "bring the cache node back") {
 		t.Errorf("resume --no-cache with fetches left and no source: exit %d, want an error saying to bring the cache node back\n%s\n%s", r.code, r.stdout, r.stderr)
 	}
 }
 
-// stepStart is the journal record that starts step.
-func stepStart(t *testing.T, journal, step string) int {
+// killedReadingCacheNode is a one-node lab whose upgrade to 3.4.2, read
+// from the cluster file's cache node (filled beforehand), was SIGKILLed
+// after journal record k, and whose cache node is then gone.
+func killedReadingCacheNode(t *testing.T, k int) *testLab {
 	t.Helper()
-	rep, err := resume.Read(journal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, rec := range rep.Records {
-		var ref struct{ Step string }
-		if rec.Type == "step-start" && json.Unmarshal(rec.Data, &ref) == nil && ref.Step == step {
-			return i + 1
-		}
-	}
-	t.Fatalf("%s: no start of %s", journal, step)
-	return 0
+	lab := newLab(t, 1, "3.4.1")
+	lab.startCache(nil)
+	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
+	lab.crashAt(k, "upgrade", "3.4.2", "--yes")
+	lab.stopCache()
+	return lab
 }
 
-// firstStartAfterFetches is the journal record that starts the first step
-// after the run's last fetch: a crash after it leaves every fetch done.
-func firstStartAfterFetches(t *testing.T, journal string) int {
+// stepStarts are the steps a journal's records start, by record (record
+// k is [k-1]; "" for a record that starts none).
+func stepStarts(t *testing.T, journal string) []string {
 	t.Helper()
 	rep, err := resume.Read(journal)
 	if err != nil {
 		t.Fatal(err)
 	}
-	k, fetched := 0, false
+	out := make([]string, len(rep.Records))
 	for i, rec := range rep.Records {
-		if rec.Type != "step-start" {
-			continue
-		}
 		var ref struct{ Step string }
-		if err := json.Unmarshal(rec.Data, &ref); err != nil {
-			t.Fatal(err)
+		if rec.Type == "step-start" && json.Unmarshal(rec.Data, &ref) == nil {
+			out[i] = ref.Step
 		}
-		if strings.HasSuffix(ref.Step, "/fetch") {
+	}
+	return out
+}
+
+// firstStartAfterFetches is the record that starts the first step after
+// the run's last fetch: a crash after it leaves every fetch done.
+func firstStartAfterFetches(t *testing.T, started []string) int {
+	t.Helper()
+	k, fetched := 0, false
+	for i, step := range started {
+		switch {
+		case strings.HasSuffix(step, "/fetch"):
 			k, fetched = 0, true
-		} else if fetched && k == 0 {
+		case step != "" && fetched && k == 0:
 			k = i + 1
 		}
 	}
 	if k == 0 {
-		t.Fatalf("%s: no step starts after the last fetch", journal)
+		t.Fatalf("no step starts after the last fetch: %q", started)
 	}
 	return k
 }
