@@ -116,6 +116,10 @@ var (
 	componentName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`) })
 )
 
+// ValidComponentName reports whether name is a component's name as a
+// manifest may give it: also one path element of a node's code directory.
+func ValidComponentName(name string) bool { return componentName().MatchString(name) }
+
 // ParseManifest decodes and validates a manifest. name identifies the
 // document in errors (its URL or path).
 func ParseManifest(name string, data []byte) (*Manifest, error) {

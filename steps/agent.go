@@ -40,6 +40,9 @@ func (a *Agent) Do(ctx context.Context, op string, req Request) (Result, error) 
 		if o.name != op {
 			continue
 		}
+		if err := o.checkSubject(req); err != nil {
+			return Result{}, err
+		}
 		if !o.unlocked {
 			unlock, err := a.lock()
 			if err != nil {
@@ -59,7 +62,31 @@ type operation struct {
 	// looking at a node never writes to it and never waits behind a hung
 	// step.
 	unlocked bool
-	run      func(a *Agent, ctx context.Context, req Request) (Result, error)
+	// component, version: the request must name the component (and the
+	// release) the step acts on, for they make its paths: an empty name
+	// would have it act on <root>/code itself. release: it must name the
+	// cluster release it records.
+	component, version, release bool
+	run                         func(a *Agent, ctx context.Context, req Request) (Result, error)
+}
+
+// checkSubject refuses a request that does not name what o acts on, or
+// names it with a path in it.
+func (o operation) checkSubject(req Request) error {
+	switch {
+	case o.component && !release.ValidComponentName(req.Component):
+		return fmt.Errorf("bad %s request: component %q is not a component name; nothing was done", o.name, req.Component)
+	case o.version && req.Version == "", o.component && req.Version != "" && !pathSafe(req.Version):
+		return fmt.Errorf("bad %s request for %s: version %q is not a release version; nothing was done", o.name, req.Component, req.Version)
+	case o.release && req.Release == "":
+		return fmt.Errorf("bad %s request: it names no release to record; nothing was done", o.name)
+	}
+	return nil
+}
+
+// pathSafe: s is one path element, never a way out of its directory.
+func pathSafe(s string) bool {
+	return s != "." && s != ".." && !strings.ContainsAny(s, "/\\\x00")
 }
 
 // operations is every operation the agent accepts: Ops lists their names.
@@ -70,13 +97,13 @@ var operations = []operation{
 	}},
 	{name: OpFetch, run: (*Agent).fetch},
 	{name: OpBackup, run: (*Agent).backup},
-	{name: OpInstall, run: (*Agent).install},
-	{name: OpStop, run: (*Agent).stop},
-	{name: OpMigrate, run: (*Agent).migrate},
-	{name: OpSwitch, run: (*Agent).switchTo},
-	{name: OpStart, run: (*Agent).start},
-	{name: OpHealth, run: (*Agent).health},
-	{name: OpCommit, run: (*Agent).commit},
+	{name: OpInstall, component: true, version: true, run: (*Agent).install},
+	{name: OpStop, component: true, run: (*Agent).stop},
+	{name: OpMigrate, component: true, version: true, run: (*Agent).migrate},
+	{name: OpSwitch, component: true, run: (*Agent).switchTo},
+	{name: OpStart, component: true, run: (*Agent).start},
+	{name: OpHealth, component: true, run: (*Agent).health},
+	{name: OpCommit, release: true, run: (*Agent).commit},
 	{name: OpRestart, run: (*Agent).restart},
 	{name: OpPrune, run: (*Agent).prune},
 	{name: OpPruneCache, run: (*Agent).pruneCache},

@@ -46,8 +46,18 @@ func runNode(cmd *cobra.Command, op, root, name string, stdin io.Reader, stdout 
 	var req steps.Request
 	dec := json.NewDecoder(stdin)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil && !errors.Is(err, io.EOF) {
-		_ = out.Fail(fmt.Sprintf("bad request: %v", err), "")
+	// The orchestrator always sends a request, "null" at the least. An
+	// empty stdin is one that never came: the orchestrator died between
+	// starting this agent and writing to it. Its pipes close before the
+	// kernel sends a local agent its parent-death signal, and over SSH
+	// nothing kills the agent. A zero request would be a step on no
+	// component.
+	if err := dec.Decode(&req); err != nil {
+		msg := fmt.Sprintf("bad request on stdin: %v; nothing was done", err)
+		if errors.Is(err, io.EOF) {
+			msg = "no request on stdin (the orchestrator that started this agent stopped before sending one); nothing was done"
+		}
+		_ = out.Fail(msg, "")
 		return &silentExit{code: exitUsage}
 	}
 	agent := &steps.Agent{Node: name, Layout: steps.Layout{Root: root}, Logf: out.Log,

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -75,6 +77,37 @@ func crashAnywhere(t *testing.T, take func(k, total int) bool) {
 			}
 		})
 	}
+}
+
+// An agent whose orchestrator died before sending its request reads an
+// empty stdin: a local agent between its parent's pipes closing and its
+// parent-death signal, one over SSH for good (sshd closes its stdin and
+// leaves it running). It must refuse and change nothing: it used to take
+// the zero request, and an install for no component made
+// <root>/code/releases, a component with no current link (CI, stop 24,
+// record 56 of the crash sweep).
+func TestAgentWithoutARequestDoesNothing(t *testing.T) {
+	lab := newLab(t, 1, "3.4.1")
+	root := lab.core().Root
+	before := treeDigest(t, root)
+	for _, op := range []string{"install", "stop", "switch", "start", "fetch", "commit"} {
+		cmd := exec.Command(sentinelBin, "node", op, "--root", root, "--node", "core")
+		cmd.Stdin = strings.NewReader("")
+		out, err := cmd.Output()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+			t.Errorf("node %s with an empty stdin: %v, want exit 2\n%s", op, err, out)
+		}
+		if !strings.Contains(string(out), "no request on stdin") || !strings.Contains(string(out), "nothing was done") {
+			t.Errorf("node %s with an empty stdin printed %s", op, out)
+		}
+	}
+	if treeDigest(t, root) != before {
+		t.Error("an agent without a request changed the node root")
+	}
+	// The node is as it was: the next run finds every component.
+	_ = nodeState(t, root)
+	lab.mustSucceed("upgrade", "3.4.2", "--yes")
 }
 
 // recordOffsets returns where each journal record's frame starts.
