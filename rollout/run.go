@@ -751,25 +751,39 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 	}
 	// An excluded DEA is gone: it takes no instances.
 	candidates = slices.DeleteFunc(candidates, run.IsExcluded)
-	probe := func(ctx context.Context, name string) *steps.DEACapacity {
+	// capacity is a DEA's figures, or nil and why there are none.
+	capacity := func(ctx context.Context, name string) (*steps.DEACapacity, string) {
 		tr := x.Transports[name]
 		// A probe whose check already returned starts no agent.
 		if tr == nil || ctx.Err() != nil {
-			return nil
+			return nil, "not asked"
 		}
 		// A DEA that hangs must not hold the retirement up for good.
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		var res steps.Result
 		err := tr.Call(pctx, steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{Capacity: true}}, &res, nil)
-		if err != nil || res.Probe == nil {
-			return nil // a DEA without figures takes nothing
+		switch {
+		case err != nil:
+			return nil, err.Error()
+		case res.Probe == nil || res.Probe.Capacity == nil && res.Probe.CapacityErr == "":
+			return nil, "its agent sent no figures"
 		}
-		return res.Probe.Capacity
+		return res.Probe.Capacity, res.Probe.CapacityErr
 	}
-	own := probe(ctx, node)
-	if own == nil || len(own.Instances) == 0 {
-		return nil // no figures for it, or nothing to move
+	probe := func(ctx context.Context, name string) *steps.DEACapacity {
+		c, _ := capacity(ctx, name)
+		return c // a DEA without figures takes nothing
+	}
+	own, why := capacity(ctx, node)
+	if own == nil {
+		// As in preflight, a DEA without figures is not held back: its
+		// drain still waits for its instances to move. But not silently.
+		x.Progress.Logf(node, "no capacity figures for DEA %s (%s): retiring it without checking that its instances fit on the other DEAs; its drain still waits for them to move", node, why)
+		return nil
+	}
+	if len(own.Instances) == 0 {
+		return nil // nothing to move
 	}
 	caps := map[string]*steps.DEACapacity{node: own}
 	deas := []string{node}

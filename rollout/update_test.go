@@ -319,6 +319,34 @@ func TestCapacityCheckDoesNotWaitForASlowDEA(t *testing.T) {
 	}
 }
 
+// A DEA without figures of its own (a dea_ng with no capacity hook, a
+// probe that failed) is not held back, as in preflight: its drain still
+// waits for its instances. The run says so, and why, and asks no other DEA.
+func TestRetiringADEAWithoutFiguresSaysSo(t *testing.T) {
+	plan := &Plan{From: "3.4.1", To: "3.4.2", Nodes: fourDEAsAndCore()}
+	x, run := startRun(t, plan)
+	logs := &logProgress{logs: map[string][]string{}}
+	x.Progress = logs
+	var calls callLog
+	x.Transports = map[string]cluster.Transport{
+		"dea-1": nodeFunc(func(ctx context.Context, op string, in any) error {
+			return &cluster.AgentError{Node: "dea-1", Op: op, Message: "the capacity hook of dea_ng 3.4.1 printed \"oops\", not its JSON"}
+		}),
+		"dea-2": capacityNode{"dea-2", &calls, &steps.DEACapacity{MemoryTotalMB: 4096}},
+	}
+	x.DEAs = []string{"dea-1", "dea-2"}
+	if err := x.deaRoomFor(context.Background(), run, "dea-1"); err != nil {
+		t.Fatalf("dea-1 without figures: %v, want it not held back", err)
+	}
+	said := strings.Join(logs.logs["dea-1"], "\n")
+	if !strings.Contains(said, "no capacity figures for DEA dea-1") || !strings.Contains(said, `printed "oops"`) {
+		t.Errorf("the run did not say that dea-1 is retired unchecked, and why: %q", said)
+	}
+	if got := calls.of("dea-2"); len(got) != 0 {
+		t.Errorf("dea-2 was asked for room for a DEA with no figures: %v", got)
+	}
+}
+
 // Canaries go first in their role's turn, each alone; the other nodes of
 // the role wait for them; the core is never one and still goes last.
 func TestScheduleCanaries(t *testing.T) {
