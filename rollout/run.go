@@ -756,7 +756,7 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		tr := x.Transports[name]
 		// A probe whose check already returned starts no agent.
 		if tr == nil || ctx.Err() != nil {
-			return nil, "not asked"
+			return nil, "not asked: no connection to it"
 		}
 		// A DEA that hangs must not hold the retirement up for good.
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -765,7 +765,8 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		err := tr.Call(pctx, steps.OpProbe, steps.Request{Probe: &steps.ProbeRequest{Capacity: true}}, &res, nil)
 		switch {
 		case err != nil:
-			return nil, err.Error()
+			msg, _ := failure(err)
+			return nil, msg
 		case res.Probe == nil || res.Probe.Capacity == nil && res.Probe.CapacityErr == "":
 			return nil, "its agent sent no figures"
 		}
@@ -776,6 +777,9 @@ func (x *Executor) deaRoomFor(ctx context.Context, run *Run, node string) error 
 		return c // a DEA without figures takes nothing
 	}
 	own, why := capacity(ctx, node)
+	if own == nil && ctx.Err() != nil {
+		return nil // the run is stopping: the retirement is not sent either
+	}
 	if own == nil {
 		// As in preflight, a DEA without figures is not held back: its
 		// drain still waits for its instances to move. But not silently.

@@ -75,14 +75,18 @@ type operation struct {
 func (o operation) checkSubject(req Request) error {
 	switch {
 	case o.component && !release.ValidComponentName(req.Component):
-		return fmt.Errorf("bad %s request: component %q is not a component name; nothing was done", o.name, req.Component)
+		return fmt.Errorf("bad %s request: component %q is not a component name; nothing was done%s", o.name, req.Component, senderBug)
 	case o.version && req.Version == "", o.component && req.Version != "" && !pathSafe(req.Version):
-		return fmt.Errorf("bad %s request for %s: version %q is not a release version; nothing was done", o.name, req.Component, req.Version)
+		return fmt.Errorf("bad %s request for %s: version %q is not a release version; nothing was done%s", o.name, req.Component, req.Version, senderBug)
 	case o.release && req.Release == "":
-		return fmt.Errorf("bad %s request: it names no release to record; nothing was done", o.name)
+		return fmt.Errorf("bad %s request: it names no release to record; nothing was done%s", o.name, senderBug)
 	}
 	return nil
 }
+
+// senderBug: only sentinel's orchestrator sends steps, from manifests it
+// validated, so a bad one is its fault, not the node's.
+const senderBug = " (the orchestrator that sent it has a bug: please report it with this message)"
 
 // pathSafe: s is one path element, never a way out of its directory.
 func pathSafe(s string) bool {
@@ -101,8 +105,8 @@ var operations = []operation{
 	{name: OpStop, component: true, run: (*Agent).stop},
 	{name: OpMigrate, component: true, version: true, run: (*Agent).migrate},
 	{name: OpSwitch, component: true, run: (*Agent).switchTo},
-	{name: OpStart, component: true, run: (*Agent).start},
-	{name: OpHealth, component: true, run: (*Agent).health},
+	{name: OpStart, component: true, version: true, run: (*Agent).start},
+	{name: OpHealth, component: true, version: true, run: (*Agent).health},
 	{name: OpCommit, release: true, run: (*Agent).commit},
 	{name: OpRestart, run: (*Agent).restart},
 	{name: OpPrune, run: (*Agent).prune},
@@ -656,6 +660,13 @@ func sameVersions(have, want map[string]string) bool {
 // its health. It goes on past a failure so that one broken component does
 // not leave the others stopped, and reports every failure.
 func (a *Agent) restart(ctx context.Context, req Request) (Result, error) {
+	// Each item is a start's subject: all are checked before any stops.
+	item := operation{name: OpRestart, component: true, version: true}
+	for _, it := range req.Restart {
+		if err := item.checkSubject(Request{Component: it.Component, Version: it.Version}); err != nil {
+			return Result{}, err
+		}
+	}
 	var errs []error
 	for i := len(req.Restart) - 1; i >= 0; i-- {
 		it := req.Restart[i]

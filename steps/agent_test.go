@@ -70,8 +70,16 @@ func TestAgentRefusesARequestWithoutItsSubject(t *testing.T) {
 	if left, _ := os.ReadDir(root); len(left) != 0 {
 		t.Errorf("a refused commit left %v in the node root", left)
 	}
-	// Install and migrate act on a release: they need its version.
-	for _, op := range []string{OpInstall, OpMigrate} {
+	// A restart checks every item before it stops anything.
+	_, err = (&Agent{Node: "n", Layout: Layout{Root: t.TempDir()}}).Do(t.Context(), OpRestart,
+		Request{Restart: []RestartItem{{Component: "nats", Version: "3.4.2"}, {Component: "", Version: "3.4.2"}}})
+	if err == nil || !strings.Contains(err.Error(), "bad restart request") {
+		t.Errorf("restart with an item that names no component: %v", err)
+	}
+	// Install, migrate, start and health act on a release: they need its
+	// version (a switch to none is a rollback's, and a stop takes the
+	// current one).
+	for _, op := range []string{OpInstall, OpMigrate, OpStart, OpHealth} {
 		_, err := (&Agent{Node: "n", Layout: Layout{Root: t.TempDir()}}).Do(t.Context(), op, Request{Component: "nats"})
 		if err == nil || !strings.Contains(err.Error(), `version "" is not a release version`) {
 			t.Errorf("%s without a version: %v", op, err)

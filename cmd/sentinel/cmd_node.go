@@ -55,7 +55,7 @@ func runNode(cmd *cobra.Command, op, root, name string, stdin io.Reader, stdout 
 	if err := dec.Decode(&req); err != nil {
 		msg := fmt.Sprintf("bad request on stdin: %v; nothing was done", err)
 		if errors.Is(err, io.EOF) {
-			msg = "no request on stdin (the orchestrator that started this agent stopped before sending one); nothing was done"
+			msg = "no request on stdin (the orchestrator that started this agent stopped, or its connection closed, before sending one); nothing was done"
 		}
 		_ = out.Fail(msg, "")
 		return &silentExit{code: exitUsage}
