@@ -584,14 +584,7 @@ func httpMirror(t *testing.T, w *world) string {
 // mirror, with the registries' CA and auth files.
 func registryMirror(t *testing.T, w *world) (string, *fixtures.RegistrySet) {
 	t.Helper()
-	if err := fixtures.CheckRegistry(); err != nil {
-		t.Skip(err)
-	}
-	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(regs.Close)
+	regs := fixtures.TestRegistrySet(t)
 	mirror := "oci://" + regs.Basic.Addr + "/sentinel/lab"
 	ref, _ := oci.ParseRef(mirror)
 	ctx := context.Background()

@@ -33,14 +33,7 @@ type copyWorld struct {
 
 func newCopyWorld(t *testing.T) *copyWorld {
 	t.Helper()
-	if err := fixtures.CheckRegistry(); err != nil {
-		t.Skip(err)
-	}
-	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(regs.Close)
+	regs := fixtures.TestRegistrySet(t)
 	served, err := fixtures.ServeChannel(t.TempDir(), fixtures.Options{})
 	if err != nil {
 		t.Fatal(err)

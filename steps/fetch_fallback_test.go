@@ -38,14 +38,7 @@ type fallbackWorld struct {
 
 func newFallbackWorld(t *testing.T) *fallbackWorld {
 	t.Helper()
-	if err := fixtures.CheckRegistry(); err != nil {
-		t.Skip(err)
-	}
-	regs, err := fixtures.StartRegistrySet(t.TempDir(), "operator", "registry-pass")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(regs.Close)
+	regs := fixtures.TestRegistrySet(t)
 	served, err := fixtures.ServeChannel(t.TempDir(), fixtures.Options{PayloadBytes: map[string]int64{"router": 3 << 20}})
 	if err != nil {
 		t.Fatal(err)
