@@ -51,7 +51,9 @@ func sentinelBinary(t *testing.T) string {
 	b := &sentinelBuild
 	b.once.Do(func() {
 		b.path = filepath.Join(testTmp, "sentinel")
-		out, err := exec.Command("go", "build", "-o", b.path, "github.com/sentinel-paas/sentinel/cmd/sentinel").CombinedOutput()
+		build := exec.Command("go", "build", "-o", b.path, "github.com/sentinel-paas/sentinel/cmd/sentinel")
+		build.Env = append(os.Environ(), "CGO_ENABLED=0") // static, as make build is
+		out, err := build.CombinedOutput()
 		if err != nil {
 			b.err = fmt.Errorf("go build ./cmd/sentinel: %v\n%s", err, out)
 		}

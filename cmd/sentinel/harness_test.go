@@ -77,7 +77,7 @@ func TestMain(m *testing.M) {
 	sentinelBin = filepath.Join(dir, "sentinel")
 	labBin = filepath.Join(dir, "sentinel-lab")
 	for bin, pkg := range map[string]string{sentinelBin: ".", labBin: "../sentinel-lab"} {
-		build := exec.Command("go", "build", "-tags", testBuildTags, "-o", bin, pkg)
+		build := testBuild("-o", bin, pkg)
 		build.Stdout, build.Stderr = os.Stdout, os.Stderr
 		if err := build.Run(); err != nil {
 			fmt.Fprintf(os.Stderr, "building %s for the end-to-end tests: %v\n", filepath.Base(bin), err)
@@ -97,6 +97,15 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// testBuild is `go build` with the test build tags, static as `make build`
+// is (CGO_ENABLED=0): what the nodes run, and each of the hundreds of
+// agents a run starts skips the dynamic loader and libc's start-up.
+func testBuild(args ...string) *exec.Cmd {
+	cmd := exec.Command("go", append([]string{"build", "-tags", testBuildTags}, args...)...)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	return cmd
 }
 
 // sameToolchain says whether the binary at path was built by the Go

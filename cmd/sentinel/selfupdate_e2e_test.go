@@ -39,7 +39,7 @@ func numberedBuild(t *testing.T, v string) string {
 		numbered = map[string]string{}
 		for _, v := range []string{"0.1.0", "0.2.0"} {
 			out := filepath.Join(filepath.Dir(sentinelBin), "sentinel-"+v)
-			b := exec.Command("go", "build", "-tags", testBuildTags, "-ldflags", "-X main.version="+v, "-o", out, ".")
+			b := testBuild("-ldflags", "-X main.version="+v, "-o", out, ".")
 			if msg, err := b.CombinedOutput(); err != nil {
 				numberedErr = fmt.Errorf("building sentinel %s: %v\n%s", v, err, msg)
 				return
