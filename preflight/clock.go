@@ -51,7 +51,7 @@ func (c ClockCheck) Check(context.Context) (warnings, errs []error) {
 	if c.Facts.Skew < 0 {
 		way = "behind"
 	}
-	said := fmt.Sprintf("the node's clock is %s %s this machine's (±%s)", skew.Round(time.Second), way, c.Facts.Uncertainty.Round(time.Millisecond))
+	said := fmt.Sprintf("the node's clock is %s %s this machine's (±%s)", skew.Round(time.Second), way, upToMillisecond(c.Facts.Uncertainty))
 	switch {
 	case skew-c.Facts.Uncertainty > ClockSkewFail:
 		return nil, []error{fmt.Errorf("%s, more than %s: certificates and the channel's signed metadata would be judged by the wrong time (a fresh certificate not yet valid, metadata expired or not); set the time right on the node or here (NTP: chrony or systemd-timesyncd) and run again", said, ClockSkewFail)}
@@ -59,4 +59,14 @@ func (c ClockCheck) Check(context.Context) (warnings, errs []error) {
 		return []error{fmt.Errorf("%s, more than %s: check NTP on the node (it fails beyond %s)", said, ClockSkewWarn, ClockSkewFail)}, nil
 	}
 	return nil, nil
+}
+
+// upToMillisecond rounds an uncertainty up to whole milliseconds, 1 ms at
+// the least: a round trip to a local agent can take well under one, and
+// "±0s" would claim an exact reading.
+func upToMillisecond(d time.Duration) time.Duration {
+	if d < time.Millisecond {
+		return time.Millisecond
+	}
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
 }

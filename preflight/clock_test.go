@@ -24,6 +24,9 @@ func TestClockSkew(t *testing.T) {
 		{"30 s is still fine", ClockFacts{Skew: -ClockSkewWarn}, "", ""},
 		{"a minute ahead", ClockFacts{Skew: time.Minute, Uncertainty: 3 * time.Millisecond}, "1m0s ahead of this machine's (±3ms), more than 30s: check NTP", ""},
 		{"four minutes behind", ClockFacts{Skew: -4 * time.Minute}, "4m0s behind this machine's", ""},
+		// A local agent answers well within a millisecond: never "±0s".
+		{"a minute behind, read in 300µs", ClockFacts{Skew: -time.Minute, Uncertainty: 300 * time.Microsecond}, "1m0s behind this machine's (±1ms)", ""},
+		{"a minute behind, read in 2.1ms", ClockFacts{Skew: -time.Minute, Uncertainty: 2100 * time.Microsecond}, "1m0s behind this machine's (±3ms)", ""},
 		{"seven minutes ahead", ClockFacts{Skew: 7 * time.Minute, Uncertainty: 10 * time.Millisecond}, "", "7m0s ahead of this machine's (±10ms), more than 5m0s: certificates and the channel's signed metadata"},
 		{"six minutes behind", ClockFacts{Skew: -6 * time.Minute}, "", "6m0s behind this machine's"},
 		// Beyond 5 minutes only by less than the uncertainty: not sure enough to refuse.
