@@ -118,6 +118,15 @@ type peerTransport struct {
 	peer Peer
 }
 
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// transport underneath: an agent that lives for many steps closes what
+// each step opened.
+func (t *peerTransport) CloseIdleConnections() {
+	if c, ok := t.next.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 func (t *peerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	resp, err := t.next.RoundTrip(r)
 	if ce := t.peer.Refusal(r.URL.Host, err); ce != nil {

@@ -150,3 +150,12 @@ func (a Access) HTTPClient(host string) (*http.Client, error) {
 type authTransport struct{ c *auth.Client }
 
 func (t authTransport) RoundTrip(req *http.Request) (*http.Response, error) { return t.c.Do(req) }
+
+// CloseIdleConnections lets http.Client.CloseIdleConnections reach the
+// auth client's transport: an agent that lives for many steps closes what
+// each step opened.
+func (t authTransport) CloseIdleConnections() {
+	if t.c.Client != nil {
+		t.c.Client.CloseIdleConnections()
+	}
+}

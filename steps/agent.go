@@ -304,6 +304,11 @@ func (a *Agent) fetch(ctx context.Context, req Request) (Result, error) {
 		}
 		store.HTTP = hc
 		got, err := store.Fetch(ctx, src.URL, req.Artifact.SHA256, req.Artifact.Size)
+		if hc != nil {
+			// A session agent (the local transport's) lives for many
+			// steps: this step's connections end with it.
+			hc.CloseIdleConnections()
+		}
 		if err != nil && i < len(srcs)-1 && passOver(ctx, err) {
 			a.logf("%s %s: %s did not serve it (%v): fetching from %s, the next source in order", req.Component, req.Version, redact(src.URL), err, redact(srcs[i+1].URL))
 			passed = append(passed, redact(src.URL))

@@ -145,6 +145,7 @@ func verifyCache(ctx context.Context, u string, peer cache.Peer) error {
 	if err != nil || c == nil {
 		return err
 	}
+	defer c.CloseIdleConnections() // a session agent lives on after this probe
 	ctx, cancel := context.WithTimeout(ctx, reachTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
