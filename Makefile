@@ -67,7 +67,8 @@ tarball: build
 	rm -rf $(DEB_ROOT)
 
 # Unit tests and the end-to-end tests of the core contracts. The
-# end-to-end tests spawn hundreds of short-lived processes; -parallel 4
+# end-to-end tests spawn hundreds of short-lived processes, and most run
+# in parallel (t.Parallel; see cmd/sentinel/harness_test.go): -parallel 4
 # keeps both cores busy while others wait on their children. The long
 # scenarios skip here ("long scenario: run by make test-e2e").
 test: test-deps

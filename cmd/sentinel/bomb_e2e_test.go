@@ -55,6 +55,7 @@ func writeBomb(t *testing.T, path string) (string, int64) {
 // before it fills the node's disk, naming the artifact and the limit; the
 // node stays on its release.
 func TestUpgradeRefusesAZeroBomb(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	art := "artifacts/logyard-3.4.2.tar.gz"

@@ -15,6 +15,7 @@ import (
 // naming the file and the setting; a flag beside --config is refused; a
 // good one serves.
 func TestCacheServeConfig(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, text string) string {
 		p := filepath.Join(dir, name)

@@ -22,6 +22,7 @@ import (
 // download-only fills the cache node while the cluster runs and changes no
 // node; then, with the upstream gone, the upgrade runs from the cache alone.
 func TestDownloadOnlyThenUpgradeWithoutUpstream(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 3, "3.4.1")
 	lab.startCache(nil)
 	before := map[string]string{}
@@ -68,6 +69,7 @@ func TestDownloadOnlyThenUpgradeWithoutUpstream(t *testing.T) {
 // and runs from the node caches alone when they hold everything.
 func TestSkipDownload(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	before := nodeDigest(t, core.Root)
@@ -114,6 +116,7 @@ func TestSkipDownload(t *testing.T) {
 
 // Asking the cache for what it does not hold says how to fill it.
 func TestCacheMissingReleaseSaysHowToFill(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	lab.startCache(nil)
 	r := lab.sentinel(nil, "upgrade", "3.4.2", "--cache-ip", lab.cacheIP, "--yes")
@@ -131,6 +134,7 @@ func TestCacheMissingReleaseSaysHowToFill(t *testing.T) {
 // and quarantines it (exit 1), the daemon no longer serves it, and filling
 // the cache again restores it.
 func TestCacheVerifyQuarantines(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	lab.startCache(nil)
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
@@ -187,6 +191,7 @@ func TestCacheVerifyQuarantines(t *testing.T) {
 // The daemon's configuration file names the cache_dir, as in the product;
 // a flag given on the command line wins over it.
 func TestCacheConfigFile(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	lab.startCache(nil)
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
@@ -211,6 +216,7 @@ func TestCacheConfigFile(t *testing.T) {
 // to fetch come from.
 func TestResumeSwitchesToCache(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)
@@ -244,6 +250,7 @@ func TestResumeSwitchesToCache(t *testing.T) {
 // from the upstream.
 func TestResumeLeavesADeadCacheNode(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)

@@ -23,6 +23,7 @@ import (
 // it did not hash, and what it stores hashes to its name. On the commit
 // where the issue was filed it promoted the changed bytes and said so.
 func TestCacheFetchOfAChangedPartialFile(t *testing.T) {
+	t.Parallel()
 	data := make([]byte, 3<<20)
 	rand.NewChaCha8([32]byte{3}).Read(data)
 	sum := sha256.Sum256(data)

@@ -24,6 +24,7 @@ import (
 // all the others. `make test` runs this one, `make test-e2e` the other, and
 // CI runs both: together they are the whole sweep, as before the split.
 func TestCrashAnywhereResumes(t *testing.T) {
+	t.Parallel()
 	crashAnywhere(t, func(k, total int) bool { return crashSampled(k, total) })
 }
 
@@ -31,6 +32,7 @@ func TestCrashAnywhereResumes(t *testing.T) {
 // TestCrashAnywhereResumes does not take.
 func TestCrashAnywhereResumesEveryRecord(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	crashAnywhere(t, func(k, total int) bool { return !crashSampled(k, total) })
 }
 
@@ -87,6 +89,7 @@ func crashAnywhere(t *testing.T, take func(k, total int) bool) {
 // <root>/code/releases, a component with no current link (CI, stop 24,
 // record 56 of the crash sweep).
 func TestAgentWithoutARequestDoesNothing(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	root := lab.core().Root
 	before := treeDigest(t, root)
@@ -126,6 +129,7 @@ func recordOffsets(t *testing.T, data []byte) []int {
 // run resumes; a flipped byte in a middle record stops with an error that
 // names the journal and the offset, and changes nothing.
 func TestTornJournal(t *testing.T) {
+	t.Parallel()
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)

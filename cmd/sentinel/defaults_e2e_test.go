@@ -15,6 +15,7 @@ import (
 // and the upgrade read from it; --no-cache goes to the upstream instead.
 func TestCommandsUseClusterFileCache(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLab(t, 3, "3.4.1")
 	lab.startCache(nil)
 	if r := lab.mustSucceed("upgrade", "3.4.2", "--download-only"); !strings.Contains(r.stdout, "The cache holds everything for 3.4.2") {
@@ -40,6 +41,7 @@ func TestCommandsUseClusterFileCache(t *testing.T) {
 // node: the nodes' records say where a patch is to forget it, and --node
 // says where to record it; without --node it says what to do.
 func TestPatchMarkWithUpstreamStopped(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	lab.mustSucceed("patch", "install", "aok-endpoint-fix", "--yes")
 	if err := lab.upstream.Close(); err != nil {
@@ -66,6 +68,7 @@ func TestPatchMarkWithUpstreamStopped(t *testing.T) {
 // With the cluster file's cache node holding the patches, `patch mark`
 // reads the catalog there: the upstream sees nothing, nothing is unchecked.
 func TestPatchMarkFromClusterCache(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	lab.startCache(nil)
 	lab.mustSucceed("patch", "install", "--download-only")

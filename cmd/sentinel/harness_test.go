@@ -14,6 +14,14 @@ package main
 //     record k, or in the background;
 //   - what a node holds, for comparing runs;
 //   - the cache node's daemon and the upstream's cut.
+//
+// A scenario calls t.Parallel() first (after longScenario), so that
+// scenarios share the two cores of a test machine (one alone keeps about
+// one busy), unless its outcome hangs on wall-clock time (live traffic,
+// drain and reboot deadlines, clocks, watch windows, expiries, retries of
+// an unreachable node) or it uses the machine's own state (the release
+// builds, the Debian package and its fixed port): those run one at a time,
+// before the others start.
 
 import (
 	"bufio"

@@ -257,6 +257,7 @@ func TestMaintainNodeNotBackIsUnreachable(t *testing.T) {
 // With --max-failures 1 the run spends the budget and goes on.
 func TestMaintainActionFailure(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	failing := `if [ "$SENTINEL_NODE" = dea-2 ]; then echo "E: Failed to fetch security updates" >&2; exit 100; fi; ` + updateAction
 	lab, _ := rebootLab(t, 5, map[string]cluster.Action{"os-security-updates": {Command: failing}})
 	order := planOrder(lab)
@@ -298,6 +299,7 @@ func TestMaintainActionFailure(t *testing.T) {
 // Must show 5: the proxy the operator set reaches the action's
 // environment on the node, over SSH.
 func TestMaintainActionSeesOperatorProxy(t *testing.T) {
+	t.Parallel()
 	lab, _ := rebootLab(t, 2, map[string]cluster.Action{"env": {Command: updateAction}})
 	proxy := []string{"http_proxy=http://127.0.0.1:3128", "https_proxy=http://127.0.0.1:3129", "no_proxy=127.0.0.1,localhost"}
 	r := lab.sentinel(proxy, "maintain", "env", "--yes", "--reboot", "never")
@@ -327,6 +329,7 @@ func TestMaintainActionSeesOperatorProxy(t *testing.T) {
 // cluster file does not declare, a reboot policy that does not exist, an
 // actions: entry that is not valid.
 func TestMaintainRefusesBadInput(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 2, "3.4.1")
 	if err := lab.SetMaintenance(map[string]cluster.Action{"os-security-updates": {Command: updateAction}}, ""); err != nil {
 		t.Fatal(err)
@@ -361,6 +364,7 @@ func TestMaintainRefusesBadInput(t *testing.T) {
 // --dry-run shows the order, the core last, and which roles go down,
 // and changes nothing.
 func TestMaintainDryRun(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 5, "3.4.1")
 	if err := lab.SetMaintenance(map[string]cluster.Action{"os-security-updates": {Command: updateAction}}, ""); err != nil {
 		t.Fatal(err)
@@ -395,6 +399,7 @@ func TestMaintainDryRun(t *testing.T) {
 // the operator's proxy (tinyproxy carries it); a mirror that does not
 // answer refuses the run (exit 3) naming it, before any change.
 func TestMaintainPreflightReachesMirrorThroughProxy(t *testing.T) {
+	t.Parallel()
 	proxy := startTinyproxy(t)
 	var mirrorHits atomic.Int64
 	mirror := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { mirrorHits.Add(1) }))

@@ -136,6 +136,7 @@ func eventsSince(t *testing.T, root string, n int) []string {
 // nodes only, restarts only the patched components there, and status then
 // shows them under "installed on". Installing it again is a no-op.
 func TestPatchStatusAndInstall(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	r := lab.mustSucceed("patch", "status")
 	for _, want := range []string{
@@ -207,6 +208,7 @@ func TestPatchStatusAndInstall(t *testing.T) {
 // on only, and --no-restart switches the files in while the running
 // process stays on the old version until it is restarted.
 func TestPatchNodeLocalNoRestart(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	before := digests(t, lab)
 	lab.mustSucceed("patch", "install", "aok-endpoint-fix", "--node", "router-3", "--yes")
@@ -264,6 +266,7 @@ func TestPatchNodeLocalNoRestart(t *testing.T) {
 // Must-show 3: a patch whose health check fails on a node is rolled back
 // there; the nodes patched before keep it; exit 1 naming node and step.
 func TestPatchHealthFailureRollsBack(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	core := lab.root("core")
 	if err := fixtures.InjectFault(core, "router", "health", fixtures.FaultFail, "3.4.2-p1"); err != nil {
@@ -334,6 +337,7 @@ func consistent(t *testing.T, lab *testLab, partial bool) {
 // TestPatchCrashAnywhereResumesEveryThird takes the others, in `make
 // test-e2e`. CI runs both: together they are the sweep as before the split.
 func TestPatchCrashAnywhereResumes(t *testing.T) {
+	t.Parallel()
 	patchCrashAnywhere(t, func(k, total int) bool {
 		if testing.Short() {
 			return k%30 == 1 || k == total
@@ -346,6 +350,7 @@ func TestPatchCrashAnywhereResumes(t *testing.T) {
 // TestPatchCrashAnywhereResumes does not take.
 func TestPatchCrashAnywhereResumesEveryThird(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	patchCrashAnywhere(t, func(k, total int) bool { return k%3 == 1 && !patchCrashSampled(k, total) })
 }
 
@@ -402,6 +407,7 @@ func patchCrashAnywhere(t *testing.T, take func(k, total int) bool) {
 // A patch run is resumed by `patch install --resume`, and an upgrade left
 // unfinished is not taken for one.
 func TestPatchResumeRefusesAnUpgrade(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	lab.crashAt(30, "upgrade", "3.4.2", "--yes")
 	r := lab.sentinel(nil, "patch", "install", "--resume")
@@ -417,6 +423,7 @@ func TestPatchResumeRefusesAnUpgrade(t *testing.T) {
 // release's versions and forgets the patch; mark changes node.json's list
 // of patches and nothing else.
 func TestPatchRevertAndMark(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	lab.mustSucceed("patch", "install", "aok-endpoint-fix", "logs-endpoint-fix", "--yes")
 	core := lab.root("core")
@@ -483,6 +490,7 @@ func TestPatchRevertAndMark(t *testing.T) {
 // artifact whose sha256 does not match is refused, naming the patch and
 // the field, and nothing is installed.
 func TestPatchBadCatalogRefused(t *testing.T) {
+	t.Parallel()
 	routerArtifact := func(lab *testLab) string {
 		return lab.served("artifacts/router-3.4.2-p1.tar.gz")
 	}
@@ -550,6 +558,7 @@ func TestPatchBadCatalogRefused(t *testing.T) {
 // them and status shows the new release's (none in the fixtures).
 func TestPatchesSupersededByUpgrade(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newPatchLab(t)
 	lab.mustSucceed("patch", "install", "--yes")
 	lab.mustSucceed("upgrade", "3.4.3", "--yes")
@@ -575,6 +584,7 @@ func TestPatchesSupersededByUpgrade(t *testing.T) {
 // A patch that restarts dea_ng retires each DEA first and unretires it
 // after, one DEA at a time.
 func TestPatchDEARetiredOneAtATime(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	lab.mustSucceed("patch", "install", "dea-staging-timeout-fix", "--yes")
 	r := lab.mustSucceed("status", "--output", "json")
@@ -609,6 +619,7 @@ func TestPatchDEARetiredOneAtATime(t *testing.T) {
 // --download-only --cache-ip fills the cache node with the patches; the
 // install then runs from the cache with the upstream gone.
 func TestPatchFromCacheWithoutUpstream(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	lab.startCache(nil)
 	if r := lab.sentinel(nil, "patch", "install", "--cache-ip", lab.cacheIP, "--yes"); r.code != 2 || !strings.Contains(r.stderr, "patch install --download-only --cache-ip") {
@@ -638,6 +649,7 @@ func TestPatchFromCacheWithoutUpstream(t *testing.T) {
 // SIGKILL during `patch revert`, then --resume: the same end as an
 // uninterrupted revert, record and files in agreement.
 func TestPatchRevertCrashResumes(t *testing.T) {
+	t.Parallel()
 	ref := newPatchLab(t)
 	ref.mustSucceed("patch", "install", "aok-endpoint-fix", "--yes")
 	ref.mustSucceed("patch", "revert", "--yes")
@@ -678,6 +690,7 @@ func TestPatchRevertCrashResumes(t *testing.T) {
 // upgrade, `patch status` and `patch install` all run from the cache.
 func TestUpgradeThenPatchesFromCacheWithoutUpstream(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLab(t, 5, "3.4.1")
 	lab.startCache(nil)
 	lab.mustSucceed("upgrade", fixtures.PatchedRelease, "--download-only", "--cache-ip", lab.cacheIP)
@@ -698,6 +711,7 @@ func TestUpgradeThenPatchesFromCacheWithoutUpstream(t *testing.T) {
 // left out of a patch run, which goes on for the others instead of being
 // refused by preflight.
 func TestPatchSkipsNodeOnAnotherRelease(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	router := lab.root("router-3")
 	rec, err := steps.ReadRecord(router)

@@ -29,6 +29,7 @@ func keys(v any, prefix string, out map[string]bool) {
 // The reference (docs/reference.md) documents the JSON of `sentinel patch status --output json`:
 // its example has exactly the keys the command prints.
 func TestPatchStatusJSONDocumented(t *testing.T) {
+	t.Parallel()
 	data, err := os.ReadFile("../../docs/reference.md")
 	if err != nil {
 		t.Fatal(err)

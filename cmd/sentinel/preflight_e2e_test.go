@@ -198,6 +198,7 @@ func TestPreflightJustAboveThresholds(t *testing.T) {
 // DEA capacity: when the DEAs are full, preflight says how much memory is
 // missing and that a DEA must be added; once one is added, it passes.
 func TestPreflightDEACapacity(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 5, "3.4.1")
 	dea1, _ := lab.Node("dea-1")
 	dea2, _ := lab.Node("dea-2")
@@ -231,6 +232,7 @@ func TestPreflightDEACapacity(t *testing.T) {
 // when the proxy works; with the proxy stopped, or an upstream host that
 // does not answer, fails naming host, port and proxy.
 func TestPreflightReachabilityThroughProxy(t *testing.T) {
+	t.Parallel()
 	proxy := startTinyproxy(t)
 	lab := newLab(t, 1, "3.4.1")
 	lab.SetMaintenanceHook("true")
@@ -324,6 +326,7 @@ func closedPort(t *testing.T) string {
 // operator can save them: a file edited in an installed release, one added
 // there, and a changed file of etc/ since the last backup.
 func TestPreflightCustomizations(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	lab.SetMaintenanceHook("true")
 	core := lab.core()
@@ -362,6 +365,7 @@ func TestPreflightCustomizations(t *testing.T) {
 // target are not "on another release" to preflight.
 func TestRerunAfterFailedMultiNodeRun(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLab(t, 5, "3.4.1")
 	lab.SetMaintenanceHook("true")
 	core := lab.core()
@@ -385,6 +389,7 @@ func TestRerunAfterFailedMultiNodeRun(t *testing.T) {
 // them (DEA room, maintenance mode); and a cache reached with --cache-ip is
 // reached directly, whatever http_proxy says, as the fetches are.
 func TestPreflightScopes(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 5, "3.4.1")
 	lab.startCache(nil)
 	dea1, _ := lab.Node("dea-1")
@@ -410,6 +415,7 @@ func TestPreflightScopes(t *testing.T) {
 // --skip-download promises to refuse before any change: even "all" does
 // not ignore missing artifacts.
 func TestSkipDownloadCannotBeIgnored(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	before := nodeDigest(t, lab.core().Root)
 	r := lab.sentinel(nil, "upgrade", "3.4.2", "--skip-download", "--yes", "--ignore-preflight-errors", "all")

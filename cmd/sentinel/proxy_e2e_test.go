@@ -9,6 +9,7 @@ import (
 // carried the traffic; with the proxy stopped, the error names the proxy
 // and the upstream host.
 func TestDownloadOnlyThroughProxy(t *testing.T) {
+	t.Parallel()
 	proxy := startTinyproxy(t)
 	lab := newLab(t, 1, "3.4.1")
 	env := []string{"http_proxy=http://" + proxy.addr, "https_proxy=http://" + proxy.addr, "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY="}
@@ -48,6 +49,7 @@ func TestDownloadOnlyThroughProxy(t *testing.T) {
 // nodes' downloads over SSH, and the daemon's sees none of them.
 func TestOperatorAndDaemonProxiesSeeTheirOwnTraffic(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	opProxy, daemonProxy := startTinyproxy(t), startTinyproxy(t)
 	lab, sshds := sshLab(t, 1)
 	clear := []string{"http_proxy=", "https_proxy=", "all_proxy=", "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "ALL_PROXY=", "NO_PROXY="}

@@ -14,6 +14,7 @@ import (
 // rollback), nothing older.
 func TestOldReleasesPrunedKeepingThePrevious(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	layout := steps.Layout{Root: core.Root}

@@ -40,6 +40,7 @@ func releaseDescription(t *testing.T, dir, v string, from ...string) string {
 // and a rotation of the timestamp key, then a node upgrades from it. Keys
 // stay outside the served tree, mode 0600, and are never printed.
 func TestPublisherWorkflowFromEmptyDirectory(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	work := t.TempDir()
 	dir, keys := filepath.Join(work, "channel"), filepath.Join(work, "keys")

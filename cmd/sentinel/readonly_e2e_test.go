@@ -31,6 +31,7 @@ func bindReadOnly(t *testing.T, dir string) {
 // anything changes. On the commit where the issue was filed the error was
 // bare ("read-only file system").
 func TestReadOnlyStateDirAdvises(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	state := lab.inventory().State()
 	if err := os.MkdirAll(state, 0o755); err != nil {

@@ -68,6 +68,7 @@ func blobOf(t *testing.T, lab *testLab, rel string) string {
 // the registry itself, listed second, and says so.
 func TestUpgradeFromRegistryMirrorsFallBack(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab, regs, upstream := registryLab(t, 5)
 	origin := "oci://" + regs.Origin.Addr + "/sentinel/stable"
 	v := lab.mustSucceed("channel", "verify", "--root", lab.TrustRoot, origin, "--registry-auth", regs.AuthFile, "--registry-ca", regs.CAFile)
@@ -102,6 +103,7 @@ func TestUpgradeFromRegistryMirrorsFallBack(t *testing.T) {
 // fetch (exit 1), and neither installs anything.
 func TestRegistryServingTamperedFilesIsRefused(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab, regs, _ := registryLab(t, 1)
 	core := lab.core()
 	installed := func() string {
@@ -165,6 +167,7 @@ func TestRegistryServingTamperedFilesIsRefused(t *testing.T) {
 // resumed process opens the channel again to know which one).
 func TestResumeFromRegistry(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab, _, _ := registryLab(t, 2)
 	lab.crashAt(6, "upgrade", "3.4.2", "--yes", "--no-self-update")
 	lab.mustSucceed("upgrade", "--resume", "--yes", "--no-self-update")
@@ -174,6 +177,7 @@ func TestResumeFromRegistry(t *testing.T) {
 // TestRegistryBadInput: registry URLs and settings that cannot be used
 // are refused with exit 2 before anything is read or changed.
 func TestRegistryBadInput(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	before := nodeDigest(t, lab.core().Root)
 	for _, tc := range []struct {
@@ -247,6 +251,7 @@ func copyCommandLab(t *testing.T) (*testLab, *fixtures.RegistrySet, *tripwire) {
 // plans 3.4.2 from the registry with the upstream gone.
 // TestUpgradeFromRegistryFilledByCopy (long) upgrades from it.
 func TestDownloadOnlyToRegistryGivesTheCopyCommand(t *testing.T) {
+	t.Parallel()
 	lab, regs, upstream := copyCommandLab(t)
 	for _, c := range lab.manifest("3.4.2").Components {
 		if _, err := regs.Basic.BlobPath(c.Artifact.SHA256); err != nil {
@@ -269,6 +274,7 @@ func TestDownloadOnlyToRegistryGivesTheCopyCommand(t *testing.T) {
 // artifacts read back verified).
 func TestUpgradeFromRegistryFilledByCopy(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab, _, upstream := copyCommandLab(t)
 	lab.mustSucceed("upgrade", "3.4.2", "--yes")
 	checkAllOn(t, lab, "3.4.2")
@@ -283,6 +289,7 @@ func TestUpgradeFromRegistryFilledByCopy(t *testing.T) {
 // argument or flag, not the cluster file; a misspelt --mirror is passed
 // over with that said, the run reading the channel.
 func TestRegistryErrorsNameWhatToFix(t *testing.T) {
+	t.Parallel()
 	lab, regs := labAndRegistries(t, 1)
 	typo := "oci://" + regs.Basic.Addr + "/lab2"
 	reg := []string{"--registry-ca", regs.CAFile, "--registry-auth", regs.AuthFile}

@@ -16,6 +16,7 @@ import (
 // A first Ctrl-C during a rollback does not stop it half-way: the rollback
 // is what makes the node whole again.
 func TestInterruptDoesNotStopRollback(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	if err := fixtures.InjectFault(core.Root, "router", "health", "fail", "3.4.2"); err != nil {
@@ -37,6 +38,7 @@ func TestInterruptDoesNotStopRollback(t *testing.T) {
 // A stop hook that fails is not run again by the rollback; every other
 // component is still brought back.
 func TestStopFailureRollsBackTheRest(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	fourth := fixtures.Components()[3].Name
@@ -56,6 +58,7 @@ func TestStopFailureRollsBackTheRest(t *testing.T) {
 // cause is fixed, --resume finishes it.
 func TestRestartFailureIsResumable(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)
@@ -111,6 +114,7 @@ func TestRestartFailureIsResumable(t *testing.T) {
 // downloads it anew. Either way the next run succeeds.
 func TestDamagedCacheFileIsFetchedAgain(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)

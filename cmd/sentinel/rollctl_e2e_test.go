@@ -58,6 +58,7 @@ func touchedNodes(t *testing.T, lab *testLab) map[string]bool {
 // --exclude-node and --reason, and a bad update: block in the cluster
 // file: exit 2, and no run is started.
 func TestUpdateFlagsRefusedBeforeAnything(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	for _, args := range [][]string{
 		{"upgrade", "3.4.2", "--yes", "--canaries", "-1"},
@@ -98,6 +99,7 @@ func TestUpdateFlagsRefusedBeforeAnything(t *testing.T) {
 // A run for some nodes (--node) does not need the others to answer: one
 // that is away is reported by preflight, and the run goes on.
 func TestNodeRunWithAnotherNodeAway(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 5, "3.4.1")
 	lab.SetMaintenanceHook("true")
 	flag := awayWhile(t, lab, "dea-2")
@@ -167,6 +169,7 @@ func TestCanaryCaughtDuringWatch(t *testing.T) {
 // once fixed, a new run catches it up and touches nothing else.
 func TestFailureBudgetFinishesTheOthers(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
 	lab.SetMaintenanceHook("true")
 	dea2, _ := lab.Node("dea-2")
@@ -296,6 +299,7 @@ func excludeDeadDEA(t *testing.T, layout, dea string) {
 // the twenty-node one, in make test.
 func TestExcludeDeadDEAOverSSH(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	excludeDeadDEA(t, "five", "dea-2")
 }
 
@@ -303,6 +307,7 @@ func TestExcludeDeadDEAOverSSH(t *testing.T) {
 // TestExcludeDeadDEAOverSSH is the same on five nodes in make test).
 func TestExcludeDeadDEATwentyNodesOverSSH(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	excludeDeadDEA(t, "twenty", "dea-7")
 }
 
@@ -366,6 +371,7 @@ func maintenanceRecords(t *testing.T, lab *testLab) (recs map[string]int, firstS
 // after switching it on, before the journal says so; --resume finishes.
 // --no-maintenance leaves it alone.
 func TestMaintenanceSwitchedOnceAcrossKills(t *testing.T) {
+	t.Parallel()
 	lab, switches := maintenanceLab(t, true)
 	r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes")
 	if r.signal != syscall.SIGKILL {
@@ -394,6 +400,7 @@ func TestMaintenanceSwitchedOnceAcrossKills(t *testing.T) {
 // hardest case (killed between the switch and its record) in make test.
 func TestMaintenanceSwitchedOnceAfterEveryRecord(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	ref, _ := maintenanceLab(t, false)
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	recs, _, _ := maintenanceRecords(t, ref)
@@ -414,6 +421,7 @@ func TestMaintenanceSwitchedOnceAfterEveryRecord(t *testing.T) {
 // patched component, switched in but still running the old version, runs
 // the patch after it; only the node asked for is restarted.
 func TestRestartAfterNoRestartPatch(t *testing.T) {
+	t.Parallel()
 	lab := newPatchLab(t)
 	deaRoot := lab.root("dea-2")
 	lab.mustSucceed("patch", "install", "dea-staging-timeout-fix", "--node", "dea-2", "--no-restart", "--yes")
@@ -458,6 +466,7 @@ func TestRestartAfterNoRestartPatch(t *testing.T) {
 // not again; then maintenance off. Each switch happens exactly once.
 func TestClosingRestartThenMaintenanceOff(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
 	dir := t.TempDir()
 	switches, flag := filepath.Join(dir, "switches.log"), filepath.Join(dir, "on")
@@ -521,6 +530,7 @@ func TestClosingRestartThenMaintenanceOff(t *testing.T) {
 // agents over SSH, whose login environment does not have it: every
 // artifact download a node makes goes through it (tinyproxy's log).
 func TestOperatorProxyReachesNodesOverSSH(t *testing.T) {
+	t.Parallel()
 	proxy := startTinyproxy(t)
 	lab, sshds := sshLab(t, 1)
 	env := []string{"http_proxy=http://" + proxy.addr, "https_proxy=http://" + proxy.addr, "no_proxy=", "HTTP_PROXY=", "HTTPS_PROXY=", "NO_PROXY="}

@@ -122,6 +122,7 @@ func checkSchedule(t *testing.T, lab *testLab, spans []nodeSpan, maxInFlight int
 // layout at several --max-in-flight (rollout's schedule_test.go).
 func TestTwentyNodeExampleOverSSH(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab, sshds := sshLabWith(t, fixtures.LabOptions{Layout: "twenty", Release: "3.4.1"})
 	if len(lab.Nodes) != 20 {
 		t.Fatalf("the twenty-node layout has %d nodes", len(lab.Nodes))
@@ -164,6 +165,7 @@ func TestTwentyNodeExampleOverSSH(t *testing.T) {
 // step the journal shows done was done twice, and no hook ran again after
 // its effect was in place (the fixtures log such runs).
 func TestKilledAtRandomMomentsFiveNodes(t *testing.T) {
+	t.Parallel()
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
 	lab.SetMaintenanceHook("true")
 	seed := time.Now().UnixNano()
@@ -236,6 +238,7 @@ func TestKilledAtRandomMomentsFiveNodes(t *testing.T) {
 // app going down.
 func TestFullDEAsRefusedUntilOneIsAdded(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
 	lab.SetMaintenanceHook("true")
 	ctl := withDEAController(t, lab, 1024, []app{{"shop", 3, 512}, {"blog", 3, 256}, {"api", 3, 128}})
@@ -266,6 +269,7 @@ func TestFullDEAsRefusedUntilOneIsAdded(t *testing.T) {
 // before the DEA is retired, resumable, saying what to do; with a DEA
 // added, --resume finishes.
 func TestCapacityCheckedAgainBeforeEachRetirement(t *testing.T) {
+	t.Parallel()
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.1"})
 	lab.SetMaintenanceHook("true")
 	ctl := withDEAController(t, lab, 1024, []app{{"shop", 3, 512}, {"blog", 3, 256}, {"api", 3, 128}})
@@ -306,6 +310,7 @@ func addDEA(t *testing.T, lab *testLab, ctl *fixtures.DEAController, name string
 // put back, as a snapshot restore would) is noticed by --resume, which
 // does that component's steps again instead of trusting the journal.
 func TestResumeRechecksNodes(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	lab.SetMaintenanceHook("true")
 	// Stop the run once the first component is switched and started.

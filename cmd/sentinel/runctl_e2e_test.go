@@ -157,6 +157,7 @@ func TestRunSurvivesHangup(t *testing.T) {
 // (`| head -3`), and stderr's too: the run goes on to success, its log
 // has all of it.
 func TestRunSurvivesClosedPipe(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	g := gateMigrate(t, lab)
 	cmd, out, errOut := startRun(t, lab, "upgrade", "3.4.2", "--yes")
@@ -187,6 +188,7 @@ var detachedLine = regexp.MustCompile(`Run (\S+) goes on in the background \(pid
 // it to halt after the step under way: it ends interrupted (75), and
 // --resume finishes it.
 func TestDetachAttachStopResume(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	g := gateMigrate(t, lab)
 	r := lab.mustSucceed("upgrade", "3.4.2", "--yes", "--detach")
@@ -294,6 +296,7 @@ func eventOf(ev []map[string]any, name string) map[string]any {
 // (0 succeeded, 1 failed, 75 interrupted: see TestDetachAttachStopResume),
 // `sentinel runs`, `status RUN-ID`, and the notify command told the result.
 func TestRunsStatusCodesAndEvents(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	told := filepath.Join(t.TempDir(), "told")
 	appendCluster(t, lab, "notify:\n  command: [sh, -c, 'env | grep ^SENTINEL_ | sort >> "+told+"; echo --- >> "+told+"']\n")
@@ -362,6 +365,7 @@ func TestRunsStatusCodesAndEvents(t *testing.T) {
 // A notify command that fails or outlasts its timeout is reported; the
 // run's result stands.
 func TestNotifyFailureDoesNotChangeResult(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	appendCluster(t, lab, "notify:\n  command: [sh, -c, 'echo chat is down; sleep 60']\n  timeout: 1s\n")
 	r := lab.mustSucceed("upgrade", "3.4.2", "--yes")

@@ -133,6 +133,7 @@ func equal(a, b []string) bool { return strings.Join(a, "|") == strings.Join(b, 
 // new process goes on with the same run from its journal: the journal says
 // 0.1.0 started it and 0.2.0, updated from 0.1.0, finished it.
 func TestSelfUpdateContinuesRunInNewBuild(t *testing.T) {
+	t.Parallel()
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab := newLab(t, 1, "3.4.1")
 	bin := installed(t, old)
@@ -178,6 +179,7 @@ func TestSelfUpdateContinuesRunInNewBuild(t *testing.T) {
 // asked, never automatically, and a newer installed build is never
 // downgraded.
 func TestSelfUpdateExplicit(t *testing.T) {
+	t.Parallel()
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab := newLab(t, 1, "3.4.1")
 	publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
@@ -228,6 +230,7 @@ func TestSelfUpdateExplicit(t *testing.T) {
 // the run goes on with the old build and succeeds; --update-self alone
 // fails (exit 1) saying so.
 func TestSelfUpdateFailedCheckRolledBack(t *testing.T) {
+	t.Parallel()
 	old := numberedBuild(t, "0.1.0")
 	for _, tc := range []struct{ name, script, says string }{
 		{"broken", "#!/bin/sh\necho 'sentinel: cannot start: bad build' >&2\nexit 1\n", "bad build"},
@@ -273,6 +276,7 @@ func TestSelfUpdateFailedCheckRolledBack(t *testing.T) {
 // new build, the run is unfinished; `sentinel recover`, run with what is
 // now on disk, finishes it, and the journal says which build did what.
 func TestRecoverAfterKillBetweenRenameAndReExec(t *testing.T) {
+	t.Parallel()
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab := newLab(t, 1, "3.4.1")
 	bin := installed(t, old)
@@ -341,6 +345,7 @@ func (l *testLab) startBin(bin string, args ...string) (*exec.Cmd, *bufio.Reader
 // recover`, and by hand, the docs' way (the command from the log, a binary
 // put back where it was, --resume).
 func TestRecoverAfterBinaryDeletedMidRun(t *testing.T) {
+	t.Parallel()
 	for _, how := range []string{"sentinel recover", "by hand"} {
 		t.Run(how, func(t *testing.T) {
 			lab := newLab(t, 1, "3.4.1")
@@ -388,6 +393,7 @@ func TestRecoverAfterBinaryDeletedMidRun(t *testing.T) {
 
 // recover refuses when there is nothing to recover, and says why.
 func TestRecoverRefusesWithNothingToRecover(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	r := lab.sentinel(nil, "recover")
 	if r.code != 2 || !strings.Contains(r.stderr, "nothing to recover: there is no run") {
@@ -399,6 +405,7 @@ func TestRecoverRefusesWithNothingToRecover(t *testing.T) {
 // later command that was turned away because the run was unfinished; and
 // once the run is finished it says there is nothing to recover.
 func TestRecoverUsesTheRunsOwnCommand(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 3, "3.4.1")
 	lab.crashAt(40, "upgrade", "3.4.2", "--yes", "--max-in-flight", "2")
 	if r := lab.sentinel(nil, "upgrade", "3.4.2", "--yes"); r.code != 2 {
@@ -419,6 +426,7 @@ func TestRecoverUsesTheRunsOwnCommand(t *testing.T) {
 // --cache-ip updates sentinel from the cache by digest, and nothing at all
 // reaches the upstream.
 func TestSelfUpdateFromCacheNode(t *testing.T) {
+	t.Parallel()
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab := newLab(t, 1, "3.4.1")
 	publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: newer, Version: "0.2.0"})
@@ -455,6 +463,7 @@ func TestSelfUpdateFromCacheNode(t *testing.T) {
 // pushed 0.1.0 to every node; after the self-update the resumed run, in
 // 0.2.0, pushes 0.2.0.
 func TestSelfUpdatePushedBinariesFollow(t *testing.T) {
+	t.Parallel()
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab, sshds := sshLab(t, 2)
 	bin := installed(t, old)
@@ -482,6 +491,7 @@ func TestSelfUpdatePushedBinariesFollow(t *testing.T) {
 // installed build takes it; a builds document whose bytes are not the
 // signed ones is refused, naming it, and nothing is replaced.
 func TestSelfUpdateBuildsPublishedByChannelAddSentinel(t *testing.T) {
+	t.Parallel()
 	old, newer := numberedBuild(t, "0.1.0"), numberedBuild(t, "0.2.0")
 	lab := newLab(t, 1, "3.4.1")
 	lab.mustRun(sentinelBin, nil, "channel", "add-sentinel", "--keys", lab.KeysDir, "--version", "0.2.0",

@@ -35,6 +35,7 @@ func damageRecord(t *testing.T, path string, k int) {
 // out; set aside, they work again; restored, the run is back. On the
 // commit where the issue was filed they failed with no way out.
 func TestUndecodableJournalSetAside(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	lab.crashAt(6, "upgrade", "3.4.2", "--yes")
 	path := lab.journalPath()

@@ -87,6 +87,7 @@ func firstStepOrder(t *testing.T, lab *testLab) []string {
 // upgrades the nodes in role order, the core node last, DEAs retired one
 // at a time with no app down.
 func TestUpgradeOverSSHFromCache(t *testing.T) {
+	t.Parallel()
 	if err := fixtures.EnsureLabUser(fixtures.SudoUser, true); err != nil {
 		t.Skip(err)
 	}
@@ -210,6 +211,7 @@ func TestNodeLossOverSSH(t *testing.T) {
 // anything changes: an unknown key with the ssh-keyscan advice, a changed
 // one with CHANGED and ssh-keygen -R.
 func TestUnknownHostKeyRefused(t *testing.T) {
+	t.Parallel()
 	lab, sshds := sshLab(t, 2)
 	dea, _ := lab.Node("dea-1")
 	s := sshds["dea-1"]
@@ -342,6 +344,7 @@ func checkWrongPinRefused(t *testing.T, lab *testLab, args ...string) {
 // (exit 3), no node changed, no journal. Once the line is there, the same
 // command upgrades every node.
 func TestSudoMissingNamedBeforeAnythingChanges(t *testing.T) {
+	t.Parallel()
 	for _, u := range []struct {
 		name string
 		sudo bool

@@ -19,6 +19,7 @@ import (
 // channel metadata verified at staging, and fetches nothing.
 func TestStageThenWindowWithoutSources(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "twenty", Release: "3.4.1"})
 	if len(lab.Nodes) != 20 {
 		t.Fatalf("the twenty-node layout has %d nodes", len(lab.Nodes))
@@ -63,6 +64,7 @@ func TestStageThenWindowWithoutSources(t *testing.T) {
 // (here less than an artifact) per transfer in flight.
 func TestStageKilledThenResumed(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	const payload = 8 << 20
 	opt := fixtures.LabOptions{Nodes: 5, Release: "3.4.1"}
 	opt.Channel.PayloadBytes = map[string]int64{}

@@ -194,6 +194,7 @@ func (l *testLab) trustNow() {
 // snapshot. Both are refused before any artifact is requested, exit 2,
 // naming the document and the check, and no node changes.
 func TestMixAndMatchRefused(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	name := "releases/3.4.2/manifest.json"
 	superseded := mustRead(t, lab.served(name))
@@ -272,6 +273,7 @@ func TestFreezeRefusedUnlessAirGappedOverride(t *testing.T) {
 // threshold not met: channel.TestEndlessMetadataIsCutOff and
 // channel.TestSignatureRefusals, over loopback HTTP.
 func TestChannelRefusalsChangeNothing(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	ts := filepath.Join(lab.UpstreamDir, "metadata", "timestamp.json")
 	restore := saveFiles(t, ts)
@@ -348,6 +350,7 @@ func hostileCache(t *testing.T, cacheDir, channelDir, certFile, keyFile string) 
 // The upstream is gone throughout: the cache is all there is.
 func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 	longScenario(t)
+	t.Parallel()
 	lab := newLab(t, 3, "3.4.1")
 	lab.startCache(nil)
 	lab.mustSucceed("upgrade", "3.4.2", "--download-only", "--cache-ip", lab.cacheIP)
@@ -455,6 +458,7 @@ func TestCompromisedCacheNodeCannotInstall(t *testing.T) {
 // An artifact unpacks to at most the size its signed target gives: the
 // node refuses one that unpacks to more, and installs nothing of it.
 func TestSignedUnpackedSizeBoundsUnpack(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	pub, err := lab.Publisher()
 	if err != nil {
@@ -511,6 +515,7 @@ func TestResumeAfterTimestampExpired(t *testing.T) {
 // A cluster file still naming the old index.json, or naming no trust
 // root, is bad input: exit 2 saying what to write, nothing changed.
 func TestChannelSettingsRefused(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	base := lab.upstream.URL
 	before := lab.nodeDigests()
@@ -540,6 +545,7 @@ func TestChannelSettingsRefused(t *testing.T) {
 // and `patch status` and `patch install` refuse it, naming the document
 // and the check, and no node changes.
 func TestTamperedPatchCatalogRefused(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 3, "3.4.2")
 	undo := flipOneByte(t, lab.served("releases/3.4.2/patches.json"))
 	before := lab.nodeDigests()
@@ -561,6 +567,7 @@ func TestTamperedPatchCatalogRefused(t *testing.T) {
 // `patch status`, like preflight and --dry-run, verifies the channel but
 // keeps no trusted metadata: only a run that may change something does.
 func TestPatchStatusRecordsNoTrustedMetadata(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 3, "3.4.2")
 	state := filepath.Join(lab.inventory().State(), "trust", "default")
 	lab.mustSucceed("patch", "status")
@@ -580,6 +587,7 @@ func TestPatchStatusRecordsNoTrustedMetadata(t *testing.T) {
 // never fetched and its digest never becomes downloadable from the daemon.
 // Download-only through it then serves an upgrade with the upstream gone.
 func TestDaemonFetchesByNameOnly(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	lab.startCache(nil)
 	var attackerHits atomic.Int64
@@ -652,6 +660,7 @@ func serveFunc(t *testing.T, h http.HandlerFunc) string {
 // publisher rotates those two keys in the root, the cluster accepts the
 // real metadata again and upgrades.
 func TestFastForwardRecoveryByRotation(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	pub, err := lab.Publisher() // the publisher's own versions, before the attack
 	if err != nil {

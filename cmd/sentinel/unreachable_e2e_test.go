@@ -82,6 +82,7 @@ func recordedPatches(t *testing.T, lab *testLab, node string) []string {
 // does `--local`; a patch the DEA's role needs is refused naming it; with
 // the core away, a run for a DEA is refused saying the core is needed.
 func TestPatchRunWithAnotherNodeAway(t *testing.T) {
+	t.Parallel()
 	lab := newLabWith(t, fixtures.LabOptions{Layout: "five", Release: "3.4.2"})
 	lab.SetMaintenanceHook("true")
 	flag := awayWhile(t, lab, "dea-2")

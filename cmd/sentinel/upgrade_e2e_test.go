@@ -19,6 +19,7 @@ import (
 // The micro cloud goes 3.4.1 -> 3.4.2, status shows every component on
 // 3.4.2, and a later upgrade to 3.4.3 goes on from there.
 func TestUpgradeMicroCloud(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 
@@ -76,6 +77,7 @@ func TestUpgradeMicroCloud(t *testing.T) {
 // --force reinstalls the current release: every component is stopped and
 // started again, and the node ends where it was.
 func TestForceReinstallsSameRelease(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.2")
 	core := lab.core()
 	before := nodeState(t, core.Root)
@@ -102,6 +104,7 @@ func TestForceReinstallsSameRelease(t *testing.T) {
 // back to 3.4.1, running and healthy; node.json is untouched; exit 1; status
 // shows the failed step with the hook's output.
 func TestHealthFailureRollsBack(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	fourth := fixtures.Components()[3].Name
@@ -157,6 +160,7 @@ func TestHealthFailureRollsBack(t *testing.T) {
 // A damaged artifact upstream is caught by its sha256 before anything is
 // installed: code/ does not change.
 func TestDigestMismatchCaughtBeforeInstall(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	art := lab.served("artifacts/router-3.4.2.tar.gz")
@@ -191,6 +195,7 @@ func TestDigestMismatchCaughtBeforeInstall(t *testing.T) {
 
 // Bad input: exit code 2 (usage) and a one-line reason, nothing changed.
 func TestBadInputChangesNothing(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.2")
 	core := lab.core()
 	before := nodeDigest(t, core.Root)
@@ -263,6 +268,7 @@ func TestBadInputChangesNothing(t *testing.T) {
 
 // A second upgrade while one holds the run lock is refused with exit 2.
 func TestConcurrentUpgradeRefused(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	// The first upgrade hangs in a start hook; the test waits for the
@@ -285,6 +291,7 @@ func TestConcurrentUpgradeRefused(t *testing.T) {
 
 // --dry-run prints the plan, text or JSON, and touches nothing.
 func TestDryRunTouchesNothing(t *testing.T) {
+	t.Parallel()
 	lab := newLab(t, 1, "3.4.1")
 	core := lab.core()
 	before := treeDigest(t, core.Root)
@@ -318,6 +325,7 @@ func TestDryRunTouchesNothing(t *testing.T) {
 // Ctrl-C stops the run cleanly after the current step with exit code 75,
 // and --resume finishes it.
 func TestInterruptThenResume(t *testing.T) {
+	t.Parallel()
 	ref := newLab(t, 1, "3.4.1")
 	ref.mustSucceed("upgrade", "3.4.2", "--yes")
 	want := nodeState(t, ref.core().Root)
