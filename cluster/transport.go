@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -62,10 +61,27 @@ func (e *UnreachableError) Error() string {
 }
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// Local runs the agent as a subprocess of this process.
+// Local runs the agent as a subprocess of this process: one agent per node
+// that answers a session of requests (`sentinel node session`), kept
+// between calls and started again when it died, was killed by a cancel,
+// or its binary changed.
 type Local struct {
 	Node   Node
 	Binary string // the sentinel binary to run as agent
+
+	mu   sync.Mutex
+	idle []*localAgent // agents waiting for a request; a call takes one or starts one
+}
+
+// OpSession is the agent's operation that answers a session of requests
+// on stdin, each a SessionCall, rather than one.
+const OpSession = "session"
+
+// SessionCall is one request of a session: the operation, and its request
+// document as `sentinel node OP` reads it on stdin.
+type SessionCall struct {
+	Op      string          `json:"op"`
+	Request json.RawMessage `json:"request"`
 }
 
 // Dial returns the transport for a node. binary is the sentinel executable
@@ -95,50 +111,197 @@ func Dial(n Node, binary string) (Transport, error) {
 
 // Call implements Transport.
 func (l *Local) Call(ctx context.Context, op string, in, out any, on func(Event)) error {
-	payload, err := json.Marshal(in)
+	req, err := json.Marshal(in)
 	if err != nil {
 		return err
 	}
-	args := append(append([]string{}, l.Node.Prefix...), l.Binary, "node", op, "--root", l.Node.Root, "--node", l.Node.Name)
+	line, err := json.Marshal(SessionCall{Op: op, Request: req})
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	for attempt := 0; ; attempt++ {
+		a, fresh, err := l.agent()
+		if err != nil {
+			return &UnreachableError{Node: l.Node.Name, Op: op, Err: err}
+		}
+		// Killing the agent's group on cancel stops the operation and what
+		// it runs outside a hook, as when the agent was a process per call.
+		stop := context.AfterFunc(ctx, a.kill)
+		var errMark int64 // a new agent's stderr is all this call's
+		if !fresh {
+			errMark = a.stderr.mark()
+		}
+		if _, err := a.stdin.Write(line); err != nil {
+			stop()
+			a.kill()
+			<-a.exited
+			if !fresh && attempt == 0 && ctx.Err() == nil {
+				continue // it died while idle, before this request reached it
+			}
+			return finish(l.Node.Name, op, nil, errors.Join(err, a.waitErr), a.stderr.since(errMark), out)
+		}
+		final, scanErr := readFinal(a.events, on)
+		stop()
+		if ctx.Err() != nil {
+			a.kill()
+			return &UnreachableError{Node: l.Node.Name, Op: op, Err: ctx.Err()}
+		}
+		if final == nil {
+			// The agent died without an answer, or broke the protocol.
+			a.kill()
+			<-a.exited
+			return finish(l.Node.Name, op, nil, errors.Join(scanErr, a.waitErr), a.stderr.since(errMark), out)
+		}
+		l.release(a)
+		return finish(l.Node.Name, op, final, nil, "", out)
+	}
+}
+
+// localAgent is one `sentinel node session` process.
+type localAgent struct {
+	cmd    *exec.Cmd
+	stdin  io.WriteCloser
+	events *bufio.Scanner
+	stderr *tailBuffer
+	binary os.FileInfo // the binary it was started from, to see it replaced
+
+	mu      sync.Mutex
+	reaped  bool
+	exited  chan struct{} // closed once the process is reaped; waitErr is then set
+	waitErr error
+}
+
+// agent returns an idle agent that still runs the binary now at l.Binary,
+// or starts one (fresh). An agent whose binary was removed or replaced is
+// let go: each call runs the binary found there, as a process per call did.
+func (l *Local) agent() (a *localAgent, fresh bool, err error) {
+	bin, err := os.Stat(l.Binary)
+	if err != nil {
+		l.Close()
+		return nil, true, err
+	}
+	l.mu.Lock()
+	for len(l.idle) > 0 {
+		a := l.idle[len(l.idle)-1]
+		l.idle = l.idle[:len(l.idle)-1]
+		if sameFile(a.binary, bin) && !a.dead() {
+			l.mu.Unlock()
+			return a, false, nil
+		}
+		a.close()
+	}
+	l.mu.Unlock()
+	a, err = l.start(bin)
+	return a, true, err
+}
+
+func sameFile(a, b os.FileInfo) bool {
+	return os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
+}
+
+// release puts an agent that answered back for the next call.
+func (l *Local) release(a *localAgent) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.idle = append(l.idle, a)
+}
+
+// Close lets the idle agents go: each ends when its stdin does.
+func (l *Local) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, a := range l.idle {
+		a.close()
+	}
+	l.idle = nil
+	return nil
+}
+
+func (l *Local) start(bin os.FileInfo) (*localAgent, error) {
+	args := append(append([]string{}, l.Node.Prefix...), l.Binary, "node", OpSession, "--root", l.Node.Root, "--node", l.Node.Name)
 	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin = bytes.NewReader(payload)
-	var stderr tailBuffer
-	cmd.Stderr = &stderr
-	// Own process group, so cancelling kills the agent and what it runs
+	a := &localAgent{cmd: cmd, stderr: &tailBuffer{}, binary: bin, exited: make(chan struct{})}
+	cmd.Stderr = a.stderr
+	// Own process group, so a cancel kills the agent and what it runs
 	// outside a hook; it dies with us (Pdeathsig) so a SIGKILLed
 	// orchestrator leaves no agent racing the resumed run. Hooks have their
-	// own groups: the next agent stops what a killed hook left behind.
+	// own groups: the next operation stops what a killed hook left behind.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
+	stdin, err := cmd.StdinPipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		return &UnreachableError{Node: l.Node.Name, Op: op, Err: err}
+	// Our own pipe rather than StdoutPipe: Wait, in its own goroutine,
+	// must not close what is still being read.
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
 	}
-	// Kill the agent's group on cancel, but never after Wait reaped it:
-	// its pid could belong to someone else by then.
-	var mu sync.Mutex
-	reaped := false
-	stop := context.AfterFunc(ctx, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if !reaped {
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		}
-	})
-	defer stop()
+	cmd.Stdout = w
+	err = cmd.Start()
+	w.Close()
+	if err != nil {
+		r.Close()
+		stdin.Close()
+		return nil, err
+	}
+	a.stdin = stdin
+	a.events = bufio.NewScanner(r)
+	a.events.Buffer(make([]byte, 64<<10), 16<<20)
+	go func() {
+		err := cmd.Wait()
+		a.mu.Lock()
+		a.reaped, a.waitErr = true, err
+		a.mu.Unlock()
+		close(a.exited)
+		r.Close()
+	}()
+	return a, nil
+}
 
-	final, scanErr := readEvents(stdout, on)
-	_, _ = io.Copy(io.Discard, stdout) // an agent blocked on a write must not block Wait
-	waitErr := cmd.Wait()
-	mu.Lock()
-	reaped = true
-	mu.Unlock()
-	if ctx.Err() != nil {
-		return &UnreachableError{Node: l.Node.Name, Op: op, Err: ctx.Err()}
+// kill stops the agent's process group, never after it was reaped (its
+// pid could belong to someone else by then).
+func (a *localAgent) kill() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.reaped {
+		_ = syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL)
 	}
-	return finish(l.Node.Name, op, final, errors.Join(scanErr, waitErr), stderr.String(), out)
+}
+
+func (a *localAgent) dead() bool {
+	select {
+	case <-a.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// close ends the agent's stdin: it ends after the request it is on.
+func (a *localAgent) close() { _ = a.stdin.Close() }
+
+// readFinal reads a session agent's events up to the answer to one call.
+func readFinal(sc *bufio.Scanner, on func(Event)) (*Event, error) {
+	for sc.Scan() {
+		var ev Event
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return nil, fmt.Errorf("agent printed a line that is not an event: %q", truncate(sc.Text(), 200))
+		}
+		switch ev.Kind {
+		case "log", "progress":
+			if on != nil {
+				on(ev)
+			}
+		case "result", "error":
+			return &ev, nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	return nil, errors.New("the agent ended without an answer")
 }
 
 func readEvents(r io.Reader, on func(Event)) (*Event, error) {
@@ -191,17 +354,46 @@ func truncate(s string, n int) string {
 	return s[:n] + "..."
 }
 
-// tailBuffer keeps the last 8 KiB written to it.
-type tailBuffer struct{ b []byte }
+// tailBuffer keeps the last 8 KiB written to it; a session agent's is
+// written while a call reads it.
+type tailBuffer struct {
+	mu      sync.Mutex
+	b       []byte
+	written int64
+}
 
 func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	t.b = append(t.b, p...)
+	t.written += int64(len(p))
 	if len(t.b) > 8<<10 {
 		t.b = t.b[len(t.b)-8<<10:]
 	}
 	return len(p), nil
 }
-func (t *tailBuffer) String() string { return string(t.b) }
+
+func (t *tailBuffer) String() string { return t.since(0) }
+
+// mark is where the output stands now, for since.
+func (t *tailBuffer) mark() int64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.written
+}
+
+// since is what was written after mark, as far as the buffer keeps it:
+// mostly a failed call's own stderr rather than an earlier call's (stderr
+// is copied in its own goroutine, so a line may come late).
+func (t *tailBuffer) since(mark int64) string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.b
+	if n := t.written - mark; n < int64(len(b)) {
+		b = b[int64(len(b))-n:]
+	}
+	return string(b)
+}
 
 // AgentOutput writes the agent's side of the protocol.
 type AgentOutput struct {

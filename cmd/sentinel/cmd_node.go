@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -43,9 +44,12 @@ func runNode(cmd *cobra.Command, op, root, name string, stdin io.Reader, stdout 
 		debug.SetGCPercent(agentGCPercent)
 	}
 	out := cluster.NewAgentOutput(stdout)
-	var req steps.Request
+	if op == cluster.OpSession {
+		return runSession(cmd, root, name, stdin, out)
+	}
 	dec := json.NewDecoder(stdin)
 	dec.DisallowUnknownFields()
+	var req steps.Request
 	// The orchestrator always sends a request, "null" at the least. An
 	// empty stdin is one that never came: the orchestrator died between
 	// starting this agent and writing to it. Its pipes close before the
@@ -60,6 +64,43 @@ func runNode(cmd *cobra.Command, op, root, name string, stdin io.Reader, stdout 
 		_ = out.Fail(msg, "")
 		return &silentExit{code: exitUsage}
 	}
+	if code := answer(cmd, op, req, root, name, out); code != 0 {
+		return &silentExit{code: code}
+	}
+	return nil
+}
+
+// runSession answers one request after another ({"op": ..., "request":
+// ...}), each answer ending with its result or error event, until stdin
+// ends: the local transport keeps such an agent per node rather than start
+// one per step. Each operation is what `sentinel node OP` does with the
+// same request, its lock taken and given back within it.
+func runSession(cmd *cobra.Command, root, name string, stdin io.Reader, out *cluster.AgentOutput) error {
+	dec := json.NewDecoder(stdin)
+	dec.DisallowUnknownFields()
+	for {
+		var call cluster.SessionCall
+		if err := dec.Decode(&call); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // the orchestrator is done with this node, or gone
+			}
+			_ = out.Fail(fmt.Sprintf("bad request on stdin: %v; nothing was done", err), "")
+			return &silentExit{code: exitUsage}
+		}
+		var req steps.Request
+		rd := json.NewDecoder(bytes.NewReader(call.Request))
+		rd.DisallowUnknownFields()
+		if err := rd.Decode(&req); err != nil {
+			_ = out.Fail(fmt.Sprintf("bad %s request: %v; nothing was done", call.Op, err), "")
+			continue
+		}
+		answer(cmd, call.Op, req, root, name, out)
+	}
+}
+
+// answer runs one operation and sends its result or its error, returning
+// the exit code `sentinel node OP` ends with.
+func answer(cmd *cobra.Command, op string, req steps.Request, root, name string, out *cluster.AgentOutput) int {
 	agent := &steps.Agent{Node: name, Layout: steps.Layout{Root: root}, Logf: out.Log,
 		Progress: func(p steps.FetchProgress) { out.Progress(p) }}
 	res, err := agent.Do(cmd.Context(), op, req)
@@ -72,12 +113,16 @@ func runNode(cmd *cobra.Command, op, root, name string, stdin io.Reader, stdout 
 		var dd *steps.DrainDeadlineError
 		if errors.As(err, &dd) {
 			_ = out.FailRetryable(err.Error())
-			return &silentExit{code: exitInterrupted}
+			return exitInterrupted
 		}
 		_ = out.Fail(err.Error(), output)
-		return &silentExit{code: exitFailed}
+		return exitFailed
 	}
-	return out.Result(res)
+	if err := out.Result(res); err != nil {
+		_ = out.Fail(fmt.Sprintf("encoding the result: %v", err), "")
+		return exitFailed
+	}
+	return 0
 }
 
 // silentExit ends the process with a code after the error was already

@@ -4,7 +4,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/sentinel-paas/sentinel/fixtures"
@@ -22,6 +24,40 @@ func awayWhile(t *testing.T, lab *testLab, node string) string {
 	return flag
 }
 
+// goAway takes a node away in the middle of a run: the flag file of
+// awayWhile keeps a new agent from starting, and the agent the run already
+// keeps there is killed, as a node that goes down takes its processes with
+// it.
+func goAway(t *testing.T, lab *testLab, node, flag string) {
+	t.Helper()
+	if err := os.WriteFile(flag, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	n, _ := lab.Node(node)
+	killAgents(t, n.Root)
+}
+
+// killAgents SIGKILLs the session agents running for the node rooted at
+// root (`sentinel node session --root ROOT ...`).
+func killAgents(t *testing.T, root string) {
+	t.Helper()
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		args := strings.Split(string(data), "\x00")
+		if i := slices.Index(args, "node"); i >= 0 && i+3 < len(args) && args[i+1] == "session" && args[i+2] == "--root" && args[i+3] == root {
+			pid, _ := strconv.Atoi(filepath.Base(filepath.Dir(p)))
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
 // A node that cannot be reached for a moment is tried again with backoff,
 // and the run goes on once it is back.
 func TestUnreachableNodeRetried(t *testing.T) {
@@ -30,7 +66,7 @@ func TestUnreachableNodeRetried(t *testing.T) {
 	flag := awayWhile(t, lab, "dea-2")
 	run := startSentinel(t, lab, "upgrade", "3.4.2", "--yes")
 	waitForLine(t, run.stdout, "[dea-1] 3.4.2/dea_ng/fetch")
-	os.WriteFile(flag, nil, 0o644)
+	goAway(t, lab, "dea-2", flag)
 	waitForLine(t, run.stdout, "cannot reach node dea-2")
 	os.Remove(flag)
 	waitForLine(t, run.stdout, "Cluster upgraded to 3.4.2")
@@ -49,7 +85,7 @@ func TestUnreachableNodeStopsRunResumable(t *testing.T) {
 	flag := awayWhile(t, lab, "router-3")
 	run := startSentinel(t, lab, "upgrade", "3.4.2", "--yes", "--node-retries", "1")
 	waitForLine(t, run.stdout, "[dea-1] 3.4.2/dea_ng/fetch")
-	os.WriteFile(flag, nil, 0o644)
+	goAway(t, lab, "router-3", flag)
 	run.cmd.Wait()
 	if code := run.cmd.ProcessState.ExitCode(); code != 75 {
 		t.Fatalf("node away for good: exit %d, want 75", code)
