@@ -116,6 +116,20 @@ func testBuild(args ...string) *exec.Cmd {
 	return cmd
 }
 
+// writeExecutable writes an executable file from a child process, never
+// through a file descriptor of this one: while this process has it open
+// for writing, a child that a parallel test forks holds it open too until
+// that child execs, and exec'ing the file meanwhile fails with "text file
+// busy" (ETXTBSY, golang.org/issue/22315).
+func writeExecutable(t testing.TB, path string, data []byte) {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", `cat >"$0" && chmod 755 "$0"`, path)
+	cmd.Stdin = bytes.NewReader(data)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("writing %s: %v\n%s", path, err, out)
+	}
+}
+
 // sameToolchain says whether the binary at path was built by the Go
 // version running this test.
 func sameToolchain(path string) error {

@@ -59,13 +59,7 @@ func installed(t *testing.T, src string) string {
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "bin", "sentinel")
 	os.MkdirAll(filepath.Dir(p), 0o755)
-	data, err := os.ReadFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(p, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	writeExecutable(t, p, mustRead(t, src))
 	return p
 }
 
@@ -239,7 +233,7 @@ func TestSelfUpdateFailedCheckRolledBack(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			lab := newLab(t, 1, "3.4.1")
 			bad := filepath.Join(t.TempDir(), "bad")
-			os.WriteFile(bad, []byte(tc.script), 0o755)
+			writeExecutable(t, bad, []byte(tc.script))
 			publishBuilds(t, lab, fixtures.SentinelBuildFile{Path: bad, Version: "0.2.0"})
 			bin := installed(t, old)
 
@@ -383,7 +377,7 @@ func TestRecoverAfterBinaryDeletedMidRun(t *testing.T) {
 					t.Fatalf("the log's last command is %v, want the run's (%s ...)", argv, bin)
 				}
 				// Put a sentinel binary back, then `sentinel upgrade --resume`.
-				os.WriteFile(argv[0], mustRead(t, sentinelBin), 0o755)
+				writeExecutable(t, argv[0], mustRead(t, sentinelBin))
 				lab.mustRun(argv[0], nil, "upgrade", "--resume")
 			}
 			lab.wantUpgraded("3.4.2")
