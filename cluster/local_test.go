@@ -74,7 +74,7 @@ func waitForExit(t *testing.T, pid int, limit time.Duration) bool {
 	defer unix.Close(fd)
 	deadline := time.Now().Add(limit)
 	for {
-		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, int(time.Until(deadline).Milliseconds()))
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, max(0, int(time.Until(deadline).Milliseconds())))
 		switch {
 		case errors.Is(err, unix.EINTR):
 		case err != nil:
@@ -97,6 +97,7 @@ func TestLocalTransportKeepsItsAgentBetweenCalls(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { tr.(*cluster.Local).Close() })
 	ctx := context.Background()
 
 	first, err := call(t, tr, ctx, "facts")
@@ -114,6 +115,9 @@ func TestLocalTransportKeepsItsAgentBetweenCalls(t *testing.T) {
 	upd, err := call(t, tr, ctx, "facts")
 	if err != nil || upd.Tag != "v2" || upd.PID == first.PID {
 		t.Fatalf("after the binary was replaced: %+v %v, want a new agent of v2", upd, err)
+	}
+	if !waitForExit(t, first.PID, 10*time.Second) {
+		t.Errorf("the agent of the replaced binary, pid %d, still runs 10 s later", first.PID)
 	}
 
 	// The agent killed while idle: the next call starts another.
@@ -143,10 +147,20 @@ func TestLocalTransportKeepsItsAgentBetweenCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	go func() { _, err := call(t, tr, cctx, "hang"); done <- err }()
-	pids, err := os.ReadFile(fifo) // blocks until the agent is at its hang
+	pidsRead := make(chan []byte, 1)
+	go func() {
+		b, _ := os.ReadFile(fifo) // until the agent is at its hang
+		pidsRead <- b
+	}()
+	var pids []byte
+	select {
+	case pids = <-pidsRead:
+	case err := <-done:
+		t.Fatalf("the hanging call ended before it hung: %v", err)
+	}
 	var hanging, child int
-	if _, serr := fmt.Sscan(string(pids), &hanging, &child); err != nil || serr != nil {
-		t.Fatalf("reading the hanging agent's pids: %q %v %v", pids, err, serr)
+	if _, err := fmt.Sscan(string(pids), &hanging, &child); err != nil {
+		t.Fatalf("reading the hanging agent's pids: %q %v", pids, err)
 	}
 	cancel()
 	if err := <-done; !errors.As(err, &ue) || !errors.Is(err, context.Canceled) {

@@ -121,7 +121,7 @@ func (l *Local) Call(ctx context.Context, op string, in, out any, on func(Event)
 	}
 	line = append(line, '\n')
 	for attempt := 0; ; attempt++ {
-		a, fresh, err := l.agent()
+		a, fresh, err := l.agent(attempt > 0)
 		if err != nil {
 			return &UnreachableError{Node: l.Node.Name, Op: op, Err: err}
 		}
@@ -134,9 +134,11 @@ func (l *Local) Call(ctx context.Context, op string, in, out any, on func(Event)
 		}
 		if _, err := a.stdin.Write(line); err != nil {
 			stop()
-			a.kill()
-			<-a.exited
-			if !fresh && attempt == 0 && ctx.Err() == nil {
+			a.discard()
+			if ctx.Err() != nil {
+				return &UnreachableError{Node: l.Node.Name, Op: op, Err: ctx.Err()}
+			}
+			if !fresh {
 				continue // it died while idle, before this request reached it
 			}
 			return finish(l.Node.Name, op, nil, errors.Join(err, a.waitErr), a.stderr.since(errMark), out)
@@ -144,13 +146,12 @@ func (l *Local) Call(ctx context.Context, op string, in, out any, on func(Event)
 		final, scanErr := readFinal(a.events, on)
 		stop()
 		if ctx.Err() != nil {
-			a.kill()
+			a.discard()
 			return &UnreachableError{Node: l.Node.Name, Op: op, Err: ctx.Err()}
 		}
 		if final == nil {
 			// The agent died without an answer, or broke the protocol.
-			a.kill()
-			<-a.exited
+			a.discard()
 			return finish(l.Node.Name, op, nil, errors.Join(scanErr, a.waitErr), a.stderr.since(errMark), out)
 		}
 		l.release(a)
@@ -162,9 +163,13 @@ func (l *Local) Call(ctx context.Context, op string, in, out any, on func(Event)
 type localAgent struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
+	stdout *os.File // read by events, closed once the agent is let go
 	events *bufio.Scanner
 	stderr *tailBuffer
-	binary os.FileInfo // the binary it was started from, to see it replaced
+	// binary is the file the agent was started from, to see it removed or
+	// replaced; nil when it could not be found from here (a prefix may
+	// look elsewhere): such an agent answers one call only.
+	binary os.FileInfo
 
 	mu      sync.Mutex
 	reaped  bool
@@ -173,41 +178,45 @@ type localAgent struct {
 }
 
 // agent returns an idle agent that still runs the binary now at l.Binary,
-// or starts one (fresh). An agent whose binary was removed or replaced is
-// let go: each call runs the binary found there, as a process per call did.
-func (l *Local) agent() (a *localAgent, fresh bool, err error) {
-	bin, err := os.Stat(l.Binary)
-	if err != nil {
-		l.Close()
-		return nil, true, err
-	}
-	l.mu.Lock()
-	for len(l.idle) > 0 {
-		a := l.idle[len(l.idle)-1]
-		l.idle = l.idle[:len(l.idle)-1]
-		if sameFile(a.binary, bin) && !a.dead() {
-			l.mu.Unlock()
-			return a, false, nil
+// or starts one (fresh; always when fresh is asked for). An agent whose
+// binary was removed or replaced is let go: each call runs the binary
+// found there, as a process per call did.
+func (l *Local) agent(fresh bool) (*localAgent, bool, error) {
+	bin, _ := os.Stat(l.Binary) // nil: exec finds it, or says why not
+	if !fresh {
+		l.mu.Lock()
+		for len(l.idle) > 0 {
+			a := l.idle[len(l.idle)-1]
+			l.idle = l.idle[:len(l.idle)-1]
+			if bin != nil && sameFile(a.binary, bin) && !a.dead() {
+				l.mu.Unlock()
+				return a, false, nil
+			}
+			a.close()
 		}
-		a.close()
+		l.mu.Unlock()
 	}
-	l.mu.Unlock()
-	a, err = l.start(bin)
+	a, err := l.start(bin)
 	return a, true, err
 }
 
 func sameFile(a, b os.FileInfo) bool {
-	return os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
+	return a != nil && os.SameFile(a, b) && a.ModTime().Equal(b.ModTime()) && a.Size() == b.Size()
 }
 
-// release puts an agent that answered back for the next call.
+// release keeps an agent that answered for the next call: one per node,
+// however many calls ran at once.
 func (l *Local) release(a *localAgent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if a.binary == nil || len(l.idle) > 0 {
+		a.close()
+		return
+	}
 	l.idle = append(l.idle, a)
 }
 
-// Close lets the idle agents go: each ends when its stdin does.
+// Close lets the idle agent go: it ends when its stdin does.
 func (l *Local) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -232,10 +241,12 @@ func (l *Local) start(bin os.FileInfo) (*localAgent, error) {
 	if err != nil {
 		return nil, err
 	}
-	// Our own pipe rather than StdoutPipe: Wait, in its own goroutine,
-	// must not close what is still being read.
+	// Our own pipe rather than StdoutPipe, whose read end Wait closes:
+	// Wait runs in its own goroutine, and what the agent wrote before it
+	// died must still be read.
 	r, w, err := os.Pipe()
 	if err != nil {
+		stdin.Close()
 		return nil, err
 	}
 	cmd.Stdout = w
@@ -246,7 +257,7 @@ func (l *Local) start(bin os.FileInfo) (*localAgent, error) {
 		stdin.Close()
 		return nil, err
 	}
-	a.stdin = stdin
+	a.stdin, a.stdout = stdin, r
 	a.events = bufio.NewScanner(r)
 	a.events.Buffer(make([]byte, 64<<10), 16<<20)
 	go func() {
@@ -255,7 +266,6 @@ func (l *Local) start(bin os.FileInfo) (*localAgent, error) {
 		a.reaped, a.waitErr = true, err
 		a.mu.Unlock()
 		close(a.exited)
-		r.Close()
 	}()
 	return a, nil
 }
@@ -270,6 +280,13 @@ func (a *localAgent) kill() {
 	}
 }
 
+// discard kills the agent once its call is over, and waits for its end.
+func (a *localAgent) discard() {
+	a.kill()
+	<-a.exited
+	_ = a.stdout.Close()
+}
+
 func (a *localAgent) dead() bool {
 	select {
 	case <-a.exited:
@@ -279,8 +296,11 @@ func (a *localAgent) dead() bool {
 	}
 }
 
-// close ends the agent's stdin: it ends after the request it is on.
-func (a *localAgent) close() { _ = a.stdin.Close() }
+// close lets an idle agent go: it ends when its stdin does.
+func (a *localAgent) close() {
+	_ = a.stdin.Close()
+	_ = a.stdout.Close()
+}
 
 // readFinal reads a session agent's events up to the answer to one call.
 func readFinal(sc *bufio.Scanner, on func(Event)) (*Event, error) {

@@ -95,6 +95,16 @@ func runSession(cmd *cobra.Command, root, name string, stdin io.Reader, out *clu
 			continue
 		}
 		answer(cmd, call.Op, req, root, name, out)
+		switch {
+		case cmd.Context().Err() != nil:
+			// A signal stopped that operation, and would stop every next
+			// one: end, so the orchestrator starts a new agent.
+			return nil
+		case call.Op == steps.OpReboot:
+			// The reboot command may wait for this agent to end
+			// (SENTINEL_AGENT_PID) before it reboots the node.
+			return nil
+		}
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,7 +12,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/resume"
+	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // Crash anywhere: for every record k of a full run, an upgrade killed with
@@ -78,6 +81,51 @@ func crashAnywhere(t *testing.T, take func(k, total int) bool) {
 				t.Errorf("second resume: exit %d %s %s", r.code, r.stdout, r.stderr)
 			}
 		})
+	}
+}
+
+// A session agent (the local transport's) answers each request in turn,
+// each answer ending with its result or error event; a bad request is
+// refused without ending the session; the end of stdin ends it, exit 0.
+func TestAgentSessionAnswersEachRequest(t *testing.T) {
+	t.Parallel()
+	lab := newLab(t, 1, "3.4.1")
+	root := lab.core().Root
+	cmd := exec.Command(sentinelBin, "node", "session", "--root", root, "--node", "core")
+	cmd.Stdin = strings.NewReader(`{"op":"facts","request":null}
+{"op":"install","request":{"component":"../x","version":"3.4.2"}}
+{"op":"facts","request":{"no_such_field":1}}
+{"op":"facts","request":{}}
+`)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("session: %v\n%s", err, out)
+	}
+	var finals []cluster.Event
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var ev cluster.Event
+		if err := json.Unmarshal([]byte(line), &ev); err != nil {
+			t.Fatalf("not an event: %q", line)
+		}
+		if ev.Kind == "result" || ev.Kind == "error" {
+			finals = append(finals, ev)
+		}
+	}
+	want := []string{"result", "error", "error", "result"}
+	if len(finals) != len(want) {
+		t.Fatalf("%d answers, want %d:\n%s", len(finals), len(want), out)
+	}
+	for i, ev := range finals {
+		if ev.Kind != want[i] {
+			t.Errorf("answer %d: %s %s, want %s", i+1, ev.Kind, ev.Message, want[i])
+		}
+	}
+	if !strings.Contains(finals[1].Message, "is not a component name") || !strings.Contains(finals[2].Message, "no_such_field") {
+		t.Errorf("the refusals say %q and %q", finals[1].Message, finals[2].Message)
+	}
+	var res steps.Result
+	if err := json.Unmarshal(finals[3].Result, &res); err != nil || res.Facts == nil || res.Facts.Record == nil || res.Facts.Record.Release != "3.4.1" {
+		t.Errorf("the last answer: %s %v", finals[3].Result, err)
 	}
 }
 
