@@ -104,7 +104,7 @@ test-deps:
 	./scripts/install-test-deps.sh
 
 demo: build
-	./scripts/demo.sh
+	BIN='$(BIN)' ./scripts/demo.sh
 
 # The Go benchmarks, then the cache script. BenchmarkFanOut (100 nodes
 # staged from four sources) and BenchmarkStageThenWindow (twenty nodes,

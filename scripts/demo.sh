@@ -6,7 +6,9 @@
 # balancer and the routers, and at the end we count what their users saw.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-PATH="$PWD/bin:$PATH"
+BIN=${BIN:-bin} # where make build put sentinel and sentinel-lab
+case $BIN in /*) ;; *) BIN=$PWD/$BIN ;; esac
+PATH="$BIN:$PATH"
 
 LAB=$(mktemp -d "${TMPDIR:-/tmp}/sentinel-demo.XXXXXX")
 TRAFFIC=
@@ -26,15 +28,15 @@ step "traffic: a request to every app every 10 ms through the load balancer, fro
 sentinel-lab traffic --dir "$LAB" >"$LAB/traffic.txt" 2>&1 &
 TRAFFIC=$!
 
+step "fill the cache node while the cluster runs (the cluster file names it, so preflight and the run read the channel from it): sentinel upgrade 3.4.2 --download-only --cache-ip $SENTINEL_CACHE_IP"
+sentinel upgrade 3.4.2 --download-only --cache-ip "$SENTINEL_CACHE_IP"
+sentinel cache ls --dir "$LAB/nodes/core/var/sentinel-cache"
+
 step "sentinel preflight 3.4.2: every node checked, nothing changes"
 sentinel preflight 3.4.2
 
 step "sentinel upgrade 3.4.2 --dry-run: the plan, the order of the nodes and the downtime by role; nothing changes"
 sentinel upgrade 3.4.2 --dry-run | tail -n 14
-
-step "fill the cache node while the cluster runs: sentinel upgrade 3.4.2 --download-only --cache-ip $SENTINEL_CACHE_IP"
-sentinel upgrade 3.4.2 --download-only --cache-ip "$SENTINEL_CACHE_IP"
-sentinel cache ls --dir "$LAB/nodes/core/var/sentinel-cache"
 
 step "the internet goes away: stop the upstream"
 sentinel-lab upstream stop --dir "$LAB"
@@ -69,8 +71,8 @@ echo "exit status $status (killed by SIGKILL)"
 step "a plain upgrade refuses: the run is unfinished"
 sentinel upgrade 3.4.2 --yes || echo "exit status $?"
 
-step "sentinel status: where it stopped"
-sentinel status
+step "sentinel status: where it stopped (its exit status says so too: 75, interrupted)"
+sentinel status || echo "exit status $?"
 
 step "sentinel upgrade --resume finishes it, from the cache, still without upstream"
 sentinel upgrade --resume
@@ -78,10 +80,10 @@ sentinel upgrade --resume
 step "sentinel status: every node on 3.4.2"
 sentinel status | sed -n 1,10p
 
-step "the internet is back: sentinel upgrade 3.4.3 --max-in-flight 2 goes on from 3.4.2, straight from the upstream, two nodes at a time where no redundant role goes down"
+step "the internet is back: sentinel upgrade 3.4.3 --max-in-flight 2 goes on from 3.4.2, straight from the upstream (--no-cache: the cache node holds 3.4.2 only), two nodes at a time where no redundant role goes down"
 sentinel-lab upstream start --dir "$LAB"
-sentinel upgrade 3.4.3 --dry-run --max-in-flight 2 | sed -n '/^Schedule/,/^$/p'
-sentinel upgrade 3.4.3 --yes --max-in-flight 2 >/dev/null
+sentinel upgrade 3.4.3 --no-cache --dry-run --max-in-flight 2 | sed -n '/^Schedule/,/^$/p'
+sentinel upgrade 3.4.3 --no-cache --yes --max-in-flight 2 >/dev/null
 sentinel status | sed -n 1,10p
 
 step "the command line of every run is logged for manual recovery"
