@@ -37,7 +37,6 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -606,25 +605,16 @@ func (l *testLab) stopCache() {
 	l.cacheCmd.Wait()
 }
 
-// cutUpstream stops the upstream, as if the internet were gone, and puts a
-// tripwire on its address that counts (and refuses) whatever still comes.
+// cutUpstream stops the upstream, as if the internet were gone: from now
+// on a tripwire answers on its address, counting (and refusing) whatever
+// still comes.
 func (l *testLab) cutUpstream() *tripwire {
 	l.t.Helper()
-	u, _ := url.Parse(l.upstream.URL)
-	if err := l.upstream.Close(); err != nil {
-		l.t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", u.Host)
-	if err != nil {
-		l.t.Fatalf("re-listening on the upstream's address: %v", err)
-	}
 	tw := &tripwire{}
-	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	l.upstream.Cut(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		tw.hits.Add(1)
 		http.Error(w, "the upstream is gone", http.StatusServiceUnavailable)
-	})}
-	go srv.Serve(ln)
-	l.t.Cleanup(func() { srv.Close() })
+	}))
 	return tw
 }
 
