@@ -299,7 +299,6 @@ func excludeDeadDEA(t *testing.T, layout, dea string) {
 // the twenty-node one, in make test.
 func TestExcludeDeadDEAOverSSH(t *testing.T) {
 	longScenario(t)
-	t.Parallel()
 	excludeDeadDEA(t, "five", "dea-2")
 }
 
@@ -307,7 +306,6 @@ func TestExcludeDeadDEAOverSSH(t *testing.T) {
 // TestExcludeDeadDEAOverSSH is the same on five nodes in make test).
 func TestExcludeDeadDEATwentyNodesOverSSH(t *testing.T) {
 	longScenario(t)
-	t.Parallel()
 	excludeDeadDEA(t, "twenty", "dea-7")
 }
 
