@@ -258,8 +258,7 @@ func (l *Local) start(bin os.FileInfo) (*localAgent, error) {
 		return nil, err
 	}
 	a.stdin, a.stdout = stdin, r
-	a.events = bufio.NewScanner(r)
-	a.events.Buffer(make([]byte, 64<<10), 16<<20)
+	a.events = newEventScanner(r)
 	go func() {
 		err := cmd.Wait()
 		a.mu.Lock()
@@ -302,12 +301,26 @@ func (a *localAgent) close() {
 	_ = a.stdout.Close()
 }
 
-// readFinal reads a session agent's events up to the answer to one call.
+// newEventScanner reads an agent's event lines, one of up to 16 MiB.
+func newEventScanner(r io.Reader) *bufio.Scanner {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	return sc
+}
+
+var (
+	errNoAnswer = errors.New("the agent ended without an answer")
+	errBadLine  = errors.New("agent printed a line that is not an event")
+)
+
+// readFinal reads an agent's events up to the answer to one call, passing
+// the log and progress events on; at the end of its output without an
+// answer, errNoAnswer.
 func readFinal(sc *bufio.Scanner, on func(Event)) (*Event, error) {
 	for sc.Scan() {
 		var ev Event
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return nil, fmt.Errorf("agent printed a line that is not an event: %q", truncate(sc.Text(), 200))
+			return nil, fmt.Errorf("%w: %q", errBadLine, truncate(sc.Text(), 200))
 		}
 		switch ev.Kind {
 		case "log", "progress":
@@ -321,29 +334,27 @@ func readFinal(sc *bufio.Scanner, on func(Event)) (*Event, error) {
 	if err := sc.Err(); err != nil {
 		return nil, err
 	}
-	return nil, errors.New("the agent ended without an answer")
+	return nil, errNoAnswer
 }
 
+// readEvents reads the whole output of an agent that answers one call:
+// its answer is the last result or error event.
 func readEvents(r io.Reader, on func(Event)) (*Event, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	sc := newEventScanner(r)
 	var final *Event
-	for sc.Scan() {
-		var ev Event
-		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
-			return nil, fmt.Errorf("agent printed a line that is not an event: %q", truncate(sc.Text(), 200))
-		}
-		switch ev.Kind {
-		case "log", "progress":
-			if on != nil {
-				on(ev)
-			}
-		case "result", "error":
-			e := ev
-			final = &e
+	for {
+		ev, err := readFinal(sc, on)
+		switch {
+		case ev != nil:
+			final = ev
+		case errors.Is(err, errNoAnswer):
+			return final, nil
+		case errors.Is(err, errBadLine):
+			return nil, err
+		default:
+			return final, err
 		}
 	}
-	return final, sc.Err()
 }
 
 func finish(node, op string, final *Event, procErr error, stderr string, out any) error {
