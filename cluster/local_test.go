@@ -184,3 +184,33 @@ func TestLocalTransportKeepsItsAgentBetweenCalls(t *testing.T) {
 		t.Fatalf("binary removed: %v, want UnreachableError naming %s", err, bin)
 	}
 }
+
+// Closing the transport ends its agent before Close returns, so no agent
+// outlives the run (or the status refresh) that started it, and a call
+// made after Close leaves no agent behind either.
+func TestLocalTransportCloseEndsItsAgent(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("FAKE_AGENT_DIR", dir)
+	bin := filepath.Join(dir, "sentinel")
+	installFakeAgent(t, bin, "v1")
+	tr, err := cluster.Dial(cluster.Node{Name: "core", Root: dir, Transport: cluster.TransportLocal}, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	first, err := call(t, tr, ctx, "facts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cluster.CloseAll(map[string]cluster.Transport{"core": tr})
+	if !waitForExit(t, first.PID, 0) {
+		t.Fatalf("agent %d still runs once the transport is closed", first.PID)
+	}
+	late, err := call(t, tr, ctx, "facts")
+	if err != nil || late.PID == first.PID {
+		t.Fatalf("call after Close: %+v %v, want a new agent", late, err)
+	}
+	if !waitForExit(t, late.PID, 10*time.Second) {
+		t.Errorf("the agent of a call made after Close, pid %d, still runs 10 s later", late.PID)
+	}
+}

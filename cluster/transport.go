@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 )
 
 // The orchestrator reaches a node by running `sentinel node <op>` there with
@@ -69,8 +70,9 @@ type Local struct {
 	Node   Node
 	Binary string // the sentinel binary to run as agent
 
-	mu   sync.Mutex
-	idle []*localAgent // agents waiting for a request; a call takes one or starts one
+	mu     sync.Mutex
+	idle   []*localAgent // agents waiting for a request; a call takes one or starts one
+	closed bool          // Close was called: an agent that answers ends
 }
 
 // OpSession is the agent's operation that answers a session of requests
@@ -82,6 +84,31 @@ const OpSession = "session"
 type SessionCall struct {
 	Op      string          `json:"op"`
 	Request json.RawMessage `json:"request"`
+}
+
+// closeWait bounds how long CloseAll waits for the transports to close:
+// one stuck behind a call that never returns is left to the process's end.
+const closeWait = 10 * time.Second
+
+// CloseAll closes, all at once, every transport that holds something
+// open (a local transport's agent, an SSH connection), and waits for them
+// up to closeWait.
+func CloseAll(tr map[string]Transport) {
+	done := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		for _, t := range tr {
+			if c, ok := t.(io.Closer); ok {
+				wg.Go(func() { _ = c.Close() })
+			}
+		}
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(closeWait):
+	}
 }
 
 // Dial returns the transport for a node. binary is the sentinel executable
@@ -209,21 +236,33 @@ func sameFile(a, b os.FileInfo) bool {
 func (l *Local) release(a *localAgent) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if a.binary == nil || len(l.idle) > 0 {
+	if a.binary == nil || len(l.idle) > 0 || l.closed {
 		a.close()
 		return
 	}
 	l.idle = append(l.idle, a)
 }
 
-// Close lets the idle agent go: it ends when its stdin does.
+// agentExitWait bounds how long Close waits for an idle agent to end on
+// its own once its stdin is closed, before it kills it.
+const agentExitWait = 5 * time.Second
+
+// Close ends the idle agent and waits for it: nothing of this transport
+// outlives the run that used it (an agent still answering a call ends
+// with that call).
 func (l *Local) Close() error {
 	l.mu.Lock()
-	defer l.mu.Unlock()
-	for _, a := range l.idle {
+	idle := l.idle
+	l.idle, l.closed = nil, true
+	l.mu.Unlock()
+	for _, a := range idle {
 		a.close()
+		select {
+		case <-a.exited:
+		case <-time.After(agentExitWait):
+			a.discard()
+		}
 	}
-	l.idle = nil
 	return nil
 }
 

@@ -195,6 +195,9 @@ func open(inv *cluster.Inventory, env Env, o Options, job *Job) (r *Run, done fu
 		if r.lease != nil {
 			r.lease.release()
 		}
+		// After the lease, given back through the core's transport: the
+		// nodes' agents end with the run, and connections close.
+		cluster.CloseAll(r.Transports)
 		if r.lock != nil {
 			r.lock.Release()
 		}

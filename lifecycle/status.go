@@ -115,6 +115,7 @@ func StatusOf(ctx context.Context, inv *cluster.Inventory, dial func(*cluster.In
 	if err != nil {
 		return report, err
 	}
+	defer cluster.CloseAll(tr)
 	for _, n := range inv.Nodes {
 		nr := NodeReport{Node: n.Name, Roles: n.Roles}
 		var res steps.Result

@@ -6,10 +6,13 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -388,7 +391,17 @@ func TestStatusWatchFollowsARun(t *testing.T) {
 		t.Fatal("status --watch does not list dea-1")
 		return false
 	}
+	reports := 1
 	for !atRetire() {
+		reports++
+	}
+	for ; reports < 4; reports++ {
+		atRetire()
+	}
+	// Each refresh asks every node through an agent, and ends them: the
+	// watch never holds more than one refresh's agents.
+	if kids := childrenOf(t, watch.cmd.Process.Pid); len(kids) > len(lab.Nodes) {
+		t.Errorf("after %d refreshes the watch has %d processes (%v), want at most one agent per node (%d)", reports, len(kids), kids, len(lab.Nodes))
 	}
 	_ = up.cmd.Process.Signal(syscall.SIGKILL)
 	_ = up.cmd.Wait()
@@ -410,4 +423,23 @@ func TestStatusWatchFollowsARun(t *testing.T) {
 	if last.Run == nil || last.Run.Status != "interrupted" {
 		t.Errorf("last report of the watch: %+v, want the run interrupted", last.Run)
 	}
+}
+
+// childrenOf lists the pids of a process's children, from each of its
+// threads' /proc children file.
+func childrenOf(t *testing.T, pid int) []string {
+	t.Helper()
+	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("listing the children of %d: %v", pid, err)
+	}
+	var kids []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) { // a thread that ended
+			t.Fatal(err)
+		}
+		kids = append(kids, strings.Fields(string(b))...)
+	}
+	return kids
 }
