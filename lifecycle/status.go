@@ -86,15 +86,11 @@ type NodeReport struct {
 	Behind string `json:"behind,omitempty"`
 }
 
-// Status reads the cluster's last run from its journal, and asks every
-// node what it runs; an unreachable node is reported, not an error.
-func Status(ctx context.Context, inv *cluster.Inventory, dial func(*cluster.Inventory) (map[string]cluster.Transport, error)) (StatusReport, error) {
-	return StatusOf(ctx, inv, dial, "")
-}
-
-// StatusOf is Status for run id ("" for the last run): a *UsageError when
-// there is no such run.
-func StatusOf(ctx context.Context, inv *cluster.Inventory, dial func(*cluster.Inventory) (map[string]cluster.Transport, error), id string) (StatusReport, error) {
+// Status reads run id ("" for the cluster's last run) from its journal,
+// and asks every node what it runs through tr (a watch asks through the
+// same agents and connections each time): a *UsageError when there is no
+// such run; an unreachable node is reported, not an error.
+func Status(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, id string) (StatusReport, error) {
 	report := StatusReport{}
 	runs := rollout.Runs{Dir: inv.State()}
 	run, rep, err := runs.Latest()
@@ -111,11 +107,6 @@ func StatusOf(ctx context.Context, inv *cluster.Inventory, dial func(*cluster.In
 	if run != nil {
 		report.Run = describeRun(run, rep, runs)
 	}
-	tr, err := dial(inv)
-	if err != nil {
-		return report, err
-	}
-	defer cluster.CloseAll(tr)
 	for _, n := range inv.Nodes {
 		nr := NodeReport{Node: n.Name, Roles: n.Roles}
 		var res steps.Result

@@ -54,14 +54,19 @@ running.`,
 			if err != nil {
 				return err
 			}
+			tr, err := dialAll(inv)
+			if err != nil {
+				return err
+			}
+			defer cluster.CloseAll(tr)
 			w := cmd.OutOrStdout()
 			var report lifecycle.StatusReport
 			if !watch {
-				if report, err = lifecycle.StatusOf(cmd.Context(), inv, dialAll, id); err == nil {
+				if report, err = lifecycle.Status(cmd.Context(), inv, tr, id); err == nil {
 					err = showStatus(w, output, report, allSteps, false)
 				}
 			} else {
-				report, err = watchStatus(cmd.Context(), inv, w, output, allSteps, interval, id)
+				report, err = watchStatus(cmd.Context(), inv, tr, w, output, allSteps, interval, id)
 			}
 			if err != nil {
 				return err
@@ -92,11 +97,11 @@ func showStatus(w io.Writer, output string, report lifecycle.StatusReport, allSt
 // watchStatus shows the status again every interval, until the run is no
 // longer running: the screen redrawn on a terminal, one report after the
 // other otherwise.
-func watchStatus(ctx context.Context, inv *cluster.Inventory, w io.Writer, output string, allSteps bool, interval time.Duration, id string) (lifecycle.StatusReport, error) {
+func watchStatus(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.Transport, w io.Writer, output string, allSteps bool, interval time.Duration, id string) (lifecycle.StatusReport, error) {
 	tty := output == ui.Text && ui.IsTerminal(w)
 	for {
 		var buf bytes.Buffer
-		report, err := lifecycle.StatusOf(ctx, inv, dialAll, id)
+		report, err := lifecycle.Status(ctx, inv, tr, id)
 		if err != nil {
 			return report, err
 		}
