@@ -10,6 +10,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/release"
 	"github.com/sentinel-paas/sentinel/selfupdate"
 )
@@ -123,6 +124,16 @@ func (r *Run) replaceSelf(ctx context.Context, d selfupdate.Decision, alone bool
 		r.lock.Release()
 		r.lock = nil
 	}
+	// The exec skips the run's end: its agents end here, not as zombies
+	// of the new build. The lease is left held, not renewed: the new
+	// build, from the same state directory, takes it over.
+	if r.lease != nil {
+		r.lease.stop()
+		<-r.lease.done
+		r.lease = nil
+	}
+	cluster.CloseAll(r.Transports)
+	r.Transports = nil
 	r.Printer.Close()
 	return selfupdate.Exec(exe, r.Command, selfupdate.Environ(os.Environ(), r.Version))
 }

@@ -2,6 +2,7 @@ package lifecycle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -9,7 +10,6 @@ import (
 	"github.com/sentinel-paas/sentinel/cluster"
 	"github.com/sentinel-paas/sentinel/resume"
 	"github.com/sentinel-paas/sentinel/rollout"
-	"github.com/sentinel-paas/sentinel/steps"
 )
 
 // StatusReport is the JSON shape of `sentinel status --output json`.
@@ -86,6 +86,9 @@ type NodeReport struct {
 	Behind string `json:"behind,omitempty"`
 }
 
+// statusAskTimeout bounds how long status waits for the nodes' answers.
+const statusAskTimeout = 20 * time.Second
+
 // Status reads run id ("" for the cluster's last run) from its journal,
 // and asks every node what it runs through tr (a watch asks through the
 // same agents and connections each time): a *UsageError when there is no
@@ -107,12 +110,21 @@ func Status(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.T
 	if run != nil {
 		report.Run = describeRun(run, rep, runs)
 	}
+	// All nodes at once, within a bound: a node that went silent (a
+	// connection half-open since it lost power) is reported as such
+	// rather than holding up the others, or a watch's next refresh.
+	askCtx, cancel := context.WithTimeoutCause(ctx, statusAskTimeout,
+		fmt.Errorf("no answer within %s: the node is down, or its connection hangs", statusAskTimeout))
+	facts, failed := rollout.GatherSome(askCtx, inv.Nodes, tr)
+	cancel()
 	for _, n := range inv.Nodes {
 		nr := NodeReport{Node: n.Name, Roles: n.Roles}
-		var res steps.Result
-		if err := tr[n.Name].Call(ctx, steps.OpFacts, steps.Request{}, &res, nil); err != nil {
+		if err := failed[n.Name]; err != nil {
+			if cause := context.Cause(askCtx); cause != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+				err = fmt.Errorf("node %s: %w", n.Name, cause)
+			}
 			nr.Unreachable = err.Error()
-		} else if f := res.Facts; f != nil {
+		} else if f := facts[n.Name]; f != nil {
 			nr.Current = f.Current
 			if f.Record != nil {
 				nr.Release, nr.Recorded = f.Record.Release, f.Record.Components

@@ -110,12 +110,15 @@ func main() {
 			// Nothing is half-done between journaled steps: stop now.
 			fmt.Fprintln(os.Stderr, "sentinel: interrupted")
 			cancel()
-			return
+		} else {
+			fmt.Fprintln(os.Stderr, "sentinel: stopping after the current step (interrupt again to stop now; `sentinel upgrade --resume` continues)")
+			close(stopping)
+			<-sigs
+			cancel()
 		}
-		fmt.Fprintln(os.Stderr, "sentinel: stopping after the current step (interrupt again to stop now; `sentinel upgrade --resume` continues)")
-		close(stopping)
-		<-sigs
-		cancel()
+		// Stopping may wait on the nodes (the lease given back, the
+		// agents ended, each bounded): one more interrupt ends at once.
+		signal.Reset(syscall.SIGINT, syscall.SIGTERM)
 	}()
 
 	root := newRootCmd(stopping)

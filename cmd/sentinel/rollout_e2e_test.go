@@ -4,6 +4,7 @@ import (
 	"github.com/sentinel-paas/sentinel/lifecycle"
 
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -423,21 +425,28 @@ func TestStatusWatchFollowsARun(t *testing.T) {
 	}
 }
 
-// childrenOf lists the pids of a process's children, from each of its
-// threads' /proc children file.
+// childrenOf lists, sorted, the pids of a process's children: the
+// processes whose /proc/PID/stat names it as parent.
 func childrenOf(t *testing.T, pid int) []string {
 	t.Helper()
-	files, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
-	if err != nil || len(files) == 0 {
-		t.Fatalf("listing the children of %d: %v", pid, err)
+	stats, err := filepath.Glob("/proc/[0-9]*/stat")
+	if err != nil {
+		t.Fatal(err)
 	}
 	var kids []string
-	for _, f := range files {
+	for _, f := range stats {
 		b, err := os.ReadFile(f)
-		if err != nil && !errors.Is(err, fs.ErrNotExist) { // a thread that ended
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+			continue // it ended meanwhile
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
-		kids = append(kids, strings.Fields(string(b))...)
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses.
+		rest := string(b[bytes.LastIndexByte(b, ')')+1:])
+		if fields := strings.Fields(rest); len(fields) > 1 && fields[1] == strconv.Itoa(pid) {
+			kids = append(kids, filepath.Base(filepath.Dir(f)))
+		}
 	}
 	slices.Sort(kids)
 	return kids

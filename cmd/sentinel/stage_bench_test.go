@@ -2,6 +2,7 @@ package main
 
 import (
 	"cmp"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -52,6 +53,9 @@ const (
 //	    unlike coreutils' sha256sum) and `sync` of the file, as many at
 //	    once: what a script of curl costs for the same keeping and
 //	    verifying (left out without curl or openssl);
+//	(i) the disk alone: the same bytes written from memory to a file per
+//	    artifact and node and fsynced, as many at once, with no source,
+//	    TLS or hashing: the floor any staging on this machine's disk meets;
 //	(b) the window, `sentinel upgrade 3.4.2 --yes`, after that staging;
 //	(c) the same window on a second lab whose node caches were filled by
 //	    copying each verified artifact to where the node cache keeps it
@@ -82,7 +86,14 @@ func BenchmarkStageThenWindow(b *testing.B) {
 	}
 	var m stageBenchFigures
 	for i := 0; i < b.N; i++ {
-		m.add(stageThenWindowOnce(b, opt, parallel, link, i%2 == 1))
+		f := stageThenWindowOnce(b, opt, parallel, link, i%2 == 1)
+		first := "staged"
+		if i%2 == 1 {
+			first = "placed"
+		}
+		b.Logf("run %d, the %s lab first: staging %.2f s (%.1f CPU s); window after staging %.2f s (%.1f CPU s), placed by hand %.2f s (%.1f CPU s), ratio %.3f",
+			i+1, first, f.stage.wall, f.stage.cpu, f.windowStaged.wall, f.windowStaged.cpu, f.windowPlaced.wall, f.windowPlaced.cpu, f.windowStaged.wall/f.windowPlaced.wall)
+		m.add(f)
 	}
 	n := float64(b.N)
 	b.ReportMetric(0, "ns/op")
@@ -106,6 +117,9 @@ func BenchmarkStageThenWindow(b *testing.B) {
 		b.ReportMetric(m.curl.cpu/n, "cpu-s/curl-openssl-sync")
 		b.ReportMetric(m.stage.wall/m.curl.wall, "x-stage/curl-openssl-sync")
 	}
+	b.ReportMetric(m.disk.wall/n, "s/disk-alone-same-bytes")
+	b.ReportMetric(m.disk.cpu/n, "cpu-s/disk-alone")
+	b.ReportMetric(m.stage.wall/m.disk.wall, "x-stage/disk-alone")
 	if sh := m.shaped; sh.mbit > 0 {
 		b.ReportMetric(sh.gets.wall/n, "s/plain-GETs-behind-link")
 		b.ReportMetric(sh.stage.wall/n, "s/stage-behind-link")
@@ -124,9 +138,9 @@ func (p *part) add(o part) { p.wall += o.wall; p.cpu += o.cpu }
 
 // stageBenchFigures are one run's measures (summed over runs).
 type stageBenchFigures struct {
-	stagedMiB                                              float64
-	stage, gets, fetches, curl, windowStaged, windowPlaced part
-	shaped                                                 shapedFigures
+	stagedMiB                                                    float64
+	stage, gets, fetches, curl, disk, windowStaged, windowPlaced part
+	shaped                                                       shapedFigures
 }
 
 // shapedFigures are the GETs and staging with the daemon behind a link of
@@ -142,6 +156,7 @@ func (f *stageBenchFigures) add(o stageBenchFigures) {
 	f.gets.add(o.gets)
 	f.fetches.add(o.fetches)
 	f.curl.add(o.curl)
+	f.disk.add(o.disk)
 	f.windowStaged.add(o.windowStaged)
 	f.windowPlaced.add(o.windowPlaced)
 	f.shaped.mbit = max(f.shaped.mbit, o.shaped.mbit)
@@ -191,11 +206,15 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMb
 	})
 	f.stagedMiB = float64(bytes) / (1 << 20)
 	f.fetches = measure(lab, func() float64 { return fetchAllAtOnce(b, lab, staged, parallel) })
+	os.RemoveAll(filepath.Join(lab.Dir, "bench-fetches"))
 	if err := hasTools("curl", "openssl"); err == nil {
 		f.curl = measure(lab, func() float64 { return curlAllAtOnce(b, lab, staged, parallel) })
+		os.RemoveAll(filepath.Join(lab.Dir, "bench-curl"))
 	} else {
 		b.Logf("leaving out the curl reference: %v", err)
 	}
+	f.disk = measure(lab, func() float64 { return writeAllAtOnce(b, lab, staged, parallel) })
+	os.RemoveAll(filepath.Join(lab.Dir, "bench-disk"))
 	if linkMbit > 0 {
 		f.shaped = measureShaped(b, lab, parallel, linkMbit, want, all)
 	}
@@ -421,8 +440,7 @@ func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 	b.Helper()
 	client := cacheClient(b, lab)
 	base := "https://" + lab.cacheIP
-	dir := filepath.Join(lab.Dir, "bench-fetches")
-	defer os.RemoveAll(dir)
+	dir := filepath.Join(lab.Dir, "bench-fetches") // removed by the caller, untimed
 	roots := map[string]string{}
 	for _, n := range lab.Nodes {
 		roots[n.Name] = n.Root
@@ -442,6 +460,49 @@ func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 	return cpu
 }
 
+// writeAllAtOnce writes as many bytes as each staged artifact holds, from
+// memory, to a file per artifact in a directory per node beside the
+// lab's, and fsyncs it, parallel at a time: what keeping the bytes alone
+// costs on this disk. It returns the CPU seconds this process took.
+func writeAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, parallel int) float64 {
+	b.Helper()
+	dir := filepath.Join(lab.Dir, "bench-disk") // removed by the caller, untimed
+	for _, n := range lab.Nodes {
+		if err := os.MkdirAll(filepath.Join(dir, n.Name), 0o755); err != nil {
+			b.Fatal(err)
+		}
+	}
+	roots := map[string]string{}
+	for _, n := range lab.Nodes {
+		roots[n.Name] = n.Root
+	}
+	buf := make([]byte, cache.DefaultBufferSize)
+	rand.Read(buf)
+	cpu, err := atOnceWithCPU(staged, parallel, func(a stagedArtifact) error {
+		fi, err := os.Stat((&cache.Store{Dir: steps.Layout{Root: roots[a.node]}.CacheDir()}).Path(a.digest))
+		if err != nil {
+			return err
+		}
+		f, err := os.Create(filepath.Join(dir, a.node, a.digest))
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		for left := fi.Size(); left > 0; {
+			n, err := f.Write(buf[:min(left, int64(len(buf)))])
+			if err != nil {
+				return err
+			}
+			left -= int64(n)
+		}
+		return f.Sync()
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpu
+}
+
 // curlAllAtOnce does what staging did with curl, openssl and sync per
 // artifact, into a directory per node beside the lab's, parallel at a
 // time, fails unless every sum is the artifact's digest, and returns the
@@ -450,8 +511,7 @@ func curlAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, parallel
 	b.Helper()
 	crt, _ := lab.CacheTLSFiles()
 	base := "https://" + lab.cacheIP
-	dir := filepath.Join(lab.Dir, "bench-curl")
-	defer os.RemoveAll(dir)
+	dir := filepath.Join(lab.Dir, "bench-curl") // removed by the caller, untimed
 	for _, n := range lab.Nodes {
 		if err := os.MkdirAll(filepath.Join(dir, n.Name), 0o755); err != nil {
 			b.Fatal(err)
