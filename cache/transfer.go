@@ -384,6 +384,12 @@ func (t *transfer) copyPipelined(src io.Reader, body io.Closer, limit int64) err
 		free <- make([]byte, len(t.buf))
 	}
 	filled := make(chan chunk, pipelineDepth)
+	// Chunks of a quarter checkpoint at most: what is read ahead, and
+	// lost to a crash, stays well under a checkpoint interval.
+	chunkSize := len(t.buf)
+	if q := t.ckpt / 4; q > 0 && q < int64(chunkSize) {
+		chunkSize = int(q)
+	}
 	quit, done := make(chan struct{}), make(chan struct{})
 	src = io.LimitReader(src, limit)
 	go func() {
@@ -396,10 +402,7 @@ func (t *transfer) copyPipelined(src io.Reader, body io.Closer, limit int64) err
 			case <-quit:
 				return
 			}
-			// One read, whatever has arrived: the data reaches the file
-			// (and a checkpoint) as soon as it comes, so a crash loses
-			// little of what was read ahead.
-			n, err := src.Read(b)
+			n, err := fill(src, b[:chunkSize])
 			select {
 			case filled <- chunk{b, n, err}:
 			case <-quit:
@@ -435,6 +438,27 @@ func (t *transfer) copyPipelined(src io.Reader, body io.Closer, limit int64) err
 		free <- c.b
 	}
 	return stop(nil)
+}
+
+// fillWait bounds how long a chunk waits for more bytes once its first
+// have come.
+const fillWait = 20 * time.Millisecond
+
+// fill reads into b until it is full, the source ends or fails, or
+// fillWait has passed since the first bytes came. At speed a chunk is a
+// whole buffer, one write and one hand-off per MiB rather than per TLS
+// record (16 KiB: most of the CPU a transfer took beyond TLS and sha256);
+// on a slow link the bytes still reach the file, and the progress, about
+// as they come. What a crash loses of a chunk not yet written is past the
+// last checkpoint, which a resume cuts off anyway.
+func fill(src io.Reader, b []byte) (int, error) {
+	n, err := src.Read(b)
+	for start := time.Now(); err == nil && n > 0 && n < len(b) && time.Since(start) < fillWait; {
+		var m int
+		m, err = src.Read(b[n:])
+		n += m
+	}
+	return n, err
 }
 
 // write puts p in the partial file and the hash, at once: offset only ever
