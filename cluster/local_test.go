@@ -19,7 +19,8 @@ import (
 // fakeAgent is a stand-in for `sentinel node session`: it answers each
 // request line with its pid and its build's tag; op "hang" starts a
 // child in its process group, writes both pids into the FIFO "hanging"
-// and waits for the child; op "die" exits without an answer.
+// and waits for the child; op "die" exits without an answer. With a file
+// "linger" it does not end with its stdin.
 const fakeAgent = `#!/bin/sh
 [ "$1 $2" = "node session" ] || { echo "called as $*" >&2; exit 2; }
 while IFS= read -r line; do
@@ -29,6 +30,7 @@ while IFS= read -r line; do
 	esac
 	printf '{"kind":"log","message":"working"}\n{"kind":"result","result":{"pid":%s,"tag":"@TAG@"}}\n' $$
 done
+[ -e "$FAKE_AGENT_DIR/linger" ] && sleep 3600
 `
 
 type fakeAnswer struct {
@@ -212,5 +214,29 @@ func TestLocalTransportCloseEndsItsAgent(t *testing.T) {
 	}
 	if !waitForExit(t, late.PID, 10*time.Second) {
 		t.Errorf("the agent of a call made after Close, pid %d, still runs 10 s later", late.PID)
+	}
+}
+
+// An agent that does not end with its stdin is killed, with what it
+// runs, once Close has waited for it long enough.
+func TestLocalTransportCloseKillsAnAgentThatLingers(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("FAKE_AGENT_DIR", dir)
+	bin := filepath.Join(dir, "sentinel")
+	installFakeAgent(t, bin, "v1")
+	if err := os.WriteFile(filepath.Join(dir, "linger"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := cluster.Dial(cluster.Node{Name: "core", Root: dir, Transport: cluster.TransportLocal}, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := call(t, tr, context.Background(), "facts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr.(*cluster.Local).Close()
+	if !waitForExit(t, first.PID, 0) {
+		t.Fatalf("agent %d still runs once Close returned", first.PID)
 	}
 }
