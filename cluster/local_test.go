@@ -62,6 +62,22 @@ func call(t *testing.T, tr cluster.Transport, ctx context.Context, op string) (f
 	return got, err
 }
 
+// fakeAgentTransport installs the fake agent (tag v1) in a directory of
+// its own and returns a local transport that runs it, the directory and
+// the binary's path.
+func fakeAgentTransport(t *testing.T) (tr cluster.Transport, dir, bin string) {
+	t.Helper()
+	dir = t.TempDir()
+	t.Setenv("FAKE_AGENT_DIR", dir)
+	bin = filepath.Join(dir, "sentinel")
+	installFakeAgent(t, bin, "v1")
+	tr, err := cluster.Dial(cluster.Node{Name: "core", Root: dir, Transport: cluster.TransportLocal}, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr, dir, bin
+}
+
 // waitForExit says whether the process exits (becomes a zombie, or is
 // reaped) within limit, told by its pidfd.
 func waitForExit(t *testing.T, pid int, limit time.Duration) bool {
@@ -91,14 +107,7 @@ func waitForExit(t *testing.T, pid int, limit time.Duration) bool {
 // another when the one it had died, was cancelled, or its binary was
 // replaced or removed: each call still runs the binary found at the path.
 func TestLocalTransportKeepsItsAgentBetweenCalls(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("FAKE_AGENT_DIR", dir)
-	bin := filepath.Join(dir, "sentinel")
-	installFakeAgent(t, bin, "v1")
-	tr, err := cluster.Dial(cluster.Node{Name: "core", Root: dir, Transport: cluster.TransportLocal}, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, dir, bin := fakeAgentTransport(t)
 	t.Cleanup(func() { tr.(*cluster.Local).Close() })
 	ctx := context.Background()
 
@@ -191,14 +200,7 @@ func TestLocalTransportKeepsItsAgentBetweenCalls(t *testing.T) {
 // outlives the run (or the status refresh) that started it, and a call
 // made after Close leaves no agent behind either.
 func TestLocalTransportCloseEndsItsAgent(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("FAKE_AGENT_DIR", dir)
-	bin := filepath.Join(dir, "sentinel")
-	installFakeAgent(t, bin, "v1")
-	tr, err := cluster.Dial(cluster.Node{Name: "core", Root: dir, Transport: cluster.TransportLocal}, bin)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tr, _, _ := fakeAgentTransport(t)
 	ctx := context.Background()
 	first, err := call(t, tr, ctx, "facts")
 	if err != nil {
@@ -220,15 +222,8 @@ func TestLocalTransportCloseEndsItsAgent(t *testing.T) {
 // An agent that does not end with its stdin is killed, with what it
 // runs, once Close has waited for it long enough.
 func TestLocalTransportCloseKillsAnAgentThatLingers(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("FAKE_AGENT_DIR", dir)
-	bin := filepath.Join(dir, "sentinel")
-	installFakeAgent(t, bin, "v1")
+	tr, dir, _ := fakeAgentTransport(t)
 	if err := os.WriteFile(filepath.Join(dir, "linger"), nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := cluster.Dial(cluster.Node{Name: "core", Root: dir, Transport: cluster.TransportLocal}, bin)
-	if err != nil {
 		t.Fatal(err)
 	}
 	first, err := call(t, tr, context.Background(), "facts")

@@ -113,17 +113,16 @@ func Status(ctx context.Context, inv *cluster.Inventory, tr map[string]cluster.T
 	// All nodes at once, within a bound: a node that went silent (a
 	// connection half-open since it lost power) is reported as such
 	// rather than holding up the others, or a watch's next refresh.
-	askCtx, cancel := context.WithTimeoutCause(ctx, statusAskTimeout,
-		fmt.Errorf("no answer within %s: the node is down, or its connection hangs", statusAskTimeout))
+	askCtx, cancel := context.WithTimeout(ctx, statusAskTimeout)
 	facts, failed := rollout.GatherSome(askCtx, inv.Nodes, tr)
 	cancel()
 	for _, n := range inv.Nodes {
 		nr := NodeReport{Node: n.Name, Roles: n.Roles}
 		if err := failed[n.Name]; err != nil {
-			if cause := context.Cause(askCtx); cause != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-				err = fmt.Errorf("node %s: %w", n.Name, cause)
-			}
 			nr.Unreachable = err.Error()
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				nr.Unreachable = fmt.Sprintf("node %s: no answer within %s: the node is down, or its connection hangs", n.Name, statusAskTimeout)
+			}
 		} else if f := facts[n.Name]; f != nil {
 			nr.Current = f.Current
 			if f.Record != nil {
