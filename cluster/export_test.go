@@ -11,3 +11,7 @@ func (s *SSH) SetKeepAlive(every time.Duration) { s.keepAlive = every }
 
 // Command is the shell command line s runs on the node for args.
 func (s *SSH) Command(args ...string) string { return s.command(args...) }
+
+// SetDialTimeout sets how long s gives a node to answer a connection and
+// log in (10 s in production).
+func (s *SSH) SetDialTimeout(d time.Duration) { s.dialTimeout = d }

@@ -144,9 +144,12 @@ type SSH struct {
 	localDigestMu  sync.Mutex
 	localDigestVal string
 
-	sem    chan struct{} // held while connecting; guards cur and closed
-	cur    *sshConn
-	closed bool
+	sem chan struct{} // held while connecting and checking the agent binary
+
+	mu        sync.Mutex // guards cur, closed and abortDial; never held while waiting on the node
+	cur       *sshConn
+	closed    bool
+	abortDial context.CancelFunc // ends the dial under way, if any
 }
 
 // sshConn is one SSH connection and what is known about it.
@@ -202,16 +205,21 @@ func DialSSH(n Node, localBinary string) (*SSH, error) {
 	}, nil
 }
 
-// Close ends the connection; the transport cannot be used afterwards.
+// Close ends the connection, and a dial under way, without waiting for
+// either; the transport cannot be used afterwards.
 func (s *SSH) Close() error {
-	s.sem <- struct{}{}
-	defer func() { <-s.sem }()
+	s.mu.Lock()
 	s.closed = true
-	if s.cur == nil {
+	c := s.cur
+	s.cur = nil
+	if s.abortDial != nil {
+		s.abortDial()
+	}
+	s.mu.Unlock()
+	if c == nil {
 		return nil
 	}
-	err := s.cur.client.Close()
-	s.cur = nil
+	err := c.client.Close()
 	if errors.Is(err, net.ErrClosed) {
 		err = nil
 	}
@@ -294,6 +302,9 @@ func (s *SSH) conn(ctx context.Context, op string, on func(Event)) (*sshConn, er
 	}
 	if !c.ensured {
 		if err := s.ensureAgent(ctx, c, op, on); err != nil {
+			if s.isClosed() {
+				return nil, s.closedError(op)
+			}
 			return nil, err
 		}
 		c.ensured = true
@@ -304,21 +315,51 @@ func (s *SSH) conn(ctx context.Context, op string, on func(Event)) (*sshConn, er
 // connected returns the live connection, dialling if there is none; the
 // caller holds s.sem.
 func (s *SSH) connected(ctx context.Context, op string) (*sshConn, error) {
+	s.mu.Lock()
 	if s.closed {
-		return nil, fmt.Errorf("node %s: %s: the SSH transport was closed", s.Node.Name, op)
+		s.mu.Unlock()
+		return nil, s.closedError(op)
 	}
-	if s.cur != nil && s.cur.isDead() {
-		_ = s.cur.client.Close()
-		s.cur = nil
+	c := s.cur
+	if c != nil && c.isDead() {
+		_ = c.client.Close()
+		s.cur, c = nil, nil
 	}
-	if s.cur == nil {
-		c, err := s.dial(ctx, op)
-		if err != nil {
-			return nil, err
+	if c != nil {
+		s.mu.Unlock()
+		return c, nil
+	}
+	dialCtx, abort := context.WithCancel(ctx)
+	defer abort()
+	s.abortDial = abort
+	s.mu.Unlock()
+
+	c, err := s.dial(dialCtx, op)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.abortDial = nil
+	if s.closed {
+		if c != nil {
+			_ = c.client.Close()
 		}
-		s.cur = c
+		return nil, s.closedError(op)
 	}
-	return s.cur, nil
+	if err != nil {
+		return nil, err
+	}
+	s.cur = c
+	return c, nil
+}
+
+func (s *SSH) isClosed() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closed
+}
+
+func (s *SSH) closedError(op string) error {
+	return fmt.Errorf("node %s: %s: the SSH transport was closed", s.Node.Name, op)
 }
 
 // CheckSudo makes sure, before anything runs on the node, that the login
@@ -375,9 +416,9 @@ func (s *SSH) recheck(c *sshConn) {
 
 // drop forgets a connection found broken.
 func (s *SSH) drop(c *sshConn) {
-	s.sem <- struct{}{}
-	defer func() { <-s.sem }()
 	_ = c.client.Close()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	if s.cur == c {
 		s.cur = nil
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -241,6 +242,58 @@ func TestSSHNodeDown(t *testing.T) {
 		t.Errorf("took %v", took)
 	}
 	t.Logf("%v", err)
+}
+
+// Closing the transport while it connects to a node that accepted the TCP
+// connection and then says nothing (a hung sshd) ends the dial at once:
+// Close does not wait for the dial's timeout, and the call it was for
+// ends saying the transport was closed.
+func TestSSHCloseEndsADialUnderWay(t *testing.T) {
+	d := startSSHD(t)
+	silent, err := net.Listen("tcp", net.JoinHostPort(d.Host, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	accepted := make(chan net.Conn, 1)
+	go func() {
+		if c, err := silent.Accept(); err == nil {
+			accepted <- c
+		}
+	}()
+	n := d.node(t, t.TempDir())
+	n.Port = silent.Addr().(*net.TCPAddr).Port
+	s := dialSSH(t, n)
+	s.SetDialTimeout(time.Hour)
+	called := make(chan error, 1)
+	go func() { called <- s.Call(t.Context(), "facts", struct{}{}, nil, nil) }()
+	var held net.Conn
+	select {
+	case held = <-accepted:
+	case err := <-called:
+		t.Fatalf("the call ended before it connected: %v", err)
+	}
+	defer held.Close()
+
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("Close waited for the dial to a silent node (whose timeout is an hour)")
+	}
+	err = <-called
+	if err == nil || !strings.Contains(err.Error(), "the SSH transport was closed") {
+		t.Fatalf("the call whose dial was ended: %v, want it to say the transport was closed", err)
+	}
+	// The node's side of the connection is closed too.
+	_ = held.SetReadDeadline(time.Now().Add(time.Minute))
+	if _, err := io.Copy(io.Discard, held); err != nil {
+		t.Errorf("the silent node's connection stayed open: %v", err)
+	}
 }
 
 // The node's sshd processes die while an operation runs: the call ends
