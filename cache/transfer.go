@@ -4,7 +4,8 @@ package cache
 // flock, shared by every source (http, file).
 //
 // Invariants:
-//   - Dir/partial/<hex>.part is written through one write-only descriptor;
+//   - Dir/partial/<hex>.part is written by one transfer at a time, its
+//     whole blocks with O_DIRECT where the file system allows (direct.go);
 //     offset bytes of it are written and hashed into h.
 //   - Dir/partial/<hex>.state describes a prefix that is durable (the .part
 //     was fsynced before the state was written) and hashed. A resume in
@@ -76,6 +77,7 @@ type transfer struct {
 	partDir, part, state, stateTmp, dest string
 
 	f         *os.File  // .part, write-only; nil once promoted or discarded
+	direct    *os.File  // .part with O_DIRECT (direct.go); nil where refused, or once f is
 	h         hash.Hash // sha256 of .part[0:offset]
 	offset    int64     // bytes of .part written and hashed
 	durable   int64     // offset of the last checkpoint
@@ -123,6 +125,7 @@ func (s *Store) fetchLocked(ctx context.Context, src source, rawURL, digest stri
 		return t.stats, nil
 	}
 	err = t.run(ctx)
+	t.closeDirect()
 	if t.f != nil {
 		t.f.Close()
 	}
@@ -146,7 +149,7 @@ func (t *transfer) run(ctx context.Context) error {
 	if bufSize <= 0 {
 		bufSize = DefaultBufferSize
 	}
-	t.buf = make([]byte, bufSize)
+	t.buf = alignedBuffer(bufSize)
 
 	highWater := t.offset // furthest offset reached: passing it is progress
 	stuck := 0            // attempts failed in a row without progress
@@ -381,7 +384,7 @@ func (t *transfer) copyPipelined(src io.Reader, body io.Closer, limit int64) err
 	free := make(chan []byte, pipelineDepth)
 	free <- t.buf
 	for i := 1; i < pipelineDepth; i++ {
-		free <- make([]byte, len(t.buf))
+		free <- alignedBuffer(len(t.buf))
 	}
 	filled := make(chan chunk, pipelineDepth)
 	// Chunks of a quarter checkpoint at most: what is read ahead, and
@@ -390,6 +393,15 @@ func (t *transfer) copyPipelined(src io.Reader, body io.Closer, limit int64) err
 	if q := t.ckpt / 4; q > 0 && q < int64(chunkSize) {
 		chunkSize = int(q)
 	}
+	// Chunks of whole blocks, from a block's start, for writeAt's
+	// O_DIRECT: a resume from the middle of a block (a checkpoint after a
+	// cut) first reads up to the block's end.
+	align := int64(1)
+	if t.direct != nil && chunkSize >= directAlign {
+		align = directAlign
+		chunkSize &^= directAlign - 1
+	}
+	pos := t.offset
 	quit, done := make(chan struct{}), make(chan struct{})
 	src = io.LimitReader(src, limit)
 	go func() {
@@ -402,7 +414,12 @@ func (t *transfer) copyPipelined(src io.Reader, body io.Closer, limit int64) err
 			case <-quit:
 				return
 			}
-			n, err := fill(src, b[:chunkSize])
+			want := chunkSize
+			if r := pos % align; r != 0 {
+				want = int(align - r)
+			}
+			n, err := fill(src, b[:want], pos, align)
+			pos += int64(n)
 			select {
 			case filled <- chunk{b, n, err}:
 			case <-quit:
@@ -444,16 +461,17 @@ func (t *transfer) copyPipelined(src io.Reader, body io.Closer, limit int64) err
 // have come.
 const fillWait = 20 * time.Millisecond
 
-// fill reads into b until it is full, the source ends or fails, or
-// fillWait has passed since the first bytes came. At speed a chunk is a
-// whole buffer, one write and one hand-off per MiB rather than per TLS
-// record (16 KiB: most of the CPU a transfer took beyond TLS and sha256);
-// on a slow link the bytes still reach the file, and the progress, about
-// as they come. What a crash loses of a chunk not yet written is past the
-// last checkpoint, which a resume cuts off anyway.
-func fill(src io.Reader, b []byte) (int, error) {
+// fill reads into b, which is to land at offset pos of the file, until it
+// is full, the source ends or fails, or fillWait has passed since the
+// first bytes came and the chunk ends at a multiple of align. At speed a
+// chunk is a whole buffer, one write and one hand-off per MiB rather than
+// per TLS record (16 KiB: most of the CPU a transfer took beyond TLS and
+// sha256); on a slow link the bytes still reach the file, and the
+// progress, about as they come. What a crash loses of a chunk not yet
+// written is past the last checkpoint, which a resume cuts off anyway.
+func fill(src io.Reader, b []byte, pos, align int64) (int, error) {
 	n, err := src.Read(b)
-	for start := time.Now(); err == nil && n > 0 && n < len(b) && time.Since(start) < fillWait; {
+	for start := time.Now(); err == nil && n > 0 && n < len(b) && (time.Since(start) < fillWait || (pos+int64(n))%align != 0); {
 		var m int
 		m, err = src.Read(b[n:])
 		n += m
@@ -475,7 +493,7 @@ func (t *transfer) write(p []byte) error {
 		t.h.Write(p)
 		close(hashed)
 	}()
-	n, err := t.f.WriteAt(p, t.offset)
+	n, err := t.writeAt(p, t.offset)
 	<-hashed
 	if err != nil {
 		if uerr := t.h.(encoding.BinaryUnmarshaler).UnmarshalBinary(before); uerr != nil {
@@ -522,6 +540,7 @@ func (t *transfer) openPartial() error {
 		return &diskError{op: "opening", path: t.part, err: err}
 	}
 	t.f = f
+	t.direct = openDirect(t.part)
 	fi, err := f.Stat()
 	if err != nil {
 		return &diskError{op: "opening", path: t.part, err: err}
@@ -715,6 +734,7 @@ func (t *transfer) resetToZero() error {
 			return &diskError{op: "opening", path: t.part, err: err}
 		}
 		t.f = f
+		t.direct = openDirect(t.part)
 	}
 	if err := t.f.Truncate(0); err != nil {
 		return &diskError{op: "truncating", path: t.part, err: err}
@@ -727,6 +747,7 @@ func (t *transfer) resetToZero() error {
 
 // discard removes every trace of the transfer but the lock.
 func (t *transfer) discard() {
+	t.closeDirect()
 	if t.f != nil {
 		t.f.Close()
 		t.f = nil
@@ -747,6 +768,7 @@ func (t *transfer) finish() error {
 	}
 	// Promote only the file this transfer wrote and hashed: if the path
 	// now names another file (removed, replaced), its bytes are unverified.
+	t.closeDirect()
 	var mine, named syscall.Stat_t
 	ferr := syscall.Fstat(int(t.f.Fd()), &mine)
 	serr := syscall.Stat(t.part, &named)
