@@ -3,10 +3,13 @@ package main
 import (
 	"cmp"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/hex"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,6 +59,9 @@ const (
 //	(i) the disk alone: the same bytes written from memory to a file per
 //	    artifact and node and fsynced, as many at once, with no source,
 //	    TLS or hashing: the floor any staging on this machine's disk meets;
+//	(j) the GETs of (d), each hashed with sha256 and checked against its
+//	    digest, kept nowhere: the least any staging that verifies does,
+//	    with no disk at all;
 //	(b) the window, `sentinel upgrade 3.4.2 --yes`, after that staging;
 //	(c) the same window on a second lab whose node caches were filled by
 //	    copying each verified artifact to where the node cache keeps it
@@ -120,6 +126,9 @@ func BenchmarkStageThenWindow(b *testing.B) {
 	b.ReportMetric(m.disk.wall/n, "s/disk-alone-same-bytes")
 	b.ReportMetric(m.disk.cpu/n, "cpu-s/disk-alone")
 	b.ReportMetric(m.stage.wall/m.disk.wall, "x-stage/disk-alone")
+	b.ReportMetric(m.hashedGets.wall/n, "s/verified-GETs-no-disk")
+	b.ReportMetric(m.hashedGets.cpu/n, "cpu-s/verified-GETs-no-disk")
+	b.ReportMetric(m.hashedGets.wall/m.gets.wall, "x-verified-GETs-no-disk/(bytes/throughput)")
 	if sh := m.shaped; sh.mbit > 0 {
 		b.ReportMetric(sh.gets.wall/n, "s/plain-GETs-behind-link")
 		b.ReportMetric(sh.stage.wall/n, "s/stage-behind-link")
@@ -138,9 +147,9 @@ func (p *part) add(o part) { p.wall += o.wall; p.cpu += o.cpu }
 
 // stageBenchFigures are one run's measures (summed over runs).
 type stageBenchFigures struct {
-	stagedMiB                                                    float64
-	stage, gets, fetches, curl, disk, windowStaged, windowPlaced part
-	shaped                                                       shapedFigures
+	stagedMiB                                                                float64
+	stage, gets, fetches, curl, disk, hashedGets, windowStaged, windowPlaced part
+	shaped                                                                   shapedFigures
 }
 
 // shapedFigures are the GETs and staging with the daemon behind a link of
@@ -157,6 +166,7 @@ func (f *stageBenchFigures) add(o stageBenchFigures) {
 	f.fetches.add(o.fetches)
 	f.curl.add(o.curl)
 	f.disk.add(o.disk)
+	f.hashedGets.add(o.hashedGets)
 	f.windowStaged.add(o.windowStaged)
 	f.windowPlaced.add(o.windowPlaced)
 	f.shaped.mbit = max(f.shaped.mbit, o.shaped.mbit)
@@ -189,6 +199,7 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMb
 	lab := newStageBenchLab(b, opt)
 	want := artifactsPerNode(b, lab)
 	var staged []stagedArtifact
+	warmDaemonStore(b, lab)
 	f.stage = measure(lab, func() float64 {
 		var cpu float64
 		staged, cpu = stageAndCheck(b, lab, parallel, want)
@@ -215,6 +226,7 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMb
 	}
 	f.disk = measure(lab, func() float64 { return writeAllAtOnce(b, lab, staged, parallel) })
 	os.RemoveAll(filepath.Join(lab.Dir, "bench-disk"))
+	f.hashedGets = measure(lab, func() float64 { return getAndHashAllAtOnce(b, lab, all, parallel) })
 	if linkMbit > 0 {
 		f.shaped = measureShaped(b, lab, parallel, linkMbit, want, all)
 	}
@@ -284,6 +296,30 @@ func measureShaped(b *testing.B, lab *testLab, parallel, linkMbit int, want map[
 	})
 	s.mbit = float64(linkMbit)
 	return s
+}
+
+// warmDaemonStore reads every file of the cache daemon's store once, so
+// that staging and the GETs after it both find them in memory: the store
+// writes its files with O_DIRECT, so without this staging alone would read
+// them from the daemon's disk.
+func warmDaemonStore(b *testing.B, lab *testLab) {
+	b.Helper()
+	core, _ := lab.Node("core")
+	err := filepath.WalkDir(filepath.Join(core.Root, "var", "sentinel-cache"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		f, err := os.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		_, err = io.Copy(io.Discard, f)
+		return err
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 }
 
 // dropPageCache writes back and drops the page cache, so that both windows
@@ -429,6 +465,36 @@ func getAllAtOnce(b *testing.B, lab *testLab, digests []string, parallel int) (i
 		b.Fatal(err)
 	}
 	return total.Load(), cpu
+}
+
+// getAndHashAllAtOnce is getAllAtOnce with each body hashed with sha256
+// and checked against its digest instead of read to nothing.
+func getAndHashAllAtOnce(b *testing.B, lab *testLab, digests []string, parallel int) float64 {
+	b.Helper()
+	client := cacheClient(b, lab)
+	base := "https://" + lab.cacheIP
+	cpu, err := atOnceWithCPU(digests, parallel, func(d string) error {
+		resp, err := client.Get(cache.ArtifactURL(base, d))
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET %s: %s", d, resp.Status)
+		}
+		h := sha256.New()
+		if _, err := io.Copy(h, resp.Body); err != nil {
+			return err
+		}
+		if got := hex.EncodeToString(h.Sum(nil)); got != d {
+			return fmt.Errorf("GET %s: the body's sha256 is %s", d, got)
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cpu
 }
 
 type stagedArtifact struct{ node, digest string }
