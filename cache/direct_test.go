@@ -57,7 +57,12 @@ func directStoreDir(t *testing.T) string {
 	if err := os.WriteFile(probe, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	f := openDirect(probe)
+	pf, err := os.Open(probe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pf.Close()
+	f := openDirect(probe, pf)
 	if f == nil {
 		t.Skipf("the file system of TMPDIR (%s) refuses O_DIRECT", dir)
 	}
@@ -119,7 +124,7 @@ func TestFetchResumedMidBlockRealigns(t *testing.T) {
 // page cache.
 func TestFetchWhereODirectIsRefused(t *testing.T) {
 	was := openDirect
-	openDirect = func(string) *os.File { return nil }
+	openDirect = func(string, *os.File) *os.File { return nil }
 	t.Cleanup(func() { openDirect = was })
 	data := testData(4*mib+100, 33)
 	digest := sha256Hex(data)
@@ -129,4 +134,35 @@ func TestFetchWhereODirectIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	verifyStored(t, s, digest)
+}
+
+// The O_DIRECT descriptor is opened by path: if the path names another
+// file by then, there is none, rather than one writing elsewhere.
+func TestOpenDirectRefusesAReplacedPath(t *testing.T) {
+	dir := directStoreDir(t)
+	part := filepath.Join(dir, "x.part")
+	if err := os.WriteFile(part, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(part, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if d := openDirect(part, f); d == nil {
+		t.Fatal("no O_DIRECT descriptor for the file itself")
+	} else {
+		d.Close()
+	}
+	other := filepath.Join(dir, "other")
+	if err := os.WriteFile(other, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(other, part); err != nil {
+		t.Fatal(err)
+	}
+	if d := openDirect(part, f); d != nil {
+		d.Close()
+		t.Fatal("an O_DIRECT descriptor on the file that replaced the path")
+	}
 }

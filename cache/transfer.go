@@ -50,6 +50,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/sentinel-paas/sentinel/durable"
 )
 
@@ -77,7 +79,7 @@ type transfer struct {
 	partDir, part, state, stateTmp, dest string
 
 	f         *os.File  // .part, write-only; nil once promoted or discarded
-	direct    *os.File  // .part with O_DIRECT (direct.go); nil where refused, or once f is
+	direct    *os.File  // .part with O_DIRECT (direct.go); nil if refused, and once f is closed
 	h         hash.Hash // sha256 of .part[0:offset]
 	offset    int64     // bytes of .part written and hashed
 	durable   int64     // offset of the last checkpoint
@@ -467,14 +469,22 @@ const fillWait = 20 * time.Millisecond
 // chunk is a whole buffer, one write and one hand-off per MiB rather than
 // per TLS record (16 KiB: most of the CPU a transfer took beyond TLS and
 // sha256); on a slow link the bytes still reach the file, and the
-// progress, about as they come. What a crash loses of a chunk not yet
-// written is past the last checkpoint, which a resume cuts off anyway.
+// progress, a block (align) at a time as they come. What a crash loses of
+// a chunk not yet written is past the last checkpoint, which a resume cuts
+// off anyway.
 func fill(src io.Reader, b []byte, pos, align int64) (int, error) {
 	n, err := src.Read(b)
-	for start := time.Now(); err == nil && n > 0 && n < len(b) && (time.Since(start) < fillWait || (pos+int64(n))%align != 0); {
+	for start := time.Now(); err == nil && n > 0 && n < len(b); {
+		late := time.Since(start) >= fillWait
+		if late && (pos+int64(n))%align == 0 {
+			break
+		}
 		var m int
 		m, err = src.Read(b[n:])
 		n += m
+		if m == 0 && late {
+			break // a reader that returns nothing: hand on what came
+		}
 	}
 	return n, err
 }
@@ -540,7 +550,7 @@ func (t *transfer) openPartial() error {
 		return &diskError{op: "opening", path: t.part, err: err}
 	}
 	t.f = f
-	t.direct = openDirect(t.part)
+	t.direct = openDirect(t.part, f)
 	fi, err := f.Stat()
 	if err != nil {
 		return &diskError{op: "opening", path: t.part, err: err}
@@ -588,6 +598,8 @@ func (t *transfer) rehashPrefix(saved hash.Hash, n int64) (hash.Hash, error) {
 	defer f.Close()
 	h := sha256.New()
 	read, err := io.Copy(h, io.NewSectionReader(f, 0, n))
+	// The node's page cache is its apps': the prefix was written around it.
+	_ = unix.Fadvise(int(f.Fd()), 0, n, unix.FADV_DONTNEED)
 	t.stats.BytesReadFromPartial += read
 	if err != nil {
 		return nil, &diskError{op: "re-reading", path: t.part, err: err}
@@ -734,7 +746,7 @@ func (t *transfer) resetToZero() error {
 			return &diskError{op: "opening", path: t.part, err: err}
 		}
 		t.f = f
-		t.direct = openDirect(t.part)
+		t.direct = openDirect(t.part, f)
 	}
 	if err := t.f.Truncate(0); err != nil {
 		return &diskError{op: "truncating", path: t.part, err: err}

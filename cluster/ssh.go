@@ -144,7 +144,7 @@ type SSH struct {
 	localDigestMu  sync.Mutex
 	localDigestVal string
 
-	sem chan struct{} // held while connecting and checking the agent binary
+	sem chan struct{} // held while connecting and checking the agent binary; guards sshConn.ensured
 
 	mu        sync.Mutex // guards cur, closed and abortDial; never held while waiting on the node
 	cur       *sshConn
