@@ -457,7 +457,7 @@ func getAllAtOnce(b *testing.B, lab *testLab, digests []string, parallel int) (i
 	base := "https://" + lab.cacheIP
 	var total atomic.Int64
 	cpu, err := atOnceWithCPU(digests, parallel, func(d string) error {
-		n, err := getToNothing(client, cache.ArtifactURL(base, d))
+		n, err := getInto(client, cache.ArtifactURL(base, d), io.Discard)
 		total.Add(n)
 		return err
 	})
@@ -474,16 +474,8 @@ func getAndHashAllAtOnce(b *testing.B, lab *testLab, digests []string, parallel 
 	client := cacheClient(b, lab)
 	base := "https://" + lab.cacheIP
 	cpu, err := atOnceWithCPU(digests, parallel, func(d string) error {
-		resp, err := client.Get(cache.ArtifactURL(base, d))
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("GET %s: %s", d, resp.Status)
-		}
 		h := sha256.New()
-		if _, err := io.Copy(h, resp.Body); err != nil {
+		if _, err := getInto(client, cache.ArtifactURL(base, d), h); err != nil {
 			return err
 		}
 		if got := hex.EncodeToString(h.Sum(nil)); got != d {
@@ -644,7 +636,8 @@ func atOnceWithCPU[T any](items []T, parallel int, fn func(T) error) (float64, e
 	return rusageCPU(&ru1) - rusageCPU(&ru0), first
 }
 
-func getToNothing(c *http.Client, url string) (int64, error) {
+// getInto copies the body of a GET of url into w.
+func getInto(c *http.Client, url string, w io.Writer) (int64, error) {
 	resp, err := c.Get(url)
 	if err != nil {
 		return 0, err
@@ -653,7 +646,7 @@ func getToNothing(c *http.Client, url string) (int64, error) {
 	if resp.StatusCode != http.StatusOK {
 		return 0, fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
-	return io.Copy(io.Discard, resp.Body)
+	return io.Copy(w, resp.Body)
 }
 
 // cacheClient trusts the lab daemon's own certificate, as the nodes do.
