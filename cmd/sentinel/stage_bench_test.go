@@ -191,6 +191,12 @@ func benchEnvInt(b *testing.B, name string, def, max int) int {
 // stageThenWindowOnce makes both labs in turn (one removed before the
 // other is made, to halve the disk needed), in turn order from one run to
 // the next (-benchtime=2x measures both orders), and measures each part.
+// On the staged lab the parts that repeat staging's transfers come first,
+// and the staging the window follows last: the window then comes right
+// after its staging, as an operator's does, and not after the tens of GB
+// those parts write and remove, which weighed on whichever window came
+// next (the window after staging was the slower in all five runs of
+// 2026-12-05, in either order of the labs).
 func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMbit int, placedFirst bool) stageBenchFigures {
 	var f stageBenchFigures
 	if placedFirst {
@@ -198,16 +204,23 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMb
 	}
 	lab := newStageBenchLab(b, opt)
 	want := artifactsPerNode(b, lab)
+	sizes := map[string]int64{}
+	for _, c := range lab.manifest("3.4.2").Components {
+		sizes[c.Artifact.SHA256] = c.Artifact.Size
+	}
 	var staged []stagedArtifact
-	warmDaemonStore(b, lab)
-	f.stage = measure(lab, func() float64 {
-		var cpu float64
-		staged, cpu = stageAndCheck(b, lab, parallel, want)
-		return cpu
-	})
+	for name, ds := range want {
+		for _, d := range ds {
+			staged = append(staged, stagedArtifact{node: name, digest: d, size: sizes[d]})
+		}
+	}
 	all := make([]string, len(staged))
 	for i, a := range staged {
 		all[i] = a.digest
+	}
+	warmDaemonStore(b, lab)
+	if linkMbit > 0 {
+		f.shaped = measureShaped(b, lab, parallel, linkMbit, want, all)
 	}
 	var bytes int64
 	f.gets = measure(lab, func() float64 {
@@ -227,9 +240,8 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMb
 	f.disk = measure(lab, func() float64 { return writeAllAtOnce(b, lab, staged, parallel) })
 	os.RemoveAll(filepath.Join(lab.Dir, "bench-disk"))
 	f.hashedGets = measure(lab, func() float64 { return getAndHashAllAtOnce(b, lab, all, parallel) })
-	if linkMbit > 0 {
-		f.shaped = measureShaped(b, lab, parallel, linkMbit, want, all)
-	}
+	warmDaemonStore(b, lab) // what the parts wrote may have pushed it out
+	f.stage = measure(lab, func() float64 { return stageAndCheck(b, lab, parallel, want) })
 	dropPageCache(b)
 	f.windowStaged = measure(lab, func() float64 { return runWindow(b, lab) })
 	lab.stopCache()
@@ -242,15 +254,14 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMb
 
 // stageAndCheck stages the lab's 3.4.2 and fails unless what staging put
 // in each node cache is exactly that node's 3.4.2 artifacts (what the
-// other lab gets by hand, and the transfers the GETs repeat). It returns
-// them and the CPU staging took.
-func stageAndCheck(b *testing.B, lab *testLab, parallel int, want map[string][]string) ([]stagedArtifact, float64) {
+// other lab gets by hand, and the transfers the other parts repeat). It
+// returns the CPU staging took.
+func stageAndCheck(b *testing.B, lab *testLab, parallel int, want map[string][]string) float64 {
 	before := nodeCacheDigests(b, lab)
 	out, cpu := sentinelWithCPU(b, lab, "upgrade", "3.4.2", "--stage", "--stage-parallel", strconv.Itoa(parallel), "--yes")
 	if !strings.Contains(out, fmt.Sprintf("Staged 3.4.2 on %d nodes", len(lab.Nodes))) {
 		b.Fatalf("staging output:\n%s", out)
 	}
-	var staged []stagedArtifact
 	for name, ds := range nodeCacheDigests(b, lab) {
 		var got []string
 		for _, d := range ds {
@@ -261,17 +272,14 @@ func stageAndCheck(b *testing.B, lab *testLab, parallel int, want map[string][]s
 		if slices.Sort(got); !slices.Equal(got, want[name]) {
 			b.Fatalf("staging put %v in node %s's cache, its 3.4.2 artifacts are %v", got, name, want[name])
 		}
-		for _, d := range got {
-			staged = append(staged, stagedArtifact{node: name, digest: d})
-		}
 	}
-	return staged, cpu
+	return cpu
 }
 
-// measureShaped repeats the plain GETs (d) and staging (a) with the
-// daemon's replies limited to linkMbit in all (shapeSource), the node
-// caches emptied of what staging put there first. It returns nothing, and
-// says why, where loopback cannot be shaped.
+// measureShaped measures the plain GETs (d) and staging (a) with the
+// daemon's replies limited to linkMbit in all (shapeSource), and empties
+// the node caches of what that staging put there after. It returns
+// nothing, and says why, where loopback cannot be shaped.
 func measureShaped(b *testing.B, lab *testLab, parallel, linkMbit int, want map[string][]string, all []string) (s shapedFigures) {
 	lift, err := shapeSource(b, lab.cacheIP, linkMbit)
 	if err != nil {
@@ -283,6 +291,8 @@ func measureShaped(b *testing.B, lab *testLab, parallel, linkMbit int, want map[
 		_, cpu := getAllAtOnce(b, lab, all, parallel)
 		return cpu
 	})
+	s.stage = measure(lab, func() float64 { return stageAndCheck(b, lab, parallel, want) })
+	s.mbit = float64(linkMbit)
 	for _, n := range lab.Nodes {
 		for _, d := range want[n.Name] {
 			if err := os.Remove((&cache.Store{Dir: steps.Layout{Root: n.Root}.CacheDir()}).Path(d)); err != nil {
@@ -290,18 +300,13 @@ func measureShaped(b *testing.B, lab *testLab, parallel, linkMbit int, want map[
 			}
 		}
 	}
-	s.stage = measure(lab, func() float64 {
-		_, cpu := stageAndCheck(b, lab, parallel, want)
-		return cpu
-	})
-	s.mbit = float64(linkMbit)
 	return s
 }
 
 // warmDaemonStore reads every file of the cache daemon's store once, so
-// that staging and the GETs after it both find them in memory: the store
-// writes its files with O_DIRECT, so without this staging alone would read
-// them from the daemon's disk.
+// that staging and the parts that repeat its transfers all find them in
+// memory: the store writes its files with O_DIRECT, so without this the
+// first of them would read them from the daemon's disk.
 func warmDaemonStore(b *testing.B, lab *testLab) {
 	b.Helper()
 	core, _ := lab.Node("core")
@@ -489,9 +494,13 @@ func getAndHashAllAtOnce(b *testing.B, lab *testLab, digests []string, parallel 
 	return cpu
 }
 
-type stagedArtifact struct{ node, digest string }
+// stagedArtifact is one artifact staging puts in one node's cache.
+type stagedArtifact struct {
+	node, digest string
+	size         int64
+}
 
-// fetchAllAtOnce fetches what staging fetched with the node cache's own
+// fetchAllAtOnce fetches what staging fetches with the node cache's own
 // transfer, into a fresh store per node beside the lab's, parallel at a
 // time, and returns the CPU seconds this process took meanwhile.
 func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, parallel int) float64 {
@@ -499,17 +508,9 @@ func fetchAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 	client := cacheClient(b, lab)
 	base := "https://" + lab.cacheIP
 	dir := filepath.Join(lab.Dir, "bench-fetches") // removed by the caller, untimed
-	roots := map[string]string{}
-	for _, n := range lab.Nodes {
-		roots[n.Name] = n.Root
-	}
 	cpu, err := atOnceWithCPU(staged, parallel, func(a stagedArtifact) error {
-		fi, err := os.Stat((&cache.Store{Dir: steps.Layout{Root: roots[a.node]}.CacheDir()}).Path(a.digest))
-		if err != nil {
-			return err
-		}
 		store := &cache.Store{Dir: filepath.Join(dir, a.node), HTTP: client}
-		_, err = store.Fetch(b.Context(), cache.ArtifactURL(base, a.digest), a.digest, fi.Size())
+		_, err := store.Fetch(b.Context(), cache.ArtifactURL(base, a.digest), a.digest, a.size)
 		return err
 	})
 	if err != nil {
@@ -530,23 +531,15 @@ func writeAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 			b.Fatal(err)
 		}
 	}
-	roots := map[string]string{}
-	for _, n := range lab.Nodes {
-		roots[n.Name] = n.Root
-	}
 	buf := make([]byte, cache.DefaultBufferSize)
 	rand.Read(buf)
 	cpu, err := atOnceWithCPU(staged, parallel, func(a stagedArtifact) error {
-		fi, err := os.Stat((&cache.Store{Dir: steps.Layout{Root: roots[a.node]}.CacheDir()}).Path(a.digest))
-		if err != nil {
-			return err
-		}
 		f, err := os.Create(filepath.Join(dir, a.node, a.digest))
 		if err != nil {
 			return err
 		}
 		defer f.Close()
-		for left := fi.Size(); left > 0; {
+		for left := a.size; left > 0; {
 			n, err := f.Write(buf[:min(left, int64(len(buf)))])
 			if err != nil {
 				return err
@@ -561,7 +554,7 @@ func writeAllAtOnce(b *testing.B, lab *testLab, staged []stagedArtifact, paralle
 	return cpu
 }
 
-// curlAllAtOnce does what staging did with curl, openssl and sync per
+// curlAllAtOnce does what staging does with curl, openssl and sync per
 // artifact, into a directory per node beside the lab's, parallel at a
 // time, fails unless every sum is the artifact's digest, and returns the
 // CPU seconds those processes took.
