@@ -583,8 +583,27 @@ func (t *transfer) openPartial() error {
 	if err := f.Truncate(t.offset); err != nil {
 		return &diskError{op: "truncating", path: t.part, err: err}
 	}
+	t.preallocate()
 	t.reserveState()
 	return nil
+}
+
+// preallocate reserves the blocks of the bytes still to come, past the
+// end of the file (FALLOC_FL_KEEP_SIZE: the size stays what was received,
+// which a resume reads). Without it, transfers written side by side with
+// O_DIRECT interleave their blocks: on 2026-12-05 a 20-node staging left
+// 9.5 extents per 64 MiB artifact against 2.5 for a copy, and the window
+// took 60% more system time to read them. Where the file system has no
+// fallocate, or no room, the transfer writes as before (a full disk then
+// fails the write, said as such); what was reserved is given back.
+func (t *transfer) preallocate() {
+	n := t.size - t.offset
+	if n <= 0 {
+		return
+	}
+	if err := unix.Fallocate(int(t.f.Fd()), unix.FALLOC_FL_KEEP_SIZE, t.offset, n); err != nil {
+		t.f.Truncate(t.offset) // frees what a failed fallocate left past the end
+	}
 }
 
 // rehashPrefix hashes the first n bytes of the .part from disk and returns
@@ -753,6 +772,7 @@ func (t *transfer) resetToZero() error {
 	}
 	t.h = sha256.New()
 	t.offset, t.durable, t.sinceCkpt, t.validator = 0, 0, 0, ""
+	t.preallocate()
 	t.reserveState()
 	return nil
 }
