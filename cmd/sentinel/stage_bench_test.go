@@ -243,7 +243,7 @@ func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMb
 	warmDaemonStore(b, lab) // what the parts wrote may have pushed it out
 	f.stage = measure(lab, func() float64 { return stageAndCheck(b, lab, parallel, want) })
 	dropPageCache(b)
-	f.windowStaged = measure(lab, func() float64 { return runWindow(b, lab) })
+	f.windowStaged = measure(lab, func() float64 { return runWindow(b, lab, "after staging") })
 	lab.stopCache()
 	os.RemoveAll(lab.Dir)
 	if !placedFirst {
@@ -343,7 +343,7 @@ func windowPreplaced(b *testing.B, opt fixtures.LabOptions) part {
 	lab := newStageBenchLab(b, opt)
 	placeArtifacts(b, lab, artifactsPerNode(b, lab))
 	dropPageCache(b)
-	p := measure(lab, func() float64 { return runWindow(b, lab) })
+	p := measure(lab, func() float64 { return runWindow(b, lab, "placed by hand") })
 	lab.stopCache()
 	os.RemoveAll(lab.Dir)
 	return p
@@ -416,6 +416,12 @@ func rusageCPU(ru *syscall.Rusage) float64 {
 // and returns its output and the CPU it took with the agents it ran
 // (wait4's usage counts the children a process waited for).
 func sentinelWithCPU(b *testing.B, lab *testLab, args ...string) (string, float64) {
+	out, ru := sentinelWithUsage(b, lab, args...)
+	return out, rusageCPU(ru)
+}
+
+// sentinelWithUsage is sentinelWithCPU with the whole of wait4's usage.
+func sentinelWithUsage(b *testing.B, lab *testLab, args ...string) (string, *syscall.Rusage) {
 	b.Helper()
 	cmd := exec.Command(sentinelBin, args...)
 	cmd.Env = append(os.Environ(), "SENTINEL_CLUSTER="+lab.ClusterFile)
@@ -424,17 +430,74 @@ func sentinelWithCPU(b *testing.B, lab *testLab, args ...string) (string, float6
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("sentinel %v: %v\nstdout:\n%s\nstderr:\n%s", args, err, out.String(), errb.String())
 	}
-	return out.String(), rusageCPU(cmd.ProcessState.SysUsage().(*syscall.Rusage))
+	return out.String(), cmd.ProcessState.SysUsage().(*syscall.Rusage)
 }
 
 // runWindow runs the window's upgrade, checks it found every artifact in
-// the node caches, and returns its CPU seconds.
-func runWindow(b *testing.B, lab *testLab) float64 {
-	out, cpu := sentinelWithCPU(b, lab, "upgrade", "3.4.2", "--yes")
+// the node caches, and returns its CPU seconds. It logs where they went
+// and what the window asked of the disk and of memory, to tell work of
+// sentinel's own from what the host makes the same work cost.
+func runWindow(b *testing.B, lab *testLab, which string) float64 {
+	out, ru := sentinelWithUsage(b, lab, "upgrade", "3.4.2", "--yes")
 	if !strings.Contains(out, "Nothing fetched") {
 		b.Fatalf("the window fetched something:\n%s", out)
 	}
-	return cpu
+	b.Logf("window %s: %.1f s user, %.1f s system; %d MiB read and %d MiB written from and to the disk; %d major and %d minor page faults; %d voluntary and %d involuntary context switches; %s",
+		which, time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds(),
+		ru.Inblock*512>>20, ru.Oublock*512>>20, ru.Majflt, ru.Minflt, ru.Nvcsw, ru.Nivcsw, windowExtents(b, lab))
+	return rusageCPU(ru)
+}
+
+// windowExtents says in how many extents on the disk lie the node-cache
+// artifacts a window read and the files it unpacked (3.4.2's release
+// directories), as filefrag counts them: the same bytes cost more system
+// time to move the more pieces they are in.
+func windowExtents(b *testing.B, lab *testLab) string {
+	if err := hasTools("filefrag"); err != nil {
+		return fmt.Sprintf("extents not counted: %v", err)
+	}
+	var read, written []string
+	for name, ds := range artifactsPerNode(b, lab) {
+		n, _ := lab.Node(name)
+		for _, d := range ds {
+			read = append(read, (&cache.Store{Dir: steps.Layout{Root: n.Root}.CacheDir()}).Path(d))
+		}
+	}
+	for _, n := range lab.Nodes {
+		dirs, _ := filepath.Glob(filepath.Join(n.Root, "code", "*", "releases", "3.4.2"))
+		for _, dir := range dirs {
+			filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err == nil && d.Type().IsRegular() {
+					written = append(written, p)
+				}
+				return nil
+			})
+		}
+	}
+	return fmt.Sprintf("read %d artifacts in %s extents, unpacked %d files in %s extents",
+		len(read), countExtents(read), len(written), countExtents(written))
+}
+
+// countExtents is the sum of filefrag's extent counts over files, or why
+// there is none.
+func countExtents(files []string) string {
+	if len(files) == 0 {
+		return "no"
+	}
+	out, err := exec.Command("filefrag", files...).Output()
+	if err != nil {
+		return fmt.Sprintf("(filefrag: %v)", err)
+	}
+	total := 0
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.Fields(line[strings.LastIndexByte(line, ':')+1:])
+		n, err := strconv.Atoi(f[0])
+		if err != nil {
+			return fmt.Sprintf("(filefrag said %q)", line)
+		}
+		total += n
+	}
+	return strconv.Itoa(total)
 }
 
 // nodeCacheDigests lists the verified artifacts in each node cache.
