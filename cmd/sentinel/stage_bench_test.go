@@ -193,10 +193,8 @@ func benchEnvInt(b *testing.B, name string, def, max int) int {
 // the next (-benchtime=2x measures both orders), and measures each part.
 // On the staged lab the parts that repeat staging's transfers come first,
 // and the staging the window follows last: the window then comes right
-// after its staging, as an operator's does, and not after the tens of GB
-// those parts write and remove, which weighed on whichever window came
-// next (the window after staging was the slower in all five runs of
-// 2026-12-05, in either order of the labs).
+// after its staging, as an operator's does, not after the tens of GB
+// those parts write and remove.
 func stageThenWindowOnce(b *testing.B, opt fixtures.LabOptions, parallel, linkMbit int, placedFirst bool) stageBenchFigures {
 	var f stageBenchFigures
 	if placedFirst {
@@ -450,8 +448,8 @@ func runWindow(b *testing.B, lab *testLab, which string) float64 {
 
 // windowExtents says in how many extents on the disk lie the node-cache
 // artifacts a window read and the files it unpacked (3.4.2's release
-// directories), as filefrag counts them: the same bytes cost more system
-// time to move the more pieces they are in.
+// directories), as filefrag counts them: beside the window's system time,
+// it tells a scattered layout from other causes.
 func windowExtents(b *testing.B, lab *testLab) string {
 	if err := hasTools("filefrag"); err != nil {
 		return fmt.Sprintf("extents not counted: %v", err)
@@ -491,6 +489,9 @@ func countExtents(files []string) string {
 	total := 0
 	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
 		f := strings.Fields(line[strings.LastIndexByte(line, ':')+1:])
+		if len(f) == 0 {
+			return fmt.Sprintf("(filefrag said %q)", line)
+		}
 		n, err := strconv.Atoi(f[0])
 		if err != nil {
 			return fmt.Sprintf("(filefrag said %q)", line)
