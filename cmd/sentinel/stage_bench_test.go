@@ -38,6 +38,8 @@ const (
 	// The link staging is measured behind too, in Mbit/s (1000: the
 	// issue's 1 GbE LAN); 0 leaves that measure out.
 	stageBenchLinkEnv = "SENTINEL_BENCH_STAGE_LINK_MBIT"
+	// A directory for a perf profile of each window (unset: none).
+	stageBenchPerfEnv = "SENTINEL_BENCH_PERF_DIR"
 )
 
 // BenchmarkStageThenWindow measures, side by side in one run, on labs of
@@ -332,7 +334,52 @@ func dropPageCache(b *testing.B) {
 	syscall.Sync()
 	if err := os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0); err != nil {
 		b.Logf("the windows compare with what each lab left in the page cache: dropping it: %v", err)
+		return
 	}
+	waitForFreePageReporting(b)
+}
+
+// freePageReported is where a kernel whose page_reporting module exposes
+// its counters says how much free memory it has reported to the host.
+const freePageReported = "/sys/module/page_reporting/parameters/reported_kib"
+
+// waitForFreePageReporting waits, in a virtual machine whose kernel reports
+// free pages to its host (virtio-balloon free page reporting), until the
+// memory the dropped page cache freed has been reported: the host has then
+// taken it back, and each page a window fills costs a fault in the host.
+// Reporting goes on for tens of seconds after a large drop; a window that
+// started meanwhile would find part of its pages still backed, more of
+// them the more the drop freed, which differs from lab to lab. An
+// operator's window, hours after its staging, finds it all reported.
+// Without the counter it waits for nothing and says so.
+func waitForFreePageReporting(b *testing.B) {
+	read := func() (int64, error) {
+		data, err := os.ReadFile(freePageReported)
+		if err != nil {
+			return 0, err
+		}
+		return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	}
+	first, err := read()
+	if err != nil {
+		b.Logf("not waiting for free page reporting (%v): the windows may find part of the memory the drop freed still backed by the host", err)
+		return
+	}
+	// The kernel reports in passes two seconds apart (PAGE_REPORTING_DELAY):
+	// three passes with nothing reported mean it has caught up.
+	const quiet, limit = 6 * time.Second, 3 * time.Minute
+	start, last, lastChange := time.Now(), first, time.Now()
+	for time.Since(lastChange) < quiet {
+		if time.Since(start) > limit {
+			b.Logf("free page reporting still reporting %s after the drop: the window starts regardless", limit)
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+		if cur, err := read(); err == nil && cur != last {
+			last, lastChange = cur, time.Now()
+		}
+	}
+	b.Logf("waited %.0f s for free page reporting to give the host the %d MiB the drop freed", lastChange.Sub(start).Seconds(), (last-first)>>10)
 }
 
 // windowPreplaced makes a lab, places each node's 3.4.2 artifacts in its
@@ -436,7 +483,12 @@ func sentinelWithUsage(b *testing.B, lab *testLab, args ...string) (string, *sys
 // and what the window asked of the disk and of memory, to tell work of
 // sentinel's own from what the host makes the same work cost.
 func runWindow(b *testing.B, lab *testLab, which string) float64 {
+	stopProfile := profileMachine(b, which)
+	mem0 := memoryEvents()
 	out, ru := sentinelWithUsage(b, lab, "upgrade", "3.4.2", "--yes")
+	mem1 := memoryEvents()
+	stopProfile()
+	b.Logf("window %s, the machine's memory: %s", which, memoryDelta(mem0, mem1))
 	if !strings.Contains(out, "Nothing fetched") {
 		b.Fatalf("the window fetched something:\n%s", out)
 	}
@@ -444,6 +496,103 @@ func runWindow(b *testing.B, lab *testLab, which string) float64 {
 		which, time.Duration(ru.Utime.Nano()).Seconds(), time.Duration(ru.Stime.Nano()).Seconds(),
 		ru.Inblock*512>>20, ru.Oublock*512>>20, ru.Majflt, ru.Minflt, ru.Nvcsw, ru.Nivcsw, windowExtents(b, lab))
 	return rusageCPU(ru)
+}
+
+// memoryEvents reads the kernel's memory counters a window's copies into
+// and out of the page cache depend on: /proc/vmstat's, MemFree, and what
+// free page reporting (a guest telling its host which free pages it may
+// take back) has reported, where the kernel has it.
+func memoryEvents() map[string]int64 {
+	m := map[string]int64{}
+	if data, err := os.ReadFile("/proc/vmstat"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(l, " "); ok {
+				m[k], _ = strconv.ParseInt(v, 10, 64)
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if f := strings.Fields(l); len(f) >= 2 && f[0] == "MemFree:" {
+				m["memfree_kib"], _ = strconv.ParseInt(f[1], 10, 64)
+			}
+		}
+	}
+	if data, err := os.ReadFile(freePageReported); err == nil {
+		m["page_reporting_reported_kib"], _ = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	}
+	return m
+}
+
+func memoryDelta(before, after map[string]int64) string {
+	var out []string
+	out = append(out, fmt.Sprintf("MemFree %d MiB before", before["memfree_kib"]>>10))
+	// Pages the window took from the free lists, what reclaim took back
+	// (none, with the page cache dropped before), and what the kernel
+	// reported free to the host meanwhile.
+	for _, k := range []string{"pgalloc_normal", "pgsteal_kswapd", "pgsteal_direct", "page_reporting_reported_kib"} {
+		if _, ok := after[k]; ok {
+			out = append(out, fmt.Sprintf("%s %+d", k, after[k]-before[k]))
+		}
+	}
+	return strings.Join(out, ", ")
+}
+
+// profileMachine records, when SENTINEL_BENCH_PERF_DIR names a directory,
+// a `perf record -a -g` of the whole machine into <dir>/window-<which>.data
+// until the returned function is called: the window's system time is the
+// kernel's, which only a profile of every process and kernel thread
+// attributes (see docs/development.md).
+func profileMachine(b *testing.B, which string) (stop func()) {
+	dir := os.Getenv(stageBenchPerfEnv)
+	if dir == "" {
+		return func() {}
+	}
+	out := filepath.Join(dir, "window-"+strings.ReplaceAll(which, " ", "-")+".data")
+	ctlR, ctlW, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	ackR, ackW, err := os.Pipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// Events start disabled and perf acknowledges each command on fd 4, so
+	// the profile holds exactly the window, with no guess at perf's start-up.
+	cmd := exec.Command("perf", "record", "-a", "-g", "-F", "499", "-D", "-1", "--control", "fd:3,4", "-o", out)
+	cmd.ExtraFiles = []*os.File{ctlR, ackW}
+	var errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &errb, &errb
+	if err := cmd.Start(); err != nil {
+		b.Fatalf("%s=%s: starting perf: %v", stageBenchPerfEnv, dir, err)
+	}
+	ctlR.Close()
+	ackW.Close()
+	command := func(c string) {
+		ack := make([]byte, 5) // perf writes the C string "ack\n" with its NUL
+		if _, err := ctlW.WriteString(c + "\n"); err != nil {
+			b.Fatalf("perf record %s: %v: %s", c, err, errb.String())
+		}
+		if _, err := io.ReadFull(ackR, ack); err != nil || string(ack) != "ack\n\x00" {
+			b.Fatalf("perf record %s: got %q, %v: %s", c, ack, err, errb.String())
+		}
+	}
+	command("enable")
+	return func() {
+		// Not "disable": perf 6.1 then fails on its next poll ("Thread and
+		// evlist pollfd index mismatch") and leaves the file unfinished.
+		cmd.Process.Signal(syscall.SIGINT)
+		err := cmd.Wait()
+		ctlW.Close()
+		ackR.Close()
+		// Interrupted, perf record writes its file, then exits 128+SIGINT or
+		// raises SIGINT again.
+		ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		if ws.ExitStatus() != 128+int(syscall.SIGINT) && !(ws.Signaled() && ws.Signal() == syscall.SIGINT) {
+			b.Fatalf("perf record: %v: %s", err, errb.String())
+		}
+		b.Logf("profile of the window %s: %s", which, out)
+	}
 }
 
 // windowExtents says in how many extents on the disk lie the node-cache
