@@ -524,6 +524,8 @@ func memoryEvents() map[string]int64 {
 	return m
 }
 
+// memoryDelta says what the window's counters moved by, and the free
+// memory it started with.
 func memoryDelta(before, after map[string]int64) string {
 	var out []string
 	out = append(out, fmt.Sprintf("MemFree %d MiB before", before["memfree_kib"]>>10))
@@ -548,6 +550,9 @@ func profileMachine(b *testing.B, which string) (stop func()) {
 	if dir == "" {
 		return func() {}
 	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		b.Fatalf("%s: %v", stageBenchPerfEnv, err)
+	}
 	out := filepath.Join(dir, "window-"+strings.ReplaceAll(which, " ", "-")+".data")
 	ctlR, ctlW, err := os.Pipe()
 	if err != nil {
@@ -568,16 +573,16 @@ func profileMachine(b *testing.B, which string) (stop func()) {
 	}
 	ctlR.Close()
 	ackW.Close()
-	command := func(c string) {
-		ack := make([]byte, 5) // perf writes the C string "ack\n" with its NUL
-		if _, err := ctlW.WriteString(c + "\n"); err != nil {
-			b.Fatalf("perf record %s: %v: %s", c, err, errb.String())
-		}
-		if _, err := io.ReadFull(ackR, ack); err != nil || string(ack) != "ack\n\x00" {
-			b.Fatalf("perf record %s: got %q, %v: %s", c, ack, err, errb.String())
-		}
+	ack := make([]byte, 5) // perf writes the C string "ack\n" with its NUL
+	_, err = ctlW.WriteString("enable\n")
+	if err == nil {
+		_, err = io.ReadFull(ackR, ack)
 	}
-	command("enable")
+	if err != nil || string(ack) != "ack\n\x00" {
+		cmd.Process.Kill()
+		cmd.Wait()
+		b.Fatalf("perf record did not start recording (%q, %v): %s", ack, err, errb.String())
+	}
 	return func() {
 		// Not "disable": perf 6.1 then fails on its next poll ("Thread and
 		// evlist pollfd index mismatch") and leaves the file unfinished.
