@@ -124,8 +124,9 @@ type Server struct {
 	fetchFlight  singleflight.Group // key: digest; one download of an artifact at a time
 
 	mu       sync.Mutex
-	verified map[string]os.FileInfo // digest -> the file this process hashed and found good
-	hashes   atomic.Int64           // files hashed (for tests)
+	verified map[string]os.FileInfo   // digest -> the file this process hashed and found good
+	fetching map[string]chan struct{} // digest -> closed once its download is done and marked verified
+	hashes   atomic.Int64             // files hashed (for tests)
 
 	// Background work (hashing, downloads) runs under ctx, not under the
 	// context of the request that started it, so a client going away does
@@ -170,7 +171,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = DefaultShutdownTimeout
 	}
-	s := &Server{cfg: cfg, verified: map[string]os.FileInfo{}}
+	s := &Server{cfg: cfg, verified: map[string]os.FileInfo{}, fetching: map[string]chan struct{}{}}
 	if cfg.Upstream != "" {
 		u, err := url.Parse(strings.TrimRight(cfg.Upstream, "/"))
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -354,6 +355,18 @@ func (s *Server) openVerified(ctx context.Context, digest string) (*os.File, os.
 		if s.isVerified(digest, fi) {
 			return f, fi, nil
 		}
+		// A download of it promoted the file a moment ago and is about to
+		// mark it verified, having hashed it as it came: wait for that
+		// rather than hash it again.
+		if done := s.fetchInFlight(digest); done != nil {
+			f.Close()
+			select {
+			case <-done:
+				continue
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			}
+		}
 		res, err := s.verifyShared(ctx, digest)
 		if err != nil {
 			f.Close()
@@ -446,6 +459,16 @@ func (s *Server) fetchShared(ctx context.Context, digest string, loc artifactLoc
 			return false, ErrServerClosed
 		}
 		defer s.bgLeave()
+		done := make(chan struct{})
+		s.mu.Lock()
+		s.fetching[digest] = done
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.fetching, digest)
+			s.mu.Unlock()
+			close(done)
+		}()
 		start := time.Now()
 		st, err := s.cfg.Store.FetchStats(s.ctx, loc.url, digest, loc.size)
 		downloaded := st.Downloaded
@@ -467,6 +490,17 @@ func (s *Server) fetchShared(ctx context.Context, digest string, loc artifactLoc
 	case <-ctx.Done():
 		return false, ctx.Err()
 	}
+}
+
+// fetchInFlight is closed once the download of digest under way, if any,
+// has ended and marked what it promoted verified; nil when none is.
+func (s *Server) fetchInFlight(digest string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if ch, ok := s.fetching[digest]; ok {
+		return ch
+	}
+	return nil
 }
 
 func (s *Server) bgEnter() bool {
