@@ -497,10 +497,7 @@ func (s *Server) fetchShared(ctx context.Context, digest string, loc artifactLoc
 func (s *Server) fetchInFlight(digest string) <-chan struct{} {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if ch, ok := s.fetching[digest]; ok {
-		return ch
-	}
-	return nil
+	return s.fetching[digest]
 }
 
 func (s *Server) bgEnter() bool {

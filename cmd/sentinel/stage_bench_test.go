@@ -353,14 +353,7 @@ const freePageReported = "/sys/module/page_reporting/parameters/reported_kib"
 // operator's window, hours after its staging, finds it all reported.
 // Without the counter it waits for nothing and says so.
 func waitForFreePageReporting(b *testing.B) {
-	read := func() (int64, error) {
-		data, err := os.ReadFile(freePageReported)
-		if err != nil {
-			return 0, err
-		}
-		return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-	}
-	first, err := read()
+	first, err := freePageReportedKiB()
 	if err != nil {
 		b.Logf("not waiting for free page reporting (%v): the windows may find part of the memory the drop freed still backed by the host", err)
 		return
@@ -375,11 +368,21 @@ func waitForFreePageReporting(b *testing.B) {
 			return
 		}
 		time.Sleep(500 * time.Millisecond)
-		if cur, err := read(); err == nil && cur != last {
+		if cur, err := freePageReportedKiB(); err == nil && cur != last {
 			last, lastChange = cur, time.Now()
 		}
 	}
 	b.Logf("waited %.0f s for free page reporting to give the host the %d MiB the drop freed", lastChange.Sub(start).Seconds(), (last-first)>>10)
+}
+
+// freePageReportedKiB is what the kernel has reported free to the host so
+// far, in KiB.
+func freePageReportedKiB() (int64, error) {
+	data, err := os.ReadFile(freePageReported)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
 }
 
 // windowPreplaced makes a lab, places each node's 3.4.2 artifacts in its
@@ -518,8 +521,8 @@ func memoryEvents() map[string]int64 {
 			}
 		}
 	}
-	if data, err := os.ReadFile(freePageReported); err == nil {
-		m["page_reporting_reported_kib"], _ = strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
+	if kib, err := freePageReportedKiB(); err == nil {
+		m["page_reporting_reported_kib"] = kib
 	}
 	return m
 }
